@@ -1,0 +1,21 @@
+//! Codex formats and algorithms, byte-compatible with the original Nim node.
+//!
+//! Pure code only: no I/O, no async, no actix/tokio/redb. Everything here is a plain function or value type
+//! with plain tests, so the actors crate can call it from any thread.
+//!
+//! - [`cid`]: CIDv1 with the Codex multicodecs and base58btc text.
+//! - [`chunker`]: splits a byte stream into 64 KiB blocks, zero-padding the last one.
+//! - [`tree`]: the SHA-256 CodexTree (keyed compression) and its inclusion proofs.
+//! - [`manifest`]: the dataset manifest and its protobuf encoding.
+//! - [`protobuf`]: the minimal protobuf wire reader/writer the encodings above are built on.
+
+pub mod chunker;
+pub mod cid;
+pub mod manifest;
+pub mod protobuf;
+pub mod tree;
+
+pub use crate::cid::{Cid, CidError};
+pub use chunker::{BlockAssembler, DEFAULT_BLOCK_SIZE};
+pub use manifest::{Manifest, ManifestError};
+pub use tree::{CodexProof, CodexTree, Digest, ProofError, TreeError};
