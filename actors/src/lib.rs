@@ -1,0 +1,11 @@
+//! The Codex node's actors.
+//!
+//! - [`node::NodeActor`]: the root, the seed-000 "Codex component"; REST handlers talk to it.
+//! - [`store::StoreActor`]: redb metadata and dataset segment files, quota, expiry.
+//! - [`maintenance::MaintenanceActor`]: the periodic expiry sweep.
+//! - [`upload::UploadSession`]: the streaming upload pipeline (hasher and writer threads), not an actor.
+
+pub mod maintenance;
+pub mod node;
+pub mod store;
+pub mod upload;

@@ -1,0 +1,497 @@
+//! StoreActor: owns the repository (redb metadata + dataset segment files), the quota and block expiry.
+//!
+//! Handles: [`BeginUpload`], [`CommitUpload`], [`PutBlock`], [`GetManifest`], [`ListDatasets`], [`HasBlock`],
+//! [`GetBlock`], [`GetLeaf`], [`OpenDataset`], [`DeleteData`], [`GetSpace`], [`SweepExpired`].
+//! Emits nothing; callers await the typed results. Runs on a one-thread `SyncArbiter`: every handler does
+//! blocking redb/file I/O, so it never shares a thread with HTTP or networking. Bulk block bytes do not pass
+//! through this mailbox: an [`crate::upload::UploadSession`] writes them to the segment on its own threads
+//! and only the commit comes here; downloads get an open file from [`OpenDataset`] and read it elsewhere.
+
+mod repo;
+
+pub use repo::{CommitOutcome, Counters, DeleteOutcome, TreeRecord};
+
+use actix::prelude::*;
+use bytes::Bytes;
+use codex_protocol::cid::format_cid;
+use codex_protocol::{Cid, CodexProof, Digest, Manifest, TreeError};
+use repo::Repo;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use thiserror::Error;
+
+/// Store configuration.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The repository directory (`<data-dir>/repo`).
+    pub repo_dir: PathBuf,
+    /// Maximum bytes of blocks stored (`used + reserved` never exceeds it).
+    pub quota_max: u64,
+    /// Time to live of newly stored blocks; `None` keeps them forever.
+    pub block_ttl: Option<Duration>,
+    /// Records visited per expiry sweep.
+    pub sweep_batch: usize,
+}
+
+/// Store errors, with enough context to tell the user what to do.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("not enough storage quota: {needed} more bytes needed, {free} bytes free of {max}")]
+    QuotaExceeded { needed: u64, free: u64, max: u64 },
+    #[error("the upload is empty: a dataset needs at least one byte")]
+    EmptyDataset,
+    #[error("block {} is part of a dataset; delete the dataset's manifest CID instead", format_cid(.cid))]
+    PartOfDataset { cid: Cid },
+    #[error("block data does not match CID {}", format_cid(.cid))]
+    CidMismatch { cid: Cid },
+    #[error("{context}: {source}")]
+    Io { context: &'static str, source: std::io::Error },
+    #[error("metadata database: {0}")]
+    Db(#[from] redb::Error),
+    #[error("corrupt {what} in the repository: {reason}")]
+    Corrupt { what: &'static str, reason: String },
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    #[error("the upload was interrupted")]
+    Interrupted,
+    #[error("the store is not running")]
+    Unavailable,
+}
+
+impl StoreError {
+    pub(crate) fn io(context: &'static str) -> impl FnOnce(std::io::Error) -> StoreError {
+        move |source| StoreError::Io { context, source }
+    }
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(err: $t) -> Self {
+                StoreError::Db(redb::Error::from(err))
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+impl From<MailboxError> for StoreError {
+    fn from(_: MailboxError) -> Self {
+        StoreError::Unavailable
+    }
+}
+
+/// Quota bookkeeping shared by the StoreActor and running uploads. Uploads claim bytes as they write; the
+/// commit turns their claim into `used`, an abort releases it. Claims live only in memory, so a crash frees
+/// them.
+#[derive(Debug, Clone)]
+pub struct QuotaGate {
+    inner: Arc<Mutex<QuotaState>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct QuotaState {
+    max: u64,
+    counters: Counters,
+    pending: u64,
+}
+
+impl QuotaGate {
+    fn new(max: u64, counters: Counters) -> Self {
+        Self { inner: Arc::new(Mutex::new(QuotaState { max, counters, pending: 0 })) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, QuotaState> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Claims `bytes` for a running upload, or says how much is missing.
+    pub fn claim(&self, bytes: u64) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let taken = state.counters.used + state.counters.reserved + state.pending;
+        let free = state.max.saturating_sub(taken);
+        if bytes > free {
+            return Err(StoreError::QuotaExceeded { needed: bytes, free, max: state.max });
+        }
+        state.pending += bytes;
+        Ok(())
+    }
+
+    /// Returns an unused claim.
+    pub fn release(&self, bytes: u64) {
+        let mut state = self.lock();
+        state.pending = state.pending.saturating_sub(bytes);
+    }
+
+    fn counters(&self) -> Counters {
+        self.lock().counters
+    }
+
+    fn set_counters(&self, counters: Counters) {
+        self.lock().counters = counters;
+    }
+
+    /// The current space summary.
+    pub fn space(&self) -> Space {
+        let state = self.lock();
+        Space {
+            total_blocks: state.counters.total_blocks,
+            quota_max_bytes: state.max,
+            quota_used_bytes: state.counters.used,
+            quota_reserved_bytes: state.counters.reserved,
+            pending_bytes: state.pending,
+        }
+    }
+}
+
+/// The repository's space summary (the REST `Space`, plus bytes claimed by running uploads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    pub total_blocks: u64,
+    pub quota_max_bytes: u64,
+    pub quota_used_bytes: u64,
+    pub quota_reserved_bytes: u64,
+    pub pending_bytes: u64,
+}
+
+/// Where a new upload writes its blocks and tree.
+#[derive(Debug, Clone)]
+pub struct UploadTarget {
+    pub segment: u64,
+    pub data_path: PathBuf,
+    pub tree_path: PathBuf,
+    pub quota: QuotaGate,
+}
+
+/// A dataset that is stored and visible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDataset {
+    pub cid: Cid,
+    pub manifest: Manifest,
+}
+
+/// An open dataset for reading: the file stays readable even if the dataset is deleted meanwhile.
+#[derive(Debug)]
+pub struct OpenedDataset {
+    pub manifest: Manifest,
+    pub file: File,
+}
+
+/// Command: allocate a segment for a new upload.
+#[derive(Message)]
+#[rtype(result = "Result<UploadTarget, StoreError>")]
+pub struct BeginUpload;
+
+/// Command: make an uploaded dataset visible. Its files are complete and synced; `claimed` bytes of quota
+/// were claimed by the upload and are settled here.
+#[derive(Message)]
+#[rtype(result = "Result<StoredDataset, StoreError>")]
+pub struct CommitUpload {
+    pub segment: u64,
+    pub leaves: Vec<Digest>,
+    pub manifest: Manifest,
+    pub claimed: u64,
+}
+
+/// Command: store one standalone block (checked against its CID).
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct PutBlock {
+    pub cid: Cid,
+    pub data: Bytes,
+}
+
+/// Query: the manifest of a locally stored dataset.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Manifest>, StoreError>")]
+pub struct GetManifest {
+    pub cid: Cid,
+}
+
+/// Query: every locally stored dataset.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<StoredDataset>, StoreError>")]
+pub struct ListDatasets;
+
+/// Query: is block `cid` stored here?
+#[derive(Message)]
+#[rtype(result = "Result<bool, StoreError>")]
+pub struct HasBlock {
+    pub cid: Cid,
+}
+
+/// Query: the bytes of block `cid`.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Bytes>, StoreError>")]
+pub struct GetBlock {
+    pub cid: Cid,
+}
+
+/// Query: leaf `index` of tree `tree`: block CID and inclusion proof.
+#[derive(Message)]
+#[rtype(result = "Result<Option<(Cid, CodexProof)>, StoreError>")]
+pub struct GetLeaf {
+    pub tree: Cid,
+    pub index: u64,
+}
+
+/// Query: open dataset `cid` for reading.
+#[derive(Message)]
+#[rtype(result = "Result<Option<OpenedDataset>, StoreError>")]
+pub struct OpenDataset {
+    pub cid: Cid,
+}
+
+/// Command: delete dataset or standalone block `cid` (absent data is not an error).
+#[derive(Message)]
+#[rtype(result = "Result<DeleteOutcome, StoreError>")]
+pub struct DeleteData {
+    pub cid: Cid,
+}
+
+/// Query: the space summary.
+#[derive(Message)]
+#[rtype(result = "Space")]
+pub struct GetSpace;
+
+/// Command: delete expired data, visiting at most `StoreConfig::sweep_batch` records from where the last sweep
+/// stopped.
+#[derive(Message)]
+#[rtype(result = "Result<DeleteOutcome, StoreError>")]
+pub struct SweepExpired {
+    /// Unix seconds.
+    pub now: u64,
+}
+
+/// The store actor.
+pub struct StoreActor {
+    repo: Repo,
+    config: StoreConfig,
+    quota: QuotaGate,
+    sweep_cursor: Option<Vec<u8>>,
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl StoreActor {
+    /// Opens the repository (removing the leftovers of interrupted uploads).
+    pub fn open(config: StoreConfig) -> Result<Self, StoreError> {
+        let (repo, counters) = Repo::open(&config.repo_dir)?;
+        if counters.used + counters.reserved > config.quota_max {
+            tracing::warn!(
+                used = counters.used,
+                quota = config.quota_max,
+                "the repository holds more than the storage quota; new data is refused until space is freed"
+            );
+        }
+        let quota = QuotaGate::new(config.quota_max, counters);
+        Ok(Self { repo, config, quota, sweep_cursor: None })
+    }
+
+    /// The quota shared with uploads; answers space queries without going through the mailbox.
+    pub fn quota(&self) -> QuotaGate {
+        self.quota.clone()
+    }
+
+    /// Starts the actor on its own thread.
+    pub fn start(self) -> Addr<Self> {
+        let cell = Mutex::new(Some(self));
+        SyncArbiter::start(1, move || {
+            cell.lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .take()
+                .expect("invariant: the store arbiter has one thread and never restarts it")
+        })
+    }
+
+    fn expiry(&self) -> u64 {
+        match self.config.block_ttl {
+            Some(ttl) => unix_now().saturating_add(ttl.as_secs()),
+            None => u64::MAX,
+        }
+    }
+
+    fn commit_upload(&mut self, msg: CommitUpload) -> Result<StoredDataset, StoreError> {
+        let mut counters = self.quota.counters();
+        let manifest_len = msg.manifest.encode().len() as u64;
+        // The manifest is the only byte not claimed while streaming.
+        if let Err(err) = self.quota.claim(manifest_len) {
+            self.quota.release(msg.claimed);
+            self.repo.unlink_segment(msg.segment);
+            return Err(err);
+        }
+        let claimed = msg.claimed + manifest_len;
+        let result = self.repo.commit_dataset(msg.segment, &msg.leaves, &msg.manifest, self.expiry(), &mut counters);
+        self.quota.set_counters(counters);
+        self.quota.release(claimed);
+        match result {
+            Ok(outcome) => {
+                if !outcome.new_tree {
+                    self.repo.unlink_segment(msg.segment);
+                }
+                let cid = Manifest::cid_of(&msg.manifest.encode());
+                tracing::info!(cid = %format_cid(&cid), bytes = msg.manifest.dataset_size, new = outcome.new_manifest, "dataset stored");
+                Ok(StoredDataset { cid, manifest: msg.manifest })
+            }
+            Err(err) => {
+                self.repo.unlink_segment(msg.segment);
+                Err(err)
+            }
+        }
+    }
+
+    fn put_block(&mut self, msg: PutBlock) -> Result<(), StoreError> {
+        let expected = codex_protocol::cid::cid_from_sha256(msg.cid.codec(), &codex_protocol::cid::sha256(&msg.data));
+        if expected != msg.cid {
+            return Err(StoreError::CidMismatch { cid: msg.cid });
+        }
+        if self.repo.has_block(&msg.cid)? {
+            return Ok(());
+        }
+        let len = msg.data.len() as u64;
+        self.quota.claim(len)?;
+        let mut counters = self.quota.counters();
+        let result = self.repo.put_block(&msg.cid, &msg.data, self.expiry(), &mut counters);
+        self.quota.set_counters(counters);
+        self.quota.release(len);
+        result.map(|_| ())
+    }
+
+    fn delete(&mut self, cid: &Cid) -> Result<DeleteOutcome, StoreError> {
+        let mut counters = self.quota.counters();
+        let outcome = self.repo.delete(cid, &mut counters)?;
+        self.quota.set_counters(counters);
+        for segment in &outcome.segments_to_unlink {
+            self.repo.unlink_segment(*segment);
+        }
+        Ok(outcome)
+    }
+
+    fn open_dataset(&self, cid: &Cid) -> Result<Option<OpenedDataset>, StoreError> {
+        let Some(manifest) = self.repo.manifest(cid)? else { return Ok(None) };
+        let Some(location) = self.repo.tree(&manifest.tree_cid)? else {
+            return Err(StoreError::Corrupt { what: "dataset", reason: "manifest without its tree".into() });
+        };
+        let file = File::open(&location.data_path).map_err(StoreError::io("opening a dataset"))?;
+        Ok(Some(OpenedDataset { manifest, file }))
+    }
+
+    fn sweep(&mut self, now: u64) -> Result<DeleteOutcome, StoreError> {
+        let mut counters = self.quota.counters();
+        let cursor = self.sweep_cursor.take();
+        let result = self.repo.sweep_expired(now, self.config.sweep_batch, cursor, &mut counters);
+        self.quota.set_counters(counters);
+        let (cursor, outcome) = result?;
+        self.sweep_cursor = cursor;
+        for segment in &outcome.segments_to_unlink {
+            self.repo.unlink_segment(*segment);
+        }
+        Ok(outcome)
+    }
+}
+
+impl Actor for StoreActor {
+    type Context = SyncContext<Self>;
+}
+
+impl Handler<BeginUpload> for StoreActor {
+    type Result = Result<UploadTarget, StoreError>;
+    fn handle(&mut self, _: BeginUpload, _: &mut Self::Context) -> Self::Result {
+        let segment = self.repo.allocate_segment();
+        Ok(UploadTarget {
+            segment,
+            data_path: self.repo.data_path(segment),
+            tree_path: self.repo.tree_path(segment),
+            quota: self.quota.clone(),
+        })
+    }
+}
+
+impl Handler<CommitUpload> for StoreActor {
+    type Result = Result<StoredDataset, StoreError>;
+    fn handle(&mut self, msg: CommitUpload, _: &mut Self::Context) -> Self::Result {
+        self.commit_upload(msg)
+    }
+}
+
+impl Handler<PutBlock> for StoreActor {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, msg: PutBlock, _: &mut Self::Context) -> Self::Result {
+        self.put_block(msg)
+    }
+}
+
+impl Handler<GetManifest> for StoreActor {
+    type Result = Result<Option<Manifest>, StoreError>;
+    fn handle(&mut self, msg: GetManifest, _: &mut Self::Context) -> Self::Result {
+        self.repo.manifest(&msg.cid)
+    }
+}
+
+impl Handler<ListDatasets> for StoreActor {
+    type Result = Result<Vec<StoredDataset>, StoreError>;
+    fn handle(&mut self, _: ListDatasets, _: &mut Self::Context) -> Self::Result {
+        Ok(self.repo.list_datasets()?.into_iter().map(|(cid, manifest)| StoredDataset { cid, manifest }).collect())
+    }
+}
+
+impl Handler<HasBlock> for StoreActor {
+    type Result = Result<bool, StoreError>;
+    fn handle(&mut self, msg: HasBlock, _: &mut Self::Context) -> Self::Result {
+        self.repo.has_block(&msg.cid)
+    }
+}
+
+impl Handler<GetBlock> for StoreActor {
+    type Result = Result<Option<Bytes>, StoreError>;
+    fn handle(&mut self, msg: GetBlock, _: &mut Self::Context) -> Self::Result {
+        Ok(self.repo.block(&msg.cid)?.map(Bytes::from))
+    }
+}
+
+impl Handler<GetLeaf> for StoreActor {
+    type Result = Result<Option<(Cid, CodexProof)>, StoreError>;
+    fn handle(&mut self, msg: GetLeaf, _: &mut Self::Context) -> Self::Result {
+        self.repo.leaf(&msg.tree, msg.index)
+    }
+}
+
+impl Handler<OpenDataset> for StoreActor {
+    type Result = Result<Option<OpenedDataset>, StoreError>;
+    fn handle(&mut self, msg: OpenDataset, _: &mut Self::Context) -> Self::Result {
+        self.open_dataset(&msg.cid)
+    }
+}
+
+impl Handler<DeleteData> for StoreActor {
+    type Result = Result<DeleteOutcome, StoreError>;
+    fn handle(&mut self, msg: DeleteData, _: &mut Self::Context) -> Self::Result {
+        self.delete(&msg.cid)
+    }
+}
+
+impl Handler<GetSpace> for StoreActor {
+    type Result = MessageResult<GetSpace>;
+    fn handle(&mut self, _: GetSpace, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.quota.space())
+    }
+}
+
+impl Handler<SweepExpired> for StoreActor {
+    type Result = Result<DeleteOutcome, StoreError>;
+    fn handle(&mut self, msg: SweepExpired, _: &mut Self::Context) -> Self::Result {
+        self.sweep(msg.now)
+    }
+}

@@ -1,0 +1,569 @@
+//! The repository: redb metadata plus dataset segment files. Plain synchronous code, owned by the StoreActor.
+//!
+//! On disk under `<data-dir>/repo/`:
+//! - `meta.redb`: the tables below.
+//! - `segments/<id>.blk`: one dataset's blocks, leaf `i` at byte `i × blockSize`, so the dataset's bytes are
+//!   the file's first `datasetSize` bytes.
+//! - `segments/<id>.tree`: that dataset's CodexTree, every layer leaf-first, 32 bytes a node; proofs are read
+//!   from it node by node.
+//!
+//! Tables: `meta` (counters), `trees` (tree CID → [`TreeRecord`]), `blocks` (CID → [`BlockRecord`], standalone
+//! blocks such as manifests, data inline), `datasets` (manifest CID → tree CID), `leaf_index` (block CID →
+//! (tree CID, leaf index)). A segment file with no `trees` row is an interrupted upload and is deleted at open.
+
+use super::StoreError;
+use codex_protocol::cid::{BLOCK_CODEC, cid_from_bytes, cid_from_sha256};
+use codex_protocol::tree::{layer_sizes, proof_from_nodes};
+use codex_protocol::{Cid, CodexProof, Digest, Manifest};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const TREES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("trees");
+const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
+const DATASETS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("datasets");
+const LEAF_INDEX: TableDefinition<&[u8], (&[u8], u64)> = TableDefinition::new("leaf_index");
+
+const USED: &str = "quota_used";
+const RESERVED: &str = "quota_reserved";
+const TOTAL_BLOCKS: &str = "total_blocks";
+
+/// A dataset's leaf set: its blocks live in one segment file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeRecord {
+    pub segment: u64,
+    pub leaves: u64,
+    pub block_size: u64,
+    /// Unix seconds after which the blocks may be swept; `u64::MAX` = never.
+    pub expiry: u64,
+    /// Manifests referencing this tree.
+    pub refs: u64,
+}
+
+/// A standalone block (a manifest, or a single block stored by CID), data inline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockRecord {
+    pub data: Vec<u8>,
+    pub expiry: u64,
+    /// Datasets that hold this block as their manifest.
+    pub refs: u64,
+}
+
+/// Quota and block counters, mirrored in memory and persisted in `meta`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub used: u64,
+    pub reserved: u64,
+    pub total_blocks: u64,
+}
+
+/// What a dataset commit did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitOutcome {
+    /// False when an identical tree was already stored and the new segment was discarded.
+    pub new_tree: bool,
+    pub new_manifest: bool,
+    /// Bytes added to `used`.
+    pub added_bytes: u64,
+}
+
+/// What a delete removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeleteOutcome {
+    pub freed_bytes: u64,
+    pub removed_blocks: u64,
+    pub segments_to_unlink: Vec<u64>,
+}
+
+/// A tree's location, for reading its blocks.
+#[derive(Debug, Clone)]
+pub struct TreeLocation {
+    pub record: TreeRecord,
+    pub data_path: PathBuf,
+    pub tree_path: PathBuf,
+}
+
+pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard()).expect("invariant: records always encode")
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &'static str) -> Result<T, StoreError> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map(|(value, _)| value)
+        .map_err(|err| StoreError::Corrupt { what, reason: err.to_string() })
+}
+
+/// The repository. Not thread-safe by itself: the StoreActor owns it on one thread.
+pub struct Repo {
+    db: Database,
+    segments_dir: PathBuf,
+    next_segment: u64,
+}
+
+impl Repo {
+    /// Opens (or creates) the repository under `repo_dir` and deletes segments of interrupted uploads.
+    pub fn open(repo_dir: &Path) -> Result<(Self, Counters), StoreError> {
+        let segments_dir = repo_dir.join("segments");
+        std::fs::create_dir_all(&segments_dir).map_err(StoreError::io("creating the segments directory"))?;
+        let db = Database::create(repo_dir.join("meta.redb"))?;
+        let txn = db.begin_write()?;
+        {
+            // Create every table so readers never meet a missing one.
+            txn.open_table(META)?;
+            txn.open_table(TREES)?;
+            txn.open_table(BLOCKS)?;
+            txn.open_table(DATASETS)?;
+            txn.open_table(LEAF_INDEX)?;
+        }
+        txn.commit()?;
+        let mut repo = Self { db, segments_dir, next_segment: 0 };
+        let live = repo.live_segments()?;
+        repo.next_segment = live.iter().max().map_or(0, |max| max + 1);
+        repo.remove_orphan_segments(&live)?;
+        let counters = repo.counters()?;
+        Ok((repo, counters))
+    }
+
+    fn live_segments(&self) -> Result<HashSet<u64>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let trees = txn.open_table(TREES)?;
+        let mut live = HashSet::new();
+        for entry in trees.iter()? {
+            let (_, value) = entry?;
+            live.insert(decode::<TreeRecord>(value.value(), "tree record")?.segment);
+        }
+        Ok(live)
+    }
+
+    fn remove_orphan_segments(&mut self, live: &HashSet<u64>) -> Result<(), StoreError> {
+        let entries = std::fs::read_dir(&self.segments_dir).map_err(StoreError::io("listing segments"))?;
+        for entry in entries {
+            let entry = entry.map_err(StoreError::io("listing segments"))?;
+            let name = entry.file_name();
+            let Some(id) = name.to_str().and_then(|n| n.split('.').next()).and_then(|n| n.parse::<u64>().ok()) else {
+                continue;
+            };
+            self.next_segment = self.next_segment.max(id + 1);
+            if !live.contains(&id) {
+                tracing::info!(segment = id, "removing the data of an interrupted upload");
+                std::fs::remove_file(entry.path()).map_err(StoreError::io("removing an orphan segment"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the persisted counters.
+    pub fn counters(&self) -> Result<Counters, StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let get = |key| -> Result<u64, StoreError> { Ok(meta.get(key)?.map_or(0, |v| v.value())) };
+        Ok(Counters { used: get(USED)?, reserved: get(RESERVED)?, total_blocks: get(TOTAL_BLOCKS)? })
+    }
+
+    /// Allocates a new segment id for an upload or download.
+    pub fn allocate_segment(&mut self) -> u64 {
+        let id = self.next_segment;
+        self.next_segment += 1;
+        id
+    }
+
+    pub fn data_path(&self, segment: u64) -> PathBuf {
+        self.segments_dir.join(format!("{segment}.blk"))
+    }
+
+    pub fn tree_path(&self, segment: u64) -> PathBuf {
+        self.segments_dir.join(format!("{segment}.tree"))
+    }
+
+    /// Removes a segment's files (missing files are fine).
+    pub fn unlink_segment(&self, segment: u64) {
+        for path in [self.data_path(segment), self.tree_path(segment)] {
+            if let Err(err) = std::fs::remove_file(&path)
+                && err.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %path.display(), %err, "could not remove segment file");
+            }
+        }
+    }
+
+    /// Makes an uploaded dataset visible in one durable transaction: tree, leaf index, manifest, counters.
+    /// `leaves` are the tree's leaf digests. The segment files must already be synced.
+    pub fn commit_dataset(
+        &mut self,
+        segment: u64,
+        leaves: &[Digest],
+        manifest: &Manifest,
+        expiry: u64,
+        counters: &mut Counters,
+    ) -> Result<CommitOutcome, StoreError> {
+        let manifest_bytes = manifest.encode();
+        let manifest_cid = Manifest::cid_of(&manifest_bytes);
+        let tree_key = manifest.tree_cid.to_bytes();
+        let manifest_key = manifest_cid.to_bytes();
+        let mut next = *counters;
+        let txn = self.db.begin_write()?;
+        let outcome;
+        {
+            let mut trees = txn.open_table(TREES)?;
+            let mut blocks = txn.open_table(BLOCKS)?;
+            let mut datasets = txn.open_table(DATASETS)?;
+            let existing_tree = match trees.get(tree_key.as_slice())? {
+                Some(value) => Some(decode::<TreeRecord>(value.value(), "tree record")?),
+                None => None,
+            };
+            let new_manifest = datasets.get(manifest_key.as_slice())?.is_none();
+            let mut tree = match existing_tree.clone() {
+                Some(mut tree) => {
+                    tree.expiry = tree.expiry.max(expiry);
+                    tree
+                }
+                None => {
+                    let mut index = txn.open_table(LEAF_INDEX)?;
+                    for (i, leaf) in leaves.iter().enumerate() {
+                        let key = cid_from_sha256(BLOCK_CODEC, leaf).to_bytes();
+                        if index.get(key.as_slice())?.is_none() {
+                            index.insert(key.as_slice(), (tree_key.as_slice(), i as u64))?;
+                        }
+                    }
+                    next.used += leaves.len() as u64 * manifest.block_size;
+                    next.total_blocks += leaves.len() as u64;
+                    TreeRecord {
+                        segment,
+                        leaves: leaves.len() as u64,
+                        block_size: manifest.block_size,
+                        expiry,
+                        refs: 0,
+                    }
+                }
+            };
+            let mut block = match blocks.get(manifest_key.as_slice())? {
+                Some(value) => decode::<BlockRecord>(value.value(), "block record")?,
+                None => {
+                    next.used += manifest_bytes.len() as u64;
+                    next.total_blocks += 1;
+                    BlockRecord { data: manifest_bytes, expiry, refs: 0 }
+                }
+            };
+            block.expiry = block.expiry.max(expiry);
+            if new_manifest {
+                block.refs += 1;
+                tree.refs += 1;
+                datasets.insert(manifest_key.as_slice(), tree_key.as_slice())?;
+            }
+            trees.insert(tree_key.as_slice(), encode(&tree).as_slice())?;
+            blocks.insert(manifest_key.as_slice(), encode(&block).as_slice())?;
+            Self::write_counters(&txn, &next)?;
+            outcome = CommitOutcome {
+                new_tree: existing_tree.is_none(),
+                new_manifest,
+                added_bytes: next.used - counters.used,
+            };
+        }
+        txn.commit()?;
+        *counters = next;
+        Ok(outcome)
+    }
+
+    fn write_counters(txn: &redb::WriteTransaction, counters: &Counters) -> Result<(), StoreError> {
+        let mut meta = txn.open_table(META)?;
+        meta.insert(USED, counters.used)?;
+        meta.insert(RESERVED, counters.reserved)?;
+        meta.insert(TOTAL_BLOCKS, counters.total_blocks)?;
+        Ok(())
+    }
+
+    /// Stores a standalone block (for example a manifest fetched alone). Returns the bytes added to `used`.
+    pub fn put_block(
+        &mut self,
+        cid: &Cid,
+        data: &[u8],
+        expiry: u64,
+        counters: &mut Counters,
+    ) -> Result<u64, StoreError> {
+        let key = cid.to_bytes();
+        let mut next = *counters;
+        let mut txn = self.db.begin_write()?;
+        {
+            let mut blocks = txn.open_table(BLOCKS)?;
+            let record = match blocks.get(key.as_slice())? {
+                Some(value) => {
+                    let mut record = decode::<BlockRecord>(value.value(), "block record")?;
+                    record.expiry = record.expiry.max(expiry);
+                    record
+                }
+                None => {
+                    next.used += data.len() as u64;
+                    next.total_blocks += 1;
+                    BlockRecord { data: data.to_vec(), expiry, refs: 0 }
+                }
+            };
+            blocks.insert(key.as_slice(), encode(&record).as_slice())?;
+            Self::write_counters(&txn, &next)?;
+        }
+        txn.set_durability(Durability::Immediate)?;
+        txn.commit()?;
+        let added = next.used - counters.used;
+        *counters = next;
+        Ok(added)
+    }
+
+    /// The manifest of dataset `cid`, if it is stored here.
+    pub fn manifest(&self, cid: &Cid) -> Result<Option<Manifest>, StoreError> {
+        let txn = self.db.begin_read()?;
+        if txn.open_table(DATASETS)?.get(cid.to_bytes().as_slice())?.is_none() {
+            return Ok(None);
+        }
+        let blocks = txn.open_table(BLOCKS)?;
+        let Some(value) = blocks.get(cid.to_bytes().as_slice())? else {
+            return Err(StoreError::Corrupt { what: "dataset", reason: "manifest block missing".into() });
+        };
+        let record: BlockRecord = decode(value.value(), "block record")?;
+        Manifest::decode(&record.data)
+            .map(Some)
+            .map_err(|err| StoreError::Corrupt { what: "manifest", reason: err.to_string() })
+    }
+
+    /// Every stored dataset with its manifest, in CID byte order.
+    pub fn list_datasets(&self) -> Result<Vec<(Cid, Manifest)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let datasets = txn.open_table(DATASETS)?;
+        let blocks = txn.open_table(BLOCKS)?;
+        let mut out = Vec::new();
+        for entry in datasets.iter()? {
+            let (key, _) = entry?;
+            let cid = cid_from_bytes(key.value())
+                .map_err(|e| StoreError::Corrupt { what: "dataset key", reason: e.to_string() })?;
+            let Some(value) = blocks.get(key.value())? else { continue };
+            let record: BlockRecord = decode(value.value(), "block record")?;
+            match Manifest::decode(&record.data) {
+                Ok(manifest) => out.push((cid, manifest)),
+                Err(err) => tracing::warn!(%err, "skipping an undecodable stored manifest"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Where the blocks of tree `tree_cid` live, if it is stored.
+    pub fn tree(&self, tree_cid: &Cid) -> Result<Option<TreeLocation>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let trees = txn.open_table(TREES)?;
+        let Some(value) = trees.get(tree_cid.to_bytes().as_slice())? else { return Ok(None) };
+        let record: TreeRecord = decode(value.value(), "tree record")?;
+        Ok(Some(TreeLocation {
+            data_path: self.data_path(record.segment),
+            tree_path: self.tree_path(record.segment),
+            record,
+        }))
+    }
+
+    /// True when block `cid` is stored: standalone, or as a leaf of a stored tree.
+    pub fn has_block(&self, cid: &Cid) -> Result<bool, StoreError> {
+        Ok(self.locate_block(cid)?.is_some())
+    }
+
+    fn locate_block(&self, cid: &Cid) -> Result<Option<BlockLocation>, StoreError> {
+        let key = cid.to_bytes();
+        let txn = self.db.begin_read()?;
+        if let Some(value) = txn.open_table(BLOCKS)?.get(key.as_slice())? {
+            let record: BlockRecord = decode(value.value(), "block record")?;
+            return Ok(Some(BlockLocation::Inline(record.data)));
+        }
+        let index = txn.open_table(LEAF_INDEX)?;
+        let Some(value) = index.get(key.as_slice())? else { return Ok(None) };
+        let (tree_key, leaf) = value.value();
+        let trees = txn.open_table(TREES)?;
+        let Some(tree) = trees.get(tree_key)? else { return Ok(None) };
+        let record: TreeRecord = decode(tree.value(), "tree record")?;
+        Ok(Some(BlockLocation::Leaf { record, index: leaf }))
+    }
+
+    /// The bytes of block `cid`, if stored.
+    pub fn block(&self, cid: &Cid) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.locate_block(cid)? {
+            None => Ok(None),
+            Some(BlockLocation::Inline(data)) => Ok(Some(data)),
+            Some(BlockLocation::Leaf { record, index }) => self.read_leaf_data(&record, index).map(Some),
+        }
+    }
+
+    fn read_leaf_data(&self, record: &TreeRecord, index: u64) -> Result<Vec<u8>, StoreError> {
+        let file = File::open(self.data_path(record.segment)).map_err(StoreError::io("opening a segment"))?;
+        let mut data = vec![0; record.block_size as usize];
+        file.read_exact_at(&mut data, index * record.block_size).map_err(StoreError::io("reading a block"))?;
+        Ok(data)
+    }
+
+    /// Leaf `index` of tree `tree_cid`: its block CID and inclusion proof, read from the stored tree.
+    pub fn leaf(&self, tree_cid: &Cid, index: u64) -> Result<Option<(Cid, CodexProof)>, StoreError> {
+        let Some(location) = self.tree(tree_cid)? else { return Ok(None) };
+        let leaves = location.record.leaves;
+        if index >= leaves {
+            return Ok(None);
+        }
+        let file = File::open(&location.tree_path).map_err(StoreError::io("opening a tree file"))?;
+        let sizes = layer_sizes(leaves);
+        let starts: Vec<u64> = sizes.iter().scan(0, |acc, size| Some(std::mem::replace(acc, *acc + size))).collect();
+        let read_node = |layer: usize, position: u64| -> Result<Option<Digest>, StoreError> {
+            if position >= sizes[layer] {
+                return Ok(None);
+            }
+            let mut node = [0u8; 32];
+            file.read_exact_at(&mut node, (starts[layer] + position) * 32)
+                .map_err(StoreError::io("reading a tree node"))?;
+            Ok(Some(node))
+        };
+        let leaf = read_node(0, index)?.expect("invariant: index < leaves");
+        let proof = proof_from_nodes(leaves, index, read_node)?;
+        Ok(Some((cid_from_sha256(BLOCK_CODEC, &leaf), proof)))
+    }
+
+    /// Deletes dataset `cid` (manifest, and its tree when no other manifest uses it) or standalone block `cid`.
+    /// Deleting something absent is not an error. Segment files are unlinked by the caller after the commit.
+    pub fn delete(&mut self, cid: &Cid, counters: &mut Counters) -> Result<DeleteOutcome, StoreError> {
+        let key = cid.to_bytes();
+        let mut next = *counters;
+        let mut outcome = DeleteOutcome::default();
+        let txn = self.db.begin_write()?;
+        {
+            let mut datasets = txn.open_table(DATASETS)?;
+            let mut blocks = txn.open_table(BLOCKS)?;
+            let dataset_tree = datasets.remove(key.as_slice())?.map(|v| v.value().to_vec());
+            if let Some(tree_key) = dataset_tree {
+                self.release_tree(&txn, &tree_key, &mut next, &mut outcome)?;
+            } else if let Some(value) = blocks.get(key.as_slice())? {
+                let record: BlockRecord = decode(value.value(), "block record")?;
+                if record.refs > 0 {
+                    return Err(StoreError::PartOfDataset { cid: *cid });
+                }
+            } else if let Some(value) = txn.open_table(LEAF_INDEX)?.get(key.as_slice())? {
+                if txn.open_table(TREES)?.get(value.value().0)?.is_some() {
+                    return Err(StoreError::PartOfDataset { cid: *cid });
+                }
+            }
+            if let Some(value) = blocks.remove(key.as_slice())? {
+                let record: BlockRecord = decode(value.value(), "block record")?;
+                next.used = next.used.saturating_sub(record.data.len() as u64);
+                next.total_blocks = next.total_blocks.saturating_sub(1);
+                outcome.freed_bytes += record.data.len() as u64;
+                outcome.removed_blocks += 1;
+            }
+            Self::write_counters(&txn, &next)?;
+        }
+        txn.commit()?;
+        *counters = next;
+        Ok(outcome)
+    }
+
+    /// Drops one manifest reference from a tree; removes the tree and its leaf index when none is left.
+    fn release_tree(
+        &self,
+        txn: &redb::WriteTransaction,
+        tree_key: &[u8],
+        next: &mut Counters,
+        outcome: &mut DeleteOutcome,
+    ) -> Result<(), StoreError> {
+        let mut trees = txn.open_table(TREES)?;
+        let Some(value) = trees.get(tree_key)? else { return Ok(()) };
+        let mut record: TreeRecord = decode(value.value(), "tree record")?;
+        drop(value);
+        record.refs = record.refs.saturating_sub(1);
+        if record.refs > 0 {
+            trees.insert(tree_key, encode(&record).as_slice())?;
+            return Ok(());
+        }
+        trees.remove(tree_key)?;
+        self.remove_leaf_index(txn, tree_key, &record)?;
+        let bytes = record.leaves * record.block_size;
+        next.used = next.used.saturating_sub(bytes);
+        next.total_blocks = next.total_blocks.saturating_sub(record.leaves);
+        outcome.freed_bytes += bytes;
+        outcome.removed_blocks += record.leaves;
+        outcome.segments_to_unlink.push(record.segment);
+        Ok(())
+    }
+
+    fn remove_leaf_index(
+        &self,
+        txn: &redb::WriteTransaction,
+        tree_key: &[u8],
+        record: &TreeRecord,
+    ) -> Result<(), StoreError> {
+        let leaves = std::fs::read(self.tree_path(record.segment)).map_err(StoreError::io("reading a tree file"))?;
+        let mut index = txn.open_table(LEAF_INDEX)?;
+        for leaf in leaves.chunks_exact(32).take(record.leaves as usize) {
+            let digest: Digest = leaf.try_into().expect("invariant: chunks_exact(32)");
+            let key = cid_from_sha256(BLOCK_CODEC, &digest).to_bytes();
+            let owned = index.get(key.as_slice())?.is_some_and(|v| v.value().0 == tree_key);
+            if owned {
+                index.remove(key.as_slice())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes what expired before `now`, visiting at most `limit` records starting after `cursor`.
+    /// Returns the cursor to continue from (`None` when the scan wrapped around) and what was removed.
+    pub fn sweep_expired(
+        &mut self,
+        now: u64,
+        limit: usize,
+        cursor: Option<Vec<u8>>,
+        counters: &mut Counters,
+    ) -> Result<(Option<Vec<u8>>, DeleteOutcome), StoreError> {
+        let mut expired = Vec::new();
+        let mut last = None;
+        {
+            let txn = self.db.begin_read()?;
+            let datasets = txn.open_table(DATASETS)?;
+            let blocks = txn.open_table(BLOCKS)?;
+            let trees = txn.open_table(TREES)?;
+            let start = cursor.clone().unwrap_or_default();
+            let mut visited = 0;
+            for entry in blocks.range::<&[u8]>(start.as_slice()..)? {
+                let (key, value) = entry?;
+                if cursor.as_deref() == Some(key.value()) {
+                    continue;
+                }
+                visited += 1;
+                if visited > limit {
+                    break;
+                }
+                last = Some(key.value().to_vec());
+                let record: BlockRecord = decode(value.value(), "block record")?;
+                let tree_expired = match datasets.get(key.value())? {
+                    Some(tree_key) => match trees.get(tree_key.value())? {
+                        Some(tree) => decode::<TreeRecord>(tree.value(), "tree record")?.expiry <= now,
+                        None => true,
+                    },
+                    None => false,
+                };
+                if record.expiry <= now || tree_expired {
+                    expired.push(
+                        cid_from_bytes(key.value())
+                            .map_err(|e| StoreError::Corrupt { what: "block key", reason: e.to_string() })?,
+                    );
+                }
+            }
+            if visited <= limit {
+                last = None;
+            }
+        }
+        let mut total = DeleteOutcome::default();
+        for cid in expired {
+            let outcome = self.delete(&cid, counters)?;
+            total.freed_bytes += outcome.freed_bytes;
+            total.removed_blocks += outcome.removed_blocks;
+            total.segments_to_unlink.extend(outcome.segments_to_unlink);
+        }
+        Ok((last, total))
+    }
+}
+
+enum BlockLocation {
+    Inline(Vec<u8>),
+    Leaf { record: TreeRecord, index: u64 },
+}
