@@ -2,13 +2,13 @@
 //!
 //! Owns the StoreActor and MaintenanceActor (creates them with their configs) and answers the data interface
 //! of seed 000 by delegating to them: [`BeginStore`] (store), [`Retrieve`] (retrieve), [`FetchManifest`],
-//! [`IterateManifests`], [`Delete`], plus [`HasBlock`]-style queries and [`GetSpace`]/[`GetNodeInfo`] for the
+//! [`IterateManifests`], [`Delete`], [`StopNode`], plus [`HasBlock`]-style queries and [`GetSpace`]/[`GetNodeInfo`] for the
 //! REST API. REST handlers hold its `Addr` and nothing else. Runs on the system arbiter; it never blocks, all
 //! storage work happens on the StoreActor's thread or an upload's own threads.
 
 use crate::maintenance::{MaintenanceActor, MaintenanceConfig};
 use crate::store::{
-    DeleteData, DeleteOutcome, GetManifest, ListDatasets, OpenDataset, OpenedDataset, QuotaGate, Space, StoreActor,
+    CloseStore, DeleteData, DeleteOutcome, GetManifest, ListDatasets, OpenDataset, OpenedDataset, QuotaGate, Space, StoreActor,
     StoreConfig, StoreError, StoredDataset,
 };
 use crate::upload::UploadSession;
@@ -100,6 +100,11 @@ pub struct GetSpace;
 #[derive(Message)]
 #[rtype(result = "NodeInfo")]
 pub struct GetNodeInfo;
+
+/// Command: stop the node: close the repository (flushing it) and stop the children.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopNode;
 
 /// The root actor.
 pub struct NodeActor {
@@ -197,5 +202,13 @@ impl Handler<GetNodeInfo> for NodeActor {
     type Result = MessageResult<GetNodeInfo>;
     fn handle(&mut self, _: GetNodeInfo, _: &mut Self::Context) -> Self::Result {
         MessageResult(NodeInfo { peer_id: self.config.peer_id, data_dir: self.config.data_dir.clone() })
+    }
+}
+
+impl Handler<StopNode> for NodeActor {
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _: StopNode, _: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move { store.send(CloseStore).await.unwrap_or(()) }.into_actor(self).map(|_, _, ctx| ctx.stop()))
     }
 }

@@ -1,7 +1,7 @@
 //! StoreActor: owns the repository (redb metadata + dataset segment files), the quota and block expiry.
 //!
 //! Handles: [`BeginUpload`], [`CommitUpload`], [`PutBlock`], [`GetManifest`], [`ListDatasets`], [`HasBlock`],
-//! [`GetBlock`], [`GetLeaf`], [`OpenDataset`], [`DeleteData`], [`GetSpace`], [`SweepExpired`].
+//! [`GetBlock`], [`GetLeaf`], [`OpenDataset`], [`DeleteData`], [`GetSpace`], [`SweepExpired`], [`CloseStore`].
 //! Emits nothing; callers await the typed results. Runs on a one-thread `SyncArbiter`: every handler does
 //! blocking redb/file I/O, so it never shares a thread with HTTP or networking. Bulk block bytes do not pass
 //! through this mailbox: an [`crate::upload::UploadSession`] writes them to the segment on its own threads
@@ -272,9 +272,16 @@ pub struct SweepExpired {
     pub now: u64,
 }
 
+/// Command: close the repository (flushes and releases the database) and stop. Later messages get
+/// [`StoreError::Unavailable`].
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseStore;
+
 /// The store actor.
 pub struct StoreActor {
-    repo: Repo,
+    /// `None` once closed.
+    repo: Option<Repo>,
     config: StoreConfig,
     quota: QuotaGate,
     sweep_cursor: Option<Vec<u8>>,
@@ -297,7 +304,7 @@ impl StoreActor {
             );
         }
         let quota = QuotaGate::new(config.quota_max, counters);
-        Ok(Self { repo, config, quota, sweep_cursor: None })
+        Ok(Self { repo: Some(repo), config, quota, sweep_cursor: None })
     }
 
     /// The quota shared with uploads; answers space queries without going through the mailbox.
@@ -316,6 +323,10 @@ impl StoreActor {
         })
     }
 
+    fn repo(&mut self) -> Result<&mut Repo, StoreError> {
+        self.repo.as_mut().ok_or(StoreError::Unavailable)
+    }
+
     fn expiry(&self) -> u64 {
         match self.config.block_ttl {
             Some(ttl) => unix_now().saturating_add(ttl.as_secs()),
@@ -329,24 +340,25 @@ impl StoreActor {
         // The manifest is the only byte not claimed while streaming.
         if let Err(err) = self.quota.claim(manifest_len) {
             self.quota.release(msg.claimed);
-            self.repo.unlink_segment(msg.segment);
+            self.repo()?.unlink_segment(msg.segment);
             return Err(err);
         }
         let claimed = msg.claimed + manifest_len;
-        let result = self.repo.commit_dataset(msg.segment, &msg.leaves, &msg.manifest, self.expiry(), &mut counters);
+        let expiry = self.expiry();
+        let result = self.repo()?.commit_dataset(msg.segment, &msg.leaves, &msg.manifest, expiry, &mut counters);
         self.quota.set_counters(counters);
         self.quota.release(claimed);
         match result {
             Ok(outcome) => {
                 if !outcome.new_tree {
-                    self.repo.unlink_segment(msg.segment);
+                    self.repo()?.unlink_segment(msg.segment);
                 }
                 let cid = Manifest::cid_of(&msg.manifest.encode());
                 tracing::info!(cid = %format_cid(&cid), bytes = msg.manifest.dataset_size, new = outcome.new_manifest, "dataset stored");
                 Ok(StoredDataset { cid, manifest: msg.manifest })
             }
             Err(err) => {
-                self.repo.unlink_segment(msg.segment);
+                self.repo()?.unlink_segment(msg.segment);
                 Err(err)
             }
         }
@@ -357,13 +369,14 @@ impl StoreActor {
         if expected != msg.cid {
             return Err(StoreError::CidMismatch { cid: msg.cid });
         }
-        if self.repo.has_block(&msg.cid)? {
+        if self.repo()?.has_block(&msg.cid)? {
             return Ok(());
         }
         let len = msg.data.len() as u64;
         self.quota.claim(len)?;
         let mut counters = self.quota.counters();
-        let result = self.repo.put_block(&msg.cid, &msg.data, self.expiry(), &mut counters);
+        let expiry = self.expiry();
+        let result = self.repo()?.put_block(&msg.cid, &msg.data, expiry, &mut counters);
         self.quota.set_counters(counters);
         self.quota.release(len);
         result.map(|_| ())
@@ -371,17 +384,17 @@ impl StoreActor {
 
     fn delete(&mut self, cid: &Cid) -> Result<DeleteOutcome, StoreError> {
         let mut counters = self.quota.counters();
-        let outcome = self.repo.delete(cid, &mut counters)?;
+        let outcome = self.repo()?.delete(cid, &mut counters)?;
         self.quota.set_counters(counters);
         for segment in &outcome.segments_to_unlink {
-            self.repo.unlink_segment(*segment);
+            self.repo()?.unlink_segment(*segment);
         }
         Ok(outcome)
     }
 
-    fn open_dataset(&self, cid: &Cid) -> Result<Option<OpenedDataset>, StoreError> {
-        let Some(manifest) = self.repo.manifest(cid)? else { return Ok(None) };
-        let Some(location) = self.repo.tree(&manifest.tree_cid)? else {
+    fn open_dataset(&mut self, cid: &Cid) -> Result<Option<OpenedDataset>, StoreError> {
+        let Some(manifest) = self.repo()?.manifest(cid)? else { return Ok(None) };
+        let Some(location) = self.repo()?.tree(&manifest.tree_cid)? else {
             return Err(StoreError::Corrupt { what: "dataset", reason: "manifest without its tree".into() });
         };
         let file = File::open(&location.data_path).map_err(StoreError::io("opening a dataset"))?;
@@ -391,12 +404,13 @@ impl StoreActor {
     fn sweep(&mut self, now: u64) -> Result<DeleteOutcome, StoreError> {
         let mut counters = self.quota.counters();
         let cursor = self.sweep_cursor.take();
-        let result = self.repo.sweep_expired(now, self.config.sweep_batch, cursor, &mut counters);
+        let batch = self.config.sweep_batch;
+        let result = self.repo()?.sweep_expired(now, batch, cursor, &mut counters);
         self.quota.set_counters(counters);
         let (cursor, outcome) = result?;
         self.sweep_cursor = cursor;
         for segment in &outcome.segments_to_unlink {
-            self.repo.unlink_segment(*segment);
+            self.repo()?.unlink_segment(*segment);
         }
         Ok(outcome)
     }
@@ -409,13 +423,10 @@ impl Actor for StoreActor {
 impl Handler<BeginUpload> for StoreActor {
     type Result = Result<UploadTarget, StoreError>;
     fn handle(&mut self, _: BeginUpload, _: &mut Self::Context) -> Self::Result {
-        let segment = self.repo.allocate_segment();
-        Ok(UploadTarget {
-            segment,
-            data_path: self.repo.data_path(segment),
-            tree_path: self.repo.tree_path(segment),
-            quota: self.quota.clone(),
-        })
+        let quota = self.quota.clone();
+        let repo = self.repo()?;
+        let segment = repo.allocate_segment();
+        Ok(UploadTarget { segment, data_path: repo.data_path(segment), tree_path: repo.tree_path(segment), quota })
     }
 }
 
@@ -436,35 +447,35 @@ impl Handler<PutBlock> for StoreActor {
 impl Handler<GetManifest> for StoreActor {
     type Result = Result<Option<Manifest>, StoreError>;
     fn handle(&mut self, msg: GetManifest, _: &mut Self::Context) -> Self::Result {
-        self.repo.manifest(&msg.cid)
+        self.repo()?.manifest(&msg.cid)
     }
 }
 
 impl Handler<ListDatasets> for StoreActor {
     type Result = Result<Vec<StoredDataset>, StoreError>;
     fn handle(&mut self, _: ListDatasets, _: &mut Self::Context) -> Self::Result {
-        Ok(self.repo.list_datasets()?.into_iter().map(|(cid, manifest)| StoredDataset { cid, manifest }).collect())
+        Ok(self.repo()?.list_datasets()?.into_iter().map(|(cid, manifest)| StoredDataset { cid, manifest }).collect())
     }
 }
 
 impl Handler<HasBlock> for StoreActor {
     type Result = Result<bool, StoreError>;
     fn handle(&mut self, msg: HasBlock, _: &mut Self::Context) -> Self::Result {
-        self.repo.has_block(&msg.cid)
+        self.repo()?.has_block(&msg.cid)
     }
 }
 
 impl Handler<GetBlock> for StoreActor {
     type Result = Result<Option<Bytes>, StoreError>;
     fn handle(&mut self, msg: GetBlock, _: &mut Self::Context) -> Self::Result {
-        Ok(self.repo.block(&msg.cid)?.map(Bytes::from))
+        Ok(self.repo()?.block(&msg.cid)?.map(Bytes::from))
     }
 }
 
 impl Handler<GetLeaf> for StoreActor {
     type Result = Result<Option<(Cid, CodexProof)>, StoreError>;
     fn handle(&mut self, msg: GetLeaf, _: &mut Self::Context) -> Self::Result {
-        self.repo.leaf(&msg.tree, msg.index)
+        self.repo()?.leaf(&msg.tree, msg.index)
     }
 }
 
@@ -486,6 +497,16 @@ impl Handler<GetSpace> for StoreActor {
     type Result = MessageResult<GetSpace>;
     fn handle(&mut self, _: GetSpace, _: &mut Self::Context) -> Self::Result {
         MessageResult(self.quota.space())
+    }
+}
+
+impl Handler<CloseStore> for StoreActor {
+    type Result = ();
+    fn handle(&mut self, _: CloseStore, ctx: &mut Self::Context) {
+        if self.repo.take().is_some() {
+            tracing::info!("repository closed");
+        }
+        ctx.stop();
     }
 }
 

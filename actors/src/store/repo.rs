@@ -15,7 +15,7 @@ use super::StoreError;
 use codex_protocol::cid::{BLOCK_CODEC, cid_from_bytes, cid_from_sha256};
 use codex_protocol::tree::{layer_sizes, proof_from_nodes};
 use codex_protocol::{Cid, CodexProof, Digest, Manifest};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fs::File;
