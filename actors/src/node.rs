@@ -8,8 +8,8 @@
 
 use crate::maintenance::{MaintenanceActor, MaintenanceConfig};
 use crate::store::{
-    CloseStore, DeleteData, DeleteOutcome, GetManifest, ListDatasets, OpenDataset, OpenedDataset, QuotaGate, Space, StoreActor,
-    StoreConfig, StoreError, StoredDataset,
+    CloseStore, DeleteData, DeleteOutcome, GetManifest, ListDatasets, OpenDataset, OpenedDataset, QuotaGate, Space,
+    StoreActor, StoreConfig, StoreError, StoredDataset,
 };
 use crate::upload::UploadSession;
 use actix::prelude::*;

@@ -272,7 +272,7 @@ pub struct SweepExpired {
     pub now: u64,
 }
 
-/// Command: close the repository (flushes and releases the database) and stop. Later messages get
+/// Command: close the repository (flushes and releases the database). Later messages get
 /// [`StoreError::Unavailable`].
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -502,11 +502,11 @@ impl Handler<GetSpace> for StoreActor {
 
 impl Handler<CloseStore> for StoreActor {
     type Result = ();
-    fn handle(&mut self, _: CloseStore, ctx: &mut Self::Context) {
+    fn handle(&mut self, _: CloseStore, _: &mut Self::Context) {
+        // Not `ctx.stop()`: a SyncArbiter restarts stopped actors. The thread ends when the last Addr goes.
         if self.repo.take().is_some() {
             tracing::info!("repository closed");
         }
-        ctx.stop();
     }
 }
 

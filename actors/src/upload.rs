@@ -96,7 +96,10 @@ impl UploadSession {
     pub async fn push(&mut self, chunk: Bytes) -> Result<(), StoreError> {
         let mut blocks = Vec::new();
         let assembler = self.assembler.as_mut().ok_or(StoreError::Interrupted)?;
-        assembler.push(chunk, |block| Ok::<_, StoreError>(blocks.push(block)))?;
+        assembler.push(chunk, |block| {
+            blocks.push(block);
+            Ok::<_, StoreError>(())
+        })?;
         for block in blocks {
             self.send_block(block).await?;
         }

@@ -72,9 +72,19 @@ mod tests {
         for cut in cuts {
             let cut = (*cut).min(rest.len());
             let piece = rest.split_to(cut);
-            assembler.push(piece, |b| Ok::<_, ()>(blocks.push(b))).expect("no error");
+            assembler
+                .push(piece, |b| -> Result<(), ()> {
+                    blocks.push(b);
+                    Ok(())
+                })
+                .expect("no error");
         }
-        assembler.push(rest, |b| Ok::<_, ()>(blocks.push(b))).expect("no error");
+        assembler
+            .push(rest, |b| -> Result<(), ()> {
+                blocks.push(b);
+                Ok(())
+            })
+            .expect("no error");
         blocks.extend(assembler.finish());
         blocks
     }

@@ -439,10 +439,10 @@ impl Repo {
                 if record.refs > 0 {
                     return Err(StoreError::PartOfDataset { cid: *cid });
                 }
-            } else if let Some(value) = txn.open_table(LEAF_INDEX)?.get(key.as_slice())? {
-                if txn.open_table(TREES)?.get(value.value().0)?.is_some() {
-                    return Err(StoreError::PartOfDataset { cid: *cid });
-                }
+            } else if let Some(value) = txn.open_table(LEAF_INDEX)?.get(key.as_slice())?
+                && txn.open_table(TREES)?.get(value.value().0)?.is_some()
+            {
+                return Err(StoreError::PartOfDataset { cid: *cid });
             }
             if let Some(value) = blocks.remove(key.as_slice())? {
                 let record: BlockRecord = decode(value.value(), "block record")?;

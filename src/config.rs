@@ -1,0 +1,373 @@
+//! Command line and configuration: clap parses the flags, figment layers the sources.
+//!
+//! Precedence, lowest first: built-in defaults < TOML `--config-file` < `CODEX_*` environment variables <
+//! command-line flags. Keys are the long option names (`storage-quota = "20GiB"` in TOML,
+//! `CODEX_STORAGE_QUOTA=20GiB` in the environment). Everything is parsed into typed values once, at startup;
+//! a bad value stops the node with a message naming the option.
+
+use crate::client::{ClientArgs, ClientCommand};
+use crate::units::{ByteSize, Seconds};
+use clap::{Parser, ValueEnum};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// Codex: a decentralized durability engine. Without a command, runs the node.
+#[derive(Debug, Parser)]
+#[command(name = "codex", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub node: NodeFlags,
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(subcommand)]
+    pub command: Option<ClientCommand>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Colors when writing to a terminal.
+    Auto,
+    Colors,
+    Nocolors,
+    Json,
+    /// No log output.
+    None,
+}
+
+/// The node's options. Every flag is optional here so that unset flags do not hide lower layers.
+#[derive(Debug, Default, Clone, clap::Args, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct NodeFlags {
+    /// TOML configuration file (keys are the long option names).
+    #[arg(long, global = true)]
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
+    /// Log level and per-topic levels, e.g. `info` or `info;trace:store,restapi`.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+    /// Log format.
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+    /// Serve Prometheus metrics.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<bool>,
+    /// Metrics listen address [default: 127.0.0.1].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_address: Option<IpAddr>,
+    /// Metrics port [default: 8008].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_port: Option<u16>,
+    /// Directory for the node key and the repository [default: ~/.cache/codex].
+    #[arg(short = 'd', long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// Multiaddresses to listen on (networking; see README) [default: /ip4/0.0.0.0/tcp/0].
+    #[arg(short = 'i', long)]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub listen_addrs: Vec<String>,
+    /// NAT handling: any, none, upnp, pmp or extip:IP (networking) [default: any].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nat: Option<String>,
+    /// Discovery port (networking) [default: 8090].
+    #[arg(short = 'u', long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disc_port: Option<u16>,
+    /// Node key file, relative to the data dir unless absolute [default: key].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub net_privkey: Option<PathBuf>,
+    /// Bootstrap nodes, `spr:` records or multiaddrs (networking).
+    #[arg(short = 'b', long)]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bootstrap_node: Vec<String>,
+    /// Maximum peers (networking) [default: 160].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_peers: Option<u32>,
+    /// HTTP worker threads; 0 = one per core, at most 16 [default: 0].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_threads: Option<usize>,
+    /// libp2p agent string (networking) [default: Codex].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_string: Option<String>,
+    /// REST API bind address [default: 127.0.0.1].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_bindaddr: Option<IpAddr>,
+    /// REST API port [default: 8080].
+    #[arg(short = 'p', long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_port: Option<u16>,
+    /// Allowed CORS origin; `*` allows all. CORS is off when unset.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_cors_origin: Option<String>,
+    /// Repository backend; only `fs` (segment files + redb metadata) is supported [default: fs].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repo_kind: Option<String>,
+    /// Storage quota, e.g. 20GiB [default: 20GiB].
+    #[arg(short = 'q', long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_quota: Option<ByteSize>,
+    /// Block time to live, e.g. 30d; 0 keeps blocks forever [default: 30d].
+    #[arg(short = 't', long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_ttl: Option<Seconds>,
+    /// Interval between expiry sweeps, e.g. 10m [default: 10m].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_mi: Option<Seconds>,
+    /// Records checked per expiry sweep [default: 1000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_mn: Option<u64>,
+    /// Per-block retry budget of network downloads (networking) [default: 3000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_retries: Option<u64>,
+    /// Block cache in MiB; accepted for compatibility, the OS page cache does this job [default: 0].
+    #[arg(short = 'c', long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_size: Option<u64>,
+}
+
+/// The node's settings after layering, every value typed and defaulted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Settings {
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub metrics: bool,
+    pub metrics_address: IpAddr,
+    pub metrics_port: u16,
+    pub data_dir: PathBuf,
+    #[serde(deserialize_with = "string_or_list")]
+    pub listen_addrs: Vec<String>,
+    pub nat: String,
+    pub disc_port: u16,
+    pub net_privkey: PathBuf,
+    #[serde(deserialize_with = "string_or_list")]
+    pub bootstrap_node: Vec<String>,
+    pub max_peers: u32,
+    pub num_threads: usize,
+    pub agent_string: String,
+    pub api_bindaddr: IpAddr,
+    pub api_port: u16,
+    pub api_cors_origin: Option<String>,
+    pub repo_kind: String,
+    pub storage_quota: ByteSize,
+    pub block_ttl: Seconds,
+    pub block_mi: Seconds,
+    pub block_mn: u64,
+    pub block_retries: u64,
+    pub cache_size: u64,
+}
+
+/// The default data directory: `~/.cache/codex`, as the original on Linux.
+pub fn default_data_dir() -> PathBuf {
+    std::env::home_dir().unwrap_or_else(|| PathBuf::from(".")).join(".cache").join("codex")
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            log_level: "info".into(),
+            log_format: LogFormat::Auto,
+            metrics: false,
+            metrics_address: IpAddr::from([127, 0, 0, 1]),
+            metrics_port: 8008,
+            data_dir: default_data_dir(),
+            listen_addrs: vec!["/ip4/0.0.0.0/tcp/0".into()],
+            nat: "any".into(),
+            disc_port: 8090,
+            net_privkey: PathBuf::from("key"),
+            bootstrap_node: Vec::new(),
+            max_peers: 160,
+            num_threads: 0,
+            agent_string: "Codex".into(),
+            api_bindaddr: IpAddr::from([127, 0, 0, 1]),
+            api_port: 8080,
+            api_cors_origin: None,
+            repo_kind: "fs".into(),
+            storage_quota: ByteSize(20 << 30),
+            block_ttl: Seconds(30 * 86_400),
+            block_mi: Seconds(600),
+            block_mn: 1000,
+            block_retries: 3000,
+            cache_size: 0,
+        }
+    }
+}
+
+fn string_or_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(text) => text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect(),
+        OneOrMany::Many(list) => list,
+    })
+}
+
+/// A configuration that cannot be used, with what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(Box<figment::Error>),
+    #[error("configuration: config file {} does not exist", .0.display())]
+    MissingFile(PathBuf),
+    #[error("configuration: {option}: {reason}")]
+    Invalid { option: &'static str, reason: String },
+}
+
+/// Env keys that are the client's, not the node's.
+const CLIENT_ENV_KEYS: &[&str] = &["api-url", "config-file"];
+
+impl Settings {
+    /// Layers defaults, the config file, `CODEX_*` variables and `flags`, then validates.
+    pub fn load(flags: &NodeFlags) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = &flags.config_file {
+            if !path.is_file() {
+                return Err(ConfigError::MissingFile(path.clone()));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let env = Env::prefixed("CODEX_").filter_map(|key| {
+            let key = key.as_str().to_ascii_lowercase().replace('_', "-");
+            (!CLIENT_ENV_KEYS.contains(&key.as_str())).then(|| key.into())
+        });
+        figment = figment.merge(env).merge(Serialized::defaults(flags));
+        let settings: Settings = figment.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.repo_kind != "fs" {
+            return Err(ConfigError::Invalid {
+                option: "repo-kind",
+                reason: format!(
+                    "'{}' is not supported; this node keeps blocks in segment files with redb metadata: use fs",
+                    self.repo_kind
+                ),
+            });
+        }
+        if self.num_threads == 1 {
+            return Err(ConfigError::Invalid {
+                option: "num-threads",
+                reason: "must be 0 (automatic) or at least 2".into(),
+            });
+        }
+        let nat_ok = matches!(self.nat.as_str(), "any" | "none" | "upnp" | "pmp")
+            || self.nat.strip_prefix("extip:").is_some_and(|ip| ip.parse::<IpAddr>().is_ok());
+        if !nat_ok {
+            return Err(ConfigError::Invalid {
+                option: "nat",
+                reason: format!("'{}' is not one of any, none, upnp, pmp, extip:<IP>", self.nat),
+            });
+        }
+        if let Some(addr) = self.listen_addrs.iter().find(|a| !a.starts_with('/')) {
+            return Err(ConfigError::Invalid {
+                option: "listen-addrs",
+                reason: format!("'{addr}' is not a multiaddress such as /ip4/0.0.0.0/tcp/8070"),
+            });
+        }
+        if self.storage_quota.0 == 0 {
+            return Err(ConfigError::Invalid { option: "storage-quota", reason: "must be more than 0".into() });
+        }
+        if self.block_mi.0 == 0 {
+            return Err(ConfigError::Invalid { option: "block-mi", reason: "must be at least 1 second".into() });
+        }
+        if self.block_mn == 0 {
+            return Err(ConfigError::Invalid { option: "block-mn", reason: "must be at least 1".into() });
+        }
+        crate::telemetry::LogDirectives::parse(&self.log_level)
+            .map_err(|err| ConfigError::Invalid { option: "log-level", reason: err.to_string() })?;
+        Ok(())
+    }
+
+    /// The node key path: `net-privkey`, relative to the data dir unless absolute.
+    pub fn key_path(&self) -> PathBuf {
+        if self.net_privkey.is_absolute() { self.net_privkey.clone() } else { self.data_dir.join(&self.net_privkey) }
+    }
+
+    /// HTTP worker threads: `num-threads`, or one per core (at most 16).
+    pub fn http_workers(&self) -> usize {
+        if self.num_threads > 0 {
+            return self.num_threads;
+        }
+        std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 16)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layering_and_validation() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "codex.toml",
+                "storage-quota = \"1GiB\"\napi-port = 9000\nblock-ttl = \"1d\"\nlog-level = \"debug\"",
+            )?;
+            jail.set_env("CODEX_API_PORT", "9100");
+            jail.set_env("CODEX_LISTEN_ADDRS", "/ip4/127.0.0.1/tcp/1,/ip4/127.0.0.1/tcp/2");
+            jail.set_env("CODEX_API_URL", "http://ignored");
+            let flags = NodeFlags {
+                config_file: Some("codex.toml".into()),
+                log_level: Some("info;trace:store".into()),
+                ..NodeFlags::default()
+            };
+            let settings = Settings::load(&flags).expect("valid");
+            assert_eq!(settings.storage_quota, ByteSize(1 << 30)); // file
+            assert_eq!(settings.block_ttl, Seconds(86_400)); // file
+            assert_eq!(settings.api_port, 9100); // env beats file
+            assert_eq!(settings.log_level, "info;trace:store"); // flag beats file
+            assert_eq!(settings.listen_addrs.len(), 2);
+            assert_eq!(settings.block_mi, Seconds(600)); // default
+
+            jail.set_env("CODEX_STORAGE_QUOTA", "lots");
+            let err = Settings::load(&NodeFlags::default()).expect_err("bad size");
+            assert!(err.to_string().contains("not a size"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_values() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("typo.toml", "storage-qouta = 5")?;
+            let flags = NodeFlags { config_file: Some("typo.toml".into()), ..NodeFlags::default() };
+            assert!(Settings::load(&flags).is_err());
+            let flags = NodeFlags { repo_kind: Some("sqlite".into()), ..NodeFlags::default() };
+            assert!(Settings::load(&flags).expect_err("sqlite").to_string().contains("use fs"));
+            let flags = NodeFlags { nat: Some("extip:nowhere".into()), ..NodeFlags::default() };
+            assert!(Settings::load(&flags).is_err());
+            let flags = NodeFlags { log_level: Some("loud".into()), ..NodeFlags::default() };
+            assert!(Settings::load(&flags).is_err());
+            let flags = NodeFlags { config_file: Some("missing.toml".into()), ..NodeFlags::default() };
+            assert!(matches!(Settings::load(&flags), Err(ConfigError::MissingFile(_))));
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,11 @@
+//! The `codex` node's composition root, as a library so whole-node tests can build the same REST app:
+//! command line and configuration ([`config`], [`units`]), startup checks ([`datadir`]), logging
+//! ([`telemetry`]), metrics ([`metrics`]), the REST API ([`rest`]) and the REST client ([`client`]).
+
+pub mod client;
+pub mod config;
+pub mod datadir;
+pub mod metrics;
+pub mod rest;
+pub mod telemetry;
+pub mod units;

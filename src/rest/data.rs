@@ -1,0 +1,284 @@
+//! Data endpoints: `POST /data` (streaming upload), `GET /data` (list), `GET /data/{cid}` (download, with
+//! HTTP ranges), `DELETE /data/{cid}`, `GET /data/{cid}/exists`, and the CORS preflights of `/data` and
+//! `/data/{cid}`.
+
+use super::{ApiError, ApiState};
+use actix_web::body::SizedStream;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
+use codex_actors::node::{BeginStore, Delete, HasLocalBlock, IterateManifests, Retrieve};
+use codex_protocol::Manifest;
+use codex_protocol::cid::{format_cid, parse_cid};
+use futures_util::StreamExt;
+use serde::Serialize;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+/// Bytes read from disk per chunk of a download.
+const READ_CHUNK: u64 = 256 * 1024;
+/// Chunks buffered between the reading thread and the socket.
+const READ_AHEAD: usize = 8;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/data")
+            .route(web::post().to(upload))
+            .route(web::get().to(list))
+            .route(web::method(actix_web::http::Method::OPTIONS).to(preflight_data)),
+    )
+    .service(
+        web::resource("/data/{cid}")
+            .route(web::get().to(download))
+            .route(web::delete().to(delete))
+            .route(web::method(actix_web::http::Method::OPTIONS).to(preflight_cid)),
+    )
+    .service(web::resource("/data/{cid}/exists").route(web::get().to(exists)));
+}
+
+/// `ManifestItem` of the OpenAPI.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestItem {
+    pub tree_cid: String,
+    pub dataset_size: u64,
+    pub block_size: u64,
+    pub protected: bool,
+    pub filename: Option<String>,
+    pub mimetype: Option<String>,
+}
+
+/// `DataItem` of the OpenAPI.
+#[derive(Debug, Serialize)]
+pub struct DataItem {
+    pub cid: String,
+    pub manifest: ManifestItem,
+}
+
+/// `DataList` of the OpenAPI.
+#[derive(Debug, Serialize)]
+pub struct DataList {
+    pub content: Vec<DataItem>,
+}
+
+impl DataItem {
+    pub fn new(cid: &codex_protocol::Cid, manifest: &Manifest) -> Self {
+        Self {
+            cid: format_cid(cid),
+            manifest: ManifestItem {
+                tree_cid: format_cid(&manifest.tree_cid),
+                dataset_size: manifest.dataset_size,
+                block_size: manifest.block_size,
+                protected: manifest.is_protected(),
+                filename: manifest.filename.clone(),
+                mimetype: manifest.mimetype.clone(),
+            },
+        }
+    }
+}
+
+/// Validates `Content-Type`: it must be a MIME type with a known file extension (as the original checks).
+fn upload_mimetype(request: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = request.headers().get(header::CONTENT_TYPE) else { return Ok(None) };
+    let text = value.to_str().unwrap_or_default().trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let essence = text.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    if mime_guess::get_mime_extensions_str(&essence).is_none() {
+        return Err(ApiError::Unprocessable(format!("The MIME type '{text}' is not valid.")));
+    }
+    Ok(Some(text.to_owned()))
+}
+
+/// True for names the original's `isValidFilename` accepts.
+pub fn is_valid_filename(name: &str) -> bool {
+    const INVALID: &[char] = &['/', '\\', ':', '*', '?', '"', '<', '>', '|', '^'];
+    const RESERVED: &[&str] = &["CON", "PRN", "AUX", "NUL"];
+    if name.is_empty() || name.len() > 255 || name.starts_with(' ') || name.ends_with(' ') || name.ends_with('.') {
+        return false;
+    }
+    if name.chars().any(|c| c.is_control() || INVALID.contains(&c)) {
+        return false;
+    }
+    let stem = name.split('.').next().unwrap_or_default().to_ascii_uppercase();
+    let numbered =
+        (stem.starts_with("COM") || stem.starts_with("LPT")) && stem.len() == 4 && stem.as_bytes()[3].is_ascii_digit();
+    !(RESERVED.contains(&stem.as_str()) || numbered)
+}
+
+/// Extracts and validates the filename of `Content-Disposition` (`attachment; filename="name"`).
+fn upload_filename(request: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = request.headers().get(header::CONTENT_DISPOSITION) else { return Ok(None) };
+    let text = String::from_utf8_lossy(value.as_bytes());
+    let Some(start) = text.find("filename=") else { return Ok(None) };
+    let rest = &text[start + "filename=".len()..];
+    let name = match rest.strip_prefix('"') {
+        Some(quoted) => quoted.rfind('"').map(|end| &quoted[..end]).unwrap_or(quoted),
+        None => rest.split(';').next().unwrap_or_default().trim(),
+    };
+    if !is_valid_filename(name) {
+        return Err(ApiError::Unprocessable("The filename is not valid.".into()));
+    }
+    Ok(Some(name.to_owned()))
+}
+
+async fn upload(
+    state: web::Data<ApiState>,
+    request: HttpRequest,
+    mut payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let mimetype = upload_mimetype(&request)?;
+    let filename = upload_filename(&request)?;
+    let mut session = state.node.send(BeginStore { filename, mimetype }).await??;
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|err| ApiError::BadRequest(format!("upload interrupted: {err}")))?;
+        session.push(chunk).await?;
+    }
+    let stored = session.finish().await?;
+    state.metrics.uploads.inc();
+    Ok(HttpResponse::Ok().content_type("text/plain").body(format_cid(&stored.cid)))
+}
+
+async fn list(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let datasets = state.node.send(IterateManifests).await??;
+    let content = datasets.iter().map(|d| DataItem::new(&d.cid, &d.manifest)).collect();
+    Ok(HttpResponse::Ok().json(DataList { content }))
+}
+
+/// A single byte range `[start, end)` from a `Range` header; `None` serves the whole body (no header, a
+/// malformed one, or several ranges, which RFC 9110 lets a server ignore).
+fn requested_range(request: &HttpRequest, len: u64) -> Result<Option<(u64, u64)>, ApiError> {
+    let Some(value) = request.headers().get(header::RANGE).and_then(|v| v.to_str().ok()) else { return Ok(None) };
+    let Some(spec) = value.trim().strip_prefix("bytes=") else { return Ok(None) };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((first, last)) = spec.split_once('-') else { return Ok(None) };
+    let (first, last) = (first.trim(), last.trim());
+    let unsatisfiable = || ApiError::RangeNotSatisfiable(format!("Range '{value}' is outside the {len} bytes"), len);
+    let range = match (first.parse::<u64>(), last.parse::<u64>()) {
+        (Ok(start), Ok(end)) if start <= end => (start, end.saturating_add(1).min(len)),
+        (Ok(start), Err(_)) if last.is_empty() => (start, len),
+        (Err(_), Ok(suffix)) if first.is_empty() => {
+            if suffix == 0 {
+                return Err(unsatisfiable());
+            }
+            (len.saturating_sub(suffix), len)
+        }
+        _ => return Ok(None),
+    };
+    if range.0 >= len {
+        return Err(unsatisfiable());
+    }
+    Ok(Some(range))
+}
+
+/// Streams bytes `[start, end)` of `file`, read on a blocking thread.
+fn file_stream(
+    file: File,
+    start: u64,
+    end: u64,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + 'static {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(READ_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        let mut offset = start;
+        while offset < end {
+            let len = READ_CHUNK.min(end - offset) as usize;
+            let mut buf = vec![0u8; len];
+            let result = file.read_exact_at(&mut buf, offset).map(|_| Bytes::from(buf)).inspect_err(|err| {
+                tracing::error!(%err, offset, "reading a dataset failed");
+            });
+            let failed = result.is_err();
+            if tx.blocking_send(result).is_err() || failed {
+                return;
+            }
+            offset += len as u64;
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+}
+
+fn content_disposition(manifest: &Manifest) -> HeaderValue {
+    manifest
+        .filename
+        .as_ref()
+        .filter(|name| !name.contains(['"', '\\']))
+        .and_then(|name| HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")).ok())
+        .unwrap_or_else(|| HeaderValue::from_static("attachment"))
+}
+
+async fn download(
+    state: web::Data<ApiState>,
+    request: HttpRequest,
+    cid: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let cid = parse_cid(&cid)?;
+    let opened = state.node.send(Retrieve { cid }).await??;
+    let manifest = opened.manifest;
+    let len = manifest.content_size();
+    let range = requested_range(&request, len)?;
+    let (start, end) = range.unwrap_or((0, len));
+    let mut response = match range {
+        Some(_) => {
+            let mut partial = HttpResponse::PartialContent();
+            partial.insert_header((header::CONTENT_RANGE, format!("bytes {start}-{}/{len}", end - 1)));
+            partial
+        }
+        None => HttpResponse::Ok(),
+    };
+    let mimetype = manifest.mimetype.clone().unwrap_or_else(|| "application/octet-stream".into());
+    response
+        .insert_header((header::CONTENT_TYPE, mimetype))
+        .insert_header((header::CONTENT_DISPOSITION, content_disposition(&manifest)))
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .insert_header(("Access-Control-Headers", "X-Requested-With"));
+    state.metrics.downloads.inc();
+    tracing::debug!(cid = %format_cid(&cid), start, end, "download started");
+    Ok(response.body(SizedStream::new(end - start, file_stream(opened.file, start, end))))
+}
+
+async fn delete(state: web::Data<ApiState>, cid: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let cid = parse_cid(&cid)?;
+    let outcome = state.node.send(Delete { cid }).await??;
+    tracing::info!(cid = %format_cid(&cid), bytes = outcome.freed_bytes, blocks = outcome.removed_blocks, "deleted");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn exists(state: web::Data<ApiState>, cid: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let cid = parse_cid(&cid)?;
+    let has = state.node.send(HasLocalBlock { cid }).await??;
+    // The spec says `{"has": bool}`, the original answers `{"<cid>": bool}`: both keys, so both kinds of
+    // client read it right.
+    let mut body = serde_json::Map::new();
+    body.insert(format_cid(&cid), has.into());
+    body.insert("has".into(), has.into());
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn preflight_data() -> HttpResponse {
+    HttpResponse::NoContent()
+        .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, "content-type, content-disposition"))
+        .finish()
+}
+
+async fn preflight_cid() -> HttpResponse {
+    HttpResponse::NoContent().finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filenames() {
+        for good in ["codex.png", "a", "my file.tar.gz", "COMA.txt", "ünïcode.txt"] {
+            assert!(is_valid_filename(good), "{good}");
+        }
+        for bad in
+            ["", "a/b", "a\\b", "x:y", "q?", "\"q\"", " lead", "trail ", "dot.", "CON", "nul.txt", "COM1", "a\nb"]
+        {
+            assert!(!is_valid_filename(bad), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! The `codex` binary as operators run it: restart, kill -9 mid-upload, SIGTERM with an upload in flight,
+//! startup refusals, metrics, and the CLI client's exit codes. Real processes on loopback.
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_codex");
+const WAIT: Duration = Duration::from_secs(60);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+}
+
+struct Node {
+    child: Child,
+    url: String,
+}
+
+impl Node {
+    fn start(dir: &Path, extra: &[&str]) -> Node {
+        let port = free_port();
+        let child = Command::new(BIN)
+            .args(["--data-dir", dir.to_str().expect("utf-8 path"), "--api-port", &port.to_string()])
+            .args(["--storage-quota", "2GiB", "--log-format", "nocolors"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("codex starts");
+        let node = Node { child, url: format!("http://127.0.0.1:{port}/api/codex/v1") };
+        let deadline = Instant::now() + WAIT;
+        while agent().get(format!("{}/space", node.url)).call().is_err() {
+            assert!(Instant::now() < deadline, "node did not answer within {WAIT:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        node
+    }
+
+    fn get_text(&self, path: &str) -> (u16, String) {
+        let mut response = agent().get(format!("{}{path}", self.url)).call().expect("request");
+        let status = response.status().as_u16();
+        (status, response.body_mut().read_to_string().expect("body"))
+    }
+
+    fn get_bytes(&self, path: &str) -> Vec<u8> {
+        let mut response = agent().get(format!("{}{path}", self.url)).call().expect("request");
+        assert_eq!(response.status().as_u16(), 200, "GET {path}");
+        response.body_mut().with_config().limit(u64::MAX).read_to_vec().expect("body")
+    }
+
+    fn upload(&self, bytes: Vec<u8>) -> String {
+        let mut response = agent().post(format!("{}/data", self.url)).send(&bytes[..]).expect("upload");
+        assert_eq!(response.status().as_u16(), 200);
+        response.body_mut().read_to_string().expect("cid")
+    }
+
+    fn space(&self) -> serde_json::Value {
+        serde_json::from_str(&self.get_text("/space").1).expect("json")
+    }
+
+    fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), signal).expect("signal");
+    }
+
+    fn wait(mut self) -> ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "node did not exit within {WAIT:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed) ^ (i >> 10) as u8).collect()
+}
+
+/// `.blk` files in the repository and their total size.
+fn segments(dir: &Path) -> (usize, u64) {
+    let entries: Vec<PathBuf> = std::fs::read_dir(dir.join("repo/segments"))
+        .expect("segments dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "blk"))
+        .collect();
+    let bytes = entries.iter().map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).sum();
+    (entries.len(), bytes)
+}
+
+#[test]
+fn restart_keeps_data_and_space_is_exact() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(dir.path(), &[]);
+    let files = [data(1, 1), data(70_000, 2), data(1 << 20, 3)];
+    let cids: Vec<String> = files.iter().map(|f| node.upload(f.clone())).collect();
+    let space = node.space();
+    let padded: u64 = files.iter().map(|f| (f.len() as u64).div_ceil(65536) * 65536).sum();
+    assert_eq!(space["totalBlocks"], 1 + 2 + 16 + 3);
+    let used = space["quotaUsedBytes"].as_u64().expect("used");
+    assert!(used > padded && used < padded + 3 * 200, "padded data plus three small manifests: {used}");
+    node.signal(Signal::SIGTERM);
+    assert!(node.wait().success(), "SIGTERM exits 0");
+
+    let node = Node::start(dir.path(), &[]);
+    assert_eq!(node.space(), space, "space is exactly the same after a restart");
+    for (cid, file) in cids.iter().zip(&files) {
+        assert_eq!(&node.get_bytes(&format!("/data/{cid}")), file);
+    }
+    node.signal(Signal::SIGINT);
+    assert!(node.wait().success(), "SIGINT exits 0");
+}
+
+/// A request body that sends `first` bytes, then waits for a signal before sending `rest` bytes.
+struct GatedBody {
+    first: usize,
+    rest: usize,
+    sent: usize,
+    gate: Option<mpsc::Receiver<()>>,
+    started: Option<mpsc::Sender<()>>,
+}
+
+impl Read for GatedBody {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.sent == self.first {
+            if let Some(started) = self.started.take() {
+                let _ = started.send(());
+            }
+            if let Some(gate) = self.gate.take() {
+                let _ = gate.recv();
+            }
+        }
+        let limit = if self.sent < self.first { self.first } else { self.first + self.rest };
+        let n = buf.len().min(limit - self.sent);
+        buf[..n].iter_mut().enumerate().for_each(|(i, b)| *b = ((self.sent + i) % 251) as u8);
+        self.sent += n;
+        Ok(n)
+    }
+}
+
+/// (body started, release the rest, the upload's (status, body)).
+type GatedUpload = (mpsc::Receiver<()>, mpsc::Sender<()>, std::thread::JoinHandle<Option<(u16, String)>>);
+
+fn gated_upload(url: String, first: usize, rest: usize) -> GatedUpload {
+    let (started_tx, started_rx) = mpsc::channel();
+    let (gate_tx, gate_rx) = mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let body = GatedBody { first, rest, sent: 0, gate: Some(gate_rx), started: Some(started_tx) };
+        let mut reader = body;
+        let response = agent().post(format!("{url}/data")).send(ureq::SendBody::from_reader(&mut reader));
+        response.ok().map(|mut r| (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default()))
+    });
+    (started_rx, gate_tx, handle)
+}
+
+#[test]
+fn kill_9_mid_upload_leaves_nothing_partial() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(dir.path(), &[]);
+    let kept = node.upload(data(100_000, 7));
+    let before = node.space();
+    let (started, _gate, _upload) = gated_upload(node.url.clone(), 20 << 20, 20 << 20);
+    started.recv_timeout(WAIT).expect("upload under way");
+    // Wait until the node has written part of the new dataset.
+    let deadline = Instant::now() + WAIT;
+    while segments(dir.path()).1 < 200_000 + (1 << 20) {
+        assert!(Instant::now() < deadline, "the upload did not reach the disk");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    node.signal(Signal::SIGKILL);
+    assert!(!node.wait().success());
+
+    let node = Node::start(dir.path(), &[]);
+    assert_eq!(node.space(), before, "used quota is what it was before the interrupted upload");
+    let (_, list) = node.get_text("/data");
+    let list: serde_json::Value = serde_json::from_str(&list).expect("json");
+    assert_eq!(list["content"].as_array().map(Vec::len), Some(1));
+    assert_eq!(list["content"][0]["cid"], kept.as_str());
+    assert_eq!(segments(dir.path()), (1, 2 * 65536), "only the kept dataset's blocks are on disk");
+}
+
+#[test]
+fn sigterm_lets_an_upload_in_flight_finish() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(dir.path(), &[]);
+    let (started, gate, upload) = gated_upload(node.url.clone(), 3 << 20, 3 << 20);
+    started.recv_timeout(WAIT).expect("upload under way");
+    node.signal(Signal::SIGTERM);
+    std::thread::sleep(Duration::from_millis(200));
+    gate.send(()).expect("release the rest of the body");
+    let (status, cid) = upload.join().expect("upload thread").expect("response");
+    assert_eq!(status, 200, "the in-flight upload completes: {cid}");
+    assert!(node.wait().success(), "exit 0 after the upload");
+
+    let node = Node::start(dir.path(), &[]);
+    let bytes = node.get_bytes(&format!("/data/{cid}"));
+    assert_eq!(bytes.len(), 6 << 20);
+    assert!(bytes.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("codex runs")
+}
+
+#[test]
+fn startup_refuses_unfit_quota_and_readable_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().to_str().expect("utf-8");
+    let output = run(&["--data-dir", data_dir, "--storage-quota", "1000000TiB", "--log-format", "none"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("does not fit") && stderr.contains("--storage-quota="), "{stderr}");
+
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path().join("key"), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let output = run(&["--data-dir", data_dir, "--storage-quota", "1MiB", "--log-format", "none"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("chmod 600"));
+
+    let output = run(&["--data-dir", data_dir, "--storage-quota", "lots"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not a size"));
+}
+
+#[test]
+fn metrics_and_cli_client() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let metrics_port = free_port().to_string();
+    let node = Node::start(dir.path(), &["--metrics", "--metrics-port", &metrics_port]);
+    let api_url = node.url.trim_end_matches("/api/codex/v1").to_owned();
+
+    let input = dir.path().join("input.bin");
+    let content = data(300_000, 9);
+    std::fs::write(&input, &content).expect("write input");
+    let output = run(&["--api-url", &api_url, "upload", input.to_str().expect("utf-8"), "--quiet"]);
+    assert!(output.status.success(), "upload: {}", String::from_utf8_lossy(&output.stderr));
+    let cid = String::from_utf8(output.stdout).expect("utf-8").trim().to_owned();
+    assert!(cid.starts_with("zDvZRwzm"), "{cid}");
+
+    let out = dir.path().join("out.bin");
+    let output = run(&["--api-url", &api_url, "download", &cid, "-o", out.to_str().expect("utf-8"), "--quiet"]);
+    assert!(output.status.success(), "download: {}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(std::fs::read(&out).expect("read"), content);
+
+    let output = run(&["--api-url", &api_url, "list"]);
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("input.bin"));
+    let output = run(&["--api-url", &api_url, "space", "--json"]);
+    assert!(output.status.success());
+    let space: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(space["totalBlocks"], 6);
+
+    let missing = "zDvZRwzmC3Q7e7NLkfsPmtgSCfectUc1ssn5xK2rzC9yRz1yeZuK";
+    let output = run(&["--api-url", &api_url, "download", missing, "-o", out.to_str().expect("utf-8"), "--quiet"]);
+    assert_eq!(output.status.code(), Some(4), "not found");
+    let output = run(&["--api-url", &api_url, "download", "notacid", "--quiet"]);
+    assert_eq!(output.status.code(), Some(5), "rejected");
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let output = run(&["--api-url", &dead, "space"]);
+    assert_eq!(output.status.code(), Some(3), "unreachable");
+
+    let body = agent()
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .call()
+        .expect("metrics")
+        .body_mut()
+        .read_to_string()
+        .expect("text");
+    for line in
+        ["codex_api_uploads 1", "codex_api_downloads 1", "codex_repostore_blocks 6", "codex_repostore_bytes_reserved 0"]
+    {
+        assert!(body.contains(line), "{line} in\n{body}");
+    }
+    assert!(body.contains("codex_repostore_bytes_used "));
+}

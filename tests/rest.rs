@@ -1,0 +1,310 @@
+//! The REST API in process: every endpoint and every error code, on a real NodeActor over a temporary
+//! repository.
+
+use actix_web::dev::ServiceResponse;
+use actix_web::http::StatusCode;
+use actix_web::http::header::HeaderValue;
+use actix_web::test::{self, TestRequest};
+use codex::metrics::Metrics;
+use codex::rest::{ApiState, CorsOrigin, app};
+use codex::telemetry::LogControl;
+use codex_actors::maintenance::MaintenanceConfig;
+use codex_actors::node::{NodeActor, NodeConfig};
+use codex_actors::store::StoreConfig;
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+
+const API: &str = "/api/codex/v1";
+const VECTOR_CID: &str = "zDvZRwzmC3Q7e7NLkfsPmtgSCfectUc1ssn5xK2rzC9yRz1yeZuK";
+
+fn node(dir: &Path, quota: u64) -> ApiState {
+    let key = libp2p_identity::Keypair::generate_secp256k1();
+    let config = NodeConfig {
+        data_dir: dir.to_owned(),
+        peer_id: key.public().to_peer_id(),
+        store: StoreConfig {
+            repo_dir: dir.join("repo"),
+            quota_max: quota,
+            block_ttl: Some(Duration::from_secs(86_400)),
+            sweep_batch: 1000,
+        },
+        maintenance: MaintenanceConfig { interval: Duration::from_secs(600) },
+    };
+    let node = NodeActor::start(config).expect("node starts");
+    ApiState { node, metrics: Metrics::new(), log: LogControl::detached() }
+}
+
+/// Builds the API app over `state`, with CORS for `cors` when given.
+macro_rules! service {
+    ($state:expr, $cors:expr) => {
+        test::init_service(app(
+            $state,
+            CorsOrigin(($cors as Option<&str>).map(|o| HeaderValue::from_str(o).expect("origin"))),
+        ))
+        .await
+    };
+}
+
+async fn body_text(response: ServiceResponse<impl actix_web::body::MessageBody>) -> String {
+    String::from_utf8(test::read_body(response).await.to_vec()).expect("utf-8")
+}
+
+/// A response header as text ("" when absent).
+fn header<'a>(headers: &'a actix_web::http::header::HeaderMap, name: &str) -> &'a str {
+    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
+}
+
+/// The body's announced size: what becomes Content-Length on the wire.
+fn sized(response: &ServiceResponse<impl actix_web::body::MessageBody>) -> Option<u64> {
+    match actix_web::body::MessageBody::size(response.response().body()) {
+        actix_web::body::BodySize::Sized(n) => Some(n),
+        _ => None,
+    }
+}
+
+fn payload(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed) ^ (i >> 9) as u8).collect()
+}
+
+#[actix_web::test]
+async fn upload_list_download_delete_round_trip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = service!(node(dir.path(), 1 << 30), None);
+
+    let request = TestRequest::post().uri(&format!("{API}/data")).set_payload("some file contents").to_request();
+    let response = test::call_service(&app, request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(body_text(response).await, VECTOR_CID);
+
+    let request = TestRequest::get().uri(&format!("{API}/space")).to_request();
+    let space: Value = test::call_and_read_body_json(&app, request).await;
+    assert_eq!(space["totalBlocks"], 2);
+    assert_eq!(space["quotaUsedBytes"], 65592);
+    assert_eq!(space["quotaMaxBytes"], 1u64 << 30);
+    assert_eq!(space["quotaReservedBytes"], 0);
+
+    let request = TestRequest::get().uri(&format!("{API}/data")).to_request();
+    let list: Value = test::call_and_read_body_json(&app, request).await;
+    let item = &list["content"][0];
+    assert_eq!(item["cid"], VECTOR_CID);
+    assert_eq!(item["manifest"]["treeCid"], "zDzSvJTezk7bJNQqFq8k1iHXY84psNuUfZVusA5bBQQUSuyzDSVL");
+    assert_eq!(item["manifest"]["datasetSize"], 18);
+    assert_eq!(item["manifest"]["blockSize"], 65536);
+    assert_eq!(item["manifest"]["protected"], false);
+    assert_eq!(item["manifest"]["filename"], Value::Null);
+
+    let request = TestRequest::get().uri(&format!("{API}/data/{VECTOR_CID}")).to_request();
+    let response = test::call_service(&app, request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers().clone();
+    assert_eq!(sized(&response), Some(18));
+    assert_eq!(header(&headers, "content-type"), "application/octet-stream");
+    assert_eq!(header(&headers, "content-disposition"), "attachment");
+    assert_eq!(body_text(response).await, "some file contents");
+
+    let request = TestRequest::delete().uri(&format!("{API}/data/{VECTOR_CID}")).to_request();
+    assert_eq!(test::call_service(&app, request).await.status(), StatusCode::NO_CONTENT);
+    let request = TestRequest::get().uri(&format!("{API}/data/{VECTOR_CID}")).to_request();
+    let response = test::call_service(&app, request).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert!(body_text(response).await.contains("could not be retrieved"));
+    let request = TestRequest::get().uri(&format!("{API}/space")).to_request();
+    let space: Value = test::call_and_read_body_json(&app, request).await;
+    assert_eq!((space["totalBlocks"].as_u64(), space["quotaUsedBytes"].as_u64()), (Some(0), Some(0)));
+    // Deleting again is not an error.
+    let request = TestRequest::delete().uri(&format!("{API}/data/{VECTOR_CID}")).to_request();
+    assert_eq!(test::call_service(&app, request).await.status(), StatusCode::NO_CONTENT);
+}
+
+#[actix_web::test]
+async fn boundary_sizes_round_trip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = service!(node(dir.path(), 1 << 30), None);
+    for (i, len) in [1usize, 65535, 65536, 65537, 5 * 1024 * 1024 + 3].into_iter().enumerate() {
+        let bytes = payload(len, i as u8);
+        let request = TestRequest::post().uri(&format!("{API}/data")).set_payload(bytes.clone()).to_request();
+        let response = test::call_service(&app, request).await;
+        assert_eq!(response.status(), StatusCode::OK, "upload of {len}");
+        let cid = body_text(response).await;
+        let request = TestRequest::get().uri(&format!("{API}/data/{cid}")).to_request();
+        let response = test::call_service(&app, request).await;
+        assert_eq!(sized(&response), Some(len as u64), "Content-Length of {len}");
+        assert_eq!(test::read_body(response).await.as_ref(), bytes.as_slice(), "download of {len}");
+    }
+}
+
+#[actix_web::test]
+async fn upload_metadata_and_validation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = service!(node(dir.path(), 1 << 30), None);
+    let request = TestRequest::post()
+        .uri(&format!("{API}/data"))
+        .insert_header(("content-type", "image/png"))
+        .insert_header(("content-disposition", "attachment; filename=\"codex.png\""))
+        .set_payload(vec![1u8; 1000])
+        .to_request();
+    let response = test::call_service(&app, request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let cid = body_text(response).await;
+    let request = TestRequest::get().uri(&format!("{API}/data/{cid}")).to_request();
+    let response = test::call_service(&app, request).await;
+    assert_eq!(header(response.headers(), "content-type"), "image/png");
+    assert_eq!(header(response.headers(), "content-disposition"), "attachment; filename=\"codex.png\"");
+    let request = TestRequest::get().uri(&format!("{API}/data")).to_request();
+    let list: Value = test::call_and_read_body_json(&app, request).await;
+    assert_eq!(list["content"][0]["manifest"]["filename"], "codex.png");
+    assert_eq!(list["content"][0]["manifest"]["mimetype"], "image/png");
+
+    let cases = [
+        (("content-type", "not/a-type"), "The MIME type 'not/a-type' is not valid."),
+        (("content-disposition", "attachment; filename=\"a/b\""), "The filename is not valid."),
+        (("content-disposition", "attachment; filename=\"\""), "The filename is not valid."),
+    ];
+    for (header, message) in cases {
+        let request =
+            TestRequest::post().uri(&format!("{API}/data")).insert_header(header).set_payload("x").to_request();
+        let response = test::call_service(&app, request).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{header:?}");
+        assert_eq!(body_text(response).await, message);
+    }
+    // An empty upload is refused: a dataset needs at least one block.
+    let request = TestRequest::post().uri(&format!("{API}/data")).to_request();
+    let response = test::call_service(&app, request).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body_text(response).await.contains("empty"));
+    // Nothing partial was stored by the refused uploads.
+    let request = TestRequest::get().uri(&format!("{API}/data")).to_request();
+    let list: Value = test::call_and_read_body_json(&app, request).await;
+    assert_eq!(list["content"].as_array().map(Vec::len), Some(1));
+}
+
+#[actix_web::test]
+async fn quota_full_is_a_clear_422_and_stores_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = service!(node(dir.path(), 3 * 65536), None);
+    let request = TestRequest::post().uri(&format!("{API}/data")).set_payload(payload(5 * 65536, 1)).to_request();
+    let response = test::call_service(&app, request).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body_text(response).await.contains("not enough storage quota"));
+    let request = TestRequest::get().uri(&format!("{API}/space")).to_request();
+    let space: Value = test::call_and_read_body_json(&app, request).await;
+    assert_eq!(space["quotaUsedBytes"], 0);
+}
+
+#[actix_web::test]
+async fn cid_errors_ranges_and_exists() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = service!(node(dir.path(), 1 << 30), None);
+    let bytes = payload(200_000, 5);
+    let request = TestRequest::post().uri(&format!("{API}/data")).set_payload(bytes.clone()).to_request();
+    let cid = body_text(test::call_service(&app, request).await).await;
+
+    for (method, path) in [("GET", "/data/notacid"), ("DELETE", "/data/notacid"), ("GET", "/data/notacid/exists")] {
+        let request =
+            TestRequest::default().method(method.parse().expect("method")).uri(&format!("{API}{path}")).to_request();
+        let response = test::call_service(&app, request).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{method} {path}");
+        assert!(body_text(response).await.starts_with("Invalid CID"));
+    }
+    // A valid CID the node does not have.
+    let request = TestRequest::get().uri(&format!("{API}/data/{VECTOR_CID}")).to_request();
+    assert_eq!(test::call_service(&app, request).await.status(), StatusCode::NOT_FOUND);
+
+    let ranges: [(&str, StatusCode, Option<&str>, std::ops::Range<usize>); 5] = [
+        ("bytes=0-9", StatusCode::PARTIAL_CONTENT, Some("bytes 0-9/200000"), 0..10),
+        ("bytes=199990-", StatusCode::PARTIAL_CONTENT, Some("bytes 199990-199999/200000"), 199_990..200_000),
+        ("bytes=-5", StatusCode::PARTIAL_CONTENT, Some("bytes 199995-199999/200000"), 199_995..200_000),
+        ("bytes=65530-65545", StatusCode::PARTIAL_CONTENT, Some("bytes 65530-65545/200000"), 65_530..65_546),
+        ("bytes=0-1,5-6", StatusCode::OK, None, 0..200_000),
+    ];
+    for (range, status, content_range, expected) in ranges {
+        let request = TestRequest::get().uri(&format!("{API}/data/{cid}")).insert_header(("range", range)).to_request();
+        let response = test::call_service(&app, request).await;
+        assert_eq!(response.status(), status, "{range}");
+        assert_eq!(response.headers().get("content-range").and_then(|v| v.to_str().ok()), content_range);
+        assert_eq!(test::read_body(response).await.as_ref(), &bytes[expected], "{range}");
+    }
+    let request =
+        TestRequest::get().uri(&format!("{API}/data/{cid}")).insert_header(("range", "bytes=300000-")).to_request();
+    let response = test::call_service(&app, request).await;
+    assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(header(response.headers(), "content-range"), "bytes */200000");
+
+    let block = codex_protocol::cid::format_cid(&codex_protocol::cid::block_cid(&bytes[..65536]));
+    let request = TestRequest::get().uri(&format!("{API}/data/{block}/exists")).to_request();
+    let exists: Value = test::call_and_read_body_json(&app, request).await;
+    assert_eq!((exists["has"].as_bool(), exists[&block].as_bool()), (Some(true), Some(true)));
+    let request = TestRequest::get().uri(&format!("{API}/data/{VECTOR_CID}/exists")).to_request();
+    let exists: Value = test::call_and_read_body_json(&app, request).await;
+    assert_eq!(exists["has"], false);
+    // A block inside a dataset cannot be deleted on its own.
+    let request = TestRequest::delete().uri(&format!("{API}/data/{block}")).to_request();
+    let response = test::call_service(&app, request).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(body_text(response).await.contains("part of a dataset"));
+}
+
+#[actix_web::test]
+async fn node_and_debug_endpoints() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = node(dir.path(), 1 << 30);
+    let app = service!(state, None);
+    let request = TestRequest::get().uri(&format!("{API}/peerid")).to_request();
+    let json: Value = test::call_and_read_body_json(&app, request).await;
+    let id = json["id"].as_str().expect("id").to_owned();
+    assert!(id.starts_with("16Uiu2HA"), "secp256k1 peer id: {id}");
+    let request = TestRequest::get().uri(&format!("{API}/peerid")).insert_header(("accept", "text/plain")).to_request();
+    assert_eq!(body_text(test::call_service(&app, request).await).await, id);
+
+    let request = TestRequest::get().uri(&format!("{API}/debug/info")).to_request();
+    let info: Value = test::call_and_read_body_json(&app, request).await;
+    assert_eq!(info["id"], id.as_str());
+    assert_eq!(info["repo"], dir.path().display().to_string());
+    assert_eq!(info["table"]["localNode"]["peerId"], id.as_str());
+    assert_eq!(info["table"]["localNode"]["nodeId"].as_str().map(str::len), Some(64));
+    for key in ["addrs", "announceAddresses"] {
+        assert!(info[key].is_array(), "{key}");
+    }
+    assert!(info["codex"]["version"].as_str().is_some_and(|v| v.starts_with('v')));
+
+    let level =
+        |query: &'static str| TestRequest::post().uri(&format!("{API}/debug/chronicles/loglevel{query}")).to_request();
+    assert_eq!(test::call_service(&app, level("?level=debug;trace:store,restapi")).await.status(), StatusCode::OK);
+    assert_eq!(test::call_service(&app, level("")).await.status(), StatusCode::BAD_REQUEST);
+    let response = test::call_service(&app, level("?level=loud")).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(body_text(response).await.contains("unknown log level"));
+
+    // Networking endpoints are absent until networking lands.
+    for path in ["/spr", "/connect/16Uiu2HAm", "/data/x/network/manifest"] {
+        let request = TestRequest::get().uri(&format!("{API}{path}")).to_request();
+        assert_eq!(test::call_service(&app, request).await.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+}
+
+#[actix_web::test]
+async fn cors_only_when_configured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = node(dir.path(), 1 << 30);
+    let plain = service!(state.clone(), None);
+    let request = TestRequest::get().uri(&format!("{API}/space")).to_request();
+    let response = test::call_service(&plain, request).await;
+    assert!(response.headers().get("access-control-allow-origin").is_none());
+
+    let cors = service!(state, Some("*"));
+    let request = TestRequest::get().uri(&format!("{API}/space")).to_request();
+    let response = test::call_service(&cors, request).await;
+    assert_eq!(header(response.headers(), "access-control-allow-origin"), "*");
+    assert_eq!(header(response.headers(), "access-control-allow-methods"), "GET, OPTIONS");
+    assert_eq!(header(response.headers(), "access-control-max-age"), "86400");
+    let request = TestRequest::default()
+        .method(actix_web::http::Method::OPTIONS)
+        .uri(&format!("{API}/data"))
+        .insert_header(("access-control-request-method", "POST"))
+        .to_request();
+    let response = test::call_service(&cors, request).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(header(response.headers(), "access-control-allow-methods"), "POST, OPTIONS");
+    assert_eq!(header(response.headers(), "access-control-allow-headers"), "content-type, content-disposition");
+}
