@@ -9,7 +9,7 @@
 
 mod repo;
 
-pub use repo::{CommitOutcome, Counters, DeleteOutcome, TreeRecord};
+pub use repo::{CommitOutcome, Counters, DeleteOutcome, TreeRecord, remove_in_background};
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -340,25 +340,27 @@ impl StoreActor {
         // The manifest is the only byte not claimed while streaming.
         if let Err(err) = self.quota.claim(manifest_len) {
             self.quota.release(msg.claimed);
-            self.repo()?.unlink_segment(msg.segment);
+            self.repo()?.unlink_segments(&[msg.segment]);
             return Err(err);
         }
         let claimed = msg.claimed + manifest_len;
         let expiry = self.expiry();
+        let started = std::time::Instant::now();
         let result = self.repo()?.commit_dataset(msg.segment, &msg.leaves, &msg.manifest, expiry, &mut counters);
+        tracing::debug!(leaves = msg.leaves.len(), elapsed_ms = started.elapsed().as_millis() as u64, "commit");
         self.quota.set_counters(counters);
         self.quota.release(claimed);
         match result {
             Ok(outcome) => {
                 if !outcome.new_tree {
-                    self.repo()?.unlink_segment(msg.segment);
+                    self.repo()?.unlink_segments(&[msg.segment]);
                 }
                 let cid = Manifest::cid_of(&msg.manifest.encode());
                 tracing::info!(cid = %format_cid(&cid), bytes = msg.manifest.dataset_size, new = outcome.new_manifest, "dataset stored");
                 Ok(StoredDataset { cid, manifest: msg.manifest })
             }
             Err(err) => {
-                self.repo()?.unlink_segment(msg.segment);
+                self.repo()?.unlink_segments(&[msg.segment]);
                 Err(err)
             }
         }
@@ -384,11 +386,12 @@ impl StoreActor {
 
     fn delete(&mut self, cid: &Cid) -> Result<DeleteOutcome, StoreError> {
         let mut counters = self.quota.counters();
-        let outcome = self.repo()?.delete(cid, &mut counters)?;
+        let started = std::time::Instant::now();
+        let repo = self.repo()?;
+        let outcome = repo.delete(cid, &mut counters)?;
+        repo.unlink_segments(&outcome.segments_to_unlink);
+        tracing::debug!(blocks = outcome.removed_blocks, elapsed_ms = started.elapsed().as_millis() as u64, "delete");
         self.quota.set_counters(counters);
-        for segment in &outcome.segments_to_unlink {
-            self.repo()?.unlink_segment(*segment);
-        }
         Ok(outcome)
     }
 
@@ -409,9 +412,7 @@ impl StoreActor {
         self.quota.set_counters(counters);
         let (cursor, outcome) = result?;
         self.sweep_cursor = cursor;
-        for segment in &outcome.segments_to_unlink {
-            self.repo()?.unlink_segment(*segment);
-        }
+        self.repo()?.unlink_segments(&outcome.segments_to_unlink);
         Ok(outcome)
     }
 }

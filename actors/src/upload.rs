@@ -8,7 +8,9 @@
 //! StoreActor: the dataset is visible only once that redb transaction is durable. Dropping an unfinished
 //! session removes its files and returns its claim, so an interrupted upload leaves nothing behind.
 
-use crate::store::{BeginUpload, CommitUpload, StoreActor, StoreError, StoredDataset, UploadTarget};
+use crate::store::{
+    BeginUpload, CommitUpload, StoreActor, StoreError, StoredDataset, UploadTarget, remove_in_background,
+};
 use actix::Addr;
 use bytes::Bytes;
 use codex_protocol::cid::sha256;
@@ -184,9 +186,7 @@ impl Drop for UploadSession {
         self.hash_tx = None;
         self.write_tx = None;
         self.target.quota.release(self.claimed);
-        for path in [&self.target.data_path, &self.target.tree_path] {
-            let _ = std::fs::remove_file(path);
-        }
+        remove_in_background(vec![self.target.data_path.clone(), self.target.tree_path.clone()]);
         tracing::info!(segment = self.target.segment, bytes = self.received(), "upload abandoned, its data removed");
     }
 }

@@ -53,6 +53,15 @@ fn segment_files(dir: &Path) -> usize {
     std::fs::read_dir(dir.join("repo/segments")).map_or(0, |d| d.count())
 }
 
+/// Deleted segments are unlinked in the background: waits (at most 10 s) until `expected` files remain.
+fn wait_for_segment_files(dir: &Path, expected: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while segment_files(dir) != expected {
+        assert!(std::time::Instant::now() < deadline, "{} segment files, expected {expected}", segment_files(dir));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[actix_rt::test]
 async fn boundary_sizes_round_trip_with_proofs_and_exact_space() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -113,7 +122,7 @@ async fn empty_upload_is_refused_and_leaves_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = start(dir.path(), 1 << 30);
     assert!(matches!(upload(&store, b"", None).await, Err(StoreError::EmptyDataset)));
-    assert_eq!(segment_files(dir.path()), 0);
+    wait_for_segment_files(dir.path(), 0);
     assert_eq!(store.send(GetSpace).await.expect("mailbox").quota_used_bytes, 0);
 }
 
@@ -132,7 +141,7 @@ async fn quota_is_enforced_and_a_refused_upload_leaves_nothing() {
     }
     let space = store.send(GetSpace).await.expect("mailbox");
     assert_eq!((space.quota_used_bytes, space.pending_bytes), (used, 0));
-    assert_eq!(segment_files(dir.path()), 2, "only the first dataset's .blk and .tree remain");
+    wait_for_segment_files(dir.path(), 2); // only the first dataset's .blk and .tree remain
     assert_eq!(store.send(ListDatasets).await.expect("mailbox").expect("list").len(), 1);
 }
 
@@ -147,7 +156,7 @@ async fn abandoned_upload_is_invisible_and_frees_its_claim() {
     let space = store.send(GetSpace).await.expect("mailbox");
     assert_eq!((space.quota_used_bytes, space.pending_bytes, space.total_blocks), (0, 0, 0));
     assert!(store.send(ListDatasets).await.expect("mailbox").expect("list").is_empty());
-    assert_eq!(segment_files(dir.path()), 0);
+    wait_for_segment_files(dir.path(), 0);
 }
 
 #[actix_rt::test]
@@ -162,7 +171,7 @@ async fn shared_trees_delete_and_blocks_of_datasets_are_protected() {
     let space = store.send(GetSpace).await.expect("mailbox");
     let manifests = (a.manifest.encode().len() + b.manifest.encode().len()) as u64;
     assert_eq!(space.quota_used_bytes, 4 * BS + manifests, "the shared tree is stored once");
-    assert_eq!(segment_files(dir.path()), 2, "the duplicate segment was discarded");
+    wait_for_segment_files(dir.path(), 2); // the duplicate segment was discarded
 
     let leaf = block_cid(&bytes[..DEFAULT_BLOCK_SIZE]);
     let refused = store.send(DeleteData { cid: leaf }).await.expect("mailbox");
@@ -173,7 +182,7 @@ async fn shared_trees_delete_and_blocks_of_datasets_are_protected() {
     store.send(DeleteData { cid: b.cid }).await.expect("mailbox").expect("delete b");
     let space = store.send(GetSpace).await.expect("mailbox");
     assert_eq!((space.quota_used_bytes, space.total_blocks), (0, 0));
-    assert_eq!(segment_files(dir.path()), 0);
+    wait_for_segment_files(dir.path(), 0);
     assert!(!store.send(HasBlock { cid: leaf }).await.expect("mailbox").expect("has"));
     // Deleting what is not there is fine.
     store.send(DeleteData { cid: b.cid }).await.expect("mailbox").expect("absent is ok");
@@ -217,7 +226,7 @@ async fn expiry_sweep_removes_expired_datasets_in_batches() {
     assert!(rounds >= 3, "5 datasets with batches of 2 records take several sweeps");
     let space = store.send(GetSpace).await.expect("mailbox");
     assert_eq!((space.quota_used_bytes, space.total_blocks), (0, 0));
-    assert_eq!(segment_files(dir.path()), 0);
+    wait_for_segment_files(dir.path(), 0);
 }
 
 #[actix_rt::test]
