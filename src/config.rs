@@ -44,7 +44,7 @@ pub enum LogFormat {
 #[serde(rename_all = "kebab-case")]
 pub struct NodeFlags {
     /// TOML configuration file (keys are the long option names).
-    #[arg(long, global = true)]
+    #[arg(long, env = "CODEX_CONFIG_FILE")]
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
     /// Log level and per-topic levels, e.g. `info` or `info;trace:store,restapi`.

@@ -3,6 +3,7 @@
 //! `codex_repostore_bytes_reserved` (gauges, read from the store when scraped).
 
 use codex_actors::store::Space;
+use prometheus::core::Collector;
 use prometheus::{Encoder, IntCounter, IntGauge, Registry, TextEncoder};
 
 /// The node's metrics. Cheap to clone (handles to shared values).
@@ -19,22 +20,16 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let counter = |name: &str, help: &str| {
-            let metric = IntCounter::new(name, help).expect("invariant: valid metric name");
-            registry.register(Box::new(metric.clone())).expect("invariant: registered once");
-            metric
-        };
-        let uploads = counter("codex_api_uploads", "Datasets uploaded through the REST API");
-        let downloads = counter("codex_api_downloads", "Datasets downloaded through the REST API");
-        let gauge = |name: &str, help: &str| {
-            let metric = IntGauge::new(name, help).expect("invariant: valid metric name");
-            registry.register(Box::new(metric.clone())).expect("invariant: registered once");
-            metric
-        };
-        let blocks = gauge("codex_repostore_blocks", "Blocks in the repository");
-        let bytes_used = gauge("codex_repostore_bytes_used", "Bytes of quota used by stored blocks");
-        let bytes_reserved = gauge("codex_repostore_bytes_reserved", "Bytes of quota reserved");
-        Self { registry, uploads, downloads, blocks, bytes_used, bytes_reserved }
+        let counter = |name: &str, help: &str| register(&registry, IntCounter::new(name, help));
+        let gauge = |name: &str, help: &str| register(&registry, IntGauge::new(name, help));
+        Self {
+            uploads: counter("codex_api_uploads", "Datasets uploaded through the REST API"),
+            downloads: counter("codex_api_downloads", "Datasets downloaded through the REST API"),
+            blocks: gauge("codex_repostore_blocks", "Blocks in the repository"),
+            bytes_used: gauge("codex_repostore_bytes_used", "Bytes of quota used by stored blocks"),
+            bytes_reserved: gauge("codex_repostore_bytes_reserved", "Bytes of quota reserved"),
+            registry,
+        }
     }
 
     /// The Prometheus text exposition, with the repository gauges set from `space`.
@@ -48,6 +43,13 @@ impl Metrics {
         }
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+/// Registers a new metric; names and help texts are constants, so failures are programming errors.
+fn register<M: Collector + Clone + 'static>(registry: &Registry, metric: prometheus::Result<M>) -> M {
+    let metric = metric.expect("invariant: valid metric name");
+    registry.register(Box::new(metric.clone())).expect("invariant: each metric registered once");
+    metric
 }
 
 impl Default for Metrics {
