@@ -7,8 +7,10 @@
 //! - [`chunker`]: splits a byte stream into 64 KiB blocks, zero-padding the last one.
 //! - [`tree`]: the SHA-256 CodexTree (keyed compression) and its inclusion proofs.
 //! - [`manifest`]: the dataset manifest and its protobuf encoding.
+//! - [`blockexc`]: the block exchange wire messages and delivery verification.
 //! - [`protobuf`]: the minimal protobuf wire reader/writer the encodings above are built on.
 
+pub mod blockexc;
 pub mod chunker;
 pub mod cid;
 pub mod manifest;
