@@ -141,7 +141,7 @@ async fn upload_metadata_and_validation() {
     let request = TestRequest::post()
         .uri(&format!("{API}/data"))
         .insert_header(("content-type", "image/png"))
-        .insert_header(("content-disposition", "attachment; filename=\"codex.png\""))
+        .insert_header(("content-disposition", "attachment; filename=\"codex.png\"; size=\"1000\""))
         .set_payload(vec![1u8; 1000])
         .to_request();
     let response = test::call_service(&app, request).await;

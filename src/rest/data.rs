@@ -114,7 +114,7 @@ fn upload_filename(request: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(start) = text.find("filename=") else { return Ok(None) };
     let rest = &text[start + "filename=".len()..];
     let name = match rest.strip_prefix('"') {
-        Some(quoted) => quoted.rfind('"').map(|end| &quoted[..end]).unwrap_or(quoted),
+        Some(quoted) => quoted.find('"').map(|end| &quoted[..end]).unwrap_or(quoted),
         None => rest.split(';').next().unwrap_or_default().trim(),
     };
     if !is_valid_filename(name) {
