@@ -14,7 +14,7 @@ use crate::store::{
 use actix::Addr;
 use bytes::Bytes;
 use codex_protocol::cid::sha256;
-use codex_protocol::{BlockAssembler, CodexTree, Digest, Manifest};
+use codex_protocol::{BlockAssembler, CodexTree, Manifest};
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -30,12 +30,6 @@ enum Piece {
     End,
 }
 
-/// What the hasher thread hands back: the leaves, with the tree already written and synced.
-struct Hashed {
-    leaves: Vec<Digest>,
-    tree: Option<CodexTree>,
-}
-
 /// One upload in progress.
 pub struct UploadSession {
     store: Addr<StoreActor>,
@@ -46,7 +40,7 @@ pub struct UploadSession {
     mimetype: Option<String>,
     hash_tx: Option<mpsc::Sender<Piece>>,
     write_tx: Option<mpsc::Sender<Piece>>,
-    hashed: Option<oneshot::Receiver<Result<Hashed, StoreError>>>,
+    hashed: Option<oneshot::Receiver<Result<CodexTree, StoreError>>>,
     written: Option<oneshot::Receiver<Result<(), StoreError>>>,
     claimed: u64,
     committed: bool,
@@ -160,8 +154,7 @@ impl UploadSession {
         let written = self.written.take().ok_or(StoreError::Interrupted)?;
         let hashed = self.hashed.take().ok_or(StoreError::Interrupted)?;
         written.await.map_err(|_| StoreError::Interrupted)??;
-        let hashed = hashed.await.map_err(|_| StoreError::Interrupted)??;
-        let tree = hashed.tree.ok_or(StoreError::EmptyDataset)?;
+        let tree = hashed.await.map_err(|_| StoreError::Interrupted)??;
         let manifest = Manifest::new_unprotected(
             tree.root_cid(),
             self.block_size as u64,
@@ -170,7 +163,7 @@ impl UploadSession {
             self.mimetype.take(),
         );
         let claimed = self.claimed;
-        let commit = CommitUpload { segment: self.target.segment, leaves: hashed.leaves, manifest, claimed };
+        let commit = CommitUpload { segment: self.target.segment, leaves: tree.into_leaves(), manifest, claimed };
         // From here the StoreActor owns the files and the claim, whatever the outcome.
         self.committed = true;
         self.store.send(commit).await?
@@ -196,13 +189,13 @@ fn spawn_worker(name: String, work: impl FnOnce() + Send + 'static) -> Result<()
 }
 
 /// Hasher thread: digests every block; at `End` builds the tree and writes it, synced, to `tree_path`.
-fn hash_blocks(mut rx: mpsc::Receiver<Piece>, tree_path: &std::path::Path) -> Result<Hashed, StoreError> {
+fn hash_blocks(mut rx: mpsc::Receiver<Piece>, tree_path: &std::path::Path) -> Result<CodexTree, StoreError> {
     let mut leaves = Vec::new();
     while let Some(piece) = rx.blocking_recv() {
         match piece {
             Piece::Block(block) => leaves.push(sha256(&block)),
             Piece::End => {
-                let tree = CodexTree::new(leaves.clone())?;
+                let tree = CodexTree::new(std::mem::take(&mut leaves))?;
                 let mut bytes = Vec::with_capacity(tree.layers().iter().map(Vec::len).sum::<usize>() * 32);
                 for layer in tree.layers() {
                     for node in layer {
@@ -212,7 +205,7 @@ fn hash_blocks(mut rx: mpsc::Receiver<Piece>, tree_path: &std::path::Path) -> Re
                 let mut file = File::create(tree_path).map_err(StoreError::io("creating the tree file"))?;
                 file.write_all(&bytes).map_err(StoreError::io("writing the tree file"))?;
                 file.sync_data().map_err(StoreError::io("syncing the tree file"))?;
-                return Ok(Hashed { leaves, tree: Some(tree) });
+                return Ok(tree);
             }
         }
     }

@@ -117,6 +117,11 @@ impl CodexTree {
         self.layers[0].len() as u64
     }
 
+    /// The leaf digests, dropping the rest of the tree.
+    pub fn into_leaves(mut self) -> Vec<Digest> {
+        self.layers.swap_remove(0)
+    }
+
     /// All layers, leaf layer first: the form stored beside a dataset so proofs can be read back.
     pub fn layers(&self) -> &[Vec<Digest>] {
         &self.layers
