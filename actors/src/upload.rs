@@ -155,6 +155,14 @@ impl UploadSession {
         let hashed = self.hashed.take().ok_or(StoreError::Interrupted)?;
         written.await.map_err(|_| StoreError::Interrupted)??;
         let tree = hashed.await.map_err(|_| StoreError::Interrupted)??;
+        // The files' directory entries must be durable before the commit that makes them reachable.
+        let dir = self.target.data_path.parent().map(std::path::Path::to_path_buf);
+        if let Some(dir) = dir {
+            tokio::task::spawn_blocking(move || File::open(dir).and_then(|d| d.sync_all()))
+                .await
+                .map_err(|_| StoreError::Interrupted)?
+                .map_err(StoreError::io("syncing the segments directory"))?;
+        }
         let manifest = Manifest::new_unprotected(
             tree.root_cid(),
             self.block_size as u64,
