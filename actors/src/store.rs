@@ -1,21 +1,29 @@
 //! StoreActor: owns the repository (redb metadata + dataset segment files), the quota and block expiry.
 //!
 //! Handles: [`BeginUpload`], [`CommitUpload`], [`PutBlock`], [`GetManifest`], [`ListDatasets`], [`HasBlock`],
-//! [`GetBlock`], [`GetLeaf`], [`OpenDataset`], [`DeleteData`], [`GetSpace`], [`SweepExpired`], [`CloseStore`].
+//! [`GetBlock`], [`GetLeaf`], [`OpenDataset`], [`DeleteData`], [`GetSpace`], [`SweepExpired`], [`CloseStore`],
+//! and for network downloads [`BeginDownload`], [`StoreLeaves`], [`ReadLeaves`], [`HasLeaves`],
+//! [`ListDownloads`], [`OpenDownload`]. Delivered leaves are verified (SHA-256 and Merkle proof) here, on the
+//! store's thread, before they are written.
 //! Emits nothing; callers await the typed results. Runs on a one-thread `SyncArbiter`: every handler does
 //! blocking redb/file I/O, so it never shares a thread with HTTP or networking. Bulk block bytes do not pass
 //! through this mailbox: an [`crate::upload::UploadSession`] writes them to the segment on its own threads
 //! and only the commit comes here; downloads get an open file from [`OpenDataset`] and read it elsewhere.
 
+mod partial;
 mod repo;
 
-pub use repo::{CommitOutcome, Counters, DeleteOutcome, TreeRecord, remove_in_background};
+pub use partial::{DownloadStatus, LeafOutcome, Progress};
+pub use repo::{CommitOutcome, Counters, DeleteOutcome, DownloadRecord, TreeRecord, remove_in_background};
 
 use actix::prelude::*;
 use bytes::Bytes;
+use codex_protocol::blockexc::BlockDelivery;
 use codex_protocol::cid::format_cid;
 use codex_protocol::{Cid, CodexProof, Digest, Manifest, TreeError};
+use partial::Partial;
 use repo::Repo;
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -126,6 +134,11 @@ impl QuotaGate {
         Ok(())
     }
 
+    /// Claims `bytes` even beyond the quota (a download resumed after the quota shrank: its data is on disk).
+    fn force_claim(&self, bytes: u64) {
+        self.lock().pending += bytes;
+    }
+
     /// Returns an unused claim.
     pub fn release(&self, bytes: u64) {
         let mut state = self.lock();
@@ -200,6 +213,15 @@ pub struct CommitUpload {
     pub leaves: Vec<Digest>,
     pub manifest: Manifest,
     pub claimed: u64,
+}
+
+/// The arguments of a commit; `download` names the download record the commit ends.
+struct Commit<'a> {
+    segment: u64,
+    leaves: &'a [Digest],
+    manifest: &'a Manifest,
+    claimed: u64,
+    download: Option<&'a Cid>,
 }
 
 /// Command: store one standalone block (checked against its CID).
@@ -278,6 +300,95 @@ pub struct SweepExpired {
 #[rtype(result = "()")]
 pub struct CloseStore;
 
+/// What [`BeginDownload`] found.
+#[derive(Debug, Clone)]
+pub enum DownloadState {
+    /// The dataset is already stored.
+    Stored,
+    /// The download is running (new or resumed); leaves arrive through [`StoreLeaves`].
+    Partial(Arc<Progress>),
+}
+
+/// Command: prepare to download dataset `manifest_cid` (its manifest is already verified against the CID):
+/// allocate a segment and claim quota, or find the download already in progress or finished.
+#[derive(Message)]
+#[rtype(result = "Result<DownloadState, StoreError>")]
+pub struct BeginDownload {
+    pub manifest_cid: Cid,
+    pub manifest: Manifest,
+}
+
+/// The result of [`StoreLeaves`].
+#[derive(Debug)]
+pub struct StoredLeaves {
+    /// One outcome per delivery, in order.
+    pub outcomes: Vec<LeafOutcome>,
+    /// Set when these leaves completed the dataset, which is now committed and visible.
+    pub completed: Option<StoredDataset>,
+}
+
+/// Command: verify and store leaves delivered for the download of `tree`.
+#[derive(Message)]
+#[rtype(result = "Result<StoredLeaves, StoreError>")]
+pub struct StoreLeaves {
+    pub tree: Cid,
+    pub deliveries: Vec<BlockDelivery>,
+}
+
+/// A leaf with its data and inclusion proof, ready to send.
+#[derive(Debug, Clone)]
+pub struct LeafBlock {
+    pub index: u64,
+    pub cid: Cid,
+    pub data: Bytes,
+    pub proof: CodexProof,
+}
+
+/// Query: leaves of `tree` (complete dataset or download in progress) with their proofs; absent ones are
+/// left out.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<LeafBlock>, StoreError>")]
+pub struct ReadLeaves {
+    pub tree: Cid,
+    pub indexes: Vec<u64>,
+}
+
+/// Query: which of these leaves of `tree` are held.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<bool>, StoreError>")]
+pub struct HasLeaves {
+    pub tree: Cid,
+    pub indexes: Vec<u64>,
+}
+
+/// Query: the downloads in progress (manifest CID and manifest), to resume them.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<(Cid, Manifest)>, StoreError>")]
+pub struct ListDownloads;
+
+/// A download in progress opened for streaming: read leaf `i` at `i × blockSize` once `progress.has(i)`.
+#[derive(Debug)]
+pub struct OpenedDownload {
+    pub manifest: Manifest,
+    pub file: File,
+    pub progress: Arc<Progress>,
+}
+
+/// Query: open the download of dataset `cid` for streaming.
+#[derive(Message)]
+#[rtype(result = "Result<Option<OpenedDownload>, StoreError>")]
+pub struct OpenDownload {
+    pub cid: Cid,
+}
+
+/// Command: mark the download of `tree` failed (it stays on disk and resumes on the next request).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FailDownload {
+    pub tree: Cid,
+    pub reason: String,
+}
+
 /// The store actor.
 pub struct StoreActor {
     /// `None` once closed.
@@ -285,6 +396,8 @@ pub struct StoreActor {
     config: StoreConfig,
     quota: QuotaGate,
     sweep_cursor: Option<Vec<u8>>,
+    /// Downloads in progress by tree CID.
+    partials: HashMap<Cid, Partial>,
 }
 
 /// Seconds since the Unix epoch.
@@ -304,7 +417,24 @@ impl StoreActor {
             );
         }
         let quota = QuotaGate::new(config.quota_max, counters);
-        Ok(Self { repo: Some(repo), config, quota, sweep_cursor: None })
+        let mut partials = HashMap::new();
+        for (tree, record) in repo.list_downloads()? {
+            let manifest = Manifest::decode(&record.manifest)
+                .map_err(|e| StoreError::Corrupt { what: "download manifest", reason: e.to_string() })?;
+            let manifest_cid = Manifest::cid_of(&record.manifest);
+            let claimed = manifest.blocks_count() * manifest.block_size;
+            quota.force_claim(claimed);
+            let (data, tree_path) = (repo.data_path(record.segment), repo.tree_path(record.segment));
+            let partial = Partial::open(manifest_cid, manifest, &record, data, tree_path, claimed)?;
+            tracing::info!(
+                cid = %format_cid(&manifest_cid),
+                received = partial.progress.received(),
+                leaves = partial.progress.leaves(),
+                "download in progress found"
+            );
+            partials.insert(tree, partial);
+        }
+        Ok(Self { repo: Some(repo), config, quota, sweep_cursor: None, partials })
     }
 
     /// The quota shared with uploads; answers space queries without going through the mailbox.
@@ -334,7 +464,7 @@ impl StoreActor {
         }
     }
 
-    fn commit_upload(&mut self, msg: CommitUpload) -> Result<StoredDataset, StoreError> {
+    fn commit_upload(&mut self, msg: Commit<'_>) -> Result<StoredDataset, StoreError> {
         let mut counters = self.quota.counters();
         let manifest_len = msg.manifest.encode().len() as u64;
         // The manifest is the only byte not claimed while streaming.
@@ -346,7 +476,8 @@ impl StoreActor {
         let claimed = msg.claimed + manifest_len;
         let expiry = self.expiry();
         let started = std::time::Instant::now();
-        let result = self.repo()?.commit_dataset(msg.segment, &msg.leaves, &msg.manifest, expiry, &mut counters);
+        let result =
+            self.repo()?.commit_dataset(msg.segment, msg.leaves, msg.manifest, expiry, &mut counters, msg.download);
         tracing::debug!(leaves = msg.leaves.len(), elapsed_ms = started.elapsed().as_millis() as u64, "commit");
         self.quota.set_counters(counters);
         self.quota.release(claimed);
@@ -357,7 +488,7 @@ impl StoreActor {
                 }
                 let cid = Manifest::cid_of(&msg.manifest.encode());
                 tracing::info!(cid = %format_cid(&cid), bytes = msg.manifest.dataset_size, new = outcome.new_manifest, "dataset stored");
-                Ok(StoredDataset { cid, manifest: msg.manifest })
+                Ok(StoredDataset { cid, manifest: msg.manifest.clone() })
             }
             Err(err) => {
                 self.repo()?.unlink_segments(&[msg.segment]);
@@ -384,7 +515,156 @@ impl StoreActor {
         result.map(|_| ())
     }
 
+    fn begin_download(&mut self, msg: BeginDownload) -> Result<DownloadState, StoreError> {
+        if self.repo()?.manifest(&msg.manifest_cid)?.is_some() {
+            return Ok(DownloadState::Stored);
+        }
+        let tree = msg.manifest.tree_cid;
+        if let Some(partial) = self.partials.get(&tree) {
+            partial.progress.restart();
+            return Ok(DownloadState::Partial(partial.progress.clone()));
+        }
+        if self.repo()?.tree(&tree)?.is_some() {
+            // The same data is stored under another manifest: only this manifest is new.
+            let segment = self.repo()?.allocate_segment();
+            let commit = Commit { segment, leaves: &[], manifest: &msg.manifest, claimed: 0, download: None };
+            self.commit_upload(commit)?;
+            return Ok(DownloadState::Stored);
+        }
+        let claimed = msg.manifest.blocks_count().saturating_mul(msg.manifest.block_size);
+        self.quota.claim(claimed)?;
+        let repo = self.repo()?;
+        let segment = repo.allocate_segment();
+        let record = DownloadRecord { segment, manifest: msg.manifest.encode(), have: Vec::new() };
+        let (data, tree_path) = (repo.data_path(segment), repo.tree_path(segment));
+        let opened = Partial::open(msg.manifest_cid, msg.manifest, &record, data, tree_path, claimed)
+            .and_then(|partial| self.repo()?.save_download(&tree, &partial.record()).map(|_| partial));
+        match opened {
+            Ok(partial) => {
+                let progress = partial.progress.clone();
+                tracing::info!(cid = %format_cid(&msg.manifest_cid), leaves = progress.leaves(), "download started");
+                self.partials.insert(tree, partial);
+                Ok(DownloadState::Partial(progress))
+            }
+            Err(err) => {
+                self.quota.release(claimed);
+                self.repo()?.unlink_segments(&[segment]);
+                Err(err)
+            }
+        }
+    }
+
+    fn store_leaves(&mut self, msg: StoreLeaves) -> Result<StoredLeaves, StoreError> {
+        let Some(partial) = self.partials.get_mut(&msg.tree) else {
+            // Not downloading (any more): the data is stored, or was never asked for. Nothing is written.
+            return Ok(StoredLeaves { outcomes: vec![LeafOutcome::Duplicate; msg.deliveries.len()], completed: None });
+        };
+        let outcomes = msg.deliveries.iter().map(|d| partial.store(d)).collect::<Result<Vec<_>, _>>()?;
+        partial.announce();
+        if partial.is_complete() {
+            let completed = self.complete_download(&msg.tree)?;
+            return Ok(StoredLeaves { outcomes, completed: Some(completed) });
+        }
+        if partial.checkpoint_due() {
+            let record = partial.checkpoint()?;
+            self.repo()?.save_download(&msg.tree, &record)?;
+        }
+        Ok(StoredLeaves { outcomes, completed: None })
+    }
+
+    fn complete_download(&mut self, tree: &Cid) -> Result<StoredDataset, StoreError> {
+        let mut partial = self.partials.remove(tree).expect("invariant: called for a download in progress");
+        let leaves = match partial.finish() {
+            Ok(leaves) => leaves,
+            Err(err) => {
+                self.abort_download(partial, &err.to_string())?;
+                return Err(err);
+            }
+        };
+        let commit = Commit {
+            segment: partial.segment,
+            leaves: &leaves,
+            manifest: &partial.manifest,
+            claimed: partial.claimed,
+            download: Some(tree),
+        };
+        match self.commit_upload(commit) {
+            Ok(stored) => {
+                partial.mark_complete();
+                Ok(stored)
+            }
+            Err(err) => {
+                partial.progress.fail(err.to_string());
+                let _ = self.repo()?.remove_download(tree);
+                Err(err)
+            }
+        }
+    }
+
+    /// Drops a download and its data, releasing its quota claim.
+    fn abort_download(&mut self, partial: Partial, reason: &str) -> Result<(), StoreError> {
+        partial.progress.fail(reason.to_string());
+        self.quota.release(partial.claimed);
+        let repo = self.repo()?;
+        repo.remove_download(&partial.tree)?;
+        let (data, tree) = partial.paths();
+        drop(partial);
+        remove_in_background(vec![data, tree]);
+        Ok(())
+    }
+
+    fn read_leaves(&mut self, msg: ReadLeaves) -> Result<Vec<LeafBlock>, StoreError> {
+        let mut out = Vec::with_capacity(msg.indexes.len());
+        if let Some(partial) = self.partials.get(&msg.tree) {
+            for index in msg.indexes {
+                if let Some((cid, data, proof)) = partial.read(index)? {
+                    out.push(LeafBlock { index, cid, data, proof });
+                }
+            }
+            return Ok(out);
+        }
+        let leaves = self.repo()?.read_leaves(&msg.tree, &msg.indexes)?;
+        for (index, leaf) in msg.indexes.into_iter().zip(leaves) {
+            if let Some((cid, data, proof)) = leaf {
+                out.push(LeafBlock { index, cid, data: Bytes::from(data), proof });
+            }
+        }
+        Ok(out)
+    }
+
+    fn has_leaves(&mut self, msg: HasLeaves) -> Result<Vec<bool>, StoreError> {
+        if let Some(partial) = self.partials.get(&msg.tree) {
+            return Ok(msg.indexes.iter().map(|i| partial.progress.has(*i)).collect());
+        }
+        let leaves = self.repo()?.tree(&msg.tree)?.map_or(0, |location| location.record.leaves);
+        Ok(msg.indexes.iter().map(|i| *i < leaves).collect())
+    }
+
+    fn open_download(&mut self, cid: &Cid) -> Result<Option<OpenedDownload>, StoreError> {
+        let Some(partial) = self.partials.values().find(|p| p.manifest_cid == *cid) else { return Ok(None) };
+        let file = File::open(partial.paths().0).map_err(StoreError::io("opening a download"))?;
+        Ok(Some(OpenedDownload { manifest: partial.manifest.clone(), file, progress: partial.progress.clone() }))
+    }
+
+    fn checkpoint_all(&mut self) {
+        let trees: Vec<Cid> = self.partials.keys().copied().collect();
+        for tree in trees {
+            let Some(partial) = self.partials.get_mut(&tree) else { continue };
+            if partial.unsynced() == 0 {
+                continue;
+            }
+            let saved = partial.checkpoint().and_then(|record| self.repo()?.save_download(&tree, &record));
+            if let Err(err) = saved {
+                tracing::warn!(%err, "could not save a download's progress");
+            }
+        }
+    }
+
     fn delete(&mut self, cid: &Cid) -> Result<DeleteOutcome, StoreError> {
+        if let Some(tree) = self.partials.iter().find(|(_, p)| p.manifest_cid == *cid).map(|(tree, _)| *tree) {
+            let partial = self.partials.remove(&tree).expect("invariant: just found");
+            self.abort_download(partial, "the dataset was deleted")?;
+        }
         let mut counters = self.quota.counters();
         let started = std::time::Instant::now();
         let repo = self.repo()?;
@@ -434,7 +714,13 @@ impl Handler<BeginUpload> for StoreActor {
 impl Handler<CommitUpload> for StoreActor {
     type Result = Result<StoredDataset, StoreError>;
     fn handle(&mut self, msg: CommitUpload, _: &mut Self::Context) -> Self::Result {
-        self.commit_upload(msg)
+        self.commit_upload(Commit {
+            segment: msg.segment,
+            leaves: &msg.leaves,
+            manifest: &msg.manifest,
+            claimed: msg.claimed,
+            download: None,
+        })
     }
 }
 
@@ -505,6 +791,10 @@ impl Handler<CloseStore> for StoreActor {
     type Result = ();
     fn handle(&mut self, _: CloseStore, _: &mut Self::Context) {
         // Not `ctx.stop()`: a SyncArbiter restarts stopped actors. The thread ends when the last Addr goes.
+        self.checkpoint_all();
+        for partial in self.partials.values() {
+            partial.progress.fail("the node is stopping".into());
+        }
         if self.repo.take().is_some() {
             tracing::info!("repository closed");
         }
@@ -515,5 +805,57 @@ impl Handler<SweepExpired> for StoreActor {
     type Result = Result<DeleteOutcome, StoreError>;
     fn handle(&mut self, msg: SweepExpired, _: &mut Self::Context) -> Self::Result {
         self.sweep(msg.now)
+    }
+}
+
+impl Handler<BeginDownload> for StoreActor {
+    type Result = Result<DownloadState, StoreError>;
+    fn handle(&mut self, msg: BeginDownload, _: &mut Self::Context) -> Self::Result {
+        self.begin_download(msg)
+    }
+}
+
+impl Handler<StoreLeaves> for StoreActor {
+    type Result = Result<StoredLeaves, StoreError>;
+    fn handle(&mut self, msg: StoreLeaves, _: &mut Self::Context) -> Self::Result {
+        self.store_leaves(msg)
+    }
+}
+
+impl Handler<ReadLeaves> for StoreActor {
+    type Result = Result<Vec<LeafBlock>, StoreError>;
+    fn handle(&mut self, msg: ReadLeaves, _: &mut Self::Context) -> Self::Result {
+        self.read_leaves(msg)
+    }
+}
+
+impl Handler<HasLeaves> for StoreActor {
+    type Result = Result<Vec<bool>, StoreError>;
+    fn handle(&mut self, msg: HasLeaves, _: &mut Self::Context) -> Self::Result {
+        self.has_leaves(msg)
+    }
+}
+
+impl Handler<ListDownloads> for StoreActor {
+    type Result = Result<Vec<(Cid, Manifest)>, StoreError>;
+    fn handle(&mut self, _: ListDownloads, _: &mut Self::Context) -> Self::Result {
+        Ok(self.partials.values().map(|p| (p.manifest_cid, p.manifest.clone())).collect())
+    }
+}
+
+impl Handler<OpenDownload> for StoreActor {
+    type Result = Result<Option<OpenedDownload>, StoreError>;
+    fn handle(&mut self, msg: OpenDownload, _: &mut Self::Context) -> Self::Result {
+        self.open_download(&msg.cid)
+    }
+}
+
+impl Handler<FailDownload> for StoreActor {
+    type Result = ();
+    fn handle(&mut self, msg: FailDownload, _: &mut Self::Context) {
+        if let Some(partial) = self.partials.get(&msg.tree) {
+            partial.progress.fail(msg.reason);
+        }
+        self.checkpoint_all();
     }
 }

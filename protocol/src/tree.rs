@@ -193,6 +193,34 @@ impl CodexProof {
         hash == *root
     }
 
+    /// The tree nodes this proof reveals for `leaf`: on every layer below the root, the node on the path and its
+    /// sibling, as `(layer, position, digest)`; siblings past the end of their layer are left out. Only
+    /// meaningful for a proof that [`CodexProof::verify`] accepted: a store that writes these nodes for every
+    /// verified leaf can rebuild the proof of each of those leaves with [`proof_from_nodes`].
+    pub fn revealed_nodes(&self, leaf: &Digest) -> Vec<(usize, u64, Digest)> {
+        let mut nodes = Vec::with_capacity(self.path.len() * 2);
+        let mut hash = *leaf;
+        let mut position = self.index;
+        let mut layer_len = self.leaves;
+        for (level, sibling) in self.path.iter().enumerate() {
+            nodes.push((level, position, hash));
+            if (position ^ 1) < layer_len {
+                nodes.push((level, position ^ 1, *sibling));
+            }
+            let key = if level == 0 { KEY_BOTTOM } else { KEY_NONE };
+            hash = if position & 1 == 1 {
+                compress(sibling, &hash, key)
+            } else if position == layer_len - 1 && layer_len % 2 == 1 {
+                compress(&hash, sibling, key + KEY_ODD)
+            } else {
+                compress(&hash, sibling, key)
+            };
+            position >>= 1;
+            layer_len = layer_len.div_ceil(2);
+        }
+        nodes
+    }
+
     /// Protobuf encoding as the original writes it: 1 mcodec, 2 index, 3 nleaves, 4 repeated `{1: node}`.
     pub fn encode(&self) -> Vec<u8> {
         let mut writer = Writer::new();
@@ -293,6 +321,21 @@ mod tests {
             // The same proof does not verify another leaf.
             let other = sha256(b"not a leaf");
             prop_assert!(!proof.verify(&other, &tree.root()));
+        }
+
+        #[test]
+        fn revealed_nodes_rebuild_the_proof(n in 1usize..80, pick in any::<proptest::sample::Index>()) {
+            let tree = CodexTree::new(leaves(n)).expect("tree");
+            let index = pick.index(n) as u64;
+            let proof = tree.proof(index).expect("proof");
+            let revealed = proof.revealed_nodes(&tree.leaves()[index as usize]);
+            for (layer, position, digest) in &revealed {
+                prop_assert_eq!(tree.layers()[*layer][*position as usize], *digest);
+            }
+            let rebuilt = proof_from_nodes::<TreeError>(n as u64, index, |layer, position| {
+                Ok(revealed.iter().find(|(l, p, _)| *l == layer && *p == position).map(|(_, _, d)| *d))
+            }).expect("rebuilt proof");
+            prop_assert_eq!(rebuilt, proof);
         }
 
         #[test]

@@ -9,7 +9,8 @@
 //!
 //! Tables: `meta` (counters), `trees` (tree CID → [`TreeRecord`]), `blocks` (CID → [`BlockRecord`], standalone
 //! blocks such as manifests, data inline), `datasets` (manifest CID → tree CID), `leaf_index` (block CID →
-//! (tree CID, leaf index)). A segment file with no `trees` row is an interrupted upload and is deleted at open.
+//! (tree CID, leaf index)), `downloads` (tree CID → [`DownloadRecord`], a network download in progress). A
+//! segment file with neither a `trees` nor a `downloads` row is an interrupted upload and is deleted at open.
 
 use super::StoreError;
 use codex_protocol::cid::{BLOCK_CODEC, cid_from_bytes, cid_from_sha256};
@@ -27,6 +28,7 @@ const TREES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("trees");
 const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
 const DATASETS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("datasets");
 const LEAF_INDEX: TableDefinition<&[u8], (&[u8], u64)> = TableDefinition::new("leaf_index");
+const DOWNLOADS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("downloads");
 
 const USED: &str = "quota_used";
 const RESERVED: &str = "quota_reserved";
@@ -51,6 +53,16 @@ pub struct BlockRecord {
     pub expiry: u64,
     /// Datasets that hold this block as their manifest.
     pub refs: u64,
+}
+
+/// A network download in progress: its segment and which leaves are durably stored there (see
+/// `store/partial.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DownloadRecord {
+    pub segment: u64,
+    pub manifest: Vec<u8>,
+    /// Bit `i` of word `i / 64` is set when leaf `i` is stored and synced.
+    pub have: Vec<u64>,
 }
 
 /// Quota and block counters, mirrored in memory and persisted in `meta`.
@@ -118,6 +130,7 @@ impl Repo {
             txn.open_table(BLOCKS)?;
             txn.open_table(DATASETS)?;
             txn.open_table(LEAF_INDEX)?;
+            txn.open_table(DOWNLOADS)?;
         }
         txn.commit()?;
         let mut repo = Self { db, segments_dir, next_segment: 0 };
@@ -135,6 +148,10 @@ impl Repo {
         for entry in trees.iter()? {
             let (_, value) = entry?;
             live.insert(decode::<TreeRecord>(value.value(), "tree record")?.segment);
+        }
+        for entry in txn.open_table(DOWNLOADS)?.iter()? {
+            let (_, value) = entry?;
+            live.insert(decode::<DownloadRecord>(value.value(), "download record")?.segment);
         }
         Ok(live)
     }
@@ -186,8 +203,9 @@ impl Repo {
         );
     }
 
-    /// Makes an uploaded dataset visible in one durable transaction: tree, leaf index, manifest, counters.
-    /// `leaves` are the tree's leaf digests. The segment files must already be synced.
+    /// Makes an uploaded or downloaded dataset visible in one durable transaction: tree, leaf index, manifest,
+    /// counters, and the end of its download record when `download` names one. `leaves` are the tree's leaf
+    /// digests. The segment files must already be synced.
     pub fn commit_dataset(
         &mut self,
         segment: u64,
@@ -195,6 +213,7 @@ impl Repo {
         manifest: &Manifest,
         expiry: u64,
         counters: &mut Counters,
+        download: Option<&Cid>,
     ) -> Result<CommitOutcome, StoreError> {
         let manifest_bytes = manifest.encode();
         let manifest_cid = Manifest::cid_of(&manifest_bytes);
@@ -252,6 +271,9 @@ impl Repo {
             }
             trees.insert(tree_key.as_slice(), encode(&tree).as_slice())?;
             blocks.insert(manifest_key.as_slice(), encode(&block).as_slice())?;
+            if let Some(tree_cid) = download {
+                txn.open_table(DOWNLOADS)?.remove(tree_cid.to_bytes().as_slice())?;
+            }
             Self::write_counters(&txn, &next)?;
             outcome = CommitOutcome {
                 new_tree: existing_tree.is_none(),
@@ -305,6 +327,36 @@ impl Repo {
         let added = next.used - counters.used;
         *counters = next;
         Ok(added)
+    }
+
+    /// Records (durably) a download's progress.
+    pub fn save_download(&mut self, tree: &Cid, record: &DownloadRecord) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.open_table(DOWNLOADS)?.insert(tree.to_bytes().as_slice(), encode(record).as_slice())?;
+        txn.set_durability(Durability::Immediate)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Forgets a download (its segment files are the caller's to unlink).
+    pub fn remove_download(&mut self, tree: &Cid) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(DOWNLOADS)?.remove(tree.to_bytes().as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Every download in progress, by tree CID.
+    pub fn list_downloads(&self) -> Result<Vec<(Cid, DownloadRecord)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let mut out = Vec::new();
+        for entry in txn.open_table(DOWNLOADS)?.iter()? {
+            let (key, value) = entry?;
+            let tree = cid_from_bytes(key.value())
+                .map_err(|e| StoreError::Corrupt { what: "download key", reason: e.to_string() })?;
+            out.push((tree, decode(value.value(), "download record")?));
+        }
+        Ok(out)
     }
 
     /// The manifest of dataset `cid`, if it is stored here.
@@ -415,6 +467,29 @@ impl Repo {
         let leaf = read_node(0, index)?.expect("invariant: index < leaves");
         let proof = proof_from_nodes(leaves, index, read_node)?;
         Ok(Some((cid_from_sha256(BLOCK_CODEC, &leaf), proof)))
+    }
+
+    /// Leaves of stored tree `tree_cid` with their data and proofs; `None` for indexes out of range or an
+    /// absent tree.
+    pub fn read_leaves(
+        &self,
+        tree_cid: &Cid,
+        indexes: &[u64],
+    ) -> Result<Vec<Option<(Cid, Vec<u8>, CodexProof)>>, StoreError> {
+        let Some(location) = self.tree(tree_cid)? else { return Ok(vec![None; indexes.len()]) };
+        let data = File::open(&location.data_path).map_err(StoreError::io("opening a segment"))?;
+        let mut out = Vec::with_capacity(indexes.len());
+        for &index in indexes {
+            let Some((cid, proof)) = self.leaf(tree_cid, index)? else {
+                out.push(None);
+                continue;
+            };
+            let mut bytes = vec![0; location.record.block_size as usize];
+            data.read_exact_at(&mut bytes, index * location.record.block_size)
+                .map_err(StoreError::io("reading a block"))?;
+            out.push(Some((cid, bytes, proof)));
+        }
+        Ok(out)
     }
 
     /// Deletes dataset `cid` (manifest, and its tree when no other manifest uses it) or standalone block `cid`.
