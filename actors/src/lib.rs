@@ -6,6 +6,7 @@
 //! - [`upload::UploadSession`]: the streaming upload pipeline (hasher and writer threads), not an actor.
 
 pub mod maintenance;
+pub mod network;
 pub mod node;
 pub mod store;
 pub mod upload;

@@ -1,0 +1,531 @@
+//! The swarm thread: owns the libp2p Swarm and runs its event loop on a single-threaded tokio runtime.
+//!
+//! Block exchange streams follow the original: per peer, one long-lived outbound stream opened on connect and
+//! used for every message we send; messages are read from it and from any stream the peer opens to us. Each
+//! frame is an unsigned-varint length and a blockexc protobuf, at most 100 MiB. Reader tasks decode frames on
+//! this thread and hand messages to the block exchange with `send().await`, so a slow block exchange slows
+//! the peer's stream instead of growing a queue.
+
+use super::{Command, NetEvent, NetInfo, Nat, NetworkConfig, NetworkError, PeerRow, spr};
+use actix::Recipient;
+use codex_protocol::blockexc::{MAX_MESSAGE_SIZE, Message as WireMessage, PROTOCOL_ID};
+use futures::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use futures::StreamExt;
+use libp2p::kad::{self, store::MemoryStore, store::MemoryStoreConfig};
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, identify, noise, ping, tcp, upnp, yamux};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/codex/kad/1.0.0");
+const BLOCKEXC: StreamProtocol = StreamProtocol::new(PROTOCOL_ID);
+/// Frames queued per peer before senders wait (each at most ~1.3 MiB: 20 blocks).
+const SEND_QUEUE: usize = 8;
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    limits: connection_limits::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    kad: kad::Behaviour<MemoryStore>,
+    stream: libp2p_stream::Behaviour,
+    upnp: Toggle<upnp::tokio::Behaviour>,
+}
+
+/// Runs the swarm until [`Command::Stop`] or until every command sender is gone.
+pub(super) fn run(
+    config: NetworkConfig,
+    commands: mpsc::Receiver<Command>,
+    events: Recipient<NetEvent>,
+    ready: std::sync::mpsc::Sender<Result<(), NetworkError>>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            let _ = ready.send(Err(NetworkError::Start(err.to_string())));
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let mut host = match Host::new(config, events) {
+            Ok(host) => host,
+            Err(err) => {
+                let _ = ready.send(Err(err));
+                return;
+            }
+        };
+        let _ = ready.send(Ok(()));
+        host.run(commands).await;
+    });
+    tracing::info!("network stopped");
+}
+
+struct PendingDial {
+    reply: oneshot::Sender<Result<(), NetworkError>>,
+    /// True once a DHT lookup for the peer's addresses was tried.
+    looked_up: bool,
+}
+
+struct Host {
+    swarm: Swarm<Behaviour>,
+    control: libp2p_stream::Control,
+    events: Recipient<NetEvent>,
+    keypair: libp2p::identity::Keypair,
+    nat: Nat,
+    bootstrap: Vec<spr::BootstrapNode>,
+    /// The remote address of one connection per connected peer.
+    connected: HashMap<PeerId, Multiaddr>,
+    dials: HashMap<PeerId, Vec<PendingDial>>,
+    lookups: HashMap<kad::QueryId, PeerId>,
+    provider_queries: HashMap<kad::QueryId, (HashSet<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
+}
+
+impl Host {
+    fn new(config: NetworkConfig, events: Recipient<NetEvent>) -> Result<Self, NetworkError> {
+        let start = |e: &dyn std::fmt::Display| NetworkError::Start(e.to_string());
+        let peer_id = config.keypair.public().to_peer_id();
+        let limits = connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(config.max_peers))
+            .with_max_established_per_peer(Some(2));
+        let use_upnp = matches!(config.nat, Nat::Any | Nat::Upnp);
+        let agent = config.agent.clone();
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
+            .with_tokio()
+            .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+            .map_err(|e| start(&e))?
+            .with_behaviour(|key| {
+                let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+                kad_config.set_query_timeout(Duration::from_secs(20));
+                // The DiscoveryActor re-provides every 30 minutes itself, as the original does.
+                kad_config.set_provider_publication_interval(None);
+                let store_config =
+                    MemoryStoreConfig { max_provided_keys: 1 << 20, max_providers_per_key: 20, ..Default::default() };
+                let mut kad = kad::Behaviour::with_config(
+                    peer_id,
+                    MemoryStore::with_config(peer_id, store_config),
+                    kad_config,
+                );
+                kad.set_mode(Some(kad::Mode::Server));
+                Behaviour {
+                    limits: connection_limits::Behaviour::new(limits),
+                    identify: identify::Behaviour::new(
+                        identify::Config::new("/codex/1.0.0".into(), key.public()).with_agent_version(agent),
+                    ),
+                    ping: ping::Behaviour::default(),
+                    kad,
+                    stream: libp2p_stream::Behaviour::new(),
+                    upnp: Toggle::from(use_upnp.then(upnp::tokio::Behaviour::default)),
+                }
+            })
+            .map_err(|e| start(&e))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+            .build();
+        for addr in &config.listen_addrs {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NetworkError::Listen { addr: addr.clone(), reason: e.to_string() })?;
+        }
+        let control = swarm.behaviour().stream.new_control();
+        Ok(Self {
+            swarm,
+            control,
+            events,
+            keypair: config.keypair,
+            nat: config.nat,
+            bootstrap: config.bootstrap,
+            connected: HashMap::new(),
+            dials: HashMap::new(),
+            lookups: HashMap::new(),
+            provider_queries: HashMap::new(),
+        })
+    }
+
+    async fn run(&mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut incoming = match self.control.accept(BLOCKEXC) {
+            Ok(incoming) => incoming,
+            Err(_) => {
+                tracing::error!("the blockexc protocol was registered twice");
+                return;
+            }
+        };
+        for node in self.bootstrap.clone() {
+            for addr in &node.addrs {
+                self.swarm.behaviour_mut().kad.add_address(&node.peer, addr.clone());
+            }
+            let opts = DialOpts::peer_id(node.peer).addresses(node.addrs.clone()).build();
+            if let Err(err) = self.swarm.dial(opts) {
+                tracing::warn!(peer = %node.peer, %err, "cannot dial a bootstrap node");
+            }
+        }
+        let mut refresh = tokio::time::interval(Duration::from_secs(300));
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                command = commands.recv() => match command {
+                    None | Some(Command::Stop) => break,
+                    Some(command) => self.on_command(command),
+                },
+                Some((peer, stream)) = incoming.next() => {
+                    tokio::spawn(read_frames(peer, stream, self.events.clone()));
+                }
+                _ = refresh.tick() => {
+                    // Keeps the routing table fresh; fails harmlessly while no peer is known.
+                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                }
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Dial { peer, addrs, reply } => self.dial(peer, addrs, reply),
+            Command::Disconnect { peer } => {
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
+            Command::Provide { cids } => {
+                for cid in cids {
+                    if let Err(err) = self.swarm.behaviour_mut().kad.start_providing(kad::RecordKey::new(&cid.to_bytes())) {
+                        tracing::warn!(%err, "cannot provide a CID");
+                    }
+                }
+            }
+            Command::FindProviders { cid, reply } => {
+                let query = self.swarm.behaviour_mut().kad.get_providers(kad::RecordKey::new(&cid.to_bytes()));
+                self.provider_queries.insert(query, (HashSet::new(), reply));
+            }
+            Command::Info { reply } => {
+                let _ = reply.send(self.info());
+            }
+            Command::Stop => {}
+        }
+    }
+
+    fn dial(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, reply: oneshot::Sender<Result<(), NetworkError>>) {
+        if self.swarm.is_connected(&peer) {
+            let _ = reply.send(Ok(()));
+            return;
+        }
+        let given = !addrs.is_empty();
+        let opts = DialOpts::peer_id(peer).addresses(addrs).extend_addresses_through_behaviour().build();
+        match self.swarm.dial(opts) {
+            Ok(()) => self.dials.entry(peer).or_default().push(PendingDial { reply, looked_up: given }),
+            Err(_) if !given => {
+                self.dials.entry(peer).or_default().push(PendingDial { reply, looked_up: true });
+                let query = self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+                self.lookups.insert(query, peer);
+            }
+            Err(err) => {
+                let _ = reply.send(Err(NetworkError::Dial { peer, reason: err.to_string() }));
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+                for announced in self.announce_for(&address) {
+                    self.swarm.add_external_address(announced);
+                }
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
+                self.connected.insert(peer_id, endpoint.get_remote_address().clone());
+                for pending in self.dials.remove(&peer_id).unwrap_or_default() {
+                    let _ = pending.reply.send(Ok(()));
+                }
+                if num_established.get() == 1 {
+                    tracing::debug!(peer = %peer_id, "peer connected");
+                    let (sender, receiver) = mpsc::channel(SEND_QUEUE);
+                    tokio::spawn(write_frames(peer_id, self.control.clone(), receiver, self.events.clone()));
+                    self.events.do_send(NetEvent::Connected { peer: peer_id, sender });
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                tracing::debug!(peer = %peer_id, "peer disconnected");
+                self.connected.remove(&peer_id);
+                self.events.do_send(NetEvent::Disconnected { peer: peer_id });
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } => {
+                if self.swarm.is_connected(&peer) {
+                    return;
+                }
+                let pending = self.dials.remove(&peer).unwrap_or_default();
+                let (retry, failed): (Vec<_>, Vec<_>) = pending.into_iter().partition(|p| !p.looked_up);
+                for pending in failed {
+                    let _ = pending.reply.send(Err(NetworkError::Dial { peer, reason: error.to_string() }));
+                }
+                if !retry.is_empty() {
+                    let retry = retry.into_iter().map(|p| PendingDial { looked_up: true, ..p }).collect();
+                    self.dials.insert(peer, retry);
+                    let query = self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+                    self.lookups.insert(query, peer);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                if info.protocols.contains(&KAD_PROTOCOL) {
+                    for addr in info.listen_addrs.into_iter().filter(is_dialable) {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad_event(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Upnp(event)) => match event {
+                upnp::Event::NewExternalAddr { external_addr, .. } => {
+                    tracing::info!(addr = %external_addr, "UPnP mapped an external address")
+                }
+                upnp::Event::GatewayNotFound => tracing::info!("no UPnP gateway found"),
+                upnp::Event::NonRoutableGateway => tracing::info!("the UPnP gateway is not routable"),
+                upnp::Event::ExpiredExternalAddr { external_addr, .. } => {
+                    tracing::info!(addr = %external_addr, "UPnP mapping expired")
+                }
+            },
+            _ => {}
+        }
+    }
+
+    fn on_kad_event(&mut self, event: kad::Event) {
+        let kad::Event::OutboundQueryProgressed { id, result, step, .. } = event else { return };
+        match result {
+            kad::QueryResult::GetProviders(result) => {
+                let local = *self.swarm.local_peer_id();
+                if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = result
+                    && let Some((found, _)) = self.provider_queries.get_mut(&id)
+                {
+                    for peer in providers.into_iter().filter(|p| *p != local) {
+                        // Dial now, while the query still knows the provider's addresses.
+                        if found.insert(peer) && !self.swarm.is_connected(&peer) {
+                            let _ = self.swarm.dial(peer);
+                        }
+                    }
+                }
+                if step.last
+                    && let Some((found, reply)) = self.provider_queries.remove(&id)
+                {
+                    let _ = reply.send(found.into_iter().collect());
+                }
+            }
+            kad::QueryResult::GetClosestPeers(result) => {
+                let Some(peer) = self.lookups.remove(&id) else { return };
+                let peers = match result {
+                    Ok(ok) => ok.peers,
+                    Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+                };
+                let addrs: Vec<Multiaddr> =
+                    peers.into_iter().filter(|p| p.peer_id == peer).flat_map(|p| p.addrs).collect();
+                let pending = self.dials.remove(&peer).unwrap_or_default();
+                if pending.is_empty() {
+                    return;
+                }
+                if addrs.is_empty() {
+                    for p in pending {
+                        let _ = p.reply.send(Err(NetworkError::PeerNotFound(peer)));
+                    }
+                    return;
+                }
+                let opts = DialOpts::peer_id(peer).addresses(addrs).build();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        self.dials.insert(peer, pending);
+                    }
+                    Err(err) => {
+                        for p in pending {
+                            let _ = p.reply.send(Err(NetworkError::Dial { peer, reason: err.to_string() }));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The addresses to announce for a new listen address, by `--nat`.
+    fn announce_for(&self, listen: &Multiaddr) -> Vec<Multiaddr> {
+        match &self.nat {
+            Nat::ExtIp(ip) => {
+                let mut mapped = Multiaddr::empty();
+                for protocol in listen.iter() {
+                    mapped.push(match protocol {
+                        Protocol::Ip4(_) | Protocol::Ip6(_) => Protocol::from(*ip),
+                        other => other,
+                    });
+                }
+                vec![mapped]
+            }
+            _ if is_dialable(listen) => vec![listen.clone()],
+            _ => Vec::new(),
+        }
+    }
+
+    fn info(&mut self) -> NetInfo {
+        let listen_addrs: Vec<Multiaddr> = self.swarm.listeners().cloned().collect();
+        let announce_addrs: Vec<Multiaddr> = self.swarm.external_addresses().cloned().collect();
+        let spr = spr::encode_spr(&self.keypair, announce_addrs.clone());
+        let mut peers: Vec<PeerRow> = self
+            .connected
+            .iter()
+            .map(|(peer, addr)| PeerRow { peer: *peer, addrs: vec![addr.clone()], connected: true })
+            .collect();
+        peers.sort_by_key(|row| row.peer.to_string());
+        let mut table = Vec::new();
+        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+            for entry in bucket.iter() {
+                let peer = *entry.node.key.preimage();
+                table.push(PeerRow {
+                    peer,
+                    addrs: entry.node.value.iter().cloned().collect(),
+                    connected: self.connected.contains_key(&peer),
+                });
+            }
+        }
+        NetInfo { listen_addrs, announce_addrs, spr, peers, table }
+    }
+}
+
+/// True for addresses another host could dial (not `0.0.0.0` or `::`).
+fn is_dialable(addr: &Multiaddr) -> bool {
+    !addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
+
+/// Opens our outbound stream to `peer`, reads from it, and writes every queued frame to it.
+async fn write_frames(
+    peer: PeerId,
+    mut control: libp2p_stream::Control,
+    mut frames: mpsc::Receiver<Vec<u8>>,
+    events: Recipient<NetEvent>,
+) {
+    let stream = match control.open_stream(peer, BLOCKEXC).await {
+        Ok(stream) => stream,
+        Err(err) => {
+            tracing::debug!(%peer, %err, "no blockexc stream to the peer");
+            return;
+        }
+    };
+    let (reader, mut writer) = stream.split();
+    tokio::spawn(read_frames(peer, reader, events));
+    let mut prefix = Vec::with_capacity(10);
+    while let Some(frame) = frames.recv().await {
+        prefix.clear();
+        put_varint(&mut prefix, frame.len() as u64);
+        let written = async {
+            writer.write_all(&prefix).await?;
+            writer.write_all(&frame).await?;
+            writer.flush().await
+        };
+        if let Err(err) = written.await {
+            tracing::debug!(%peer, %err, "blockexc stream write failed");
+            break;
+        }
+    }
+    let _ = writer.close().await;
+}
+
+/// Reads frames from one stream until it ends or sends garbage.
+async fn read_frames<R: AsyncRead + Unpin>(peer: PeerId, stream: R, events: Recipient<NetEvent>) {
+    let mut reader = BufReader::with_capacity(256 * 1024, stream);
+    loop {
+        let frame = match read_frame(&mut reader).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::debug!(%peer, %err, "blockexc stream read failed");
+                if err.kind() == std::io::ErrorKind::InvalidData {
+                    events.do_send(NetEvent::Malformed { peer, reason: err.to_string() });
+                }
+                return;
+            }
+        };
+        match WireMessage::decode(&frame) {
+            Ok(message) => {
+                if events.send(NetEvent::Message { peer, message }).await.is_err() {
+                    return;
+                }
+            }
+            Err(err) => {
+                events.do_send(NetEvent::Malformed { peer, reason: err.to_string() });
+                return;
+            }
+        }
+    }
+}
+
+/// One frame: `Ok(None)` at a clean end of stream.
+async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<Option<Vec<u8>>> {
+    let mut len: u64 = 0;
+    let mut byte = [0u8; 1];
+    for shift in (0..70).step_by(7) {
+        if reader.read(&mut byte).await? == 0 {
+            if shift == 0 {
+                return Ok(None);
+            }
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        len |= u64::from(byte[0] & 0x7f) << shift;
+        if byte[0] & 0x80 == 0 {
+            break;
+        }
+        if shift == 63 {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "frame length varint too long"));
+        }
+    }
+    if len > MAX_MESSAGE_SIZE as u64 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds {MAX_MESSAGE_SIZE}"),
+        ));
+    }
+    // Grows as bytes arrive: a peer announcing a large frame cannot make us allocate it up front.
+    let mut frame = Vec::with_capacity((len as usize).min(2 << 20));
+    let read = reader.take(len).read_to_end(&mut frame).await?;
+    if read as u64 != len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(Some(frame))
+}
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_refuse_oversized_lengths() {
+        futures::executor::block_on(async {
+            let mut bytes = Vec::new();
+            for body in [vec![], vec![7u8; 300]] {
+                put_varint(&mut bytes, body.len() as u64);
+                bytes.extend_from_slice(&body);
+            }
+            let mut reader = futures::io::Cursor::new(bytes);
+            assert_eq!(read_frame(&mut reader).await.expect("frame"), Some(vec![]));
+            assert_eq!(read_frame(&mut reader).await.expect("frame"), Some(vec![7u8; 300]));
+            assert_eq!(read_frame(&mut reader).await.expect("end"), None);
+
+            let mut huge = Vec::new();
+            put_varint(&mut huge, MAX_MESSAGE_SIZE as u64 + 1);
+            let err = read_frame(&mut futures::io::Cursor::new(huge)).await.expect_err("too large");
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+
+            let mut short = Vec::new();
+            put_varint(&mut short, 10);
+            short.extend_from_slice(&[1, 2, 3]);
+            assert!(read_frame(&mut futures::io::Cursor::new(short)).await.is_err());
+            let endless = vec![0xffu8; 20];
+            assert!(read_frame(&mut futures::io::Cursor::new(endless)).await.is_err());
+        });
+    }
+}
