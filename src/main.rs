@@ -11,7 +11,9 @@ use codex::metrics::Metrics;
 use codex::rest::{self, ApiState, CorsOrigin};
 use codex::telemetry::{self, LogDirectives};
 use codex::{client, datadir};
+use codex_actors::blockexc::BlockExchangeConfig;
 use codex_actors::maintenance::MaintenanceConfig;
+use codex_actors::network::{Nat, NetworkConfig, parse_bootstrap};
 use codex_actors::node::{GetSpace, NodeActor, NodeConfig, StopNode};
 use codex_actors::store::StoreConfig;
 use std::process::ExitCode;
@@ -45,7 +47,7 @@ fn run_node(settings: Settings) -> anyhow::Result<()> {
     datadir::prepare(&settings.data_dir)?;
     let key = datadir::load_or_create_key(&settings.key_path())?;
     datadir::check_free_space(&settings.data_dir, &repo_dir, settings.storage_quota)?;
-    warn_about_network_options(&settings);
+    let network = network_config(&settings, key.clone())?;
 
     let node_config = NodeConfig {
         data_dir: settings.data_dir.clone(),
@@ -57,6 +59,11 @@ fn run_node(settings: Settings) -> anyhow::Result<()> {
             sweep_batch: usize::try_from(settings.block_mn).unwrap_or(usize::MAX),
         },
         maintenance: MaintenanceConfig { interval: settings.block_mi.duration() },
+        network: Some(network),
+        exchange: BlockExchangeConfig {
+            stall_timeout: std::time::Duration::from_secs(settings.block_retries.max(1).saturating_mul(2)),
+            ..BlockExchangeConfig::default()
+        },
     };
     actix_web::rt::System::new().block_on(serve(settings, node_config, log))
 }
@@ -129,18 +136,30 @@ async fn serve(settings: Settings, node_config: NodeConfig, log: telemetry::LogC
     Ok(())
 }
 
-fn warn_about_network_options(settings: &Settings) {
-    let defaults = Settings::default();
-    let changed = [
-        ("listen-addrs", settings.listen_addrs != defaults.listen_addrs),
-        ("nat", settings.nat != defaults.nat),
-        ("disc-port", settings.disc_port != defaults.disc_port),
-        ("bootstrap-node", settings.bootstrap_node != defaults.bootstrap_node),
-        ("max-peers", settings.max_peers != defaults.max_peers),
-        ("agent-string", settings.agent_string != defaults.agent_string),
-        ("block-retries", settings.block_retries != defaults.block_retries),
-    ];
-    for (option, _) in changed.iter().filter(|(_, changed)| *changed) {
-        tracing::warn!(option, "networking is not part of this build yet: the option is validated but has no effect");
+/// The networking options, parsed; a bad value stops the node with a message naming the option.
+fn network_config(settings: &Settings, keypair: libp2p::identity::Keypair) -> anyhow::Result<NetworkConfig> {
+    let listen_addrs = settings
+        .listen_addrs
+        .iter()
+        .map(|text| text.parse().with_context(|| format!("--listen-addrs: '{text}' is not a multiaddress")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let nat = Nat::parse(&settings.nat).with_context(|| format!("--nat: '{}' is not understood", settings.nat))?;
+    let bootstrap = settings
+        .bootstrap_node
+        .iter()
+        .map(|text| parse_bootstrap(text).with_context(|| "--bootstrap-node".to_string()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if settings.disc_port != Settings::default().disc_port {
+        tracing::warn!(
+            "--disc-port has no effect: discovery runs on Kademlia over the libp2p listen addresses (see README)"
+        );
     }
+    Ok(NetworkConfig {
+        keypair,
+        listen_addrs,
+        nat,
+        bootstrap,
+        max_peers: settings.max_peers,
+        agent: settings.agent_string.clone(),
+    })
 }

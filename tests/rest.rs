@@ -30,6 +30,8 @@ fn node(dir: &Path, quota: u64) -> ApiState {
             sweep_batch: 1000,
         },
         maintenance: MaintenanceConfig { interval: Duration::from_secs(600) },
+        network: None,
+        exchange: Default::default(),
     };
     let node = NodeActor::start(config).expect("node starts");
     ApiState { node, metrics: Metrics::new(), log: LogControl::detached() }

@@ -5,6 +5,8 @@
 //! - [`maintenance::MaintenanceActor`]: the periodic expiry sweep.
 //! - [`upload::UploadSession`]: the streaming upload pipeline (hasher and writer threads), not an actor.
 
+pub mod blockexc;
+pub mod discovery;
 pub mod maintenance;
 pub mod network;
 pub mod node;

@@ -1,22 +1,31 @@
 //! NodeActor: the root of the node, the seed-000 "Codex component".
 //!
-//! Owns the StoreActor and MaintenanceActor (creates them with their configs) and answers the data interface
-//! of seed 000 by delegating to them: [`BeginStore`] (store), [`Retrieve`] (retrieve), [`FetchManifest`],
-//! [`IterateManifests`], [`Delete`], [`StopNode`], plus [`HasBlock`]-style queries and [`GetSpace`]/[`GetNodeInfo`] for the
-//! REST API. REST handlers hold its `Addr` and nothing else. Runs on the system arbiter; it never blocks, all
-//! storage work happens on the StoreActor's thread or an upload's own threads.
+//! Owns the StoreActor, MaintenanceActor and, when networking is configured, the BlockExchangeActor,
+//! NetworkActor and DiscoveryActor (creates them with their configs), and answers the data interface of seed
+//! 000 by delegating to them: [`BeginStore`] (store), [`Retrieve`] (retrieve), [`FetchManifest`],
+//! [`IterateManifests`], [`Delete`], [`FetchDataset`] (fetchDatasetAsync), [`FetchNetworkManifest`],
+//! [`Connect`], [`StopNode`], plus [`HasLocalBlock`], [`GetSpace`], [`GetNodeInfo`], [`GetNetworkInfo`] for the
+//! REST API and [`DatasetStored`] after an upload. REST handlers hold its `Addr` and nothing else. Runs on the
+//! system arbiter; it never blocks: storage work happens on the StoreActor's thread or an upload's own threads,
+//! networking on the network thread. Downloads left unfinished by a stop are resumed when the node starts.
 
+use crate::blockexc::{Attach, BlockExchangeActor, BlockExchangeConfig, FetchBlock, StartDownload};
+use crate::discovery::{Announce, DiscoveryActor};
 use crate::maintenance::{MaintenanceActor, MaintenanceConfig};
+use crate::network::{Dial, GetNetInfo, NetInfo, NetworkActor, NetworkConfig, NetworkError, StopNetwork};
 use crate::store::{
-    CloseStore, DeleteData, DeleteOutcome, GetManifest, ListDatasets, OpenDataset, OpenedDataset, QuotaGate, Space,
+    BeginDownload, CloseStore, DeleteData, DeleteOutcome, DownloadState, GetBlock, GetManifest, ListDatasets,
+    ListDownloads, OpenDataset, OpenDownload, OpenedDataset, OpenedDownload, Progress, PutBlock, QuotaGate, Space,
     StoreActor, StoreConfig, StoreError, StoredDataset,
 };
 use crate::upload::UploadSession;
 use actix::prelude::*;
-use codex_protocol::cid::format_cid;
+use codex_protocol::cid::{format_cid, is_manifest};
 use codex_protocol::{Cid, DEFAULT_BLOCK_SIZE, Manifest};
+use libp2p::Multiaddr;
 use libp2p_identity::PeerId;
 use std::path::PathBuf;
+use std::sync::Arc;
 use thiserror::Error;
 
 /// Everything the node needs to start.
@@ -26,6 +35,9 @@ pub struct NodeConfig {
     pub peer_id: PeerId,
     pub store: StoreConfig,
     pub maintenance: MaintenanceConfig,
+    /// `None` runs the node without networking (tests of the local store).
+    pub network: Option<NetworkConfig>,
+    pub exchange: BlockExchangeConfig,
 }
 
 /// Node errors, mapped to HTTP statuses in one place by the REST layer.
@@ -35,11 +47,25 @@ pub enum NodeError {
     NotFound { cid: Cid },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("{} is not a manifest CID: only datasets can be fetched from the network", format_cid(.cid))]
+    NotAManifest { cid: Cid },
+    #[error("the manifest {} could not be fetched: {reason}", format_cid(.cid))]
+    ManifestUnavailable { cid: Cid, reason: String },
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    #[error("networking is disabled on this node")]
+    NoNetwork,
 }
 
 impl From<MailboxError> for NodeError {
     fn from(_: MailboxError) -> Self {
         NodeError::Store(StoreError::Unavailable)
+    }
+}
+
+impl From<crate::network::NetworkError> for StoreError {
+    fn from(_: crate::network::NetworkError) -> Self {
+        StoreError::Unavailable
     }
 }
 
@@ -101,6 +127,65 @@ pub struct GetSpace;
 #[rtype(result = "NodeInfo")]
 pub struct GetNodeInfo;
 
+/// How a fetched dataset can be read.
+#[derive(Debug, Clone)]
+pub enum FetchState {
+    /// Stored locally.
+    Local,
+    /// Arriving: leaves become readable as `progress` marks them.
+    Downloading(Arc<Progress>),
+}
+
+/// A dataset being fetched.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub manifest: Manifest,
+    pub state: FetchState,
+}
+
+/// Command: make dataset `cid` local, fetching it from the network in the background if needed (resuming a
+/// download in progress). Answers once the manifest is known.
+#[derive(Message)]
+#[rtype(result = "Result<Fetched, NodeError>")]
+pub struct FetchDataset {
+    pub cid: Cid,
+}
+
+/// Query: the manifest of dataset `cid`, from the store or else from the network (then stored).
+#[derive(Message)]
+#[rtype(result = "Result<Manifest, NodeError>")]
+pub struct FetchNetworkManifest {
+    pub cid: Cid,
+}
+
+/// Query: open a download in progress for streaming.
+#[derive(Message)]
+#[rtype(result = "Result<Option<OpenedDownload>, NodeError>")]
+pub struct StreamDownload {
+    pub cid: Cid,
+}
+
+/// Command: connect to a peer (at `addrs`, or where the DHT says).
+#[derive(Message)]
+#[rtype(result = "Result<(), NodeError>")]
+pub struct Connect {
+    pub peer: PeerId,
+    pub addrs: Vec<Multiaddr>,
+}
+
+/// Query: addresses, SPR, peers and DHT table.
+#[derive(Message)]
+#[rtype(result = "Result<NetInfo, NodeError>")]
+pub struct GetNetworkInfo;
+
+/// Event: a dataset was stored locally (an upload finished); it is announced in the DHT.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DatasetStored {
+    pub cid: Cid,
+    pub tree: Cid,
+}
+
 /// Command: stop the node: close the repository (flushing it) and stop the children.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -112,6 +197,15 @@ pub struct NodeActor {
     store: Addr<StoreActor>,
     quota: QuotaGate,
     _maintenance: Addr<MaintenanceActor>,
+    net: Option<Net>,
+}
+
+/// The networking actors.
+#[derive(Clone)]
+struct Net {
+    network: Addr<NetworkActor>,
+    exchange: Addr<BlockExchangeActor>,
+    discovery: Addr<DiscoveryActor>,
 }
 
 impl NodeActor {
@@ -121,18 +215,91 @@ impl NodeActor {
         let quota = store.quota();
         let store = store.start();
         let maintenance = MaintenanceActor::new(store.clone(), config.maintenance.clone()).start();
+        let net = match config.network.clone() {
+            Some(network_config) => {
+                let exchange = BlockExchangeActor::new(config.exchange.clone(), store.clone()).start();
+                let network = NetworkActor::start(network_config, exchange.clone().recipient())?;
+                let discovery = DiscoveryActor::new(network.clone(), store.clone()).start();
+                exchange.do_send(Attach { network: network.clone(), discovery: discovery.clone() });
+                Some(Net { network, exchange, discovery })
+            }
+            None => None,
+        };
         tracing::info!(data_dir = %config.data_dir.display(), peer_id = %config.peer_id, "node started");
-        Ok(Self { config, store, quota, _maintenance: maintenance }.start())
+        Ok(Self { config, store, quota, _maintenance: maintenance, net }.start())
     }
 
     /// The store's address (for tests and future subsystems).
     pub fn store(&self) -> Addr<StoreActor> {
         self.store.clone()
     }
+
+    fn net(&self) -> Result<Net, NodeError> {
+        self.net.clone().ok_or(NodeError::NoNetwork)
+    }
+}
+
+/// The manifest of `cid`: stored, or fetched from peers, verified against the CID and stored.
+async fn manifest_of(store: &Addr<StoreActor>, net: Option<&Net>, cid: Cid) -> Result<Manifest, NodeError> {
+    if !is_manifest(&cid) {
+        return Err(NodeError::NotAManifest { cid });
+    }
+    if let Some(manifest) = store.send(GetManifest { cid }).await?? {
+        return Ok(manifest);
+    }
+    let bytes = match store.send(GetBlock { cid }).await?? {
+        Some(bytes) => bytes,
+        None => {
+            let net = net.ok_or(NodeError::NotFound { cid })?;
+            let bytes = net
+                .exchange
+                .send(FetchBlock { cid })
+                .await?
+                .map_err(|err| NodeError::ManifestUnavailable { cid, reason: err.to_string() })?;
+            store.send(PutBlock { cid, data: bytes.clone() }).await??;
+            bytes
+        }
+    };
+    Manifest::decode(&bytes).map_err(|err| NodeError::ManifestUnavailable { cid, reason: err.to_string() })
+}
+
+/// Fetches dataset `cid` into the store, in the background.
+async fn fetch_dataset(store: Addr<StoreActor>, net: Option<Net>, cid: Cid) -> Result<Fetched, NodeError> {
+    let manifest = manifest_of(&store, net.as_ref(), cid).await?;
+    if let Some(opened) = store.send(OpenDataset { cid }).await?? {
+        return Ok(Fetched { manifest: opened.manifest, state: FetchState::Local });
+    }
+    let net = net.ok_or(NodeError::NoNetwork)?;
+    match store.send(BeginDownload { manifest_cid: cid, manifest: manifest.clone() }).await?? {
+        DownloadState::Stored => Ok(Fetched { manifest, state: FetchState::Local }),
+        DownloadState::Partial(progress) => {
+            net.exchange.do_send(StartDownload { manifest_cid: cid, manifest: manifest.clone(), progress: progress.clone() });
+            Ok(Fetched { manifest, state: FetchState::Downloading(progress) })
+        }
+    }
 }
 
 impl Actor for NodeActor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if self.net.is_none() {
+            return;
+        }
+        let (store, net) = (self.store.clone(), self.net.clone());
+        ctx.spawn(
+            async move {
+                let Ok(Ok(downloads)) = store.send(ListDownloads).await else { return };
+                for (cid, _) in downloads {
+                    tracing::info!(cid = %format_cid(&cid), "resuming a download");
+                    if let Err(err) = fetch_dataset(store.clone(), net.clone(), cid).await {
+                        tracing::warn!(%err, "cannot resume a download");
+                    }
+                }
+            }
+            .into_actor(self),
+        );
+    }
 
     fn stopped(&mut self, _: &mut Self::Context) {
         tracing::info!("node stopped");
@@ -205,9 +372,65 @@ impl Handler<GetNodeInfo> for NodeActor {
     }
 }
 
+impl Handler<FetchDataset> for NodeActor {
+    type Result = ResponseFuture<Result<Fetched, NodeError>>;
+    fn handle(&mut self, msg: FetchDataset, _: &mut Self::Context) -> Self::Result {
+        Box::pin(fetch_dataset(self.store.clone(), self.net.clone(), msg.cid))
+    }
+}
+
+impl Handler<FetchNetworkManifest> for NodeActor {
+    type Result = ResponseFuture<Result<Manifest, NodeError>>;
+    fn handle(&mut self, msg: FetchNetworkManifest, _: &mut Self::Context) -> Self::Result {
+        let (store, net) = (self.store.clone(), self.net.clone());
+        Box::pin(async move { manifest_of(&store, net.as_ref(), msg.cid).await })
+    }
+}
+
+impl Handler<StreamDownload> for NodeActor {
+    type Result = ResponseFuture<Result<Option<OpenedDownload>, NodeError>>;
+    fn handle(&mut self, msg: StreamDownload, _: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move { Ok(store.send(OpenDownload { cid: msg.cid }).await??) })
+    }
+}
+
+impl Handler<Connect> for NodeActor {
+    type Result = ResponseFuture<Result<(), NodeError>>;
+    fn handle(&mut self, msg: Connect, _: &mut Self::Context) -> Self::Result {
+        let net = self.net();
+        Box::pin(async move { Ok(net?.network.send(Dial { peer: msg.peer, addrs: msg.addrs }).await??) })
+    }
+}
+
+impl Handler<GetNetworkInfo> for NodeActor {
+    type Result = ResponseFuture<Result<NetInfo, NodeError>>;
+    fn handle(&mut self, _: GetNetworkInfo, _: &mut Self::Context) -> Self::Result {
+        let net = self.net.clone();
+        Box::pin(async move {
+            match net {
+                Some(net) => Ok(net.network.send(GetNetInfo).await??),
+                None => Ok(NetInfo::default()),
+            }
+        })
+    }
+}
+
+impl Handler<DatasetStored> for NodeActor {
+    type Result = ();
+    fn handle(&mut self, msg: DatasetStored, _: &mut Self::Context) {
+        if let Some(net) = &self.net {
+            net.discovery.do_send(Announce { cids: vec![msg.cid, msg.tree] });
+        }
+    }
+}
+
 impl Handler<StopNode> for NodeActor {
     type Result = ResponseActFuture<Self, ()>;
     fn handle(&mut self, _: StopNode, _: &mut Self::Context) -> Self::Result {
+        if let Some(net) = &self.net {
+            net.network.do_send(StopNetwork);
+        }
         let store = self.store.clone();
         Box::pin(async move { store.send(CloseStore).await.unwrap_or(()) }.into_actor(self).map(|_, _, ctx| ctx.stop()))
     }

@@ -1,19 +1,27 @@
 //! Data endpoints: `POST /data` (streaming upload), `GET /data` (list), `GET /data/{cid}` (download, with
-//! HTTP ranges), `DELETE /data/{cid}`, `GET /data/{cid}/exists`, and the CORS preflights of `/data` and
-//! `/data/{cid}`.
+//! HTTP ranges), `DELETE /data/{cid}`, `GET /data/{cid}/exists`, the CORS preflights of `/data` and
+//! `/data/{cid}`, and the network ones: `POST /data/{cid}/network` (background fetch),
+//! `GET /data/{cid}/network/stream` (streams in order while the fetch runs, with ranges) and
+//! `GET /data/{cid}/network/manifest`.
 
 use super::{ApiError, ApiState};
 use actix_web::body::SizedStream;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
-use codex_actors::node::{BeginStore, Delete, HasLocalBlock, IterateManifests, Retrieve};
+use codex_actors::node::{
+    BeginStore, DatasetStored, Delete, FetchDataset, FetchNetworkManifest, FetchState, HasLocalBlock,
+    IterateManifests, Retrieve, StreamDownload,
+};
+use codex_actors::store::{DownloadStatus, Progress};
 use codex_protocol::Manifest;
 use codex_protocol::cid::{format_cid, parse_cid};
 use futures_util::StreamExt;
 use serde::Serialize;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Bytes read from disk per chunk of a download.
 const READ_CHUNK: u64 = 256 * 1024;
@@ -33,7 +41,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(delete))
             .route(web::method(actix_web::http::Method::OPTIONS).to(preflight_cid)),
     )
-    .service(web::resource("/data/{cid}/exists").route(web::get().to(exists)));
+    .service(web::resource("/data/{cid}/exists").route(web::get().to(exists)))
+    .service(web::resource("/data/{cid}/network").route(web::post().to(network_fetch)))
+    .service(web::resource("/data/{cid}/network/stream").route(web::get().to(network_stream)))
+    .service(web::resource("/data/{cid}/network/manifest").route(web::get().to(network_manifest)));
 }
 
 /// `ManifestItem` of the OpenAPI.
@@ -137,6 +148,7 @@ async fn upload(
     }
     let stored = session.finish().await?;
     state.metrics.uploads.inc();
+    state.node.do_send(DatasetStored { cid: stored.cid, tree: stored.manifest.tree_cid });
     Ok(HttpResponse::Ok().content_type("text/plain").body(format_cid(&stored.cid)))
 }
 
@@ -214,10 +226,16 @@ async fn download(
     cid: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let cid = parse_cid(&cid)?;
-    let opened = state.node.send(Retrieve { cid }).await??;
-    let manifest = opened.manifest;
+    serve_local(&state, &request, cid).await
+}
+
+/// The response head of a dataset download: 200 or 206 with its range, type and disposition headers.
+fn download_head(
+    request: &HttpRequest,
+    manifest: &Manifest,
+) -> Result<(actix_web::HttpResponseBuilder, u64, u64), ApiError> {
     let len = manifest.content_size();
-    let range = requested_range(&request, len)?;
+    let range = requested_range(request, len)?;
     let (start, end) = range.unwrap_or((0, len));
     let mut response = match range {
         Some(_) => {
@@ -230,12 +248,99 @@ async fn download(
     let mimetype = manifest.mimetype.clone().unwrap_or_else(|| "application/octet-stream".into());
     response
         .insert_header((header::CONTENT_TYPE, mimetype))
-        .insert_header((header::CONTENT_DISPOSITION, content_disposition(&manifest)))
+        .insert_header((header::CONTENT_DISPOSITION, content_disposition(manifest)))
         .insert_header((header::ACCEPT_RANGES, "bytes"))
         .insert_header(("Access-Control-Headers", "X-Requested-With"));
+    Ok((response, start, end))
+}
+
+/// Streams a locally stored dataset.
+async fn serve_local(state: &ApiState, request: &HttpRequest, cid: codex_protocol::Cid) -> Result<HttpResponse, ApiError> {
+    let opened = state.node.send(Retrieve { cid }).await??;
+    let (mut response, start, end) = download_head(request, &opened.manifest)?;
     state.metrics.downloads.inc();
     tracing::debug!(cid = %format_cid(&cid), start, end, "download started");
     Ok(response.body(SizedStream::new(end - start, file_stream(opened.file, start, end))))
+}
+
+/// Streams bytes `[start, end)` of a dataset that is still arriving: each block is sent once it is stored.
+fn arriving_stream(
+    file: File,
+    progress: Arc<Progress>,
+    block_size: u64,
+    start: u64,
+    end: u64,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + 'static {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(READ_AHEAD);
+    let file = Arc::new(file);
+    actix_web::rt::spawn(async move {
+        let mut arrivals = progress.watch_arrivals();
+        let mut offset = start;
+        while offset < end {
+            let index = offset / block_size;
+            if !progress.has(index) {
+                if let DownloadStatus::Failed(reason) = progress.status() {
+                    let _ = tx.send(Err(std::io::Error::other(format!("the download failed: {reason}")))).await;
+                    return;
+                }
+                // Re-checks at least every second, even if no arrival is announced.
+                let _ = tokio::time::timeout(Duration::from_secs(1), arrivals.changed()).await;
+                continue;
+            }
+            let mut last = index;
+            while (last + 1) * block_size < end
+                && (last + 1 - index) * block_size < 4 * READ_CHUNK
+                && progress.has(last + 1)
+            {
+                last += 1;
+            }
+            let chunk_end = end.min((last + 1) * block_size);
+            let (reader, from, len) = (file.clone(), offset, (chunk_end - offset) as usize);
+            let read = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; len];
+                reader.read_exact_at(&mut buf, from).map(|_| Bytes::from(buf))
+            })
+            .await
+            .unwrap_or_else(|err| Err(std::io::Error::other(err)));
+            let failed = read.is_err();
+            if tx.send(read).await.is_err() || failed {
+                return;
+            }
+            offset = chunk_end;
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+}
+
+async fn network_fetch(state: web::Data<ApiState>, cid: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let cid = parse_cid(&cid)?;
+    let fetched = state.node.send(FetchDataset { cid }).await??;
+    Ok(HttpResponse::Ok().json(DataItem::new(&cid, &fetched.manifest)))
+}
+
+async fn network_manifest(state: web::Data<ApiState>, cid: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let cid = parse_cid(&cid)?;
+    let manifest = state.node.send(FetchNetworkManifest { cid }).await??;
+    Ok(HttpResponse::Ok().json(DataItem::new(&cid, &manifest)))
+}
+
+async fn network_stream(
+    state: web::Data<ApiState>,
+    request: HttpRequest,
+    cid: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let cid = parse_cid(&cid)?;
+    let fetched = state.node.send(FetchDataset { cid }).await??;
+    let FetchState::Downloading(_) = fetched.state else { return serve_local(&state, &request, cid).await };
+    // The download may complete between the two calls: then the dataset is local.
+    let Some(opened) = state.node.send(StreamDownload { cid }).await?? else {
+        return serve_local(&state, &request, cid).await;
+    };
+    let (mut response, start, end) = download_head(&request, &opened.manifest)?;
+    state.metrics.downloads.inc();
+    tracing::debug!(cid = %format_cid(&cid), start, end, "network stream started");
+    let body = arriving_stream(opened.file, opened.progress, opened.manifest.block_size, start, end);
+    Ok(response.body(SizedStream::new(end - start, body)))
 }
 
 async fn delete(state: web::Data<ApiState>, cid: web::Path<String>) -> Result<HttpResponse, ApiError> {

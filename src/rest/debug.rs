@@ -1,12 +1,13 @@
 //! Debug endpoints: `GET /debug/info` and `POST /debug/chronicles/loglevel?level=…`.
 //!
-//! Until networking lands, `/debug/info` reports the node's identity and repository with empty address lists,
-//! an empty SPR and an empty DHT table (nothing is listening yet); the shape is the OpenAPI `DebugInfo`.
+//! `/debug/info` reports the node's identity, repository, listen and announce addresses, SPR, and its peer table
+//! in the OpenAPI `DebugInfo` shape: `table.nodes` lists the Kademlia routing table plus every connected peer
+//! (`seen` = connected now). Node ids are the SHA-256 of the peer id bytes (Kademlia keys).
 
 use super::{ApiError, ApiState};
 use crate::telemetry::LogDirectives;
 use actix_web::{HttpResponse, web};
-use codex_actors::node::GetNodeInfo;
+use codex_actors::node::{GetNetworkInfo, GetNodeInfo};
 use serde::{Deserialize, Serialize};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -49,21 +50,43 @@ struct DebugInfo {
     codex: CodexVersion,
 }
 
+fn node_id(peer: &libp2p::PeerId) -> String {
+    codex_protocol::cid::sha256(&peer.to_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 async fn info(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let info = state.node.send(GetNodeInfo).await?;
+    let net = state.node.send(GetNetworkInfo).await??;
     let peer_id = info.peer_id.to_string();
-    // Kademlia keys are SHA-256 of the peer id bytes.
-    let node_id: String =
-        codex_protocol::cid::sha256(&info.peer_id.to_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let spr = net.spr.clone().filter(|_| !net.announce_addrs.is_empty()).unwrap_or_default();
+    let mut nodes: Vec<TableNode> = Vec::new();
+    for row in net.table.iter().chain(net.peers.iter()) {
+        if nodes.iter().any(|n| n.peer_id == row.peer.to_string()) {
+            continue;
+        }
+        nodes.push(TableNode {
+            node_id: node_id(&row.peer),
+            peer_id: row.peer.to_string(),
+            record: String::new(),
+            address: row.addrs.first().map(ToString::to_string),
+            seen: net.peers.iter().any(|p| p.peer == row.peer),
+        });
+    }
     let body = DebugInfo {
         id: peer_id.clone(),
-        addrs: Vec::new(),
+        addrs: net.listen_addrs.iter().map(ToString::to_string).collect(),
         repo: info.data_dir.display().to_string(),
-        spr: String::new(),
-        announce_addresses: Vec::new(),
+        spr: spr.clone(),
+        announce_addresses: net.announce_addrs.iter().map(ToString::to_string).collect(),
         table: PeersTable {
-            local_node: TableNode { node_id, peer_id, record: String::new(), address: None, seen: false },
-            nodes: Vec::new(),
+            local_node: TableNode {
+                node_id: node_id(&info.peer_id),
+                peer_id,
+                record: spr,
+                address: net.announce_addrs.first().map(ToString::to_string),
+                seen: true,
+            },
+            nodes,
         },
         codex: CodexVersion {
             version: concat!("v", env!("CARGO_PKG_VERSION")).into(),

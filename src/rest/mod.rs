@@ -2,8 +2,8 @@
 //! [`data`] (upload, list, download, delete, exists), [`node`] (space, peer id), [`debug`] (info, log level).
 //!
 //! Handlers translate HTTP to NodeActor messages and back; errors are mapped to status codes in one place
-//! ([`ApiError`]) and answered as plain text. Networking endpoints (`/connect`, `/spr`, `/data/{cid}/network…`)
-//! and the marketplace arrive with their subsystems; until then they are absent (404).
+//! ([`ApiError`]) and answered as plain text. Networking endpoints: `/connect/{peerId}`, `/spr` ([`node`]) and
+//! `/data/{cid}/network…` ([`data`]). The marketplace arrives with its subsystem; until then it is absent (404).
 
 pub mod data;
 pub mod debug;
@@ -18,6 +18,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, HttpResponse, ResponseError, web};
+use codex_actors::network::NetworkError;
 use codex_actors::node::{NodeActor, NodeError};
 use codex_actors::store::StoreError;
 use codex_protocol::CidError;
@@ -73,6 +74,15 @@ impl ResponseError for ApiError {
             ApiError::Node(NodeError::Store(StoreError::PartOfDataset { .. })) => StatusCode::BAD_REQUEST,
             ApiError::Node(NodeError::Store(StoreError::Unavailable)) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Node(NodeError::Store(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Node(NodeError::NotAManifest { .. }) => StatusCode::BAD_REQUEST,
+            ApiError::Node(NodeError::ManifestUnavailable { .. }) => StatusCode::NOT_FOUND,
+            ApiError::Node(NodeError::Network(NetworkError::Dial { .. } | NetworkError::PeerNotFound(_))) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::Node(NodeError::Network(NetworkError::Stopped) | NodeError::NoNetwork) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Node(NodeError::Network(_)) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
