@@ -110,7 +110,10 @@ pub struct Attach {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Slot {
     Wanted,
-    Requested { peer: PeerId, at: Instant },
+    Requested {
+        peer: PeerId,
+        at: Instant,
+    },
     /// Delivered, being verified and written.
     Storing,
 }
@@ -125,7 +128,11 @@ struct Download {
     started: Instant,
     last_progress: Instant,
     last_reask: Instant,
+    last_report: Instant,
 }
+
+/// Interval of the progress lines a running download logs.
+const REPORT_INTERVAL: Duration = Duration::from_secs(5);
 
 struct BlockWant {
     waiters: Vec<oneshot::Sender<Bytes>>,
@@ -394,7 +401,8 @@ impl BlockExchangeActor {
                     let held = matches!(result, Ok(Ok(true)));
                     if held || dont_have {
                         let kind = if held { PresenceType::Have } else { PresenceType::DontHave };
-                        let presence = BlockPresence { address: BlockAddress::Cid(cid), kind, price: ZERO_PRICE.to_vec() };
+                        let presence =
+                            BlockPresence { address: BlockAddress::Cid(cid), kind, price: ZERO_PRICE.to_vec() };
                         act.send(peer, WireMessage { presences: vec![presence], ..WireMessage::default() });
                     }
                 })
@@ -427,7 +435,10 @@ impl BlockExchangeActor {
                 }
                 BlockAddress::Cid(cid) => {
                     if presence.kind == PresenceType::Have && self.block_wants.contains_key(&cid) {
-                        self.send(peer, wants_message(vec![want(BlockAddress::Cid(cid), WantType::WantBlock, true)], false));
+                        self.send(
+                            peer,
+                            wants_message(vec![want(BlockAddress::Cid(cid), WantType::WantBlock, true)], false),
+                        );
                     }
                 }
             }
@@ -718,6 +729,15 @@ impl BlockExchangeActor {
                 locate.push(*tree);
                 locate.push(download.manifest_cid);
             }
+            if now.duration_since(download.last_report) >= REPORT_INTERVAL {
+                download.last_report = now;
+                tracing::info!(
+                    cid = %format_cid(&download.manifest_cid),
+                    received = download.progress.received(),
+                    leaves = download.leaves,
+                    "download progress"
+                );
+            }
             if now.duration_since(download.last_progress) > self.config.stall_timeout {
                 stalled.push(*tree);
             }
@@ -830,6 +850,7 @@ impl Handler<StartDownload> for BlockExchangeActor {
             started: now,
             last_progress: now,
             last_reask: now,
+            last_report: now,
         };
         let added = Self::refill(&self.config, &mut download);
         tracing::info!(

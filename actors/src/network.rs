@@ -23,6 +23,7 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
 pub use spr::{BootstrapNode, SprError, parse_bootstrap};
+pub use swarm::{put_varint, read_frame};
 
 /// How the node announces its addresses (`--nat`).
 #[derive(Debug, Clone, PartialEq, Eq)]

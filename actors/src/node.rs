@@ -273,7 +273,11 @@ async fn fetch_dataset(store: Addr<StoreActor>, net: Option<Net>, cid: Cid) -> R
     match store.send(BeginDownload { manifest_cid: cid, manifest: manifest.clone() }).await?? {
         DownloadState::Stored => Ok(Fetched { manifest, state: FetchState::Local }),
         DownloadState::Partial(progress) => {
-            net.exchange.do_send(StartDownload { manifest_cid: cid, manifest: manifest.clone(), progress: progress.clone() });
+            net.exchange.do_send(StartDownload {
+                manifest_cid: cid,
+                manifest: manifest.clone(),
+                progress: progress.clone(),
+            });
             Ok(Fetched { manifest, state: FetchState::Downloading(progress) })
         }
     }

@@ -10,8 +10,8 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use codex_actors::node::{
-    BeginStore, DatasetStored, Delete, FetchDataset, FetchNetworkManifest, FetchState, HasLocalBlock,
-    IterateManifests, Retrieve, StreamDownload,
+    BeginStore, DatasetStored, Delete, FetchDataset, FetchNetworkManifest, FetchState, HasLocalBlock, IterateManifests,
+    Retrieve, StreamDownload,
 };
 use codex_actors::store::{DownloadStatus, Progress};
 use codex_protocol::Manifest;
@@ -255,7 +255,11 @@ fn download_head(
 }
 
 /// Streams a locally stored dataset.
-async fn serve_local(state: &ApiState, request: &HttpRequest, cid: codex_protocol::Cid) -> Result<HttpResponse, ApiError> {
+async fn serve_local(
+    state: &ApiState,
+    request: &HttpRequest,
+    cid: codex_protocol::Cid,
+) -> Result<HttpResponse, ApiError> {
     let opened = state.node.send(Retrieve { cid }).await??;
     let (mut response, start, end) = download_head(request, &opened.manifest)?;
     state.metrics.downloads.inc();

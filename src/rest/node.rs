@@ -89,8 +89,7 @@ async fn connect(
     request: HttpRequest,
     peer: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let peer: PeerId =
-        peer.parse().map_err(|err| ApiError::BadRequest(format!("Invalid peer id '{peer}': {err}")))?;
+    let peer: PeerId = peer.parse().map_err(|err| ApiError::BadRequest(format!("Invalid peer id '{peer}': {err}")))?;
     let addrs = connect_addrs(request.query_string())?;
     state.node.send(Connect { peer, addrs }).await??;
     Ok(HttpResponse::Ok().content_type("text/plain").body("Successfully connected to peer"))

@@ -44,10 +44,10 @@ pub fn encode_spr(keypair: &Keypair, addrs: Vec<Multiaddr>) -> Option<String> {
 /// Decodes and verifies an SPR text.
 pub fn decode_spr(text: &str) -> Result<BootstrapNode, SprError> {
     let body = text.trim().strip_prefix("spr:").ok_or_else(|| SprError::Unrecognised(text.to_string()))?;
-    let bytes = multibase::Base::Base64Url.decode(body.trim_end_matches('=')).map_err(|e| SprError::Base64(e.to_string()))?;
+    let bytes =
+        multibase::Base::Base64Url.decode(body.trim_end_matches('=')).map_err(|e| SprError::Base64(e.to_string()))?;
     let envelope = SignedEnvelope::from_protobuf_encoding(&bytes).map_err(|e| SprError::Envelope(e.to_string()))?;
-    let record =
-        PeerRecord::from_signed_envelope_interop(envelope).map_err(|e| SprError::Envelope(e.to_string()))?;
+    let record = PeerRecord::from_signed_envelope_interop(envelope).map_err(|e| SprError::Envelope(e.to_string()))?;
     Ok(BootstrapNode { peer: record.peer_id(), addrs: record.addresses().to_vec() })
 }
 
@@ -60,8 +60,9 @@ pub fn parse_bootstrap(text: &str) -> Result<BootstrapNode, SprError> {
     if !text.starts_with('/') {
         return Err(SprError::Unrecognised(text.to_string()));
     }
-    let mut addr: Multiaddr =
-        text.parse().map_err(|e: libp2p::multiaddr::Error| SprError::Multiaddr { text: text.into(), reason: e.to_string() })?;
+    let mut addr: Multiaddr = text
+        .parse()
+        .map_err(|e: libp2p::multiaddr::Error| SprError::Multiaddr { text: text.into(), reason: e.to_string() })?;
     match addr.pop() {
         Some(Protocol::P2p(peer)) => Ok(BootstrapNode { peer, addrs: vec![addr] }),
         _ => Err(SprError::NoPeerId(text.to_string())),

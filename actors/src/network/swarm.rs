@@ -6,11 +6,11 @@
 //! this thread and hand messages to the block exchange with `send().await`, so a slow block exchange slows
 //! the peer's stream instead of growing a queue.
 
-use super::{Command, NetEvent, NetInfo, Nat, NetworkConfig, NetworkError, PeerRow, spr};
+use super::{Command, Nat, NetEvent, NetInfo, NetworkConfig, NetworkError, PeerRow, spr};
 use actix::Recipient;
 use codex_protocol::blockexc::{MAX_MESSAGE_SIZE, Message as WireMessage, PROTOCOL_ID};
-use futures::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use futures::StreamExt;
+use futures::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use libp2p::kad::{self, store::MemoryStore, store::MemoryStoreConfig};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::toggle::Toggle;
@@ -104,11 +104,8 @@ impl Host {
                 kad_config.set_provider_publication_interval(None);
                 let store_config =
                     MemoryStoreConfig { max_provided_keys: 1 << 20, max_providers_per_key: 20, ..Default::default() };
-                let mut kad = kad::Behaviour::with_config(
-                    peer_id,
-                    MemoryStore::with_config(peer_id, store_config),
-                    kad_config,
-                );
+                let mut kad =
+                    kad::Behaviour::with_config(peer_id, MemoryStore::with_config(peer_id, store_config), kad_config);
                 kad.set_mode(Some(kad::Mode::Server));
                 Behaviour {
                     limits: connection_limits::Behaviour::new(limits),
@@ -188,7 +185,9 @@ impl Host {
             }
             Command::Provide { cids } => {
                 for cid in cids {
-                    if let Err(err) = self.swarm.behaviour_mut().kad.start_providing(kad::RecordKey::new(&cid.to_bytes())) {
+                    if let Err(err) =
+                        self.swarm.behaviour_mut().kad.start_providing(kad::RecordKey::new(&cid.to_bytes()))
+                    {
                         tracing::warn!(%err, "cannot provide a CID");
                     }
                 }
@@ -265,11 +264,11 @@ impl Host {
                     self.lookups.insert(query, peer);
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
-                if info.protocols.contains(&KAD_PROTOCOL) {
-                    for addr in info.listen_addrs.into_iter().filter(is_dialable) {
-                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
-                    }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }))
+                if info.protocols.contains(&KAD_PROTOCOL) =>
+            {
+                for addr in info.listen_addrs.into_iter().filter(is_dialable) {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad_event(event),
@@ -456,8 +455,8 @@ async fn read_frames<R: AsyncRead + Unpin>(peer: PeerId, stream: R, events: Reci
     }
 }
 
-/// One frame: `Ok(None)` at a clean end of stream.
-async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<Option<Vec<u8>>> {
+/// Reads one frame (varint length + body): `Ok(None)` at a clean end of stream.
+pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<Option<Vec<u8>>> {
     let mut len: u64 = 0;
     let mut byte = [0u8; 1];
     for shift in (0..70).step_by(7) {
@@ -490,7 +489,8 @@ async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<Opt
     Ok(Some(frame))
 }
 
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+/// Appends `value` as an unsigned varint (the frame length prefix).
+pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         out.push((value as u8) | 0x80);
         value >>= 7;

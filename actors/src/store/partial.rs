@@ -50,7 +50,7 @@ impl Progress {
         let words = leaves.div_ceil(64) as usize;
         let bits: Vec<AtomicU64> = (0..words).map(|i| AtomicU64::new(have.get(i).copied().unwrap_or(0))).collect();
         // Clear bits past the end, in case a record carries garbage there.
-        if leaves % 64 != 0
+        if !leaves.is_multiple_of(64)
             && let Some(last) = bits.last()
         {
             last.fetch_and((1u64 << (leaves % 64)) - 1, Ordering::Relaxed);
@@ -72,8 +72,7 @@ impl Progress {
 
     /// True when leaf `index` is held (readable from the segment file).
     pub fn has(&self, index: u64) -> bool {
-        index < self.leaves
-            && self.bits[(index / 64) as usize].load(Ordering::Acquire) & (1u64 << (index % 64)) != 0
+        index < self.leaves && self.bits[(index / 64) as usize].load(Ordering::Acquire) & (1u64 << (index % 64)) != 0
     }
 
     /// Leaves held so far.
@@ -355,4 +354,3 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     file.write_all(bytes).map_err(StoreError::io("writing a tree file"))?;
     file.sync_data().map_err(StoreError::io("syncing a tree file"))
 }
-

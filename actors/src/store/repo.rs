@@ -91,6 +91,9 @@ pub struct DeleteOutcome {
     pub segments_to_unlink: Vec<u64>,
 }
 
+/// A stored leaf: block CID, data and inclusion proof.
+pub type StoredLeaf = (Cid, Vec<u8>, CodexProof);
+
 /// A tree's location, for reading its blocks.
 #[derive(Debug, Clone)]
 pub struct TreeLocation {
@@ -471,11 +474,7 @@ impl Repo {
 
     /// Leaves of stored tree `tree_cid` with their data and proofs; `None` for indexes out of range or an
     /// absent tree.
-    pub fn read_leaves(
-        &self,
-        tree_cid: &Cid,
-        indexes: &[u64],
-    ) -> Result<Vec<Option<(Cid, Vec<u8>, CodexProof)>>, StoreError> {
+    pub fn read_leaves(&self, tree_cid: &Cid, indexes: &[u64]) -> Result<Vec<Option<StoredLeaf>>, StoreError> {
         let Some(location) = self.tree(tree_cid)? else { return Ok(vec![None; indexes.len()]) };
         let data = File::open(&location.data_path).map_err(StoreError::io("opening a segment"))?;
         let mut out = Vec::with_capacity(indexes.len());
