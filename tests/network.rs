@@ -447,7 +447,8 @@ fn run_liar(victim: PeerId, victim_addr: Multiaddr, file: Vec<u8>, tree_cid: Str
 fn lying_peer_is_rejected_and_the_download_completes_from_an_honest_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let honest = Node::start(&dir.path().join("honest"), None);
-    let file = data(16 << 20, 4);
+    // More blocks than one peer may owe at once (256), so the liar is sure to be asked for some.
+    let file = data(64 << 20, 4);
     let cid = honest.upload(&file);
     let (_, manifest) = honest.get(&format!("/data/{cid}/network/manifest"));
     let manifest: serde_json::Value = serde_json::from_slice(&manifest).expect("json");
