@@ -6,7 +6,7 @@
 //!
 //! Handles: [`Announce`], [`Locate`].
 
-use crate::network::{FindProviders, NetworkActor, Provide};
+use crate::network::{Dial, FindProviders, NetworkActor, Provide};
 use crate::store::{ListDatasets, StoreActor};
 use actix::prelude::*;
 use codex_protocol::Cid;
@@ -102,7 +102,17 @@ impl Handler<Locate> for DiscoveryActor {
                 act.running -= 1;
                 match result {
                     Ok(Ok(providers)) => {
-                        tracing::debug!(cid = %format_cid(&cid), providers = providers.len(), "providers found")
+                        tracing::debug!(cid = %format_cid(&cid), providers = providers.len(), "providers found");
+                        // The lookup dials providers whose addresses it learned; the others are looked up by
+                        // peer id (a no-op for peers already connected).
+                        for peer in providers {
+                            let network = act.network.clone();
+                            actix::spawn(async move {
+                                if let Ok(Err(err)) = network.send(Dial { peer, addrs: Vec::new() }).await {
+                                    tracing::debug!(%err, "cannot reach a provider");
+                                }
+                            });
+                        }
                     }
                     Ok(Err(err)) => tracing::debug!(%err, "provider lookup failed"),
                     Err(_) => {}
