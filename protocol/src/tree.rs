@@ -175,10 +175,17 @@ impl CodexProof {
         if self.index >= self.leaves || self.path.len() != layer_sizes(self.leaves).len() - 1 {
             return false;
         }
+        self.walk(leaf, |_, _, _, _| {}) == *root
+    }
+
+    /// Hashes `leaf` up the path and returns the top; `visit(layer, position, node, layer_len)` sees the path node
+    /// on every layer below the top.
+    fn walk(&self, leaf: &Digest, mut visit: impl FnMut(usize, u64, Digest, u64)) -> Digest {
         let mut hash = *leaf;
         let mut position = self.index;
         let mut layer_len = self.leaves;
         for (level, sibling) in self.path.iter().enumerate() {
+            visit(level, position, hash, layer_len);
             let key = if level == 0 { KEY_BOTTOM } else { KEY_NONE };
             hash = if position & 1 == 1 {
                 compress(sibling, &hash, key)
@@ -190,7 +197,7 @@ impl CodexProof {
             position >>= 1;
             layer_len = layer_len.div_ceil(2);
         }
-        hash == *root
+        hash
     }
 
     /// The tree nodes this proof reveals for `leaf`: on every layer below the root, the node on the path and its
@@ -199,25 +206,12 @@ impl CodexProof {
     /// verified leaf can rebuild the proof of each of those leaves with [`proof_from_nodes`].
     pub fn revealed_nodes(&self, leaf: &Digest) -> Vec<(usize, u64, Digest)> {
         let mut nodes = Vec::with_capacity(self.path.len() * 2);
-        let mut hash = *leaf;
-        let mut position = self.index;
-        let mut layer_len = self.leaves;
-        for (level, sibling) in self.path.iter().enumerate() {
+        self.walk(leaf, |level, position, hash, layer_len| {
             nodes.push((level, position, hash));
             if (position ^ 1) < layer_len {
-                nodes.push((level, position ^ 1, *sibling));
+                nodes.push((level, position ^ 1, self.path[level]));
             }
-            let key = if level == 0 { KEY_BOTTOM } else { KEY_NONE };
-            hash = if position & 1 == 1 {
-                compress(sibling, &hash, key)
-            } else if position == layer_len - 1 && layer_len % 2 == 1 {
-                compress(&hash, sibling, key + KEY_ODD)
-            } else {
-                compress(&hash, sibling, key)
-            };
-            position >>= 1;
-            layer_len = layer_len.div_ceil(2);
-        }
+        });
         nodes
     }
 
