@@ -1,12 +1,18 @@
 //! Block exchange ("blockexc") wire messages, byte-compatible with the original node's encoder
 //! (reference codex-facts §5.3; the Nim coder is authoritative, not its outdated `message.proto`).
 //!
-//! Framing (an unsigned-varint length prefix, at most [`MAX_MESSAGE_SIZE`]) belongs to the transport; this module
-//! encodes and decodes one message body. Decoding never panics and never trusts lengths or counts: bytes come
-//! from peers. Whether a delivered block matches its CID or proof is checked by the caller (it needs the
-//! dataset's root), see [`BlockDelivery::verify`].
+//! Framing (an unsigned-varint length prefix) belongs to the transport; this module encodes and decodes one
+//! message body. Decoding never panics and never trusts lengths or counts: bytes come from peers. What a
+//! message may hold is bounded *inside* the decoder, so a frame cannot decode into more memory than a small
+//! multiple of its size: at most [`MAX_WANT_ENTRIES`] want entries, [`MAX_PRESENCES`] presences,
+//! [`MAX_DELIVERIES`] deliveries carrying at most [`MAX_PAYLOAD_BYTES`] of block data, and
+//! [`MAX_CONTROL_BYTES`] of want-list and presence bytes. Every CID must be a SHA-256 CID with a Codex codec.
+//! A message over a limit is an error (the sender is scored for it), never silently truncated. The original
+//! sends at most 1024 entries and 20 blocks (1.3 MiB) per message, well inside these bounds.
+//! Whether a delivered block matches its CID or proof is checked by the caller (it needs the dataset's root),
+//! see [`BlockDelivery::verify`].
 
-use crate::cid::{Cid, cid_from_bytes, cid_from_sha256, sha256, sha256_digest};
+use crate::cid::{Cid, MANIFEST_CODEC, SLOT_CELL_CODEC, cid_from_bytes, cid_from_sha256, sha256, sha256_digest};
 use crate::protobuf::{Reader, Value, WireError, Writer};
 use crate::tree::{CodexProof, ProofError};
 use bytes::Bytes;
@@ -16,6 +22,20 @@ use thiserror::Error;
 pub const PROTOCOL_ID: &str = "/codex/blockexc/1.0.0";
 /// Largest message the original accepts (100 MiB).
 pub const MAX_MESSAGE_SIZE: usize = 100 * 1024 * 1024;
+/// Largest frame this node reads: deliveries plus control data plus proofs, with room to spare.
+pub const MAX_FRAME_SIZE: usize = 8 << 20;
+/// Want-list entries one message may carry (the original sends at most 1024).
+pub const MAX_WANT_ENTRIES: usize = 4096;
+/// Presences one message may carry (the original sends at most 1024).
+pub const MAX_PRESENCES: usize = 4096;
+/// Deliveries one message may carry (the original sends at most 20).
+pub const MAX_DELIVERIES: usize = 64;
+/// Block bytes the deliveries of one message may carry in total.
+pub const MAX_PAYLOAD_BYTES: usize = 4 << 20;
+/// Bytes of want-list and presences one message may carry: frames without blocks stay small.
+pub const MAX_CONTROL_BYTES: usize = 1 << 20;
+/// Longest price a presence may carry (a big-endian UInt256).
+const MAX_PRICE_BYTES: usize = 32;
 
 /// Errors decoding a message.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -26,8 +46,12 @@ pub enum BlockExcError {
     MissingField { field: &'static str },
     #[error("blockexc field {field} holds a bad CID: {reason}")]
     BadCid { field: &'static str, reason: String },
-    #[error("blockexc message of {len} bytes exceeds {MAX_MESSAGE_SIZE}")]
-    TooLarge { len: usize },
+    #[error("blockexc message of {len} bytes exceeds {limit}")]
+    TooLarge { len: usize, limit: usize },
+    #[error("blockexc message carries more than {limit} {what}")]
+    TooMany { what: &'static str, limit: usize },
+    #[error("blockexc message carries more than {limit} bytes of {what}")]
+    TooManyBytes { what: &'static str, limit: usize },
 }
 
 /// What is wanted or delivered: a leaf of a dataset tree, or a block by CID.
@@ -109,8 +133,14 @@ fn encode_address(address: &BlockAddress) -> Vec<u8> {
     writer.finish()
 }
 
+/// Decodes a CID from a peer: it must be a CIDv1 with a Codex codec over a SHA-256 digest.
 fn decode_cid(bytes: &[u8], field: &'static str) -> Result<Cid, BlockExcError> {
-    cid_from_bytes(bytes).map_err(|err| BlockExcError::BadCid { field, reason: err.to_string() })
+    let cid = cid_from_bytes(bytes).map_err(|err| BlockExcError::BadCid { field, reason: err.to_string() })?;
+    if !(MANIFEST_CODEC..=SLOT_CELL_CODEC).contains(&cid.codec()) {
+        return Err(BlockExcError::BadCid { field, reason: format!("codec {:#x} is not a Codex codec", cid.codec()) });
+    }
+    sha256_digest(&cid).map_err(|err| BlockExcError::BadCid { field, reason: err.to_string() })?;
+    Ok(cid)
 }
 
 fn decode_address(bytes: &[u8]) -> Result<BlockAddress, BlockExcError> {
@@ -173,18 +203,45 @@ impl Message {
         message.finish()
     }
 
-    /// Decodes one message body. Never panics on any input.
+    /// Decodes one message body within the limits of this module. Never panics on any input.
     pub fn decode(bytes: &[u8]) -> Result<Self, BlockExcError> {
-        if bytes.len() > MAX_MESSAGE_SIZE {
-            return Err(BlockExcError::TooLarge { len: bytes.len() });
+        if bytes.len() > MAX_FRAME_SIZE {
+            return Err(BlockExcError::TooLarge { len: bytes.len(), limit: MAX_FRAME_SIZE });
         }
         let mut message = Message::default();
         let mut reader = Reader::new(bytes);
+        let (mut control, mut payload) = (0usize, 0usize);
+        let mut add_control = |len: usize| {
+            control += len;
+            if control > MAX_CONTROL_BYTES {
+                return Err(BlockExcError::TooManyBytes { what: "want-list and presences", limit: MAX_CONTROL_BYTES });
+            }
+            Ok(())
+        };
         while let Some((field, value)) = reader.next_field()? {
             match (field, value) {
-                (1, Value::Bytes(b)) => message.wantlist = decode_wantlist(b)?,
-                (3, Value::Bytes(b)) => message.payload.push(decode_delivery(b)?),
-                (4, Value::Bytes(b)) => message.presences.push(decode_presence(b)?),
+                (1, Value::Bytes(b)) => {
+                    add_control(b.len())?;
+                    message.wantlist = decode_wantlist(b)?;
+                }
+                (3, Value::Bytes(b)) => {
+                    if message.payload.len() >= MAX_DELIVERIES {
+                        return Err(BlockExcError::TooMany { what: "deliveries", limit: MAX_DELIVERIES });
+                    }
+                    let delivery = decode_delivery(b)?;
+                    payload += delivery.data.len();
+                    if payload > MAX_PAYLOAD_BYTES {
+                        return Err(BlockExcError::TooManyBytes { what: "delivered blocks", limit: MAX_PAYLOAD_BYTES });
+                    }
+                    message.payload.push(delivery);
+                }
+                (4, Value::Bytes(b)) => {
+                    add_control(b.len())?;
+                    if message.presences.len() >= MAX_PRESENCES {
+                        return Err(BlockExcError::TooMany { what: "presences", limit: MAX_PRESENCES });
+                    }
+                    message.presences.push(decode_presence(b)?);
+                }
                 (5, Value::Varint(v)) => message.pending_bytes = v,
                 _ => {}
             }
@@ -199,6 +256,9 @@ fn decode_wantlist(bytes: &[u8]) -> Result<WantList, BlockExcError> {
     while let Some((field, value)) = reader.next_field()? {
         match (field, value) {
             (1, Value::Bytes(b)) => {
+                if list.entries.len() >= MAX_WANT_ENTRIES {
+                    return Err(BlockExcError::TooMany { what: "want-list entries", limit: MAX_WANT_ENTRIES });
+                }
                 let mut entry_reader = Reader::new(b);
                 let (mut address, mut priority, mut cancel, mut want_have, mut send_dont_have) =
                     (None, 0, false, false, false);
@@ -253,6 +313,9 @@ fn decode_presence(bytes: &[u8]) -> Result<BlockPresence, BlockExcError> {
         match (field, value) {
             (1, Value::Bytes(b)) => address = Some(decode_address(b)?),
             (2, Value::Varint(v)) => dont_have = v == 1,
+            (3, Value::Bytes(b)) if b.len() > MAX_PRICE_BYTES => {
+                return Err(BlockExcError::TooManyBytes { what: "price", limit: MAX_PRICE_BYTES });
+            }
             (3, Value::Bytes(b)) => price = b.to_vec(),
             _ => {}
         }
@@ -309,7 +372,8 @@ impl BlockDelivery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cid::{block_cid, parse_cid};
+    use crate::cid::{BLOCK_CODEC, block_cid, parse_cid};
+    use crate::protobuf::Writer;
     use crate::tree::CodexTree;
     use proptest::prelude::*;
 
@@ -385,6 +449,97 @@ mod tests {
         assert_eq!(plain.verify(), Ok(()));
         let wrong = BlockDelivery { address: BlockAddress::Cid(block_cid(b"x")), proof: None, ..delivery };
         assert_eq!(wrong.verify(), Err(DeliveryError::WrongCid));
+    }
+
+    fn have_entry(index: u64) -> WantEntry {
+        let tree = cid_from_sha256(crate::cid::ROOT_CODEC, &[7; 32]);
+        want_entry(BlockAddress::Leaf { tree, index })
+    }
+
+    fn want_entry(address: BlockAddress) -> WantEntry {
+        WantEntry { address, priority: 0, cancel: false, want_type: WantType::WantHave, send_dont_have: false }
+    }
+
+    #[test]
+    fn oversized_lists_are_errors_not_truncations() {
+        let entries: Vec<WantEntry> = (0..MAX_WANT_ENTRIES as u64).map(have_entry).collect();
+        let full = Message { wantlist: WantList { entries: entries.clone(), full: false }, ..Message::default() };
+        assert_eq!(Message::decode(&full.encode()).map(|m| m.wantlist.entries.len()), Ok(MAX_WANT_ENTRIES));
+        let mut over = entries;
+        over.push(have_entry(u64::MAX));
+        let over = Message { wantlist: WantList { entries: over, full: false }, ..Message::default() };
+        assert_eq!(
+            Message::decode(&over.encode()),
+            Err(BlockExcError::TooMany { what: "want-list entries", limit: MAX_WANT_ENTRIES })
+        );
+        let presence =
+            BlockPresence { address: BlockAddress::Cid(block_cid(b"x")), kind: PresenceType::Have, price: vec![0; 32] };
+        let presences = Message { presences: vec![presence; MAX_PRESENCES + 1], ..Message::default() };
+        assert!(matches!(Message::decode(&presences.encode()), Err(BlockExcError::TooMany { what: "presences", .. })));
+    }
+
+    /// A frame of tiny entries must not decode into many times its size (the amplification attack).
+    #[test]
+    fn tiny_entries_cannot_amplify_a_frame() {
+        // The smallest want entry with a Codex CID: ~45 bytes on the wire, ~112 bytes decoded.
+        let cid = block_cid(b"y").to_bytes();
+        let mut address = Writer::new();
+        address.bytes(4, &cid);
+        let mut entry = Writer::new();
+        entry.bytes(1, &address.finish());
+        let entry = entry.finish();
+        let mut list = Writer::new();
+        for _ in 0..100_000 {
+            list.bytes(1, &entry);
+        }
+        let mut frame = Writer::new();
+        frame.bytes(1, &list.finish());
+        let frame = frame.finish();
+        assert!(frame.len() > MAX_CONTROL_BYTES);
+        assert!(matches!(Message::decode(&frame), Err(BlockExcError::TooManyBytes { .. })));
+
+        // Tiny deliveries (a 4-byte CID and no data) are refused: their CID is not a Codex CID.
+        let mut delivery = Writer::new();
+        delivery.bytes(1, &[0x01, 0x55, 0x00, 0x00]);
+        let mut frame = Writer::new();
+        frame.bytes(3, &delivery.finish());
+        assert!(matches!(Message::decode(&frame.finish()), Err(BlockExcError::BadCid { .. })));
+
+        // Deliveries are capped in count and in bytes.
+        let one = BlockDelivery {
+            cid: block_cid(b"z"),
+            data: Bytes::from_static(b"z"),
+            address: BlockAddress::Cid(block_cid(b"z")),
+            proof: None,
+        };
+        let many = Message { payload: vec![one; MAX_DELIVERIES + 1], ..Message::default() };
+        assert!(matches!(Message::decode(&many.encode()), Err(BlockExcError::TooMany { what: "deliveries", .. })));
+        let big = BlockDelivery {
+            cid: block_cid(&[0; 1 << 20]),
+            data: Bytes::from(vec![0; 1 << 20]),
+            address: BlockAddress::Cid(block_cid(&[0; 1 << 20])),
+            proof: None,
+        };
+        let heavy = Message { payload: vec![big; 5], ..Message::default() };
+        assert!(matches!(Message::decode(&heavy.encode()), Err(BlockExcError::TooManyBytes { .. })));
+    }
+
+    #[test]
+    fn cids_must_be_sha256_with_a_codex_codec() {
+        let raw = Cid::new_v1(0x55, multihash::Multihash::<64>::wrap(0x12, &[1; 32]).expect("multihash"));
+        let message = Message {
+            wantlist: WantList { entries: vec![want_entry(BlockAddress::Cid(raw))], full: false },
+            ..Message::default()
+        };
+        assert!(matches!(Message::decode(&message.encode()), Err(BlockExcError::BadCid { .. })));
+        let identity = Cid::new_v1(BLOCK_CODEC, multihash::Multihash::<64>::wrap(0x00, &[1; 4]).expect("multihash"));
+        let message = Message {
+            wantlist: WantList { entries: vec![want_entry(BlockAddress::Cid(identity))], full: false },
+            ..Message::default()
+        };
+        assert!(matches!(Message::decode(&message.encode()), Err(BlockExcError::BadCid { .. })));
+        let good = Message { wantlist: WantList { entries: vec![have_entry(3)], full: true }, ..Message::default() };
+        assert!(Message::decode(&good.encode()).is_ok());
     }
 
     proptest! {
