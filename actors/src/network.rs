@@ -9,6 +9,8 @@
 //! Emits [`NetEvent`] to the block exchange: peers joining and leaving (with the sender of their outbound
 //! blockexc stream) and every decoded blockexc message.
 
+mod iplimit;
+pub mod kadstore;
 pub mod spr;
 mod swarm;
 

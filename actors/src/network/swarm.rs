@@ -5,33 +5,68 @@
 //! frame is an unsigned-varint length and a blockexc protobuf, at most 100 MiB. Reader tasks decode frames on
 //! this thread and hand messages to the block exchange with `send().await`, so a slow block exchange slows
 //! the peer's stream instead of growing a queue.
+//!
+//! Bounds on what a peer can make this thread hold: a frame is at most [`MAX_FRAME_SIZE`] and decodes within
+//! the limits of `codex_protocol::blockexc`; each peer has one frame in flight (read, decoded and handed to the
+//! block exchange) across all its streams, and at most [`MAX_INBOUND_STREAMS`] inbound blockexc streams; a frame
+//! body must arrive within [`FRAME_DEADLINE`]; all peers together hold at most [`FRAME_BUDGET`] bytes of frames
+//! in flight. Connections: inbound and outbound have separate limits, pending inbound connections are capped,
+//! and a remote IP may hold at most [`MAX_INBOUND_PER_IP`] inbound connections ([`super::iplimit`]). Remote
+//! Kademlia provider records are bounded ([`super::kadstore`]).
 
-use super::{Command, Nat, NetEvent, NetInfo, NetworkConfig, NetworkError, PeerRow, spr};
+use super::kadstore::ProviderStore;
+use super::{Command, Nat, NetEvent, NetInfo, NetworkConfig, NetworkError, PeerRow, iplimit, spr};
 use actix::Recipient;
-use codex_protocol::blockexc::{MAX_MESSAGE_SIZE, Message as WireMessage, PROTOCOL_ID};
+use codex_protocol::blockexc::{MAX_FRAME_SIZE, Message as WireMessage, PROTOCOL_ID};
 use futures::StreamExt;
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
-use libp2p::kad::{self, store::MemoryStore, store::MemoryStoreConfig};
+use libp2p::kad;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, identify, noise, ping, tcp, upnp, yamux};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/codex/kad/1.0.0");
 const BLOCKEXC: StreamProtocol = StreamProtocol::new(PROTOCOL_ID);
 /// Frames queued per peer before senders wait (each at most ~1.3 MiB: 20 blocks).
 const SEND_QUEUE: usize = 8;
+/// Inbound blockexc streams one peer may have open at once (the original uses one).
+pub const MAX_INBOUND_STREAMS: usize = 4;
+/// Time a frame's body may take to arrive once its length is known.
+pub const FRAME_DEADLINE: Duration = Duration::from_secs(30);
+/// Bytes of frames all peers together may have in flight.
+pub const FRAME_BUDGET: usize = 64 << 20;
+/// Inbound connections one remote IP may hold (loopback is exempt).
+pub const MAX_INBOUND_PER_IP: usize = 8;
+/// Read buffer per blockexc stream.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// What one peer's readers share: one frame in flight across its streams, and a count of its inbound streams.
+struct PeerGate {
+    frame: Semaphore,
+    inbound: AtomicUsize,
+}
+
+/// What every reader needs.
+#[derive(Clone)]
+struct Readers {
+    events: Recipient<NetEvent>,
+    budget: Arc<Semaphore>,
+}
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     limits: connection_limits::Behaviour,
+    ip_limits: iplimit::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
-    kad: kad::Behaviour<MemoryStore>,
+    kad: kad::Behaviour<ProviderStore>,
     stream: libp2p_stream::Behaviour,
     upnp: Toggle<upnp::tokio::Behaviour>,
 }
@@ -74,6 +109,8 @@ struct Host {
     swarm: Swarm<Behaviour>,
     control: libp2p_stream::Control,
     events: Recipient<NetEvent>,
+    readers: Readers,
+    gates: HashMap<PeerId, Arc<PeerGate>>,
     keypair: libp2p::identity::Keypair,
     nat: Nat,
     bootstrap: Vec<spr::BootstrapNode>,
@@ -88,8 +125,15 @@ impl Host {
     fn new(config: NetworkConfig, events: Recipient<NetEvent>) -> Result<Self, NetworkError> {
         let start = |e: &dyn std::fmt::Display| NetworkError::Start(e.to_string());
         let peer_id = config.keypair.public().to_peer_id();
+        // A quarter of the slots (at least 8) stay for connections this node makes, so inbound peers cannot
+        // take them all.
+        let outbound = (config.max_peers / 4).max(8).min(config.max_peers);
         let limits = connection_limits::ConnectionLimits::default()
             .with_max_established(Some(config.max_peers))
+            .with_max_established_incoming(Some(config.max_peers.saturating_sub(outbound).max(1)))
+            .with_max_established_outgoing(Some(outbound))
+            .with_max_pending_incoming(Some(32))
+            .with_max_pending_outgoing(Some(64))
             .with_max_established_per_peer(Some(2));
         let use_upnp = matches!(config.nat, Nat::Any | Nat::Upnp);
         let agent = config.agent.clone();
@@ -102,13 +146,11 @@ impl Host {
                 kad_config.set_query_timeout(Duration::from_secs(20));
                 // The DiscoveryActor re-provides every 30 minutes itself, as the original does.
                 kad_config.set_provider_publication_interval(None);
-                let store_config =
-                    MemoryStoreConfig { max_provided_keys: 1 << 20, max_providers_per_key: 20, ..Default::default() };
-                let mut kad =
-                    kad::Behaviour::with_config(peer_id, MemoryStore::with_config(peer_id, store_config), kad_config);
+                let mut kad = kad::Behaviour::with_config(peer_id, ProviderStore::new(peer_id), kad_config);
                 kad.set_mode(Some(kad::Mode::Server));
                 Behaviour {
                     limits: connection_limits::Behaviour::new(limits),
+                    ip_limits: iplimit::Behaviour::new(MAX_INBOUND_PER_IP),
                     identify: identify::Behaviour::new(
                         identify::Config::new("/codex/1.0.0".into(), key.public()).with_agent_version(agent),
                     ),
@@ -124,13 +166,16 @@ impl Host {
         for addr in &config.listen_addrs {
             swarm
                 .listen_on(addr.clone())
-                .map_err(|e| NetworkError::Listen { addr: addr.clone(), reason: e.to_string() })?;
+                .map_err(|e| NetworkError::Listen { addr: addr.clone(), reason: describe(&e) })?;
         }
         let control = swarm.behaviour().stream.new_control();
+        let readers = Readers { events: events.clone(), budget: Arc::new(Semaphore::new(FRAME_BUDGET)) };
         Ok(Self {
             swarm,
             control,
             events,
+            readers,
+            gates: HashMap::new(),
             keypair: config.keypair,
             nat: config.nat,
             bootstrap: config.bootstrap,
@@ -166,15 +211,34 @@ impl Host {
                     None | Some(Command::Stop) => break,
                     Some(command) => self.on_command(command),
                 },
-                Some((peer, stream)) = incoming.next() => {
-                    tokio::spawn(read_frames(peer, stream, self.events.clone()));
-                }
+                Some((peer, stream)) = incoming.next() => self.on_inbound_stream(peer, stream),
                 _ = refresh.tick() => {
                     // Keeps the routing table fresh; fails harmlessly while no peer is known.
                     let _ = self.swarm.behaviour_mut().kad.bootstrap();
                 }
             }
         }
+    }
+
+    fn gate(&mut self, peer: PeerId) -> Arc<PeerGate> {
+        self.gates
+            .entry(peer)
+            .or_insert_with(|| Arc::new(PeerGate { frame: Semaphore::new(1), inbound: AtomicUsize::new(0) }))
+            .clone()
+    }
+
+    fn on_inbound_stream(&mut self, peer: PeerId, stream: libp2p::Stream) {
+        let gate = self.gate(peer);
+        if gate.inbound.fetch_add(1, Ordering::AcqRel) >= MAX_INBOUND_STREAMS {
+            gate.inbound.fetch_sub(1, Ordering::AcqRel);
+            tracing::debug!(%peer, "too many inbound blockexc streams; closing the new one");
+            return;
+        }
+        let readers = self.readers.clone();
+        tokio::spawn(async move {
+            read_frames(peer, stream, &readers, &gate).await;
+            gate.inbound.fetch_sub(1, Ordering::AcqRel);
+        });
     }
 
     fn on_command(&mut self, command: Command) {
@@ -239,13 +303,15 @@ impl Host {
                 if num_established.get() == 1 {
                     tracing::debug!(peer = %peer_id, "peer connected");
                     let (sender, receiver) = mpsc::channel(SEND_QUEUE);
-                    tokio::spawn(write_frames(peer_id, self.control.clone(), receiver, self.events.clone()));
+                    let (readers, gate) = (self.readers.clone(), self.gate(peer_id));
+                    tokio::spawn(write_frames(peer_id, self.control.clone(), receiver, readers, gate));
                     self.events.do_send(NetEvent::Connected { peer: peer_id, sender });
                 }
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 tracing::debug!(peer = %peer_id, "peer disconnected");
                 self.connected.remove(&peer_id);
+                self.gates.remove(&peer_id);
                 self.events.do_send(NetEvent::Disconnected { peer: peer_id });
             }
             SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } => {
@@ -272,6 +338,10 @@ impl Host {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad_event(event),
+            SwarmEvent::ListenerClosed { addresses, reason: Err(err), .. } => {
+                tracing::error!(?addresses, err = %describe(&err), "a listener failed");
+            }
+            SwarmEvent::ListenerError { error, .. } => tracing::warn!(err = %describe(&error), "listener error"),
             SwarmEvent::Behaviour(BehaviourEvent::Upnp(event)) => match event {
                 upnp::Event::NewExternalAddr { external_addr, .. } => {
                     tracing::info!(addr = %external_addr, "UPnP mapped an external address")
@@ -393,12 +463,27 @@ fn is_dialable(addr: &Multiaddr) -> bool {
     })
 }
 
+/// An error and its sources, joined (`Display` of transport errors often leaves the cause to `source()`).
+fn describe(err: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current: Option<&dyn std::error::Error> = Some(err);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    if parts.is_empty() { format!("{err:?}") } else { parts.join(": ") }
+}
+
 /// Opens our outbound stream to `peer`, reads from it, and writes every queued frame to it.
 async fn write_frames(
     peer: PeerId,
     mut control: libp2p_stream::Control,
     mut frames: mpsc::Receiver<Vec<u8>>,
-    events: Recipient<NetEvent>,
+    readers: Readers,
+    gate: Arc<PeerGate>,
 ) {
     let stream = match control.open_stream(peer, BLOCKEXC).await {
         Ok(stream) => stream,
@@ -408,7 +493,7 @@ async fn write_frames(
         }
     };
     let (reader, mut writer) = stream.split();
-    tokio::spawn(read_frames(peer, reader, events));
+    tokio::spawn(async move { read_frames(peer, reader, &readers, &gate).await });
     let mut prefix = Vec::with_capacity(10);
     while let Some(frame) = frames.recv().await {
         prefix.clear();
@@ -426,37 +511,55 @@ async fn write_frames(
     let _ = writer.close().await;
 }
 
-/// Reads frames from one stream until it ends or sends garbage.
-async fn read_frames<R: AsyncRead + Unpin>(peer: PeerId, stream: R, events: Recipient<NetEvent>) {
-    let mut reader = BufReader::with_capacity(256 * 1024, stream);
+/// Reads frames from one stream until it ends or sends garbage. The peer's gate allows one frame in flight
+/// across its streams (read, decoded and handled); the shared budget bounds the bytes of all peers' frames.
+async fn read_frames<R: AsyncRead + Unpin>(peer: PeerId, stream: R, readers: &Readers, gate: &PeerGate) {
+    let malformed = |reason: String| readers.events.do_send(NetEvent::Malformed { peer, reason });
+    let mut reader = BufReader::with_capacity(READ_BUFFER, stream);
     loop {
-        let frame = match read_frame(&mut reader).await {
-            Ok(Some(frame)) => frame,
+        let len = match read_frame_len(&mut reader).await {
+            Ok(Some(len)) => len,
             Ok(None) => return,
             Err(err) => {
                 tracing::debug!(%peer, %err, "blockexc stream read failed");
                 if err.kind() == std::io::ErrorKind::InvalidData {
-                    events.do_send(NetEvent::Malformed { peer, reason: err.to_string() });
+                    malformed(err.to_string());
                 }
+                return;
+            }
+        };
+        let Ok(_in_flight) = gate.frame.acquire().await else { return };
+        let permits = u32::try_from(len.max(1)).unwrap_or(u32::MAX);
+        let Ok(_budget) = readers.budget.acquire_many(permits).await else { return };
+        let frame = match tokio::time::timeout(FRAME_DEADLINE, read_frame_body(&mut reader, len)).await {
+            Ok(Ok(frame)) => frame,
+            Ok(Err(err)) => {
+                tracing::debug!(%peer, %err, "blockexc stream read failed");
+                return;
+            }
+            Err(_) => {
+                malformed(format!("a frame of {len} bytes did not arrive within {FRAME_DEADLINE:?}"));
                 return;
             }
         };
         match WireMessage::decode(&frame) {
             Ok(message) => {
-                if events.send(NetEvent::Message { peer, message }).await.is_err() {
+                drop(frame);
+                if readers.events.send(NetEvent::Message { peer, message }).await.is_err() {
                     return;
                 }
             }
             Err(err) => {
-                events.do_send(NetEvent::Malformed { peer, reason: err.to_string() });
+                malformed(err.to_string());
                 return;
             }
         }
     }
 }
 
-/// Reads one frame (varint length + body): `Ok(None)` at a clean end of stream.
-pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<Option<Vec<u8>>> {
+/// Reads a frame's length prefix: `Ok(None)` at a clean end of stream; lengths over [`MAX_FRAME_SIZE`] are
+/// `InvalidData`.
+async fn read_frame_len<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<Option<usize>> {
     let mut len: u64 = 0;
     let mut byte = [0u8; 1];
     for shift in (0..70).step_by(7) {
@@ -474,19 +577,32 @@ pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result
             return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "frame length varint too long"));
         }
     }
-    if len > MAX_MESSAGE_SIZE as u64 {
+    if len > MAX_FRAME_SIZE as u64 {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes exceeds {MAX_MESSAGE_SIZE}"),
+            format!("frame of {len} bytes exceeds {MAX_FRAME_SIZE}"),
         ));
     }
-    // Grows as bytes arrive: a peer announcing a large frame cannot make us allocate it up front.
-    let mut frame = Vec::with_capacity((len as usize).min(2 << 20));
-    let read = reader.take(len).read_to_end(&mut frame).await?;
-    if read as u64 != len {
+    Ok(Some(len as usize))
+}
+
+/// Reads a frame body of `len` bytes. The buffer grows as bytes arrive: a peer announcing a large frame cannot
+/// make us allocate it up front.
+async fn read_frame_body<R: AsyncRead + Unpin>(reader: &mut R, len: usize) -> std::io::Result<Vec<u8>> {
+    let mut frame = Vec::with_capacity(len.min(256 * 1024));
+    let read = reader.take(len as u64).read_to_end(&mut frame).await?;
+    if read != len {
         return Err(std::io::ErrorKind::UnexpectedEof.into());
     }
-    Ok(Some(frame))
+    Ok(frame)
+}
+
+/// Reads one frame (varint length + body, at most [`MAX_FRAME_SIZE`]): `Ok(None)` at a clean end of stream.
+pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<Option<Vec<u8>>> {
+    match read_frame_len(reader).await? {
+        Some(len) => read_frame_body(reader, len).await.map(Some),
+        None => Ok(None),
+    }
 }
 
 /// Appends `value` as an unsigned varint (the frame length prefix).
@@ -516,7 +632,7 @@ mod tests {
             assert_eq!(read_frame(&mut reader).await.expect("end"), None);
 
             let mut huge = Vec::new();
-            put_varint(&mut huge, MAX_MESSAGE_SIZE as u64 + 1);
+            put_varint(&mut huge, MAX_FRAME_SIZE as u64 + 1);
             let err = read_frame(&mut futures::io::Cursor::new(huge)).await.expect_err("too large");
             assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
 
