@@ -11,6 +11,7 @@ use crate::store::{ListDatasets, StoreActor};
 use actix::prelude::*;
 use codex_protocol::Cid;
 use codex_protocol::cid::format_cid;
+use libp2p::PeerId;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -27,9 +28,11 @@ pub struct Announce {
     pub cids: Vec<Cid>,
 }
 
-/// Command: look for providers of `cid` (rate limited; found providers get dialed).
+/// Command: look for providers of `cid` (rate limited; found providers get dialed). Answers the providers
+/// once the lookup finished, or `None` when no lookup ran (one ran for this CID less than 3 s ago, too many
+/// run, or it failed).
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Option<Vec<PeerId>>")]
 pub struct Locate {
     pub cid: Cid,
 }
@@ -83,41 +86,41 @@ impl Handler<Announce> for DiscoveryActor {
 }
 
 impl Handler<Locate> for DiscoveryActor {
-    type Result = ();
-    fn handle(&mut self, msg: Locate, ctx: &mut Self::Context) {
+    type Result = ResponseActFuture<Self, Option<Vec<PeerId>>>;
+    fn handle(&mut self, msg: Locate, _: &mut Self::Context) -> Self::Result {
         let now = Instant::now();
         if self.running >= MAX_LOOKUPS
             || self.last_lookup.get(&msg.cid).is_some_and(|last| now.duration_since(*last) < LOCATE_INTERVAL)
         {
-            return;
+            return Box::pin(fut::ready(None));
         }
         self.last_lookup.retain(|_, last| now.duration_since(*last) < LOCATE_INTERVAL);
         self.last_lookup.insert(msg.cid, now);
         self.running += 1;
         let cid = msg.cid;
-        self.network
-            .send(FindProviders { cid })
-            .into_actor(self)
-            .map(move |result, act, _| {
-                act.running -= 1;
-                match result {
-                    Ok(Ok(providers)) => {
-                        tracing::debug!(cid = %format_cid(&cid), providers = providers.len(), "providers found");
-                        // The lookup dials providers whose addresses it learned; the others are looked up by
-                        // peer id (a no-op for peers already connected).
-                        for peer in providers {
-                            let network = act.network.clone();
-                            actix::spawn(async move {
-                                if let Ok(Err(err)) = network.send(Dial { peer, addrs: Vec::new() }).await {
-                                    tracing::debug!(%err, "cannot reach a provider");
-                                }
-                            });
-                        }
+        Box::pin(self.network.send(FindProviders { cid }).into_actor(self).map(move |result, act, _| {
+            act.running -= 1;
+            match result {
+                Ok(Ok(providers)) => {
+                    tracing::debug!(cid = %format_cid(&cid), providers = providers.len(), "providers found");
+                    // The lookup dials providers whose addresses it learned; the others are looked up by
+                    // peer id (a no-op for peers already connected).
+                    for peer in &providers {
+                        let (network, peer) = (act.network.clone(), *peer);
+                        actix::spawn(async move {
+                            if let Ok(Err(err)) = network.send(Dial { peer, addrs: Vec::new() }).await {
+                                tracing::debug!(%err, "cannot reach a provider");
+                            }
+                        });
                     }
-                    Ok(Err(err)) => tracing::debug!(%err, "provider lookup failed"),
-                    Err(_) => {}
+                    Some(providers)
                 }
-            })
-            .spawn(ctx);
+                Ok(Err(err)) => {
+                    tracing::debug!(%err, "provider lookup failed");
+                    None
+                }
+                Err(_) => None,
+            }
+        }))
     }
 }

@@ -1,0 +1,659 @@
+//! BlockExchangeActor: executes what the block exchange's state machines decide.
+//!
+//! Owns the [`Requester`], [`Provider`], [`Fetches`] and [`Ledger`], the send queue of every connected peer and
+//! the callers waiting for single blocks. Runs on the system arbiter and never blocks: the store verifies and
+//! writes delivered leaves on its own thread, a manifest's hash is checked on the blocking pool, and frames go
+//! to the network thread through each peer's bounded queue. A full queue makes a send wait (at most
+//! [`ledger::MAX_WAITING_SENDS`] per peer; more are dropped); a send that cannot go out within
+//! [`ledger::SEND_STALL`] disconnects the peer, which does not read.
+
+use super::fetch::{Fetches, GiveUp};
+use super::ledger::{self, Admit, Ledger, SendSlot, Verdict};
+use super::provider::{Provider, Want};
+use super::requester::{Requester, RequesterConfig, Stored};
+use super::{Attach, BlockExchangeConfig, ExchangeError, FetchBlock, StartDownload};
+use crate::discovery::{Announce, DiscoveryActor, Locate};
+use crate::network::{Disconnect, NetEvent, NetworkActor};
+use crate::store::{
+    FailDownload, GetBlock, HasBlock, HasLeaves, LeafOutcome, Progress, ReadLeaves, StoreActor, StoreError,
+    StoreLeaves, StoredLeaves,
+};
+use actix::prelude::*;
+use bytes::Bytes;
+use codex_protocol::Cid;
+use codex_protocol::blockexc::{
+    BlockAddress, BlockDelivery, BlockPresence, Message as WireMessage, PresenceType, WantEntry, WantList, WantType,
+};
+use codex_protocol::cid::format_cid;
+use libp2p::PeerId;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot};
+
+const MAX_ENTRIES_PER_MESSAGE: usize = 1024;
+const ZERO_PRICE: [u8; 32] = [0; 32];
+/// Interval of the progress lines a running download logs.
+const REPORT_INTERVAL: Duration = Duration::from_secs(5);
+/// Peers with no block exchange activity this long are disconnected while more than [`EVICT_ABOVE`] are
+/// connected, to make room.
+const IDLE_EVICT: Duration = Duration::from_secs(600);
+const EVICT_ABOVE: usize = 64;
+
+type Waiter = oneshot::Sender<Result<Bytes, ExchangeError>>;
+
+/// The block exchange actor.
+pub struct BlockExchangeActor {
+    config: BlockExchangeConfig,
+    store: Addr<StoreActor>,
+    network: Option<Addr<NetworkActor>>,
+    discovery: Option<Addr<DiscoveryActor>>,
+    senders: HashMap<PeerId, mpsc::Sender<Vec<u8>>>,
+    ledger: Ledger,
+    requester: Requester,
+    provider: Provider,
+    fetches: Fetches,
+    waiters: HashMap<Cid, Vec<Waiter>>,
+    /// Running downloads' progress (tree → progress, last report).
+    progress: HashMap<Cid, (Arc<Progress>, Instant)>,
+}
+
+fn want(address: BlockAddress, want_type: WantType, send_dont_have: bool) -> WantEntry {
+    WantEntry { address, priority: 0, cancel: false, want_type, send_dont_have }
+}
+
+fn wants_message(entries: Vec<WantEntry>, full: bool) -> WireMessage {
+    WireMessage { wantlist: WantList { entries, full }, ..WireMessage::default() }
+}
+
+fn presence(address: BlockAddress, held: bool) -> BlockPresence {
+    let kind = if held { PresenceType::Have } else { PresenceType::DontHave };
+    BlockPresence { address, kind, price: ZERO_PRICE.to_vec() }
+}
+
+impl BlockExchangeActor {
+    pub fn new(config: BlockExchangeConfig, store: Addr<StoreActor>) -> Self {
+        let requester = Requester::new(RequesterConfig {
+            window: config.window,
+            peer_in_flight: config.peer_in_flight,
+            request_timeout: config.request_timeout,
+            peer_idle_timeout: config.peer_idle_timeout,
+            stall_timeout: config.stall_timeout,
+        });
+        Self {
+            fetches: Fetches::new(config.block_timeout),
+            config,
+            store,
+            network: None,
+            discovery: None,
+            senders: HashMap::new(),
+            ledger: Ledger::default(),
+            requester,
+            provider: Provider::default(),
+            waiters: HashMap::new(),
+            progress: HashMap::new(),
+        }
+    }
+
+    /// Queues a message to a peer; waits for room if its queue is full (bounded), else drops it.
+    fn send(&mut self, peer: PeerId, message: WireMessage, ctx: &mut Context<Self>) {
+        let Some(sender) = self.senders.get(&peer) else { return };
+        let frame = message.encode();
+        let frame = match sender.try_send(frame) {
+            Ok(()) | Err(TrySendError::Closed(_)) => return,
+            Err(TrySendError::Full(frame)) => frame,
+        };
+        let SendSlot::Wait(session) = self.ledger.wait_for_room(&peer) else {
+            tracing::debug!(%peer, "the peer's send queue is full; message dropped");
+            return;
+        };
+        let sender = sender.clone();
+        async move { tokio::time::timeout(ledger::SEND_STALL, sender.send(frame)).await }
+            .into_actor(self)
+            .map(move |result, act, _| {
+                act.ledger.send_done(&peer, session);
+                if result.is_err() && act.ledger.session(&peer) == Some(session) {
+                    tracing::warn!(%peer, "the peer does not read what it is sent; disconnecting");
+                    act.drop_peer(peer);
+                }
+            })
+            .spawn(ctx);
+    }
+
+    fn send_entries(&mut self, peer: PeerId, entries: Vec<WantEntry>, full: bool, ctx: &mut Context<Self>) {
+        for (i, chunk) in entries.chunks(MAX_ENTRIES_PER_MESSAGE).enumerate() {
+            self.send(peer, wants_message(chunk.to_vec(), full && i == 0), ctx);
+        }
+    }
+
+    fn broadcast(&mut self, entries: Vec<WantEntry>, ctx: &mut Context<Self>) {
+        if entries.is_empty() {
+            return;
+        }
+        let peers: Vec<PeerId> = self.senders.keys().copied().collect();
+        for peer in peers {
+            self.send_entries(peer, entries.clone(), false, ctx);
+        }
+    }
+
+    fn strike(&mut self, peer: PeerId, weight: u32, reason: &str) {
+        if !self.ledger.is_connected(&peer) {
+            return;
+        }
+        let verdict = self.ledger.strike(&peer, weight, Instant::now());
+        tracing::warn!(%peer, reason, strikes = self.ledger.strikes(&peer), "peer misbehaved");
+        if verdict == Verdict::Ban {
+            tracing::warn!(%peer, "disconnecting and banning a misbehaving peer");
+            self.drop_peer(peer);
+        }
+    }
+
+    fn drop_peer(&mut self, peer: PeerId) {
+        self.forget_peer(&peer);
+        if let Some(network) = &self.network {
+            network.do_send(Disconnect { peer });
+        }
+    }
+
+    fn forget_peer(&mut self, peer: &PeerId) {
+        self.ledger.disconnect(peer);
+        self.senders.remove(peer);
+        self.requester.peer_left(peer);
+        self.provider.remove(peer);
+    }
+
+    fn locate(&self, cid: Cid) {
+        if let Some(discovery) = &self.discovery {
+            discovery.do_send(Locate { cid });
+        }
+    }
+
+    /// Looks `cid` up for a single-block fetch, and tells the fetch what the lookup found.
+    fn locate_block(&self, cid: Cid, ctx: &mut Context<Self>) {
+        let Some(discovery) = &self.discovery else { return };
+        discovery
+            .send(Locate { cid })
+            .into_actor(self)
+            .map(move |result, act, _| {
+                if let Ok(Some(providers)) = result {
+                    act.fetches.on_lookup(&cid, providers);
+                    act.give_up_hopeless();
+                }
+            })
+            .spawn(ctx);
+    }
+
+    fn connected(&self) -> Vec<PeerId> {
+        self.senders.keys().copied().collect()
+    }
+
+    fn give_up(&mut self, given_up: Vec<(Cid, GiveUp, Duration)>) {
+        for (cid, why, waited) in given_up {
+            let err = match why {
+                GiveUp::NobodyHasIt => ExchangeError::NobodyHasIt { cid, waited },
+                GiveUp::TimedOut => ExchangeError::NotFound { cid, waited },
+            };
+            tracing::info!(cid = %format_cid(&cid), %err, "block not found");
+            for waiter in self.waiters.remove(&cid).unwrap_or_default() {
+                let _ = waiter.send(Err(err.clone()));
+            }
+        }
+    }
+
+    fn give_up_hopeless(&mut self) {
+        let connected = self.connected();
+        let hopeless = self.fetches.nobody_has(Instant::now(), &connected);
+        self.give_up(hopeless);
+    }
+
+    fn schedule(&mut self, ctx: &mut Context<Self>) {
+        for (peer, addresses) in self.requester.schedule(Instant::now()) {
+            let entries = addresses.into_iter().map(|a| want(a, WantType::WantBlock, true)).collect();
+            self.send_entries(peer, entries, false, ctx);
+        }
+    }
+
+    fn on_connected(&mut self, peer: PeerId, sender: mpsc::Sender<Vec<u8>>, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let Some(session) = self.ledger.connect(peer, now) else {
+            tracing::info!(%peer, "refusing a banned peer");
+            if let Some(network) = &self.network {
+                network.do_send(Disconnect { peer });
+            }
+            return;
+        };
+        self.senders.insert(peer, sender);
+        self.requester.peer_connected(peer, now);
+        self.provider.connect(peer, session);
+        let mut entries: Vec<WantEntry> =
+            self.requester.wanted().into_iter().map(|a| want(a, WantType::WantHave, false)).collect();
+        entries.extend(self.fetches.wanted().map(|cid| want(BlockAddress::Cid(*cid), WantType::WantBlock, true)));
+        if !entries.is_empty() {
+            self.send_entries(peer, entries, true, ctx);
+        }
+    }
+
+    fn on_message(&mut self, peer: PeerId, message: WireMessage, ctx: &mut Context<Self>) {
+        match self.ledger.admit(&peer, Instant::now()) {
+            Admit::Accept => {}
+            Admit::DropAndStrike => return self.strike(peer, 1, "sends messages faster than the rate limit"),
+            Admit::Drop => return,
+        }
+        let refused = self.provider.on_wantlist(&peer, message.wantlist.entries);
+        if refused > 0 {
+            self.strike(peer, 5, "want-list over the per-peer limit");
+        }
+        self.run_queries(peer, ctx);
+        self.serve(peer, ctx);
+        self.on_presences(peer, message.presences, ctx);
+        self.on_deliveries(peer, message.payload, ctx);
+        self.schedule(ctx);
+    }
+
+    /// Answers the peer's wantHave entries from the store, within its query budget.
+    fn run_queries(&mut self, peer: PeerId, ctx: &mut Context<Self>) {
+        while let Some((session, wants)) = self.provider.next_query(&peer) {
+            let store = self.store.clone();
+            async move { (query_store(&store, &wants).await, wants) }
+                .into_actor(self)
+                .map(move |(held, wants), act, ctx| {
+                    act.provider.query_done(&peer, session);
+                    if act.ledger.session(&peer) != Some(session) {
+                        return;
+                    }
+                    let presences: Vec<BlockPresence> = wants
+                        .into_iter()
+                        .zip(held)
+                        .filter(|((_, dont_have), held)| *held || *dont_have)
+                        .map(|((address, _), held)| presence(address, held))
+                        .collect();
+                    for chunk in presences.chunks(MAX_ENTRIES_PER_MESSAGE) {
+                        act.send(peer, WireMessage { presences: chunk.to_vec(), ..WireMessage::default() }, ctx);
+                    }
+                    act.run_queries(peer, ctx);
+                })
+                .spawn(ctx);
+        }
+    }
+
+    fn on_presences(&mut self, peer: PeerId, presences: Vec<BlockPresence>, ctx: &mut Context<Self>) {
+        let mut dont_have = false;
+        for p in presences {
+            let have = p.kind == PresenceType::Have;
+            match p.address {
+                BlockAddress::Leaf { tree, index } => self.requester.on_presence(&peer, tree, index, have),
+                BlockAddress::Cid(cid) if have && self.fetches.is_wanted(&cid) => {
+                    self.fetches.on_have(&peer, &cid);
+                    self.send(peer, wants_message(vec![want_block_entry(cid)], false), ctx);
+                }
+                BlockAddress::Cid(cid) if !have => {
+                    self.fetches.on_dont_have(peer, &cid);
+                    dont_have = true;
+                }
+                BlockAddress::Cid(_) => {}
+            }
+        }
+        if dont_have {
+            self.give_up_hopeless();
+        }
+    }
+
+    fn on_deliveries(&mut self, peer: PeerId, payload: Vec<BlockDelivery>, ctx: &mut Context<Self>) {
+        let mut by_tree: HashMap<Cid, Vec<BlockDelivery>> = HashMap::new();
+        let mut unrequested = 0;
+        for delivery in payload {
+            match delivery.address {
+                BlockAddress::Leaf { tree, index } if self.requester.on_delivery(&peer, tree, index) => {
+                    by_tree.entry(tree).or_default().push(delivery);
+                }
+                BlockAddress::Cid(cid) if self.fetches.is_wanted(&cid) => self.verify_block(peer, delivery, ctx),
+                _ => unrequested += 1,
+            }
+        }
+        if unrequested > 0 {
+            self.strike(peer, unrequested, "unrequested blocks");
+        }
+        for (tree, deliveries) in by_tree {
+            let indexes: Vec<u64> = deliveries
+                .iter()
+                .filter_map(|d| match d.address {
+                    BlockAddress::Leaf { index, .. } => Some(index),
+                    BlockAddress::Cid(_) => None,
+                })
+                .collect();
+            self.store
+                .send(StoreLeaves { tree, deliveries })
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    let result = result.unwrap_or(Err(StoreError::Unavailable));
+                    act.on_stored(peer, tree, indexes, result, ctx);
+                })
+                .spawn(ctx);
+        }
+    }
+
+    /// Checks a block delivered by CID on the blocking pool, then hands it to the callers waiting for it.
+    fn verify_block(&mut self, peer: PeerId, delivery: BlockDelivery, ctx: &mut Context<Self>) {
+        let cid = delivery.cid;
+        async move { tokio::task::spawn_blocking(move || delivery.verify().map(|()| delivery.data)).await }
+            .into_actor(self)
+            .map(move |result, act, ctx| match result {
+                Ok(Ok(data)) => act.resolve_block(cid, data, ctx),
+                Ok(Err(_)) => act.strike(peer, 10, "block does not match its CID"),
+                Err(err) => tracing::error!(%err, "block verification task failed"),
+            })
+            .spawn(ctx);
+    }
+
+    fn resolve_block(&mut self, cid: Cid, data: Bytes, ctx: &mut Context<Self>) {
+        if !self.fetches.resolve(&cid) {
+            return;
+        }
+        for waiter in self.waiters.remove(&cid).unwrap_or_default() {
+            let _ = waiter.send(Ok(data.clone()));
+        }
+        self.broadcast(vec![WantEntry { cancel: true, ..want_block_entry(cid) }], ctx);
+    }
+
+    fn on_stored(
+        &mut self,
+        peer: PeerId,
+        tree: Cid,
+        indexes: Vec<u64>,
+        result: Result<StoredLeaves, StoreError>,
+        ctx: &mut Context<Self>,
+    ) {
+        let stored = match result {
+            Ok(stored) => stored,
+            Err(err) => {
+                tracing::error!(%err, tree = %format_cid(&tree), "cannot store downloaded blocks; the download stops");
+                self.requester.end(&tree, Instant::now());
+                if let Some((progress, _)) = self.progress.remove(&tree) {
+                    progress.fail(err.to_string());
+                }
+                return;
+            }
+        };
+        let outcomes: Vec<(u64, Stored)> = indexes
+            .iter()
+            .zip(&stored.outcomes)
+            .map(|(index, outcome)| match outcome {
+                LeafOutcome::Stored | LeafOutcome::Duplicate => (*index, Stored::Kept),
+                LeafOutcome::Rejected(err) => {
+                    tracing::warn!(%peer, index, %err, "rejected a delivered block");
+                    (*index, Stored::Rejected)
+                }
+            })
+            .collect();
+        let now = Instant::now();
+        let (rejected, added) = self.requester.on_stored(&peer, tree, &outcomes, now);
+        if rejected > 0 {
+            self.strike(peer, 10 * rejected, "delivered blocks that failed verification");
+        }
+        let arrived: Vec<u64> = outcomes.iter().filter(|(_, o)| *o == Stored::Kept).map(|(i, _)| *i).collect();
+        for woken in self.provider.arrived(tree, &arrived) {
+            self.serve(woken, ctx);
+        }
+        if let Some(completed) = stored.completed {
+            self.progress.remove(&tree);
+            if let Some(ended) = self.requester.end(&tree, now) {
+                let bytes = completed.manifest.dataset_size;
+                tracing::info!(
+                    cid = %format_cid(&ended.manifest_cid),
+                    bytes,
+                    elapsed_ms = ended.elapsed.as_millis() as u64,
+                    mib_per_s = (bytes as f64 / (1 << 20) as f64 / ended.elapsed.as_secs_f64().max(1e-6)) as u64,
+                    "download complete"
+                );
+            }
+            if let Some(discovery) = &self.discovery {
+                discovery.do_send(Announce { cids: vec![completed.cid, completed.manifest.tree_cid] });
+            }
+            return;
+        }
+        let entries =
+            added.into_iter().map(|index| want(BlockAddress::Leaf { tree, index }, WantType::WantHave, false));
+        self.broadcast(entries.collect(), ctx);
+        self.schedule(ctx);
+    }
+
+    /// Sends the next batch of blocks a peer wants, if a serve slot is free.
+    fn serve(&mut self, peer: PeerId, ctx: &mut Context<Self>) {
+        let Some((session, batch)) = self.provider.next_batch(&peer) else { return };
+        let Some(sender) = self.senders.get(&peer).cloned() else { return };
+        self.ledger.touch(&peer, Instant::now());
+        let store = self.store.clone();
+        async move {
+            let (deliveries, missing) = read_batch(&store, batch).await;
+            let presences: Vec<BlockPresence> = missing
+                .iter()
+                .filter(|(_, dont_have)| *dont_have)
+                .map(|(address, _)| presence(address.clone(), false))
+                .collect();
+            let mut stalled = false;
+            if !deliveries.is_empty() || !presences.is_empty() {
+                let frame = WireMessage { payload: deliveries, presences, ..WireMessage::default() }.encode();
+                stalled = tokio::time::timeout(ledger::SEND_STALL, sender.send(frame)).await.is_err();
+            }
+            (missing.into_iter().map(|(address, _)| address).collect::<Vec<_>>(), stalled)
+        }
+        .into_actor(self)
+        .map(move |(missing, stalled), act, ctx| {
+            act.provider.served(&peer, session, missing);
+            if act.ledger.session(&peer) != Some(session) {
+                return;
+            }
+            if stalled {
+                tracing::warn!(%peer, "the peer does not read the blocks it asked for; disconnecting");
+                act.drop_peer(peer);
+                return;
+            }
+            act.serve(peer, ctx);
+        })
+        .spawn(ctx);
+    }
+
+    /// Periodic work: timeouts, re-asking, discovery, stalled downloads, idle peers.
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let tick = self.requester.tick(now);
+        for peer in tick.timed_out {
+            self.strike(peer, 1, "request timed out");
+        }
+        for (tree, indexes) in tick.reask {
+            let entries =
+                indexes.into_iter().map(|index| want(BlockAddress::Leaf { tree, index }, WantType::WantHave, false));
+            self.broadcast(entries.collect(), ctx);
+        }
+        for cid in tick.locate {
+            self.locate(cid);
+        }
+        for (tree, manifest_cid) in tick.stalled {
+            let reason = format!("no block arrived for {:?}", self.config.stall_timeout);
+            tracing::warn!(cid = %format_cid(&manifest_cid), %reason, "download failed");
+            self.progress.remove(&tree);
+            self.store.do_send(FailDownload { tree, reason });
+        }
+        for peer in tick.idle {
+            tracing::warn!(%peer, "peer owes blocks and delivered nothing for a minute; disconnecting");
+            self.drop_peer(peer);
+        }
+        let connected = self.connected();
+        let fetch_tick = self.fetches.tick(now, &connected);
+        for cid in fetch_tick.reask {
+            self.broadcast(vec![want_block_entry(cid)], ctx);
+            self.locate_block(cid, ctx);
+        }
+        self.give_up(fetch_tick.given_up);
+        for (tree, (progress, last_report)) in &mut self.progress {
+            if now.duration_since(*last_report) >= REPORT_INTERVAL {
+                *last_report = now;
+                tracing::info!(
+                    tree = %format_cid(tree),
+                    received = progress.received(),
+                    leaves = progress.leaves(),
+                    "download progress"
+                );
+            }
+        }
+        if self.ledger.len() > EVICT_ABOVE {
+            for peer in self.ledger.idle(now, IDLE_EVICT) {
+                if self.requester.in_flight(&peer) == 0 && self.provider.held(&peer) == 0 {
+                    tracing::debug!(%peer, "evicting an idle peer");
+                    self.drop_peer(peer);
+                }
+            }
+        }
+        self.ledger.expire_bans(now);
+        self.schedule(ctx);
+    }
+}
+
+/// Which of `wants` the store holds, in one pass per tree and per plain CID.
+async fn query_store(store: &Addr<StoreActor>, wants: &[Want]) -> Vec<bool> {
+    let mut held = vec![false; wants.len()];
+    let mut by_tree: HashMap<Cid, (Vec<usize>, Vec<u64>)> = HashMap::new();
+    for (position, (address, _)) in wants.iter().enumerate() {
+        match address {
+            BlockAddress::Leaf { tree, index } => {
+                let entry = by_tree.entry(*tree).or_default();
+                entry.0.push(position);
+                entry.1.push(*index);
+            }
+            BlockAddress::Cid(cid) => {
+                held[position] = matches!(store.send(HasBlock { cid: *cid }).await, Ok(Ok(true)));
+            }
+        }
+    }
+    for (tree, (positions, indexes)) in by_tree {
+        if let Ok(Ok(answers)) = store.send(HasLeaves { tree, indexes }).await {
+            for (position, answer) in positions.into_iter().zip(answers) {
+                held[position] = answer;
+            }
+        }
+    }
+    held
+}
+
+/// Reads a batch of wanted blocks: the deliveries, and the wants not held.
+async fn read_batch(store: &Addr<StoreActor>, batch: Vec<Want>) -> (Vec<BlockDelivery>, Vec<Want>) {
+    let mut deliveries = Vec::new();
+    match batch.first().map(|(a, _)| a.clone()) {
+        Some(BlockAddress::Leaf { tree, .. }) => {
+            let indexes = batch
+                .iter()
+                .filter_map(|(a, _)| match a {
+                    BlockAddress::Leaf { index, .. } => Some(*index),
+                    BlockAddress::Cid(_) => None,
+                })
+                .collect();
+            if let Ok(Ok(leaves)) = store.send(ReadLeaves { tree, indexes }).await {
+                for leaf in leaves {
+                    deliveries.push(BlockDelivery {
+                        cid: leaf.cid,
+                        data: leaf.data,
+                        address: BlockAddress::Leaf { tree, index: leaf.index },
+                        proof: Some(leaf.proof),
+                    });
+                }
+            }
+        }
+        Some(BlockAddress::Cid(_)) => {
+            for (address, _) in &batch {
+                if let BlockAddress::Cid(cid) = address
+                    && let Ok(Ok(Some(data))) = store.send(GetBlock { cid: *cid }).await
+                {
+                    deliveries.push(BlockDelivery { cid: *cid, data, address: address.clone(), proof: None });
+                }
+            }
+        }
+        None => {}
+    }
+    let sent: HashSet<BlockAddress> = deliveries.iter().map(|d| d.address.clone()).collect();
+    let missing = batch.into_iter().filter(|(a, _)| !sent.contains(a)).collect();
+    (deliveries, missing)
+}
+
+fn want_block_entry(cid: Cid) -> WantEntry {
+    want(BlockAddress::Cid(cid), WantType::WantBlock, true)
+}
+
+impl Actor for BlockExchangeActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(256);
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| act.tick(ctx));
+    }
+}
+
+impl Handler<Attach> for BlockExchangeActor {
+    type Result = ();
+    fn handle(&mut self, msg: Attach, _: &mut Self::Context) {
+        self.network = Some(msg.network);
+        self.discovery = Some(msg.discovery);
+    }
+}
+
+impl Handler<NetEvent> for BlockExchangeActor {
+    type Result = ();
+    fn handle(&mut self, msg: NetEvent, ctx: &mut Self::Context) {
+        match msg {
+            NetEvent::Connected { peer, sender } => self.on_connected(peer, sender, ctx),
+            NetEvent::Disconnected { peer } => self.forget_peer(&peer),
+            NetEvent::Message { peer, message } => {
+                if self.ledger.is_connected(&peer) {
+                    self.on_message(peer, message, ctx);
+                }
+            }
+            NetEvent::Malformed { peer, reason } => self.strike(peer, 10, &format!("malformed message: {reason}")),
+        }
+    }
+}
+
+impl Handler<StartDownload> for BlockExchangeActor {
+    type Result = ();
+    fn handle(&mut self, msg: StartDownload, ctx: &mut Self::Context) {
+        let tree = msg.manifest.tree_cid;
+        let progress = msg.progress.clone();
+        let missing = (0..progress.leaves()).filter(move |index| !progress.has(*index));
+        let Some(added) = self.requester.start(tree, msg.manifest_cid, Box::new(missing), Instant::now()) else {
+            return;
+        };
+        tracing::info!(
+            cid = %format_cid(&msg.manifest_cid),
+            leaves = msg.progress.leaves(),
+            held = msg.progress.received(),
+            peers = self.senders.len(),
+            "fetching a dataset"
+        );
+        self.progress.insert(tree, (msg.progress, Instant::now()));
+        let entries =
+            added.into_iter().map(|index| want(BlockAddress::Leaf { tree, index }, WantType::WantHave, false));
+        self.broadcast(entries.collect(), ctx);
+        self.locate(tree);
+        self.locate(msg.manifest_cid);
+    }
+}
+
+impl Handler<FetchBlock> for BlockExchangeActor {
+    type Result = ResponseFuture<Result<Bytes, ExchangeError>>;
+    fn handle(&mut self, msg: FetchBlock, ctx: &mut Self::Context) -> Self::Result {
+        let (reply, answer) = oneshot::channel();
+        let cid = msg.cid;
+        self.waiters.entry(cid).or_default().push(reply);
+        if self.fetches.want(cid, Instant::now()) {
+            self.broadcast(vec![want_block_entry(cid)], ctx);
+            self.locate_block(cid, ctx);
+        }
+        let waited = self.config.block_timeout;
+        Box::pin(async move {
+            // The fetch ends itself (found, nobody has it, or timed out); the margin covers a tick's delay.
+            match tokio::time::timeout(waited + Duration::from_secs(5), answer).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) | Err(_) => Err(ExchangeError::NotFound { cid, waited }),
+            }
+        })
+    }
+}

@@ -1,0 +1,94 @@
+//! The block exchange ("blockexc"): requester and provider sides of the original's protocol.
+//!
+//! The logic lives in plain state machines that take `now` and return what to do, each with its own tests:
+//! [`requester`] (downloads of any set of a tree's leaves through a sliding window), [`provider`] (what each
+//! peer asked of this node: store queries, delivery batches, blocks waited for), [`fetch`] (single blocks by
+//! CID, such as manifests, with a quick "nobody has it"), and [`ledger`] (sessions, strikes and bans, message
+//! rate, peers that do not read). [`BlockExchangeActor`] (in `actor.rs`) only executes their actions: it sends
+//! frames, asks the store and the discovery actor, and answers callers.
+//!
+//! Handles: [`StartDownload`], [`FetchBlock`], [`Attach`], [`crate::network::NetEvent`].
+
+mod actor;
+pub mod fetch;
+pub mod ledger;
+pub mod provider;
+pub mod requester;
+
+pub use actor::BlockExchangeActor;
+
+use crate::discovery::DiscoveryActor;
+use crate::network::NetworkActor;
+use crate::store::Progress;
+use actix::prelude::*;
+use bytes::Bytes;
+use codex_protocol::cid::format_cid;
+use codex_protocol::{Cid, Manifest};
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Block exchange tuning.
+#[derive(Debug, Clone)]
+pub struct BlockExchangeConfig {
+    /// Leaves wanted at once per download.
+    pub window: usize,
+    /// wantBlock requests outstanding per peer.
+    pub peer_in_flight: usize,
+    /// A request unanswered this long is sent elsewhere.
+    pub request_timeout: Duration,
+    /// A peer owing blocks that delivers nothing this long is disconnected.
+    pub peer_idle_timeout: Duration,
+    /// A download that gets no block this long fails (it resumes on the next request).
+    pub stall_timeout: Duration,
+    /// How long a single block (a manifest) is looked for at most.
+    pub block_timeout: Duration,
+}
+
+impl Default for BlockExchangeConfig {
+    fn default() -> Self {
+        Self {
+            window: 1024,
+            peer_in_flight: 256,
+            request_timeout: Duration::from_secs(15),
+            peer_idle_timeout: Duration::from_secs(60),
+            stall_timeout: Duration::from_secs(3000 * 2),
+            block_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Block exchange errors.
+#[derive(Debug, Clone, Error)]
+pub enum ExchangeError {
+    #[error("no peer delivered block {} within {:?}", format_cid(.cid), .waited)]
+    NotFound { cid: Cid, waited: Duration },
+    #[error("no peer has block {}: the provider lookup found nobody else and every connected peer said it does not have it ({:?})", format_cid(.cid), .waited)]
+    NobodyHasIt { cid: Cid, waited: Duration },
+    #[error("the block exchange is not running")]
+    Stopped,
+}
+
+/// Command: download dataset `manifest_cid` into the store's download `progress`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StartDownload {
+    pub manifest_cid: Cid,
+    pub manifest: Manifest,
+    pub progress: Arc<Progress>,
+}
+
+/// Query: fetch one block by CID (a manifest) from the network, verified against its CID.
+#[derive(Message)]
+#[rtype(result = "Result<Bytes, ExchangeError>")]
+pub struct FetchBlock {
+    pub cid: Cid,
+}
+
+/// Command: the actors the block exchange talks to, created after it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Attach {
+    pub network: Addr<NetworkActor>,
+    pub discovery: Addr<DiscoveryActor>,
+}

@@ -1,0 +1,514 @@
+//! The requester: downloads of leaves of dataset trees from peers, as a state machine without I/O.
+//!
+//! A download fetches any set of leaves of one tree, given as an index iterator (a whole dataset is `0..n`
+//! without the leaves already held; a slot is its own set). It keeps a window of wanted leaves: new window
+//! entries are announced to every peer as wantHave; peers that answer Have get wantBlock requests, spread by how
+//! many requests each has in flight (at most `peer_in_flight` each), and the delivered leaves go to the store.
+//! Requests unanswered for `request_timeout` go back to wanted (the peer is struck); leaves nobody has are
+//! re-announced every [`REASK_INTERVAL`] and their providers looked up. Scheduling runs only when something it
+//! depends on changed (a Have, a freed request slot, a new window entry, a peer gone).
+//!
+//! Per-peer state is bounded by the window: a peer's Have set only holds indexes in a download's window.
+
+use codex_protocol::Cid;
+use codex_protocol::blockexc::BlockAddress;
+use libp2p::PeerId;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// Leaves nobody has are re-announced (and looked up) this often.
+pub const REASK_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Where a leaf of the window stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeafState {
+    /// Nobody was asked yet, or the last request failed.
+    Wanted,
+    /// Asked of `peer` at `at`.
+    Requested { peer: PeerId, at: Instant },
+    /// Delivered, being verified and written.
+    Storing,
+}
+
+/// Tuning of the requester.
+#[derive(Debug, Clone)]
+pub struct RequesterConfig {
+    pub window: usize,
+    pub peer_in_flight: usize,
+    pub request_timeout: Duration,
+    pub peer_idle_timeout: Duration,
+    pub stall_timeout: Duration,
+}
+
+struct Download {
+    manifest_cid: Cid,
+    /// Indexes not yet taken into the window.
+    pending: Box<dyn Iterator<Item = u64> + Send>,
+    window: BTreeMap<u64, LeafState>,
+    started: Instant,
+    last_progress: Instant,
+    last_reask: Instant,
+}
+
+struct PeerWants {
+    /// Window leaves the peer said it has, per tree.
+    have: HashMap<Cid, HashSet<u64>>,
+    in_flight: usize,
+    last_delivery: Instant,
+}
+
+/// What the store said of one delivered leaf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Written (or already held).
+    Kept,
+    /// Failed verification.
+    Rejected,
+}
+
+/// What the periodic check found.
+#[derive(Debug, Default)]
+pub struct Tick {
+    /// One entry per request that timed out, naming the peer that did not answer.
+    pub timed_out: Vec<PeerId>,
+    /// Leaves to announce again as wantHave, per tree.
+    pub reask: Vec<(Cid, Vec<u64>)>,
+    /// CIDs whose providers to look up.
+    pub locate: Vec<Cid>,
+    /// Downloads with no block for `stall_timeout`: (tree, manifest CID). They are dropped.
+    pub stalled: Vec<(Cid, Cid)>,
+    /// Peers owing blocks that delivered nothing for `peer_idle_timeout`.
+    pub idle: Vec<PeerId>,
+}
+
+/// A download that ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    pub manifest_cid: Cid,
+    pub elapsed: Duration,
+}
+
+/// The requester.
+pub struct Requester {
+    config: RequesterConfig,
+    downloads: HashMap<Cid, Download>,
+    peers: HashMap<PeerId, PeerWants>,
+    dirty: bool,
+}
+
+fn leaf(tree: Cid, index: u64) -> BlockAddress {
+    BlockAddress::Leaf { tree, index }
+}
+
+impl Requester {
+    pub fn new(config: RequesterConfig) -> Self {
+        Self { config, downloads: HashMap::new(), peers: HashMap::new(), dirty: false }
+    }
+
+    pub fn is_running(&self, tree: &Cid) -> bool {
+        self.downloads.contains_key(tree)
+    }
+
+    /// The trees being downloaded.
+    pub fn trees(&self) -> impl Iterator<Item = (&Cid, &Cid)> {
+        self.downloads.iter().map(|(tree, d)| (tree, &d.manifest_cid))
+    }
+
+    /// Leaves of `tree` in the window and their state (for tests and diagnostics).
+    pub fn window(&self, tree: &Cid) -> Vec<(u64, LeafState)> {
+        self.downloads.get(tree).map(|d| d.window.iter().map(|(i, s)| (*i, *s)).collect()).unwrap_or_default()
+    }
+
+    /// Starts fetching `indexes` of `tree`. Returns the leaves to announce, or `None` if it already runs.
+    pub fn start(
+        &mut self,
+        tree: Cid,
+        manifest_cid: Cid,
+        indexes: Box<dyn Iterator<Item = u64> + Send>,
+        now: Instant,
+    ) -> Option<Vec<u64>> {
+        if self.downloads.contains_key(&tree) {
+            return None;
+        }
+        let mut download = Download {
+            manifest_cid,
+            pending: indexes,
+            window: BTreeMap::new(),
+            started: now,
+            last_progress: now,
+            last_reask: now,
+        };
+        let added = refill(self.config.window, &mut download);
+        self.downloads.insert(tree, download);
+        self.dirty = true;
+        Some(added)
+    }
+
+    /// True when the download of `tree` has nothing left to fetch (every leaf delivered and stored).
+    pub fn is_done(&self, tree: &Cid) -> bool {
+        self.downloads.get(tree).is_some_and(|d| d.window.is_empty())
+    }
+
+    /// Ends the download of `tree` (complete, failed or abandoned).
+    pub fn end(&mut self, tree: &Cid, now: Instant) -> Option<Ended> {
+        let download = self.downloads.remove(tree)?;
+        for peer in self.peers.values_mut() {
+            peer.have.remove(tree);
+        }
+        // Requests still out for this tree no longer count against their peers.
+        for state in download.window.values() {
+            if let LeafState::Requested { peer, .. } = state
+                && let Some(p) = self.peers.get_mut(peer)
+            {
+                p.in_flight = p.in_flight.saturating_sub(1);
+            }
+        }
+        Some(Ended { manifest_cid: download.manifest_cid, elapsed: now.duration_since(download.started) })
+    }
+
+    pub fn peer_connected(&mut self, peer: PeerId, now: Instant) {
+        self.peers.insert(peer, PeerWants { have: HashMap::new(), in_flight: 0, last_delivery: now });
+    }
+
+    /// A peer left: its requests go back to wanted.
+    pub fn peer_left(&mut self, peer: &PeerId) {
+        if self.peers.remove(peer).is_none() {
+            return;
+        }
+        for download in self.downloads.values_mut() {
+            for state in download.window.values_mut() {
+                if matches!(state, LeafState::Requested { peer: p, .. } if p == peer) {
+                    *state = LeafState::Wanted;
+                }
+            }
+        }
+        self.dirty = true;
+    }
+
+    /// Everything wanted, for a peer that just connected.
+    pub fn wanted(&self) -> Vec<BlockAddress> {
+        let mut out = Vec::new();
+        for (tree, download) in &self.downloads {
+            for (index, state) in &download.window {
+                if *state != LeafState::Storing {
+                    out.push(leaf(*tree, *index));
+                }
+            }
+        }
+        out
+    }
+
+    /// A peer said whether it has a leaf.
+    pub fn on_presence(&mut self, peer: &PeerId, tree: Cid, index: u64, have: bool) {
+        let Some(download) = self.downloads.get_mut(&tree) else { return };
+        let Some(state) = download.window.get_mut(&index) else { return };
+        let Some(p) = self.peers.get_mut(peer) else { return };
+        if have {
+            p.have.entry(tree).or_default().insert(index);
+            self.dirty |= *state == LeafState::Wanted;
+            return;
+        }
+        if let Some(set) = p.have.get_mut(&tree) {
+            set.remove(&index);
+        }
+        if matches!(state, LeafState::Requested { peer: q, .. } if q == peer) {
+            *state = LeafState::Wanted;
+            p.in_flight = p.in_flight.saturating_sub(1);
+            self.dirty = true;
+        }
+    }
+
+    /// A peer delivered a leaf: true if it was asked of that peer (then it goes to the store).
+    pub fn on_delivery(&mut self, peer: &PeerId, tree: Cid, index: u64) -> bool {
+        let Some(state) = self.downloads.get_mut(&tree).and_then(|d| d.window.get_mut(&index)) else {
+            return false;
+        };
+        if !matches!(state, LeafState::Requested { peer: q, .. } if q == peer) {
+            return false;
+        }
+        *state = LeafState::Storing;
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.in_flight = p.in_flight.saturating_sub(1);
+        }
+        self.dirty = true;
+        true
+    }
+
+    /// The store verified leaves delivered by `peer`. Returns how many were rejected and the leaves newly in
+    /// the window (to announce).
+    pub fn on_stored(&mut self, peer: &PeerId, tree: Cid, outcomes: &[(u64, Stored)], now: Instant) -> (u32, Vec<u64>) {
+        let Some(download) = self.downloads.get_mut(&tree) else { return (0, Vec::new()) };
+        let mut rejected = 0;
+        let mut kept = Vec::new();
+        for (index, outcome) in outcomes {
+            match outcome {
+                Stored::Kept => {
+                    download.window.remove(index);
+                    download.last_progress = now;
+                    kept.push(*index);
+                }
+                Stored::Rejected => {
+                    download.window.insert(*index, LeafState::Wanted);
+                    if let Some(set) = self.peers.get_mut(peer).and_then(|p| p.have.get_mut(&tree)) {
+                        set.remove(index);
+                    }
+                    rejected += 1;
+                }
+            }
+        }
+        if let Some(p) = self.peers.get_mut(peer)
+            && !kept.is_empty()
+        {
+            p.last_delivery = now;
+        }
+        for p in self.peers.values_mut() {
+            if let Some(set) = p.have.get_mut(&tree) {
+                for index in &kept {
+                    set.remove(index);
+                }
+            }
+        }
+        let added = refill(self.config.window, download);
+        self.dirty |= rejected > 0 || !added.is_empty();
+        (rejected, added)
+    }
+
+    /// Assigns wanted leaves to peers that have them, least-loaded peer first. Returns the wantBlock requests
+    /// to send. Does nothing unless something changed since the last call.
+    pub fn schedule(&mut self, now: Instant) -> Vec<(PeerId, Vec<BlockAddress>)> {
+        if !std::mem::take(&mut self.dirty) {
+            return Vec::new();
+        }
+        let cap = self.config.peer_in_flight;
+        let mut batches: HashMap<PeerId, Vec<BlockAddress>> = HashMap::new();
+        for (tree, download) in &mut self.downloads {
+            if !self.peers.values().any(|p| p.in_flight < cap) {
+                break;
+            }
+            for (index, state) in download.window.iter_mut() {
+                if *state != LeafState::Wanted {
+                    continue;
+                }
+                let best = self
+                    .peers
+                    .iter_mut()
+                    .filter(|(_, p)| p.in_flight < cap && p.have.get(tree).is_some_and(|h| h.contains(index)))
+                    .min_by_key(|(_, p)| p.in_flight);
+                let Some((peer, p)) = best else { continue };
+                p.in_flight += 1;
+                *state = LeafState::Requested { peer: *peer, at: now };
+                batches.entry(*peer).or_default().push(leaf(*tree, *index));
+            }
+        }
+        batches.into_iter().collect()
+    }
+
+    /// Periodic work: request timeouts, re-asking, stalled downloads, idle peers.
+    pub fn tick(&mut self, now: Instant) -> Tick {
+        let mut tick = Tick::default();
+        for (tree, download) in &mut self.downloads {
+            for state in download.window.values_mut() {
+                if let LeafState::Requested { peer, at } = *state
+                    && now.duration_since(at) > self.config.request_timeout
+                {
+                    *state = LeafState::Wanted;
+                    tick.timed_out.push(peer);
+                    self.dirty = true;
+                }
+            }
+            if now.duration_since(download.last_reask) >= REASK_INTERVAL {
+                let unheld: Vec<u64> = download
+                    .window
+                    .iter()
+                    .filter(|(index, state)| {
+                        **state == LeafState::Wanted
+                            && !self.peers.values().any(|p| p.have.get(tree).is_some_and(|h| h.contains(index)))
+                    })
+                    .map(|(index, _)| *index)
+                    .collect();
+                if !unheld.is_empty() {
+                    download.last_reask = now;
+                    tick.reask.push((*tree, unheld));
+                    tick.locate.extend([*tree, download.manifest_cid]);
+                }
+            }
+            if now.duration_since(download.last_progress) > self.config.stall_timeout {
+                tick.stalled.push((*tree, download.manifest_cid));
+            }
+        }
+        for peer in &tick.timed_out {
+            if let Some(p) = self.peers.get_mut(peer) {
+                p.in_flight = p.in_flight.saturating_sub(1);
+            }
+        }
+        for (tree, _) in &tick.stalled {
+            self.end(tree, now);
+        }
+        tick.idle = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.in_flight > 0 && now.duration_since(p.last_delivery) > self.config.peer_idle_timeout)
+            .map(|(peer, _)| *peer)
+            .collect();
+        tick
+    }
+
+    /// Requests outstanding with `peer`.
+    pub fn in_flight(&self, peer: &PeerId) -> usize {
+        self.peers.get(peer).map_or(0, |p| p.in_flight)
+    }
+}
+
+/// Takes indexes into the window until it is full; returns the new ones.
+fn refill(window: usize, download: &mut Download) -> Vec<u64> {
+    let mut added = Vec::new();
+    while download.window.len() < window {
+        let Some(index) = download.pending.next() else { break };
+        if download.window.insert(index, LeafState::Wanted).is_none() {
+            added.push(index);
+        }
+    }
+    added
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use codex_protocol::cid::{ROOT_CODEC, cid_from_sha256};
+
+    fn config(window: usize, peer_in_flight: usize) -> RequesterConfig {
+        RequesterConfig {
+            window,
+            peer_in_flight,
+            request_timeout: Duration::from_secs(15),
+            peer_idle_timeout: Duration::from_secs(60),
+            stall_timeout: Duration::from_secs(100),
+        }
+    }
+
+    fn tree(n: u8) -> Cid {
+        cid_from_sha256(ROOT_CODEC, &[n; 32])
+    }
+
+    fn indexes(batches: &[(PeerId, Vec<BlockAddress>)], peer: &PeerId) -> Vec<u64> {
+        let mut out: Vec<u64> = batches
+            .iter()
+            .filter(|(p, _)| p == peer)
+            .flat_map(|(_, b)| b.iter())
+            .filter_map(|a| match a {
+                BlockAddress::Leaf { index, .. } => Some(*index),
+                BlockAddress::Cid(_) => None,
+            })
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    #[test]
+    fn fetches_any_set_of_leaves_through_a_sliding_window() {
+        let mut requester = Requester::new(config(2, 8));
+        let (t, now, peer) = (tree(1), Instant::now(), PeerId::random());
+        requester.peer_connected(peer, now);
+        let set = vec![3u64, 7, 11, 40];
+        let added = requester.start(t, tree(9), Box::new(set.clone().into_iter()), now).expect("starts");
+        assert_eq!(added, vec![3, 7]);
+        assert!(requester.start(t, tree(9), Box::new(0..1), now).is_none(), "one download per tree");
+        let mut fetched = Vec::new();
+        while !requester.is_done(&t) {
+            for (index, _) in requester.window(&t) {
+                requester.on_presence(&peer, t, index, true);
+            }
+            let batches = requester.schedule(now);
+            let asked = indexes(&batches, &peer);
+            assert!(!asked.is_empty(), "a peer that has the leaves is asked");
+            for index in &asked {
+                assert!(requester.on_delivery(&peer, t, *index));
+            }
+            let outcomes: Vec<(u64, Stored)> = asked.iter().map(|i| (*i, Stored::Kept)).collect();
+            requester.on_stored(&peer, t, &outcomes, now);
+            fetched.extend(asked);
+        }
+        assert_eq!(fetched, set, "exactly the given leaves, in order");
+        assert!(requester.end(&t, now).is_some());
+    }
+
+    #[test]
+    fn requests_spread_over_peers_within_their_limit() {
+        let mut requester = Requester::new(config(10, 3));
+        let (t, now) = (tree(2), Instant::now());
+        let (a, b) = (PeerId::random(), PeerId::random());
+        requester.peer_connected(a, now);
+        requester.peer_connected(b, now);
+        requester.start(t, tree(9), Box::new(0..10), now);
+        for index in 0..10 {
+            requester.on_presence(&a, t, index, true);
+            requester.on_presence(&b, t, index, true);
+        }
+        let batches = requester.schedule(now);
+        assert_eq!(indexes(&batches, &a).len(), 3);
+        assert_eq!(indexes(&batches, &b).len(), 3);
+        assert!(requester.schedule(now).is_empty(), "nothing changed: no new requests");
+        // A delivery frees a slot: the next schedule asks again.
+        let first = indexes(&batches, &a)[0];
+        assert!(requester.on_delivery(&a, t, first));
+        assert!(!requester.on_delivery(&b, t, first), "a leaf asked of another peer is unrequested");
+        assert_eq!(indexes(&requester.schedule(now), &a).len(), 1);
+    }
+
+    #[test]
+    fn timeouts_rejections_and_departures_put_leaves_back() {
+        let mut requester = Requester::new(config(4, 8));
+        let (t, now) = (tree(3), Instant::now());
+        let (a, b) = (PeerId::random(), PeerId::random());
+        requester.peer_connected(a, now);
+        requester.peer_connected(b, now);
+        requester.start(t, tree(9), Box::new(0..4), now);
+        for index in 0..4 {
+            requester.on_presence(&a, t, index, true);
+        }
+        let asked = indexes(&requester.schedule(now), &a);
+        assert_eq!(asked, vec![0, 1, 2, 3]);
+        // Leaf 0 is delivered but rejected by the store: wanted again, and a no longer counts as having it.
+        assert!(requester.on_delivery(&a, t, 0));
+        let (rejected, _) = requester.on_stored(&a, t, &[(0, Stored::Rejected)], now);
+        assert_eq!(rejected, 1);
+        assert!(requester.window(&t).contains(&(0, LeafState::Wanted)));
+        // a leaves: its requests go back to wanted, and b, which has them, gets them.
+        requester.peer_left(&a);
+        for index in 0..4 {
+            requester.on_presence(&b, t, index, true);
+        }
+        assert_eq!(indexes(&requester.schedule(now), &b), vec![0, 1, 2, 3]);
+        // b never answers: after the timeout every request is wanted again and b is named once per request.
+        let later = now + Duration::from_secs(16);
+        let tick = requester.tick(later);
+        assert_eq!(tick.timed_out, vec![b; 4]);
+        assert_eq!(requester.in_flight(&b), 0);
+        assert!(requester.window(&t).iter().all(|(_, s)| *s == LeafState::Wanted));
+    }
+
+    #[test]
+    fn unheld_leaves_are_reasked_and_stalled_downloads_end() {
+        let mut requester = Requester::new(config(4, 8));
+        let (t, now) = (tree(4), Instant::now());
+        requester.start(t, tree(9), Box::new(0..4), now);
+        let tick = requester.tick(now + REASK_INTERVAL);
+        assert_eq!(tick.reask, vec![(t, vec![0, 1, 2, 3])]);
+        assert_eq!(tick.locate, vec![t, tree(9)]);
+        let tick = requester.tick(now + Duration::from_secs(101));
+        assert_eq!(tick.stalled, vec![(t, tree(9))]);
+        assert!(!requester.is_running(&t));
+    }
+
+    #[test]
+    fn have_sets_only_hold_window_leaves() {
+        let mut requester = Requester::new(config(4, 8));
+        let (t, now, peer) = (tree(5), Instant::now(), PeerId::random());
+        requester.peer_connected(peer, now);
+        requester.start(t, tree(9), Box::new(0..1_000_000), now);
+        for index in 0..100_000 {
+            requester.on_presence(&peer, t, index, true);
+        }
+        assert_eq!(requester.peers[&peer].have[&t].len(), 4);
+    }
+}
