@@ -429,15 +429,19 @@ fn run_liar(victim: PeerId, victim_addr: Multiaddr, file: Vec<u8>, tree_cid: Str
                     }
                 }
             }
-            if reply.presences.is_empty() && reply.payload.is_empty() {
-                continue;
-            }
-            let body = reply.encode();
-            let mut frame = Vec::new();
-            put_varint(&mut frame, body.len() as u64);
-            frame.extend_from_slice(&body);
-            if out.write_all(&frame).await.is_err() {
-                return;
+            // Like the original, at most 20 blocks per message (the node refuses messages of more than 64).
+            let mut messages = vec![Message { presences: std::mem::take(&mut reply.presences), ..Message::default() }];
+            messages.extend(
+                reply.payload.chunks(20).map(|chunk| Message { payload: chunk.to_vec(), ..Message::default() }),
+            );
+            for message in messages.into_iter().filter(|m| !m.presences.is_empty() || !m.payload.is_empty()) {
+                let body = message.encode();
+                let mut frame = Vec::new();
+                put_varint(&mut frame, body.len() as u64);
+                frame.extend_from_slice(&body);
+                if out.write_all(&frame).await.is_err() {
+                    return;
+                }
             }
         }
     });
