@@ -175,6 +175,6 @@ mod tests {
         assert_eq!(fetches.tick(now + REASK_INTERVAL, &[]).reask, vec![cid]);
         let tick = fetches.tick(now + Duration::from_secs(11), &[]);
         assert_eq!(tick.given_up, vec![(cid, GiveUp::TimedOut, Duration::from_secs(11))]);
-        assert!(fetches.resolve(&cid) == false);
+        assert!(!fetches.resolve(&cid), "a fetch that timed out is over");
     }
 }

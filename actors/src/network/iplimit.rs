@@ -110,11 +110,13 @@ impl NetworkBehaviour for Behaviour {
         match event {
             FromSwarm::ConnectionClosed(ConnectionClosed { connection_id, .. })
             | FromSwarm::ListenFailure(ListenFailure { connection_id, .. }) => self.release(connection_id),
-            FromSwarm::ConnectionEstablished(ConnectionEstablished { connection_id, endpoint, .. }) => {
-                if let ConnectedPoint::Listener { send_back_addr, .. } = endpoint {
-                    // Counted when pending; counting again is a no-op for a known id.
-                    let _ = self.admit(connection_id, send_back_addr);
-                }
+            FromSwarm::ConnectionEstablished(ConnectionEstablished {
+                connection_id,
+                endpoint: ConnectedPoint::Listener { send_back_addr, .. },
+                ..
+            }) => {
+                // Counted when pending; counting again is a no-op for a known id.
+                let _ = self.admit(connection_id, send_back_addr);
             }
             _ => {}
         }

@@ -101,11 +101,11 @@ impl ProviderStore {
         }
         record.addresses.truncate(MAX_ADDRESSES);
         let provider = record.provider;
-        if let Some(records) = self.remote.get_mut(&record.key) {
-            if let Some(existing) = records.iter_mut().find(|r| r.provider == provider) {
-                *existing = record;
-                return Ok(());
-            }
+        if let Some(records) = self.remote.get_mut(&record.key)
+            && let Some(existing) = records.iter_mut().find(|r| r.provider == provider)
+        {
+            *existing = record;
+            return Ok(());
         }
         let now = Instant::now();
         let full_provider =
