@@ -107,3 +107,26 @@ pub async fn resume_downloads(store: Addr<StoreActor>, exchange: Option<Addr<Blo
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use codex_protocol::cid::{ROOT_CODEC, cid_from_sha256};
+
+    #[test]
+    fn invalid_network_manifests_are_unavailable_with_the_reason() {
+        let tree = cid_from_sha256(ROOT_CODEC, &[1; 32]);
+        let bad = Manifest::new_unprotected(tree, 1, 64 << 20, None, None).encode();
+        let cid = Manifest::cid_of(&bad);
+        match decode_valid(cid, &bad) {
+            Err(NodeError::ManifestUnavailable { reason, .. }) => assert!(reason.contains("block size"), "{reason}"),
+            other => panic!("expected ManifestUnavailable, got {other:?}"),
+        }
+        assert!(matches!(decode_valid(cid, b"garbage"), Err(NodeError::ManifestUnavailable { .. })));
+        let good = Manifest::new_unprotected(tree, codex_protocol::DEFAULT_BLOCK_SIZE as u64, 10, None, None);
+        assert_eq!(decode_valid(cid, &good.encode()).expect("valid"), good);
+        let refused = refusal(cid, StoreError::CidMismatch { cid });
+        assert!(matches!(refused, NodeError::ManifestUnavailable { .. }));
+        assert!(matches!(refusal(cid, StoreError::Unavailable), NodeError::Store(StoreError::Unavailable)));
+    }
+}

@@ -227,3 +227,47 @@ fn saved_manifest(tree: &Cid, record: &DownloadRecord) -> Result<Manifest, Strin
     }
     Ok(manifest)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreConfig;
+    use codex_protocol::DEFAULT_BLOCK_SIZE;
+    use codex_protocol::cid::{ROOT_CODEC, cid_from_sha256};
+    use std::time::{Duration, Instant};
+
+    fn config(dir: &std::path::Path) -> StoreConfig {
+        StoreConfig { repo_dir: dir.join("repo"), quota_max: 1 << 50, block_ttl: None, sweep_batch: 100 }
+    }
+
+    /// A download saved by an older node with a manifest that `validate` refuses: 1-byte blocks over 1 TiB
+    /// would have been a 64 TiB allocation of tree nodes at every start.
+    #[test]
+    fn a_saved_download_with_an_invalid_manifest_is_dropped_at_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tree = cid_from_sha256(ROOT_CODEC, &[9; 32]);
+        let bad = Manifest::new_unprotected(tree, 1, 1 << 40, None, None);
+        let good_tree = cid_from_sha256(ROOT_CODEC, &[8; 32]);
+        let good = Manifest::new_unprotected(good_tree, DEFAULT_BLOCK_SIZE as u64, 3, None, None);
+        {
+            let (mut repo, _) = Repo::open(&config(dir.path()).repo_dir).expect("repo");
+            let record = DownloadRecord { segment: 0, manifest: bad.encode(), have: vec![u64::MAX; 4] };
+            repo.save_download(&tree, &record).expect("save");
+            std::fs::write(repo.data_path(0), b"partial").expect("data file");
+            let good_record = DownloadRecord { segment: 1, manifest: good.encode(), have: Vec::new() };
+            repo.save_download(&good_tree, &good_record).expect("save");
+        }
+        let store = StoreActor::open(config(dir.path())).expect("opens instead of crashing");
+        assert_eq!(store.partials.len(), 1, "only the valid download is resumed");
+        assert!(store.partials.contains_key(&good_tree));
+        assert_eq!(store.quota.space().quota_reserved_bytes, DEFAULT_BLOCK_SIZE as u64, "only the valid one claims");
+        let saved = store.repo.as_ref().expect("open").list_downloads().expect("list");
+        assert_eq!(saved.iter().map(|(tree, _)| *tree).collect::<Vec<_>>(), vec![good_tree], "record removed");
+        let data = dir.path().join("repo/segments/0.blk");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while data.exists() {
+            assert!(Instant::now() < deadline, "the invalid download's segment is unlinked");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
