@@ -55,7 +55,8 @@ async fn store_network_manifest(store: &Addr<StoreActor>, cid: Cid, bytes: Bytes
 
 /// Decodes and validates manifest bytes; an invalid manifest is unavailable, with the reason.
 fn decode_valid(cid: Cid, bytes: &[u8]) -> Result<Manifest, NodeError> {
-    let invalid = |reason: String| NodeError::ManifestUnavailable { cid, reason: format!("invalid manifest: {reason}") };
+    let invalid =
+        |reason: String| NodeError::ManifestUnavailable { cid, reason: format!("invalid manifest: {reason}") };
     let manifest = Manifest::decode(bytes).map_err(|err| invalid(err.to_string()))?;
     manifest.validate().map_err(|err| invalid(err.to_string()))?;
     Ok(manifest)
@@ -87,7 +88,11 @@ pub async fn fetch_dataset(
     match begun.map_err(|err| refusal(cid, err))? {
         DownloadState::Stored => Ok(Fetched { manifest, state: FetchState::Local }),
         DownloadState::Partial(progress) => {
-            exchange.do_send(StartDownload { manifest_cid: cid, manifest: manifest.clone(), progress: progress.clone() });
+            exchange.do_send(StartDownload {
+                manifest_cid: cid,
+                manifest: manifest.clone(),
+                progress: progress.clone(),
+            });
             Ok(Fetched { manifest, state: FetchState::Downloading(progress) })
         }
     }

@@ -12,8 +12,8 @@
 //! file only wires the actors and routes messages.
 
 use crate::blockexc::{Attach, BlockExchangeActor, BlockExchangeConfig};
-use crate::fetch;
 use crate::discovery::{Announce, DiscoveryActor};
+use crate::fetch;
 use crate::maintenance::{MaintenanceActor, MaintenanceConfig};
 use crate::network::{Dial, GetNetInfo, NetInfo, NetworkActor, NetworkConfig, NetworkError, StopNetwork};
 use crate::store::{

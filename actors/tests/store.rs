@@ -313,10 +313,8 @@ impl Remote {
 
 fn segment_file(dir: &Path, ext: &str) -> std::path::PathBuf {
     let entries = std::fs::read_dir(dir.join("repo/segments")).expect("segments");
-    let mut found: Vec<_> = entries
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == ext))
-        .collect();
+    let mut found: Vec<_> =
+        entries.map(|e| e.expect("entry").path()).filter(|p| p.extension().is_some_and(|e| e == ext)).collect();
     assert_eq!(found.len(), 1, "one .{ext} file");
     found.remove(0)
 }
@@ -352,8 +350,12 @@ async fn a_download_verifies_leaves_serves_them_with_proofs_and_completes() {
     opened.file.take(opened.manifest.content_size()).read_to_end(&mut out).expect("read");
     assert_eq!(out, data(5 * DEFAULT_BLOCK_SIZE - 100, 7));
     for index in 0..5 {
-        let (cid, proof) =
-            store.send(GetLeaf { tree: remote.tree.root_cid(), index }).await.expect("mailbox").expect("ok").expect("leaf");
+        let (cid, proof) = store
+            .send(GetLeaf { tree: remote.tree.root_cid(), index })
+            .await
+            .expect("mailbox")
+            .expect("ok")
+            .expect("leaf");
         assert_eq!(cid, block_cid(&remote.blocks[index as usize]));
         assert_eq!(proof, remote.tree.proof(index).expect("proof"), "the finished tree file is complete");
     }

@@ -453,9 +453,11 @@ mod tests {
         assert_eq!(Manifest { filename: Some("é".repeat(127)), ..valid() }.validate(), Ok(()));
         assert_eq!(protected(false).validate(), Ok(()));
         assert_eq!(protected(true).validate(), Ok(()));
-        let vector = Manifest::decode(&(0..VECTOR_HEX.len() / 2)
-            .map(|i| u8::from_str_radix(&VECTOR_HEX[2 * i..2 * i + 2], 16).expect("hex"))
-            .collect::<Vec<_>>())
+        let vector = Manifest::decode(
+            &(0..VECTOR_HEX.len() / 2)
+                .map(|i| u8::from_str_radix(&VECTOR_HEX[2 * i..2 * i + 2], 16).expect("hex"))
+                .collect::<Vec<_>>(),
+        )
         .expect("decodes");
         assert_eq!(vector.validate(), Ok(()));
     }

@@ -82,7 +82,13 @@ impl StoreActor {
     pub(super) fn commit_upload(&mut self, msg: CommitUpload) -> Result<StoredDataset, StoreError> {
         // The upload claimed its blocks through the gate; from here the claim follows this commit.
         let claim = self.quota.adopt(msg.claimed);
-        self.commit(Commit { segment: msg.segment, leaves: &msg.leaves, manifest: &msg.manifest, claim, download: None })
+        self.commit(Commit {
+            segment: msg.segment,
+            leaves: &msg.leaves,
+            manifest: &msg.manifest,
+            claim,
+            download: None,
+        })
     }
 
     /// Makes a dataset visible. Whatever happens, the commit owns the segment's files (removed unless they
@@ -144,15 +150,16 @@ impl StoreActor {
         if cid_from_sha256(cid.codec(), &sha256(&msg.data)) != cid {
             return Err(StoreError::CidMismatch { cid });
         }
-        let manifest = Manifest::decode(&msg.data).map_err(|source| StoreError::InvalidManifest { cid, source })?;
-        manifest.validate().map_err(|source| StoreError::InvalidManifest { cid, source })?;
-        self.check_tree_size(&cid, &manifest)?;
+        let manifest = Manifest::decode(&msg.data)
+            .map_err(|source| StoreError::InvalidManifest { cid, source: Box::new(source) })?;
+        manifest.validate().map_err(|source| StoreError::InvalidManifest { cid, source: Box::new(source) })?;
+        self.check_tree_size(&manifest)?;
         self.put_block(PutBlock { cid, data: msg.data })?;
         Ok(manifest)
     }
 
     /// A manifest naming a tree that is stored (or downloading) must describe that tree's size.
-    pub(super) fn check_tree_size(&mut self, cid: &Cid, manifest: &Manifest) -> Result<(), StoreError> {
+    pub(super) fn check_tree_size(&mut self, manifest: &Manifest) -> Result<(), StoreError> {
         let tree = manifest.tree_cid;
         let stored = match self.partials.get(&tree) {
             Some(partial) => Some((partial.progress.leaves(), partial.manifest.block_size)),
@@ -161,7 +168,6 @@ impl StoreActor {
         let Some((leaves, block_size)) = stored else { return Ok(()) };
         if leaves != manifest.blocks_count() || block_size != manifest.block_size {
             return Err(StoreError::TreeSizeMismatch {
-                cid: *cid,
                 tree,
                 manifest_bytes: manifest.blocks_count().saturating_mul(manifest.block_size),
                 stored_bytes: leaves.saturating_mul(block_size),

@@ -11,6 +11,7 @@
 //! of its record are dropped at open with a warning (record removed, files unlinked, nothing claimed) instead
 //! of failing the open at every start.
 
+use super::StoreError;
 use super::actor::{Commit, StoreActor};
 use super::messages::{
     BeginDownload, DownloadState, LeafBlock, OpenedDownload, ReadLeaves, StoreLeaves, StoredDataset, StoredLeaves,
@@ -19,7 +20,6 @@ use super::partial::{Partial, Resumed};
 use super::progress::LeafOutcome;
 use super::quota::QuotaGate;
 use super::repo::{DownloadRecord, Repo, remove_in_background};
-use super::StoreError;
 use bytes::Bytes;
 use codex_protocol::cid::format_cid;
 use codex_protocol::{Cid, Manifest};
@@ -64,11 +64,11 @@ impl StoreActor {
         if self.repo()?.manifest(&cid)?.is_some() {
             return Ok(DownloadState::Stored);
         }
-        msg.manifest.validate().map_err(|source| StoreError::InvalidManifest { cid, source })?;
+        msg.manifest.validate().map_err(|source| StoreError::InvalidManifest { cid, source: Box::new(source) })?;
         if Manifest::cid_of(&msg.manifest.encode()) != cid {
             return Err(StoreError::CidMismatch { cid });
         }
-        self.check_tree_size(&cid, &msg.manifest)?;
+        self.check_tree_size(&msg.manifest)?;
         let tree = msg.manifest.tree_cid;
         if let Some(partial) = self.partials.get(&tree) {
             partial.progress.restart();

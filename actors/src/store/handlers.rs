@@ -1,9 +1,9 @@
 //! One short `Handler` per StoreActor message, each calling a plain method of `actor.rs` or `downloads.rs`.
 
+use super::StoreError;
 use super::actor::StoreActor;
 use super::messages::*;
 use super::repo::DeleteOutcome;
-use super::StoreError;
 use actix::prelude::*;
 use bytes::Bytes;
 use codex_protocol::{Cid, CodexProof, Manifest};

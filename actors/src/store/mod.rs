@@ -79,12 +79,12 @@ pub enum StoreError {
     #[error("the store is not running")]
     Unavailable,
     #[error("invalid manifest {}: {source}", format_cid(.cid))]
-    InvalidManifest { cid: Cid, source: ManifestError },
+    InvalidManifest { cid: Cid, source: Box<ManifestError> },
     #[error(
-        "manifest {} describes {manifest_bytes} bytes of tree {}, which is stored with {stored_bytes} bytes",
-        format_cid(.cid), format_cid(.tree)
+        "the manifest describes {manifest_bytes} bytes of tree {}, which is stored with {stored_bytes} bytes",
+        format_cid(.tree)
     )]
-    TreeSizeMismatch { cid: Cid, tree: Cid, manifest_bytes: u64, stored_bytes: u64 },
+    TreeSizeMismatch { tree: Cid, manifest_bytes: u64, stored_bytes: u64 },
     #[error(
         "the repository uses schema version {found}, newer than this node's {supported}: run a newer node or \
          move the repository away"
