@@ -500,3 +500,21 @@ async fn a_truncated_tree_file_restarts_the_download_from_zero() {
     let done = remote.deliver(&store, &[0, 1, 2]).await;
     assert!(done.completed.is_some());
 }
+
+#[actix_rt::test]
+async fn a_download_whose_tree_file_is_corrupted_is_dropped_with_its_claim() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = start(dir.path(), 1 << 30);
+    let remote = Remote::new(3 * DEFAULT_BLOCK_SIZE, 8);
+    remote.begin(&store).await.expect("begin");
+    remote.deliver(&store, &[0, 1]).await;
+    let tree = std::fs::OpenOptions::new().write(true).open(segment_file(dir.path(), "tree")).expect("open");
+    std::os::unix::fs::FileExt::write_all_at(&tree, &[0xAB; 32], 0).expect("corrupt leaf 0");
+    let last = StoreLeaves { tree: remote.tree.root_cid(), deliveries: vec![remote.delivery(2)] };
+    let finished = store.send(last).await.expect("mailbox");
+    assert!(matches!(finished, Err(StoreError::Corrupt { .. })), "{finished:?}");
+    let space = store.send(GetSpace).await.expect("mailbox");
+    assert_eq!((space.quota_reserved_bytes, space.quota_used_bytes), (0, 0), "the claim is released");
+    assert!(store.send(OpenDownload { cid: remote.cid }).await.expect("mailbox").expect("ok").is_none());
+    wait_for_segment_files(dir.path(), 0);
+}

@@ -12,7 +12,10 @@
 //! with that value; a torn or lost write leaves either that value or the file's initial zeros, never another
 //! digest. The bitmap in redb is what says which nodes count: a checkpoint syncs the data file, then the tree
 //! file, and only then commits the bitmap, so every leaf the committed bitmap names has its data and its proof
-//! nodes on disk.
+//! nodes on disk. When the last leaf arrives, the layers above the leaves are recomputed in place from the
+//! (verified) leaf layer, slice by slice, and the root is checked before the commit; those writes too only put
+//! each position's one correct value (a mismatching root, possible only with a corrupted file, drops the
+//! download and its files).
 //!
 //! Files: both are created (never overwritten) when the download starts, and the `segments/` directory is
 //! synced so their entries survive a crash. On resume nothing is created implicitly: a missing data file, or a
@@ -29,7 +32,7 @@ use super::treefile::{TreeFile, sync_dir};
 use bytes::Bytes;
 use codex_protocol::blockexc::{BlockAddress, BlockDelivery, DeliveryError};
 use codex_protocol::cid::{BLOCK_CODEC, cid_from_sha256, sha256_digest};
-use codex_protocol::{Cid, CodexProof, CodexTree, Digest, Manifest};
+use codex_protocol::{Cid, CodexProof, Digest, Manifest};
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
@@ -250,18 +253,18 @@ impl Partial {
         Ok(self.record())
     }
 
-    /// Finishes a complete download: rebuilds the tree from the leaves in the tree file, checks its root, writes
-    /// every layer in place and syncs both files. Returns the leaf digests for the commit.
+    /// Finishes a complete download: recomputes every layer above the leaves in the tree file (in place, with
+    /// bounded memory), checks the root, and syncs both files. Returns the leaf digests for the commit. If the
+    /// root does not match (only possible with a corrupted file, since every leaf was verified), the caller
+    /// drops the download and its files.
     pub fn finish(&mut self) -> Result<Vec<Digest>, StoreError> {
-        let tree = CodexTree::new(self.tree_file.read_leaves()?)?;
-        if tree.root() != self.root {
+        if self.tree_file.rebuild()? != self.root {
             return Err(StoreError::Corrupt { what: "download", reason: "the leaves do not lead to the root".into() });
         }
         self.data.set_len(self.bytes()).map_err(StoreError::io("sizing a download's data file"))?;
         self.data.sync_data().map_err(StoreError::io("syncing a download's data file"))?;
-        self.tree_file.write_tree(&tree)?;
         self.tree_file.sync()?;
-        Ok(tree.into_leaves())
+        self.tree_file.read_leaves()
     }
 
     /// The segment's files.

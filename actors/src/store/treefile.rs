@@ -4,12 +4,15 @@
 //! nodes its verified proofs reveal in place, so its memory does not grow with the dataset.
 
 use super::StoreError;
-use codex_protocol::tree::{layer_sizes, proof_from_nodes};
-use codex_protocol::{CodexProof, CodexTree, Digest};
+use codex_protocol::tree::{layer_sizes, parent_layer, proof_from_nodes};
+use codex_protocol::{CodexProof, Digest};
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+
+/// Nodes read at a time when rebuilding a tree file (even, so slices never split a pair): 2 MiB.
+const REBUILD_NODES: u64 = 1 << 16;
 
 /// Where each node of a tree of `leaves` leaves sits in its tree file.
 #[derive(Debug, Clone)]
@@ -115,13 +118,27 @@ impl TreeFile {
         Ok(bytes.chunks_exact(32).map(|c| c.try_into().expect("invariant: chunks_exact(32)")).collect())
     }
 
-    /// Writes every layer of `tree` in place (a tree over the same leaves as the file was made for).
-    pub fn write_tree(&self, tree: &CodexTree) -> Result<(), StoreError> {
-        for (layer, nodes) in tree.layers().iter().enumerate() {
-            let Some(offset) = self.layout.offset(layer, 0) else { continue };
-            self.file.write_all_at(nodes.as_flattened(), offset).map_err(StoreError::io("writing a tree file"))?;
+    /// Recomputes every layer above the leaves from the leaf layer, in place and slice by slice (memory
+    /// bounded by [`REBUILD_NODES`]), and returns the root. Not synced.
+    pub fn rebuild(&self) -> Result<Digest, StoreError> {
+        let depth = self.layout.sizes.len() - 1;
+        for layer in 0..depth {
+            let size = self.layout.sizes[layer];
+            let mut start = 0;
+            while start < size {
+                let count = REBUILD_NODES.min(size - start);
+                let offset = self.layout.offset(layer, start).expect("invariant: start < layer size");
+                let mut bytes = vec![0u8; count as usize * 32];
+                self.file.read_exact_at(&mut bytes, offset).map_err(StoreError::io("reading a tree file"))?;
+                let nodes: Vec<Digest> =
+                    bytes.chunks_exact(32).map(|c| c.try_into().expect("invariant: chunks_exact(32)")).collect();
+                let parents = parent_layer(&nodes, layer == 0);
+                let above = self.layout.offset(layer + 1, start / 2).expect("invariant: a layer above");
+                self.file.write_all_at(parents.as_flattened(), above).map_err(StoreError::io("writing a tree file"))?;
+                start += count;
+            }
         }
-        Ok(())
+        self.read_node(depth, 0)?.ok_or(StoreError::Corrupt { what: "tree file", reason: "no root".into() })
     }
 
     /// Makes written nodes durable.
@@ -138,6 +155,7 @@ pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use codex_protocol::CodexTree;
     use codex_protocol::cid::sha256;
 
     #[test]
@@ -164,5 +182,20 @@ mod tests {
             assert!(TreeFile::open_existing(&path, leaves + 1).expect("open").is_none(), "wrong length");
         }
         assert!(TreeFile::open_existing(&dir.path().join("missing"), 1).expect("open").is_none());
+    }
+
+    #[test]
+    fn rebuilding_from_the_leaves_gives_the_whole_tree_across_slices() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for leaves in [1u64, 2, 7, REBUILD_NODES - 1, REBUILD_NODES, REBUILD_NODES + 1, 2 * REBUILD_NODES + 3] {
+            let digests: Vec<Digest> = (0..leaves).map(|i| sha256(&i.to_le_bytes())).collect();
+            let tree = CodexTree::new(digests.clone()).expect("tree");
+            let path = dir.path().join(format!("{leaves}.tree"));
+            let file = TreeFile::create(&path, leaves).expect("create");
+            file.file.write_all_at(digests.as_flattened(), 0).expect("leaves only");
+            assert_eq!(file.rebuild().expect("rebuild"), tree.root(), "{leaves} leaves");
+            let expected: Vec<u8> = tree.layers().iter().flat_map(|l| l.iter().flatten().copied()).collect();
+            assert_eq!(std::fs::read(&path).expect("read"), expected, "{leaves} leaves");
+        }
     }
 }
