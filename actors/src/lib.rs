@@ -2,11 +2,13 @@
 //!
 //! - [`node::NodeActor`]: the root, the seed-000 "Codex component"; REST handlers talk to it.
 //! - [`store::StoreActor`]: redb metadata and dataset segment files, quota, expiry.
+//! - [`fetch`]: the network fetch flow (manifest fetching and validation, starting downloads).
 //! - [`maintenance::MaintenanceActor`]: the periodic expiry sweep.
 //! - [`upload::UploadSession`]: the streaming upload pipeline (hasher and writer threads), not an actor.
 
 pub mod blockexc;
 pub mod discovery;
+pub mod fetch;
 pub mod maintenance;
 pub mod network;
 pub mod node;

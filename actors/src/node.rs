@@ -8,19 +8,21 @@
 //! REST API and [`DatasetStored`] after an upload. REST handlers hold its `Addr` and nothing else. Runs on the
 //! system arbiter; it never blocks: storage work happens on the StoreActor's thread or an upload's own threads,
 //! networking on the network thread. Downloads left unfinished by a stop are resumed when the node starts.
+//! The network fetch flow itself (manifest fetching and validation, starting downloads) is in `fetch.rs`; this
+//! file only wires the actors and routes messages.
 
-use crate::blockexc::{Attach, BlockExchangeActor, BlockExchangeConfig, FetchBlock, StartDownload};
+use crate::blockexc::{Attach, BlockExchangeActor, BlockExchangeConfig};
 use crate::discovery::{Announce, DiscoveryActor};
+use crate::fetch;
 use crate::maintenance::{MaintenanceActor, MaintenanceConfig};
 use crate::network::{Dial, GetNetInfo, NetInfo, NetworkActor, NetworkConfig, NetworkError, StopNetwork};
 use crate::store::{
-    BeginDownload, CloseStore, DeleteData, DeleteOutcome, DownloadState, GetBlock, GetManifest, ListDatasets,
-    ListDownloads, OpenDataset, OpenDownload, OpenedDataset, OpenedDownload, Progress, PutBlock, QuotaGate, Space,
-    StoreActor, StoreConfig, StoreError, StoredDataset,
+    CloseStore, DeleteData, DeleteOutcome, GetManifest, ListDatasets, OpenDataset, OpenDownload, OpenedDataset,
+    OpenedDownload, Progress, QuotaGate, Space, StoreActor, StoreConfig, StoreError, StoredDataset,
 };
 use crate::upload::UploadSession;
 use actix::prelude::*;
-use codex_protocol::cid::{format_cid, is_manifest};
+use codex_protocol::cid::format_cid;
 use codex_protocol::{Cid, DEFAULT_BLOCK_SIZE, Manifest};
 use libp2p::Multiaddr;
 use libp2p_identity::PeerId;
@@ -49,6 +51,7 @@ pub enum NodeError {
     Store(#[from] StoreError),
     #[error("{} is not a manifest CID: only datasets can be fetched from the network", format_cid(.cid))]
     NotAManifest { cid: Cid },
+    /// The manifest could not be fetched, or a peer sent one that is invalid (the reason says which).
     #[error("the manifest {} could not be fetched: {reason}", format_cid(.cid))]
     ManifestUnavailable { cid: Cid, reason: String },
     #[error(transparent)]
@@ -237,49 +240,9 @@ impl NodeActor {
     fn net(&self) -> Result<Net, NodeError> {
         self.net.clone().ok_or(NodeError::NoNetwork)
     }
-}
 
-/// The manifest of `cid`: stored, or fetched from peers, verified against the CID and stored.
-async fn manifest_of(store: &Addr<StoreActor>, net: Option<&Net>, cid: Cid) -> Result<Manifest, NodeError> {
-    if !is_manifest(&cid) {
-        return Err(NodeError::NotAManifest { cid });
-    }
-    if let Some(manifest) = store.send(GetManifest { cid }).await?? {
-        return Ok(manifest);
-    }
-    let bytes = match store.send(GetBlock { cid }).await?? {
-        Some(bytes) => bytes,
-        None => {
-            let net = net.ok_or(NodeError::NotFound { cid })?;
-            let bytes = net
-                .exchange
-                .send(FetchBlock { cid })
-                .await?
-                .map_err(|err| NodeError::ManifestUnavailable { cid, reason: err.to_string() })?;
-            store.send(PutBlock { cid, data: bytes.clone() }).await??;
-            bytes
-        }
-    };
-    Manifest::decode(&bytes).map_err(|err| NodeError::ManifestUnavailable { cid, reason: err.to_string() })
-}
-
-/// Fetches dataset `cid` into the store, in the background.
-async fn fetch_dataset(store: Addr<StoreActor>, net: Option<Net>, cid: Cid) -> Result<Fetched, NodeError> {
-    let manifest = manifest_of(&store, net.as_ref(), cid).await?;
-    if let Some(opened) = store.send(OpenDataset { cid }).await?? {
-        return Ok(Fetched { manifest: opened.manifest, state: FetchState::Local });
-    }
-    let net = net.ok_or(NodeError::NoNetwork)?;
-    match store.send(BeginDownload { manifest_cid: cid, manifest: manifest.clone() }).await?? {
-        DownloadState::Stored => Ok(Fetched { manifest, state: FetchState::Local }),
-        DownloadState::Partial(progress) => {
-            net.exchange.do_send(StartDownload {
-                manifest_cid: cid,
-                manifest: manifest.clone(),
-                progress: progress.clone(),
-            });
-            Ok(Fetched { manifest, state: FetchState::Downloading(progress) })
-        }
+    fn exchange(&self) -> Option<Addr<BlockExchangeActor>> {
+        self.net.as_ref().map(|net| net.exchange.clone())
     }
 }
 
@@ -290,19 +253,8 @@ impl Actor for NodeActor {
         if self.net.is_none() {
             return;
         }
-        let (store, net) = (self.store.clone(), self.net.clone());
-        ctx.spawn(
-            async move {
-                let Ok(Ok(downloads)) = store.send(ListDownloads).await else { return };
-                for (cid, _) in downloads {
-                    tracing::info!(cid = %format_cid(&cid), "resuming a download");
-                    if let Err(err) = fetch_dataset(store.clone(), net.clone(), cid).await {
-                        tracing::warn!(%err, "cannot resume a download");
-                    }
-                }
-            }
-            .into_actor(self),
-        );
+        let (store, exchange) = (self.store.clone(), self.exchange());
+        ctx.spawn(fetch::resume_downloads(store, exchange).into_actor(self));
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -379,15 +331,15 @@ impl Handler<GetNodeInfo> for NodeActor {
 impl Handler<FetchDataset> for NodeActor {
     type Result = ResponseFuture<Result<Fetched, NodeError>>;
     fn handle(&mut self, msg: FetchDataset, _: &mut Self::Context) -> Self::Result {
-        Box::pin(fetch_dataset(self.store.clone(), self.net.clone(), msg.cid))
+        Box::pin(fetch::fetch_dataset(self.store.clone(), self.exchange(), msg.cid))
     }
 }
 
 impl Handler<FetchNetworkManifest> for NodeActor {
     type Result = ResponseFuture<Result<Manifest, NodeError>>;
     fn handle(&mut self, msg: FetchNetworkManifest, _: &mut Self::Context) -> Self::Result {
-        let (store, net) = (self.store.clone(), self.net.clone());
-        Box::pin(async move { manifest_of(&store, net.as_ref(), msg.cid).await })
+        let (store, exchange) = (self.store.clone(), self.exchange());
+        Box::pin(async move { fetch::manifest_of(&store, exchange.as_ref(), msg.cid).await })
     }
 }
 

@@ -251,3 +251,270 @@ async fn reopening_keeps_data_and_counters_and_drops_orphans() {
         store.send(GetManifest { cid: stored.cid }).await.expect("mailbox").expect("ok").expect("present");
     assert_eq!(manifest.filename.as_deref(), Some("keep.bin"));
 }
+
+// ---- network downloads -------------------------------------------------------------------------------------
+
+use codex_actors::store::{
+    BeginDownload, DownloadState, HasLeaves, LeafOutcome, OpenDownload, PutManifest, ReadLeaves, StoreLeaves,
+};
+use codex_protocol::blockexc::{BlockAddress, BlockDelivery};
+use codex_protocol::{Cid, CodexTree};
+
+/// A dataset as a peer would serve it: padded blocks, its tree and manifest.
+struct Remote {
+    blocks: Vec<Vec<u8>>,
+    tree: CodexTree,
+    manifest: Manifest,
+    cid: Cid,
+}
+
+impl Remote {
+    fn new(len: usize, seed: u8) -> Self {
+        let bytes = data(len, seed);
+        let blocks: Vec<Vec<u8>> = bytes
+            .chunks(DEFAULT_BLOCK_SIZE)
+            .map(|chunk| {
+                let mut block = chunk.to_vec();
+                block.resize(DEFAULT_BLOCK_SIZE, 0);
+                block
+            })
+            .collect();
+        let tree = CodexTree::new(blocks.iter().map(|b| sha256(b)).collect()).expect("tree");
+        let manifest = Manifest::new_unprotected(tree.root_cid(), BS, len as u64, Some("r.bin".into()), None);
+        let cid = Manifest::cid_of(&manifest.encode());
+        Self { blocks, tree, manifest, cid }
+    }
+
+    fn delivery(&self, index: u64) -> BlockDelivery {
+        let block = &self.blocks[index as usize];
+        BlockDelivery {
+            cid: block_cid(block),
+            data: Bytes::copy_from_slice(block),
+            address: BlockAddress::Leaf { tree: self.tree.root_cid(), index },
+            proof: Some(self.tree.proof(index).expect("proof")),
+        }
+    }
+
+    async fn begin(&self, store: &Addr<StoreActor>) -> Result<DownloadState, StoreError> {
+        store.send(BeginDownload { manifest_cid: self.cid, manifest: self.manifest.clone() }).await.expect("mailbox")
+    }
+
+    async fn deliver(&self, store: &Addr<StoreActor>, indexes: &[u64]) -> codex_actors::store::StoredLeaves {
+        let deliveries = indexes.iter().map(|i| self.delivery(*i)).collect();
+        let msg = StoreLeaves { tree: self.tree.root_cid(), deliveries };
+        store.send(msg).await.expect("mailbox").expect("stored")
+    }
+
+    async fn held(&self, store: &Addr<StoreActor>) -> Vec<bool> {
+        let indexes = (0..self.blocks.len() as u64).collect();
+        store.send(HasLeaves { tree: self.tree.root_cid(), indexes }).await.expect("mailbox").expect("has")
+    }
+}
+
+fn segment_file(dir: &Path, ext: &str) -> std::path::PathBuf {
+    let entries = std::fs::read_dir(dir.join("repo/segments")).expect("segments");
+    let mut found: Vec<_> =
+        entries.map(|e| e.expect("entry").path()).filter(|p| p.extension().is_some_and(|e| e == ext)).collect();
+    assert_eq!(found.len(), 1, "one .{ext} file");
+    found.remove(0)
+}
+
+#[actix_rt::test]
+async fn a_download_verifies_leaves_serves_them_with_proofs_and_completes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = start(dir.path(), 1 << 30);
+    let remote = Remote::new(5 * DEFAULT_BLOCK_SIZE - 100, 7);
+    assert!(matches!(remote.begin(&store).await.expect("begin"), DownloadState::Partial(_)));
+    let stored = remote.deliver(&store, &[0, 3]).await;
+    assert_eq!(stored.outcomes, vec![LeafOutcome::Stored, LeafOutcome::Stored]);
+    let mut forged = remote.delivery(1);
+    forged.proof = Some(remote.tree.proof(2).expect("proof"));
+    let rejected = store.send(StoreLeaves { tree: remote.tree.root_cid(), deliveries: vec![forged] }).await;
+    assert!(matches!(rejected.expect("mailbox").expect("ok").outcomes[0], LeafOutcome::Rejected(_)));
+    assert_eq!(remote.held(&store).await, vec![true, false, false, true, false]);
+    let root = codex_protocol::cid::sha256_digest(&remote.tree.root_cid()).expect("root");
+    let read = store.send(ReadLeaves { tree: remote.tree.root_cid(), indexes: vec![0, 1, 3] }).await;
+    let read = read.expect("mailbox").expect("read");
+    assert_eq!(read.iter().map(|l| l.index).collect::<Vec<_>>(), vec![0, 3]);
+    for leaf in &read {
+        assert_eq!(leaf.data.as_ref(), remote.blocks[leaf.index as usize].as_slice());
+        assert!(leaf.proof.verify(&sha256(&leaf.data), &root), "proof of leaf {} from the tree file", leaf.index);
+    }
+    let done = remote.deliver(&store, &[1, 2, 4]).await;
+    assert_eq!(done.completed.expect("complete").cid, remote.cid);
+    let space = store.send(GetSpace).await.expect("mailbox");
+    assert_eq!(space.quota_used_bytes, 5 * BS + remote.manifest.encode().len() as u64);
+    assert_eq!((space.quota_reserved_bytes, space.pending_bytes), (0, 0));
+    let opened = store.send(OpenDataset { cid: remote.cid }).await.expect("mailbox").expect("open").expect("present");
+    let mut out = Vec::new();
+    opened.file.take(opened.manifest.content_size()).read_to_end(&mut out).expect("read");
+    assert_eq!(out, data(5 * DEFAULT_BLOCK_SIZE - 100, 7));
+    for index in 0..5 {
+        let (cid, proof) = store
+            .send(GetLeaf { tree: remote.tree.root_cid(), index })
+            .await
+            .expect("mailbox")
+            .expect("ok")
+            .expect("leaf");
+        assert_eq!(cid, block_cid(&remote.blocks[index as usize]));
+        assert_eq!(proof, remote.tree.proof(index).expect("proof"), "the finished tree file is complete");
+    }
+}
+
+#[actix_rt::test]
+async fn running_downloads_show_as_reserved_and_deleting_one_releases_its_claim() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = start(dir.path(), 1 << 30);
+    let remote = Remote::new(4 * DEFAULT_BLOCK_SIZE, 1);
+    remote.begin(&store).await.expect("begin");
+    let space = store.send(GetSpace).await.expect("mailbox");
+    assert_eq!((space.quota_reserved_bytes, space.quota_used_bytes), (4 * BS, 0));
+    remote.deliver(&store, &[0]).await;
+    store.send(DeleteData { cid: remote.cid }).await.expect("mailbox").expect("delete");
+    let space = store.send(GetSpace).await.expect("mailbox");
+    assert_eq!((space.quota_reserved_bytes, space.pending_bytes, space.quota_used_bytes), (0, 0, 0));
+    wait_for_segment_files(dir.path(), 0);
+    // A download larger than the free quota is refused and claims nothing.
+    let small_dir = tempfile::tempdir().expect("tempdir");
+    let small = start(small_dir.path(), 2 * BS);
+    assert!(matches!(remote.begin(&small).await, Err(StoreError::QuotaExceeded { .. })));
+    assert_eq!(small.send(GetSpace).await.expect("mailbox").quota_reserved_bytes, 0);
+}
+
+#[actix_rt::test]
+async fn invalid_network_manifests_are_refused_before_anything_is_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = start(dir.path(), 1 << 40);
+    let remote = Remote::new(3 * DEFAULT_BLOCK_SIZE, 2);
+    let tiny = Manifest { block_size: 1, dataset_size: 1 << 30, ..remote.manifest.clone() };
+    let tiny_cid = Manifest::cid_of(&tiny.encode());
+    let begun = store.send(BeginDownload { manifest_cid: tiny_cid, manifest: tiny.clone() }).await.expect("mailbox");
+    assert!(matches!(begun, Err(StoreError::InvalidManifest { .. })), "{begun:?}");
+    let put = store.send(PutManifest { cid: tiny_cid, data: Bytes::from(tiny.encode()) }).await.expect("mailbox");
+    assert!(matches!(put, Err(StoreError::InvalidManifest { .. })), "{put:?}");
+    let put = store.send(PutManifest { cid: tiny_cid, data: Bytes::from(remote.manifest.encode()) }).await;
+    assert!(matches!(put.expect("mailbox"), Err(StoreError::CidMismatch { .. })));
+    assert!(!store.send(HasBlock { cid: tiny_cid }).await.expect("mailbox").expect("has"));
+    let space = store.send(GetSpace).await.expect("mailbox");
+    assert_eq!((space.quota_used_bytes, space.quota_reserved_bytes, space.total_blocks), (0, 0, 0));
+    assert_eq!(segment_files(dir.path()), 0);
+    let good = store.send(PutManifest { cid: remote.cid, data: Bytes::from(remote.manifest.encode()) }).await;
+    assert_eq!(good.expect("mailbox").expect("valid"), remote.manifest);
+}
+
+#[actix_rt::test]
+async fn a_manifest_naming_a_stored_tree_must_match_its_size() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = start(dir.path(), 1 << 30);
+    let bytes = data(3 * DEFAULT_BLOCK_SIZE, 5);
+    let stored = upload(&store, &bytes, Some("a.bin")).await.expect("stored");
+    let before = store.send(GetSpace).await.expect("mailbox");
+    let liar = Manifest { dataset_size: 10 * BS, filename: Some("big.bin".into()), ..stored.manifest.clone() };
+    let liar_cid = Manifest::cid_of(&liar.encode());
+    let put = store.send(PutManifest { cid: liar_cid, data: Bytes::from(liar.encode()) }).await.expect("mailbox");
+    assert!(matches!(put, Err(StoreError::TreeSizeMismatch { manifest_bytes, stored_bytes, .. })
+        if manifest_bytes == 10 * BS && stored_bytes == 3 * BS));
+    let begun = store.send(BeginDownload { manifest_cid: liar_cid, manifest: liar }).await.expect("mailbox");
+    assert!(matches!(begun, Err(StoreError::TreeSizeMismatch { .. })));
+    assert!(!store.send(HasBlock { cid: liar_cid }).await.expect("mailbox").expect("has"));
+    assert_eq!(store.send(GetSpace).await.expect("mailbox"), before, "nothing stored");
+    // Same tree, same size, another name: only the manifest is new.
+    let other = Manifest { filename: Some("b.bin".into()), ..stored.manifest.clone() };
+    let other_cid = Manifest::cid_of(&other.encode());
+    let begun = store.send(BeginDownload { manifest_cid: other_cid, manifest: other }).await.expect("mailbox");
+    assert!(matches!(begun, Ok(DownloadState::Stored)));
+    assert_eq!(store.send(ListDatasets).await.expect("mailbox").expect("list").len(), 2);
+}
+
+/// Starts `remote`'s download, stores `indexes`, then closes the store (which checkpoints).
+async fn interrupted_download(dir: &Path, remote: &Remote, indexes: &[u64]) {
+    let store = start(dir, 1 << 30);
+    remote.begin(&store).await.expect("begin");
+    remote.deliver(&store, indexes).await;
+    store.send(CloseStore).await.expect("closed");
+}
+
+async fn reopen_held(dir: &Path, remote: &Remote) -> (Addr<StoreActor>, Vec<bool>) {
+    let store = start(dir, 1 << 30);
+    let opened = store.send(OpenDownload { cid: remote.cid }).await.expect("mailbox").expect("ok");
+    assert!(opened.is_some(), "the download is still there");
+    let held = remote.held(&store).await;
+    (store, held)
+}
+
+#[actix_rt::test]
+async fn a_resumed_download_keeps_its_checkpointed_leaves_and_finishes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let remote = Remote::new(6 * DEFAULT_BLOCK_SIZE, 3);
+    interrupted_download(dir.path(), &remote, &[0, 1, 4]).await;
+    let (store, held) = reopen_held(dir.path(), &remote).await;
+    assert_eq!(held, vec![true, true, false, false, true, false]);
+    assert_eq!(store.send(GetSpace).await.expect("mailbox").quota_reserved_bytes, 6 * BS, "claimed again");
+    let read = store.send(ReadLeaves { tree: remote.tree.root_cid(), indexes: vec![4] }).await;
+    assert_eq!(read.expect("mailbox").expect("read")[0].proof, remote.tree.proof(4).expect("proof"));
+    let done = remote.deliver(&store, &[2, 3, 5]).await;
+    assert!(done.completed.is_some());
+}
+
+#[actix_rt::test]
+async fn a_deleted_data_file_restarts_the_download_from_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let remote = Remote::new(4 * DEFAULT_BLOCK_SIZE, 4);
+    interrupted_download(dir.path(), &remote, &[0, 1, 2]).await;
+    std::fs::remove_file(segment_file(dir.path(), "blk")).expect("remove");
+    let (store, held) = reopen_held(dir.path(), &remote).await;
+    assert_eq!(held, vec![false; 4], "the saved bitmap is void");
+    assert!(segment_file(dir.path(), "blk").exists(), "fresh files");
+    let done = remote.deliver(&store, &[0, 1, 2, 3]).await;
+    let stored = done.completed.expect("complete");
+    assert_eq!(read_back(&store, &stored).await, data(4 * DEFAULT_BLOCK_SIZE, 4));
+    store.send(CloseStore).await.expect("closed");
+    // The restart was saved: a second reopen does not bring back the void bitmap either.
+    let store = start(dir.path(), 1 << 30);
+    assert_eq!(read_back(&store, &stored).await, data(4 * DEFAULT_BLOCK_SIZE, 4));
+}
+
+#[actix_rt::test]
+async fn a_truncated_data_file_keeps_only_the_leaves_within_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let remote = Remote::new(4 * DEFAULT_BLOCK_SIZE, 5);
+    interrupted_download(dir.path(), &remote, &[0, 1, 2]).await;
+    let file = std::fs::OpenOptions::new().write(true).open(segment_file(dir.path(), "blk")).expect("open");
+    file.set_len(BS + BS / 2).expect("truncate");
+    let (store, held) = reopen_held(dir.path(), &remote).await;
+    assert_eq!(held, vec![true, false, false, false]);
+    let done = remote.deliver(&store, &[1, 2, 3]).await;
+    let stored = done.completed.expect("complete");
+    assert_eq!(read_back(&store, &stored).await, data(4 * DEFAULT_BLOCK_SIZE, 5));
+}
+
+#[actix_rt::test]
+async fn a_truncated_tree_file_restarts_the_download_from_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let remote = Remote::new(3 * DEFAULT_BLOCK_SIZE, 6);
+    interrupted_download(dir.path(), &remote, &[0, 2]).await;
+    let file = std::fs::OpenOptions::new().write(true).open(segment_file(dir.path(), "tree")).expect("open");
+    file.set_len(32).expect("truncate");
+    let (store, held) = reopen_held(dir.path(), &remote).await;
+    assert_eq!(held, vec![false; 3]);
+    let done = remote.deliver(&store, &[0, 1, 2]).await;
+    assert!(done.completed.is_some());
+}
+
+#[actix_rt::test]
+async fn a_download_whose_tree_file_is_corrupted_is_dropped_with_its_claim() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = start(dir.path(), 1 << 30);
+    let remote = Remote::new(3 * DEFAULT_BLOCK_SIZE, 8);
+    remote.begin(&store).await.expect("begin");
+    remote.deliver(&store, &[0, 1]).await;
+    let tree = std::fs::OpenOptions::new().write(true).open(segment_file(dir.path(), "tree")).expect("open");
+    std::os::unix::fs::FileExt::write_all_at(&tree, &[0xAB; 32], 0).expect("corrupt leaf 0");
+    let last = StoreLeaves { tree: remote.tree.root_cid(), deliveries: vec![remote.delivery(2)] };
+    let finished = store.send(last).await.expect("mailbox");
+    assert!(matches!(finished, Err(StoreError::Corrupt { .. })), "{finished:?}");
+    let space = store.send(GetSpace).await.expect("mailbox");
+    assert_eq!((space.quota_reserved_bytes, space.quota_used_bytes), (0, 0), "the claim is released");
+    assert!(store.send(OpenDownload { cid: remote.cid }).await.expect("mailbox").expect("ok").is_none());
+    wait_for_segment_files(dir.path(), 0);
+}

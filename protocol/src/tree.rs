@@ -66,6 +66,22 @@ pub fn layer_sizes(leaves: u64) -> Vec<u64> {
     sizes
 }
 
+/// The nodes above `nodes` (`bottom` when they are leaves): pairs compressed with the layer's key, a lone last
+/// node with the zero hash and the odd key. `nodes` may be a slice of a layer that starts at an even position:
+/// computing a layer slice by slice (even-sized slices, the last one ending the layer) gives the same nodes,
+/// which lets a store rebuild a tree kept on disk with bounded memory.
+pub fn parent_layer(nodes: &[Digest], bottom: bool) -> Vec<Digest> {
+    let key = if bottom { KEY_BOTTOM } else { KEY_NONE };
+    nodes
+        .chunks(2)
+        .map(|pair| match pair {
+            [left, right] => compress(left, right, key),
+            [lone] => compress(lone, &ZERO_DIGEST, key + KEY_ODD),
+            _ => unreachable!("chunks(2) yields one or two nodes"),
+        })
+        .collect()
+}
+
 /// A complete CodexTree, every layer kept in memory (32 bytes per node, about 2 nodes per leaf).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodexTree {
@@ -84,16 +100,7 @@ impl CodexTree {
             if below.len() == 1 && layers.len() > 1 {
                 break;
             }
-            let bottom = layers.len() == 1;
-            let key = if bottom { KEY_BOTTOM } else { KEY_NONE };
-            let next = below
-                .chunks(2)
-                .map(|pair| match pair {
-                    [left, right] => compress(left, right, key),
-                    [lone] => compress(lone, &ZERO_DIGEST, key + KEY_ODD),
-                    _ => unreachable!("chunks(2) yields one or two nodes"),
-                })
-                .collect();
+            let next = parent_layer(below, layers.len() == 1);
             layers.push(next);
         }
         Ok(Self { layers })

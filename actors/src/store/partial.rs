@@ -1,157 +1,62 @@
 //! A network download in progress: a dataset whose leaves arrive one by one, in any order, from peers.
 //!
-//! Leaf `i` is written to the segment file at `i × blockSize` as soon as it is verified, exactly where a complete
-//! dataset keeps it, so completion needs no copy. Each verified proof also reveals the tree nodes on the
-//! leaf's path and their siblings; they are kept in memory (two digests per leaf at most) so the node can serve
-//! every leaf it holds, with its proof, while the download is still running (seed 003: no delay in
-//! availability). A checkpoint syncs the data file, writes the known nodes to the tree file and then records
-//! the set of held leaves in redb, so after a crash or a restart the download resumes from the last checkpoint.
+//! Leaf `i` is written to the segment's data file at `i × blockSize` as soon as it is verified, exactly where a
+//! complete dataset keeps it, so completion needs no copy. Each verified proof also reveals the tree nodes on the
+//! leaf's path and their siblings; they are written in place (`pwrite`) into the segment's tree file, which is
+//! created at its full size, so the node can serve every leaf it holds, with its proof read back (`pread`) from
+//! that file, while the download is still running (seed 003: no delay in availability). Memory per download is
+//! the held-leaf bitmap ([`Progress`]) and nothing else that grows with the dataset.
+//!
+//! Why writing nodes in place is crash-safe: every node written comes from a proof that was verified against
+//! the dataset's root, and a tree position has exactly one correct value, so a position is only ever written
+//! with that value; a torn or lost write leaves either that value or the file's initial zeros, never another
+//! digest. The bitmap in redb is what says which nodes count: a checkpoint syncs the data file, then the tree
+//! file, and only then commits the bitmap, so every leaf the committed bitmap names has its data and its proof
+//! nodes on disk. When the last leaf arrives, the layers above the leaves are recomputed in place from the
+//! (verified) leaf layer, slice by slice, and the root is checked before the commit; those writes too only put
+//! each position's one correct value (a mismatching root, possible only with a corrupted file, drops the
+//! download and its files).
+//!
+//! Files: both are created (never overwritten) when the download starts, and the `segments/` directory is
+//! synced so their entries survive a crash. On resume nothing is created implicitly: a missing data file, or a
+//! tree file that is missing or not of its full length, voids the saved bitmap, and the download restarts from
+//! zero with two fresh files (the caller saves the cleared record before anything arrives). A data file
+//! shorter than the bitmap claims (truncated by a crash or by hand) keeps only the leaves that lie entirely
+//! within it.
 
 use super::StoreError;
+use super::progress::{LeafOutcome, Progress};
+use super::quota::QuotaClaim;
 use super::repo::DownloadRecord;
+use super::treefile::{TreeFile, sync_dir};
 use bytes::Bytes;
 use codex_protocol::blockexc::{BlockAddress, BlockDelivery, DeliveryError};
 use codex_protocol::cid::{BLOCK_CODEC, cid_from_sha256, sha256_digest};
-use codex_protocol::tree::{layer_sizes, proof_from_nodes};
-use codex_protocol::{Cid, CodexProof, CodexTree, Digest, Manifest};
+use codex_protocol::{Cid, CodexProof, Digest, Manifest};
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
 
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
 const CHECKPOINT_BYTES: u64 = 256 << 20;
 
-/// Where a download stands, as watched by streams and the fetch driver.
+/// A download's two files.
+#[derive(Debug, Clone)]
+pub struct SegmentPaths {
+    pub data: PathBuf,
+    pub tree: PathBuf,
+}
+
+/// How [`Partial::resume`] found the download's files.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DownloadStatus {
-    Running,
-    Complete,
-    Failed(String),
-}
-
-/// Which leaves of a download are held, shared (read-only) with readers that stream it while it arrives.
-#[derive(Debug)]
-pub struct Progress {
-    leaves: u64,
-    bits: Vec<AtomicU64>,
-    received: AtomicU64,
-    status: watch::Sender<DownloadStatus>,
-    /// Bumped whenever leaves arrive, so waiting readers wake up.
-    arrivals: watch::Sender<u64>,
-}
-
-impl Progress {
-    fn new(leaves: u64, have: &[u64]) -> Self {
-        let words = leaves.div_ceil(64) as usize;
-        let bits: Vec<AtomicU64> = (0..words).map(|i| AtomicU64::new(have.get(i).copied().unwrap_or(0))).collect();
-        // Clear bits past the end, in case a record carries garbage there.
-        if !leaves.is_multiple_of(64)
-            && let Some(last) = bits.last()
-        {
-            last.fetch_and((1u64 << (leaves % 64)) - 1, Ordering::Relaxed);
-        }
-        let received = bits.iter().map(|w| u64::from(w.load(Ordering::Relaxed).count_ones())).sum();
-        Self {
-            leaves,
-            bits,
-            received: AtomicU64::new(received),
-            status: watch::channel(DownloadStatus::Running).0,
-            arrivals: watch::channel(0).0,
-        }
-    }
-
-    /// The number of leaves in the dataset.
-    pub fn leaves(&self) -> u64 {
-        self.leaves
-    }
-
-    /// True when leaf `index` is held (readable from the segment file).
-    pub fn has(&self, index: u64) -> bool {
-        index < self.leaves && self.bits[(index / 64) as usize].load(Ordering::Acquire) & (1u64 << (index % 64)) != 0
-    }
-
-    /// Leaves held so far.
-    pub fn received(&self) -> u64 {
-        self.received.load(Ordering::Relaxed)
-    }
-
-    /// The leaves not held yet, in order.
-    pub fn missing(&self) -> Vec<u64> {
-        (0..self.leaves).filter(|i| !self.has(*i)).collect()
-    }
-
-    /// Current status.
-    pub fn status(&self) -> DownloadStatus {
-        self.status.borrow().clone()
-    }
-
-    /// Watches the status.
-    pub fn watch_status(&self) -> watch::Receiver<DownloadStatus> {
-        self.status.subscribe()
-    }
-
-    /// Watches arrivals (the value is a counter; wake up and re-check [`Progress::has`]).
-    pub fn watch_arrivals(&self) -> watch::Receiver<u64> {
-        self.arrivals.subscribe()
-    }
-
-    /// Marks the download failed (readers give up); a later fetch may resume it.
-    pub fn fail(&self, reason: String) {
-        self.status.send_if_modified(|status| {
-            if *status == DownloadStatus::Running {
-                *status = DownloadStatus::Failed(reason);
-                true
-            } else {
-                false
-            }
-        });
-    }
-
-    /// Reopens a failed download for a new attempt.
-    pub fn restart(&self) {
-        self.status.send_if_modified(|status| {
-            if matches!(status, DownloadStatus::Failed(_)) {
-                *status = DownloadStatus::Running;
-                true
-            } else {
-                false
-            }
-        });
-    }
-
-    fn set(&self, index: u64) {
-        self.bits[(index / 64) as usize].fetch_or(1u64 << (index % 64), Ordering::Release);
-        self.received.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn announce_arrivals(&self) {
-        self.arrivals.send_modify(|n| *n += 1);
-    }
-
-    fn complete(&self) {
-        self.status.send_replace(DownloadStatus::Complete);
-        self.announce_arrivals();
-    }
-
-    fn words(&self) -> Vec<u64> {
-        self.bits.iter().map(|w| w.load(Ordering::Acquire)).collect()
-    }
-}
-
-/// What became of one delivered leaf.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LeafOutcome {
-    /// Verified and written.
-    Stored,
-    /// Already held: nothing written.
-    Duplicate,
-    /// Failed verification: nothing written; the sender lied.
-    Rejected(DeliveryError),
+pub enum Resumed {
+    /// Files present: the saved bitmap holds (minus leaves past the data file's end).
+    Continued,
+    /// A file was missing or of the wrong length: the download starts again from zero.
+    Restarted { reason: &'static str },
 }
 
 /// A download in progress. Owned by the StoreActor.
@@ -162,76 +67,102 @@ pub struct Partial {
     pub tree: Cid,
     root: Digest,
     block_size: u64,
-    sizes: Vec<u64>,
-    starts: Vec<u64>,
-    nodes: Vec<Digest>,
     data: File,
-    data_path: PathBuf,
-    tree_path: PathBuf,
+    tree_file: TreeFile,
+    paths: SegmentPaths,
     pub progress: Arc<Progress>,
     /// Leaves stored since the last checkpoint, and when it was.
     unsynced: u64,
     last_checkpoint: Instant,
-    /// Quota bytes claimed for this download (released at commit or abort).
-    pub claimed: u64,
+    /// The quota claimed for the whole dataset: settled by the commit, released when the download is dropped.
+    pub claim: QuotaClaim,
 }
 
 impl Partial {
-    /// Opens a new or resumed download. `record.have` says which leaves the segment already holds.
-    pub fn open(
+    /// Starts a new download in `segment`: creates both files (an error if either exists) and syncs their
+    /// directory. `manifest` must have passed [`Manifest::validate`].
+    pub fn create(
+        manifest_cid: Cid,
+        manifest: Manifest,
+        segment: u64,
+        paths: SegmentPaths,
+        claim: QuotaClaim,
+    ) -> Result<Self, StoreError> {
+        let (data, tree_file) = create_files(&paths, manifest.blocks_count())?;
+        Self::assemble(manifest_cid, manifest, segment, paths, data, tree_file, &[], claim)
+    }
+
+    /// Resumes a saved download from its files (see the module doc for what a missing file means).
+    pub fn resume(
         manifest_cid: Cid,
         manifest: Manifest,
         record: &DownloadRecord,
-        data_path: PathBuf,
-        tree_path: PathBuf,
-        claimed: u64,
+        paths: SegmentPaths,
+        claim: QuotaClaim,
+    ) -> Result<(Self, Resumed), StoreError> {
+        let leaves = manifest.blocks_count();
+        let data = match OpenOptions::new().read(true).write(true).open(&paths.data) {
+            Ok(file) => Some(file),
+            Err(err) if err.kind() == ErrorKind::NotFound => None,
+            Err(err) => return Err(StoreError::Io { context: "opening a download's data file", source: err }),
+        };
+        let tree_file = TreeFile::open_existing(&paths.tree, leaves)?;
+        let (data, tree_file, have, resumed) = match (data, tree_file) {
+            (Some(data), Some(tree_file)) => {
+                let len = data.metadata().map_err(StoreError::io("reading a data file's length"))?.len();
+                let within = len / manifest.block_size;
+                (data, tree_file, held_within(&record.have, within), Resumed::Continued)
+            }
+            (data, tree_file) => {
+                let reason = if data.is_none() { "its data file is missing" } else { "its tree file is damaged" };
+                drop((data, tree_file));
+                for path in [&paths.data, &paths.tree] {
+                    if let Err(err) = std::fs::remove_file(path)
+                        && err.kind() != ErrorKind::NotFound
+                    {
+                        return Err(StoreError::Io { context: "removing a damaged download file", source: err });
+                    }
+                }
+                let (data, tree_file) = create_files(&paths, leaves)?;
+                (data, tree_file, Vec::new(), Resumed::Restarted { reason })
+            }
+        };
+        let partial = Self::assemble(manifest_cid, manifest, record.segment, paths, data, tree_file, &have, claim)?;
+        Ok((partial, resumed))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        manifest_cid: Cid,
+        manifest: Manifest,
+        segment: u64,
+        paths: SegmentPaths,
+        data: File,
+        tree_file: TreeFile,
+        have: &[u64],
+        claim: QuotaClaim,
     ) -> Result<Self, StoreError> {
         let tree = manifest.tree_cid;
         let root = sha256_digest(&tree)
             .map_err(|e| StoreError::Corrupt { what: "manifest", reason: format!("tree CID: {e}") })?;
         let leaves = manifest.blocks_count();
-        if leaves == 0 || manifest.block_size == 0 {
+        if leaves == 0 {
             return Err(StoreError::Corrupt { what: "manifest", reason: "a dataset without blocks".into() });
         }
-        let sizes = layer_sizes(leaves);
-        let starts: Vec<u64> = sizes.iter().scan(0, |acc, size| Some(std::mem::replace(acc, *acc + size))).collect();
-        let total_nodes: u64 = sizes.iter().sum();
-        let mut nodes = vec![[0u8; 32]; total_nodes as usize];
-        let mut have = record.have.clone();
-        // Known nodes come from the tree file of the last checkpoint; without it, no leaf can be served.
-        match std::fs::read(&tree_path) {
-            Ok(bytes) if bytes.len() as u64 == total_nodes * 32 => {
-                for (node, chunk) in nodes.iter_mut().zip(bytes.chunks_exact(32)) {
-                    node.copy_from_slice(chunk);
-                }
-            }
-            _ => have.clear(),
-        }
-        let data = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&data_path)
-            .map_err(StoreError::io("opening a download's segment"))?;
-        let progress = Arc::new(Progress::new(leaves, &have));
         Ok(Self {
             manifest_cid,
             block_size: manifest.block_size,
             manifest,
-            segment: record.segment,
+            segment,
             tree,
             root,
-            sizes,
-            starts,
-            nodes,
             data,
-            data_path,
-            tree_path,
-            progress,
+            tree_file,
+            paths,
+            progress: Arc::new(Progress::new(leaves, have)),
             unsynced: 0,
             last_checkpoint: Instant::now(),
-            claimed,
+            claim,
         })
     }
 
@@ -242,15 +173,15 @@ impl Partial {
 
     /// Dataset bytes this download will occupy.
     pub fn bytes(&self) -> u64 {
-        self.progress.leaves * self.block_size
+        self.progress.leaves() * self.block_size
     }
 
-    /// Verifies a delivered leaf against the dataset's root and writes it.
+    /// Verifies a delivered leaf against the dataset's root and writes it and the nodes its proof reveals.
     pub fn store(&mut self, delivery: &BlockDelivery) -> Result<LeafOutcome, StoreError> {
         let BlockAddress::Leaf { tree, index } = delivery.address else {
             return Ok(LeafOutcome::Rejected(DeliveryError::WrongCid));
         };
-        if tree != self.tree || index >= self.progress.leaves {
+        if tree != self.tree || index >= self.progress.leaves() {
             return Ok(LeafOutcome::Rejected(DeliveryError::BadProof));
         }
         if self.progress.has(index) {
@@ -260,17 +191,18 @@ impl Partial {
             return Ok(LeafOutcome::Rejected(DeliveryError::CidMismatch));
         }
         let Some(proof) = &delivery.proof else { return Ok(LeafOutcome::Rejected(DeliveryError::MissingProof)) };
-        if proof.leaves != self.progress.leaves {
+        if proof.leaves != self.progress.leaves() {
             return Ok(LeafOutcome::Rejected(DeliveryError::BadProof));
         }
         if let Err(err) = delivery.verify() {
             return Ok(LeafOutcome::Rejected(err));
         }
         let digest = sha256_digest(&delivery.cid).map_err(|_| StoreError::CidMismatch { cid: delivery.cid })?;
+        // `verify` checked the proof against the root named by the address, which is this download's tree.
         debug_assert!(proof.verify(&digest, &self.root));
         self.data.write_all_at(&delivery.data, index * self.block_size).map_err(StoreError::io("writing a leaf"))?;
         for (layer, position, node) in proof.revealed_nodes(&digest) {
-            self.nodes[(self.starts[layer] + position) as usize] = node;
+            self.tree_file.write_node(layer, position, &node)?;
         }
         self.progress.set(index);
         self.unsynced += 1;
@@ -296,61 +228,95 @@ impl Partial {
 
     /// True when every leaf is held.
     pub fn is_complete(&self) -> bool {
-        self.progress.received() == self.progress.leaves
+        self.progress.received() == self.progress.leaves()
     }
 
-    /// Leaf `index` with its proof, if held.
+    /// Leaf `index` with its proof (read from the tree file), if held.
     pub fn read(&self, index: u64) -> Result<Option<(Cid, Bytes, CodexProof)>, StoreError> {
         if !self.progress.has(index) {
             return Ok(None);
         }
         let mut data = vec![0; self.block_size as usize];
         self.data.read_exact_at(&mut data, index * self.block_size).map_err(StoreError::io("reading a leaf"))?;
-        let leaf = self.nodes[index as usize];
-        let proof = proof_from_nodes::<StoreError>(self.progress.leaves, index, |layer, position| {
-            Ok((position < self.sizes[layer]).then(|| self.nodes[(self.starts[layer] + position) as usize]))
-        })?;
+        let Some(leaf) = self.tree_file.read_node(0, index)? else { return Ok(None) };
+        let proof = self.tree_file.proof(index)?;
         Ok(Some((cid_from_sha256(BLOCK_CODEC, &leaf), Bytes::from(data), proof)))
     }
 
-    /// Makes the leaves stored so far durable: syncs the data, writes the known tree nodes, then returns the
-    /// record to save in redb (the caller commits it, which is the point where they count after a crash).
+    /// Makes the leaves stored so far durable: syncs the data file, then the tree file, and returns the record
+    /// to save in redb (the caller commits it, which is the point where they count after a crash).
     pub fn checkpoint(&mut self) -> Result<DownloadRecord, StoreError> {
-        self.data.sync_data().map_err(StoreError::io("syncing a download's segment"))?;
-        write_synced(&self.tree_path, self.nodes.as_flattened())?;
+        self.data.sync_data().map_err(StoreError::io("syncing a download's data file"))?;
+        self.tree_file.sync()?;
         self.unsynced = 0;
         self.last_checkpoint = Instant::now();
         Ok(self.record())
     }
 
-    /// Finishes a complete download: rebuilds the tree from the leaves, checks its root, writes the tree file
-    /// and syncs everything. Returns the leaf digests for the commit.
+    /// Finishes a complete download: recomputes every layer above the leaves in the tree file (in place, with
+    /// bounded memory), checks the root, and syncs both files. Returns the leaf digests for the commit. If the
+    /// root does not match (only possible with a corrupted file, since every leaf was verified), the caller
+    /// drops the download and its files.
     pub fn finish(&mut self) -> Result<Vec<Digest>, StoreError> {
-        let leaves = self.nodes[..self.progress.leaves as usize].to_vec();
-        let tree = CodexTree::new(leaves)?;
-        if tree.root() != self.root {
+        if self.tree_file.rebuild()? != self.root {
             return Err(StoreError::Corrupt { what: "download", reason: "the leaves do not lead to the root".into() });
         }
-        self.data.set_len(self.bytes()).map_err(StoreError::io("sizing a download's segment"))?;
-        self.data.sync_data().map_err(StoreError::io("syncing a download's segment"))?;
-        let bytes: Vec<u8> = tree.layers().iter().flat_map(|layer| layer.iter().flatten().copied()).collect();
-        write_synced(&self.tree_path, &bytes)?;
-        Ok(tree.into_leaves())
-    }
-
-    /// Marks the download complete for readers.
-    pub fn mark_complete(&self) {
-        self.progress.complete();
+        self.data.set_len(self.bytes()).map_err(StoreError::io("sizing a download's data file"))?;
+        self.data.sync_data().map_err(StoreError::io("syncing a download's data file"))?;
+        self.tree_file.sync()?;
+        self.tree_file.read_leaves()
     }
 
     /// The segment's files.
-    pub fn paths(&self) -> (PathBuf, PathBuf) {
-        (self.data_path.clone(), self.tree_path.clone())
+    pub fn paths(&self) -> &SegmentPaths {
+        &self.paths
     }
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let mut file = File::create(path).map_err(StoreError::io("creating a tree file"))?;
-    file.write_all(bytes).map_err(StoreError::io("writing a tree file"))?;
-    file.sync_data().map_err(StoreError::io("syncing a tree file"))
+/// Creates a download's data file and full-length tree file (never overwriting) and syncs their directory.
+fn create_files(paths: &SegmentPaths, leaves: u64) -> Result<(File, TreeFile), StoreError> {
+    let data = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&paths.data)
+        .map_err(StoreError::io("creating a download's data file"))?;
+    let tree_file = TreeFile::create(&paths.tree, leaves)?;
+    if let Some(dir) = paths.data.parent() {
+        sync_dir(dir)?;
+    }
+    Ok((data, tree_file))
+}
+
+/// `have` with every leaf at or past `limit` cleared (leaves that do not lie entirely within the data file).
+fn held_within(have: &[u64], limit: u64) -> Vec<u64> {
+    have.iter()
+        .enumerate()
+        .map(|(word, bits)| {
+            let first = word as u64 * 64;
+            if first + 64 <= limit {
+                *bits
+            } else if first >= limit {
+                0
+            } else {
+                bits & ((1u64 << (limit - first)) - 1)
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::held_within;
+
+    #[test]
+    fn held_within_clears_leaves_past_the_limit() {
+        let all = vec![u64::MAX, u64::MAX];
+        assert_eq!(held_within(&all, 128), all);
+        assert_eq!(held_within(&all, 200), all);
+        assert_eq!(held_within(&all, 0), vec![0, 0]);
+        assert_eq!(held_within(&all, 3), vec![0b111, 0]);
+        assert_eq!(held_within(&all, 64), vec![u64::MAX, 0]);
+        assert_eq!(held_within(&all, 70), vec![u64::MAX, 0b11_1111]);
+    }
 }

@@ -7,32 +7,24 @@
 //! - `segments/<id>.tree`: that dataset's CodexTree, every layer leaf-first, 32 bytes a node; proofs are read
 //!   from it node by node.
 //!
-//! Tables: `meta` (counters), `trees` (tree CID → [`TreeRecord`]), `blocks` (CID → [`BlockRecord`], standalone
-//! blocks such as manifests, data inline), `datasets` (manifest CID → tree CID), `leaf_index` (block CID →
-//! (tree CID, leaf index)), `downloads` (tree CID → [`DownloadRecord`], a network download in progress). A
+//! Tables (opened together through [`Tables`], names versioned, see `store/tables.rs`): `meta` (counters and
+//! the schema version), `trees-1` (tree CID → [`TreeRecord`]), `blocks-1` (CID → [`BlockRecord`], standalone
+//! blocks such as manifests, data inline), `datasets-1` (manifest CID → tree CID), `leaf_index-1` (block CID →
+//! (tree CID, leaf index)), `downloads-1` (tree CID → [`DownloadRecord`], a network download in progress). A
 //! segment file with neither a `trees` nor a `downloads` row is an interrupted upload and is deleted at open.
 
 use super::StoreError;
+use super::partial::SegmentPaths;
+use super::tables::{ReadTables, Tables, init_schema};
+use super::treefile::TreeFile;
 use codex_protocol::cid::{BLOCK_CODEC, cid_from_bytes, cid_from_sha256};
-use codex_protocol::tree::{layer_sizes, proof_from_nodes};
 use codex_protocol::{Cid, CodexProof, Digest, Manifest};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-const TREES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("trees");
-const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
-const DATASETS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("datasets");
-const LEAF_INDEX: TableDefinition<&[u8], (&[u8], u64)> = TableDefinition::new("leaf_index");
-const DOWNLOADS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("downloads");
-
-const USED: &str = "quota_used";
-const RESERVED: &str = "quota_reserved";
-const TOTAL_BLOCKS: &str = "total_blocks";
 
 /// A dataset's leaf set: its blocks live in one segment file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,21 +112,15 @@ pub struct Repo {
 }
 
 impl Repo {
-    /// Opens (or creates) the repository under `repo_dir` and deletes segments of interrupted uploads.
+    /// Opens (or creates) the repository under `repo_dir`, checks its schema version and deletes segments of
+    /// interrupted uploads.
     pub fn open(repo_dir: &Path) -> Result<(Self, Counters), StoreError> {
         let segments_dir = repo_dir.join("segments");
         std::fs::create_dir_all(&segments_dir).map_err(StoreError::io("creating the segments directory"))?;
         let db = Database::create(repo_dir.join("meta.redb"))?;
         let txn = db.begin_write()?;
-        {
-            // Create every table so readers never meet a missing one.
-            txn.open_table(META)?;
-            txn.open_table(TREES)?;
-            txn.open_table(BLOCKS)?;
-            txn.open_table(DATASETS)?;
-            txn.open_table(LEAF_INDEX)?;
-            txn.open_table(DOWNLOADS)?;
-        }
+        // Creates every table, so readers never meet a missing one; refuses an unknown schema.
+        init_schema(&txn)?;
         txn.commit()?;
         let mut repo = Self { db, segments_dir, next_segment: 0 };
         let live = repo.live_segments()?;
@@ -145,14 +131,13 @@ impl Repo {
     }
 
     fn live_segments(&self) -> Result<HashSet<u64>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let trees = txn.open_table(TREES)?;
+        let tables = ReadTables::open(&self.db.begin_read()?)?;
         let mut live = HashSet::new();
-        for entry in trees.iter()? {
+        for entry in tables.trees.iter()? {
             let (_, value) = entry?;
             live.insert(decode::<TreeRecord>(value.value(), "tree record")?.segment);
         }
-        for entry in txn.open_table(DOWNLOADS)?.iter()? {
+        for entry in tables.downloads.iter()? {
             let (_, value) = entry?;
             live.insert(decode::<DownloadRecord>(value.value(), "download record")?.segment);
         }
@@ -178,10 +163,7 @@ impl Repo {
 
     /// Reads the persisted counters.
     pub fn counters(&self) -> Result<Counters, StoreError> {
-        let txn = self.db.begin_read()?;
-        let meta = txn.open_table(META)?;
-        let get = |key| -> Result<u64, StoreError> { Ok(meta.get(key)?.map_or(0, |v| v.value())) };
-        Ok(Counters { used: get(USED)?, reserved: get(RESERVED)?, total_blocks: get(TOTAL_BLOCKS)? })
+        ReadTables::open(&self.db.begin_read()?)?.counters()
     }
 
     /// Allocates a new segment id for an upload or download.
@@ -197,6 +179,11 @@ impl Repo {
 
     pub fn tree_path(&self, segment: u64) -> PathBuf {
         self.segments_dir.join(format!("{segment}.tree"))
+    }
+
+    /// Both files of a segment.
+    pub fn segment_paths(&self, segment: u64) -> SegmentPaths {
+        SegmentPaths { data: self.data_path(segment), tree: self.tree_path(segment) }
     }
 
     /// Removes segments' files on a background thread (see [`remove_in_background`]).
@@ -226,25 +213,22 @@ impl Repo {
         let txn = self.db.begin_write()?;
         let outcome;
         {
-            let mut trees = txn.open_table(TREES)?;
-            let mut blocks = txn.open_table(BLOCKS)?;
-            let mut datasets = txn.open_table(DATASETS)?;
-            let existing_tree = match trees.get(tree_key.as_slice())? {
+            let mut t = Tables::open(&txn)?;
+            let existing_tree = match t.trees.get(tree_key.as_slice())? {
                 Some(value) => Some(decode::<TreeRecord>(value.value(), "tree record")?),
                 None => None,
             };
-            let new_manifest = datasets.get(manifest_key.as_slice())?.is_none();
+            let new_manifest = t.datasets.get(manifest_key.as_slice())?.is_none();
             let mut tree = match existing_tree.clone() {
                 Some(mut tree) => {
                     tree.expiry = tree.expiry.max(expiry);
                     tree
                 }
                 None => {
-                    let mut index = txn.open_table(LEAF_INDEX)?;
                     for (i, leaf) in leaves.iter().enumerate() {
                         let key = cid_from_sha256(BLOCK_CODEC, leaf).to_bytes();
-                        if index.get(key.as_slice())?.is_none() {
-                            index.insert(key.as_slice(), (tree_key.as_slice(), i as u64))?;
+                        if t.leaf_index.get(key.as_slice())?.is_none() {
+                            t.leaf_index.insert(key.as_slice(), (tree_key.as_slice(), i as u64))?;
                         }
                     }
                     next.used += leaves.len() as u64 * manifest.block_size;
@@ -258,7 +242,7 @@ impl Repo {
                     }
                 }
             };
-            let mut block = match blocks.get(manifest_key.as_slice())? {
+            let mut block = match t.blocks.get(manifest_key.as_slice())? {
                 Some(value) => decode::<BlockRecord>(value.value(), "block record")?,
                 None => {
                     next.used += manifest_bytes.len() as u64;
@@ -270,14 +254,14 @@ impl Repo {
             if new_manifest {
                 block.refs += 1;
                 tree.refs += 1;
-                datasets.insert(manifest_key.as_slice(), tree_key.as_slice())?;
+                t.datasets.insert(manifest_key.as_slice(), tree_key.as_slice())?;
             }
-            trees.insert(tree_key.as_slice(), encode(&tree).as_slice())?;
-            blocks.insert(manifest_key.as_slice(), encode(&block).as_slice())?;
+            t.trees.insert(tree_key.as_slice(), encode(&tree).as_slice())?;
+            t.blocks.insert(manifest_key.as_slice(), encode(&block).as_slice())?;
             if let Some(tree_cid) = download {
-                txn.open_table(DOWNLOADS)?.remove(tree_cid.to_bytes().as_slice())?;
+                t.downloads.remove(tree_cid.to_bytes().as_slice())?;
             }
-            Self::write_counters(&txn, &next)?;
+            t.write_counters(&next)?;
             outcome = CommitOutcome {
                 new_tree: existing_tree.is_none(),
                 new_manifest,
@@ -287,14 +271,6 @@ impl Repo {
         txn.commit()?;
         *counters = next;
         Ok(outcome)
-    }
-
-    fn write_counters(txn: &redb::WriteTransaction, counters: &Counters) -> Result<(), StoreError> {
-        let mut meta = txn.open_table(META)?;
-        meta.insert(USED, counters.used)?;
-        meta.insert(RESERVED, counters.reserved)?;
-        meta.insert(TOTAL_BLOCKS, counters.total_blocks)?;
-        Ok(())
     }
 
     /// Stores a standalone block (for example a manifest fetched alone). Returns the bytes added to `used`.
@@ -309,8 +285,8 @@ impl Repo {
         let mut next = *counters;
         let mut txn = self.db.begin_write()?;
         {
-            let mut blocks = txn.open_table(BLOCKS)?;
-            let record = match blocks.get(key.as_slice())? {
+            let mut t = Tables::open(&txn)?;
+            let record = match t.blocks.get(key.as_slice())? {
                 Some(value) => {
                     let mut record = decode::<BlockRecord>(value.value(), "block record")?;
                     record.expiry = record.expiry.max(expiry);
@@ -322,8 +298,8 @@ impl Repo {
                     BlockRecord { data: data.to_vec(), expiry, refs: 0 }
                 }
             };
-            blocks.insert(key.as_slice(), encode(&record).as_slice())?;
-            Self::write_counters(&txn, &next)?;
+            t.blocks.insert(key.as_slice(), encode(&record).as_slice())?;
+            t.write_counters(&next)?;
         }
         txn.set_durability(Durability::Immediate)?;
         txn.commit()?;
@@ -335,25 +311,26 @@ impl Repo {
     /// Records (durably) a download's progress.
     pub fn save_download(&mut self, tree: &Cid, record: &DownloadRecord) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write()?;
-        txn.open_table(DOWNLOADS)?.insert(tree.to_bytes().as_slice(), encode(record).as_slice())?;
+        Tables::open(&txn)?.downloads.insert(tree.to_bytes().as_slice(), encode(record).as_slice())?;
         txn.set_durability(Durability::Immediate)?;
         txn.commit()?;
         Ok(())
     }
 
-    /// Forgets a download (its segment files are the caller's to unlink).
+    /// Forgets a download, durably (its segment files are the caller's to unlink afterwards).
     pub fn remove_download(&mut self, tree: &Cid) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        txn.open_table(DOWNLOADS)?.remove(tree.to_bytes().as_slice())?;
+        let mut txn = self.db.begin_write()?;
+        Tables::open(&txn)?.downloads.remove(tree.to_bytes().as_slice())?;
+        txn.set_durability(Durability::Immediate)?;
         txn.commit()?;
         Ok(())
     }
 
     /// Every download in progress, by tree CID.
     pub fn list_downloads(&self) -> Result<Vec<(Cid, DownloadRecord)>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let tables = ReadTables::open(&self.db.begin_read()?)?;
         let mut out = Vec::new();
-        for entry in txn.open_table(DOWNLOADS)?.iter()? {
+        for entry in tables.downloads.iter()? {
             let (key, value) = entry?;
             let tree = cid_from_bytes(key.value())
                 .map_err(|e| StoreError::Corrupt { what: "download key", reason: e.to_string() })?;
@@ -364,12 +341,11 @@ impl Repo {
 
     /// The manifest of dataset `cid`, if it is stored here.
     pub fn manifest(&self, cid: &Cid) -> Result<Option<Manifest>, StoreError> {
-        let txn = self.db.begin_read()?;
-        if txn.open_table(DATASETS)?.get(cid.to_bytes().as_slice())?.is_none() {
+        let tables = ReadTables::open(&self.db.begin_read()?)?;
+        if tables.datasets.get(cid.to_bytes().as_slice())?.is_none() {
             return Ok(None);
         }
-        let blocks = txn.open_table(BLOCKS)?;
-        let Some(value) = blocks.get(cid.to_bytes().as_slice())? else {
+        let Some(value) = tables.blocks.get(cid.to_bytes().as_slice())? else {
             return Err(StoreError::Corrupt { what: "dataset", reason: "manifest block missing".into() });
         };
         let record: BlockRecord = decode(value.value(), "block record")?;
@@ -380,15 +356,13 @@ impl Repo {
 
     /// Every stored dataset with its manifest, in CID byte order.
     pub fn list_datasets(&self) -> Result<Vec<(Cid, Manifest)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let datasets = txn.open_table(DATASETS)?;
-        let blocks = txn.open_table(BLOCKS)?;
+        let tables = ReadTables::open(&self.db.begin_read()?)?;
         let mut out = Vec::new();
-        for entry in datasets.iter()? {
+        for entry in tables.datasets.iter()? {
             let (key, _) = entry?;
             let cid = cid_from_bytes(key.value())
                 .map_err(|e| StoreError::Corrupt { what: "dataset key", reason: e.to_string() })?;
-            let Some(value) = blocks.get(key.value())? else { continue };
+            let Some(value) = tables.blocks.get(key.value())? else { continue };
             let record: BlockRecord = decode(value.value(), "block record")?;
             match Manifest::decode(&record.data) {
                 Ok(manifest) => out.push((cid, manifest)),
@@ -400,9 +374,8 @@ impl Repo {
 
     /// Where the blocks of tree `tree_cid` live, if it is stored.
     pub fn tree(&self, tree_cid: &Cid) -> Result<Option<TreeLocation>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let trees = txn.open_table(TREES)?;
-        let Some(value) = trees.get(tree_cid.to_bytes().as_slice())? else { return Ok(None) };
+        let tables = ReadTables::open(&self.db.begin_read()?)?;
+        let Some(value) = tables.trees.get(tree_cid.to_bytes().as_slice())? else { return Ok(None) };
         let record: TreeRecord = decode(value.value(), "tree record")?;
         Ok(Some(TreeLocation {
             data_path: self.data_path(record.segment),
@@ -418,16 +391,14 @@ impl Repo {
 
     fn locate_block(&self, cid: &Cid) -> Result<Option<BlockLocation>, StoreError> {
         let key = cid.to_bytes();
-        let txn = self.db.begin_read()?;
-        if let Some(value) = txn.open_table(BLOCKS)?.get(key.as_slice())? {
+        let tables = ReadTables::open(&self.db.begin_read()?)?;
+        if let Some(value) = tables.blocks.get(key.as_slice())? {
             let record: BlockRecord = decode(value.value(), "block record")?;
             return Ok(Some(BlockLocation::Inline(record.data)));
         }
-        let index = txn.open_table(LEAF_INDEX)?;
-        let Some(value) = index.get(key.as_slice())? else { return Ok(None) };
+        let Some(value) = tables.leaf_index.get(key.as_slice())? else { return Ok(None) };
         let (tree_key, leaf) = value.value();
-        let trees = txn.open_table(TREES)?;
-        let Some(tree) = trees.get(tree_key)? else { return Ok(None) };
+        let Some(tree) = tables.trees.get(tree_key)? else { return Ok(None) };
         let record: TreeRecord = decode(tree.value(), "tree record")?;
         Ok(Some(BlockLocation::Leaf { record, index: leaf }))
     }
@@ -455,21 +426,9 @@ impl Repo {
         if index >= leaves {
             return Ok(None);
         }
-        let file = File::open(&location.tree_path).map_err(StoreError::io("opening a tree file"))?;
-        let sizes = layer_sizes(leaves);
-        let starts: Vec<u64> = sizes.iter().scan(0, |acc, size| Some(std::mem::replace(acc, *acc + size))).collect();
-        let read_node = |layer: usize, position: u64| -> Result<Option<Digest>, StoreError> {
-            if position >= sizes[layer] {
-                return Ok(None);
-            }
-            let mut node = [0u8; 32];
-            file.read_exact_at(&mut node, (starts[layer] + position) * 32)
-                .map_err(StoreError::io("reading a tree node"))?;
-            Ok(Some(node))
-        };
-        let leaf = read_node(0, index)?.expect("invariant: index < leaves");
-        let proof = proof_from_nodes(leaves, index, read_node)?;
-        Ok(Some((cid_from_sha256(BLOCK_CODEC, &leaf), proof)))
+        let file = TreeFile::open_read(&location.tree_path, leaves)?;
+        let Some(leaf) = file.read_node(0, index)? else { return Ok(None) };
+        Ok(Some((cid_from_sha256(BLOCK_CODEC, &leaf), file.proof(index)?)))
     }
 
     /// Leaves of stored tree `tree_cid` with their data and proofs; `None` for indexes out of range or an
@@ -499,29 +458,28 @@ impl Repo {
         let mut outcome = DeleteOutcome::default();
         let txn = self.db.begin_write()?;
         {
-            let mut datasets = txn.open_table(DATASETS)?;
-            let mut blocks = txn.open_table(BLOCKS)?;
-            let dataset_tree = datasets.remove(key.as_slice())?.map(|v| v.value().to_vec());
+            let mut t = Tables::open(&txn)?;
+            let dataset_tree = t.datasets.remove(key.as_slice())?.map(|v| v.value().to_vec());
             if let Some(tree_key) = dataset_tree {
-                self.release_tree(&txn, &tree_key, &mut next, &mut outcome)?;
-            } else if let Some(value) = blocks.get(key.as_slice())? {
+                self.release_tree(&mut t, &tree_key, &mut next, &mut outcome)?;
+            } else if let Some(value) = t.blocks.get(key.as_slice())? {
                 let record: BlockRecord = decode(value.value(), "block record")?;
                 if record.refs > 0 {
                     return Err(StoreError::PartOfDataset { cid: *cid });
                 }
-            } else if let Some(value) = txn.open_table(LEAF_INDEX)?.get(key.as_slice())?
-                && txn.open_table(TREES)?.get(value.value().0)?.is_some()
+            } else if let Some(value) = t.leaf_index.get(key.as_slice())?
+                && t.trees.get(value.value().0)?.is_some()
             {
                 return Err(StoreError::PartOfDataset { cid: *cid });
             }
-            if let Some(value) = blocks.remove(key.as_slice())? {
+            if let Some(value) = t.blocks.remove(key.as_slice())? {
                 let record: BlockRecord = decode(value.value(), "block record")?;
                 next.used = next.used.saturating_sub(record.data.len() as u64);
                 next.total_blocks = next.total_blocks.saturating_sub(1);
                 outcome.freed_bytes += record.data.len() as u64;
                 outcome.removed_blocks += 1;
             }
-            Self::write_counters(&txn, &next)?;
+            t.write_counters(&next)?;
         }
         txn.commit()?;
         *counters = next;
@@ -531,22 +489,21 @@ impl Repo {
     /// Drops one manifest reference from a tree; removes the tree and its leaf index when none is left.
     fn release_tree(
         &self,
-        txn: &redb::WriteTransaction,
+        t: &mut Tables<'_>,
         tree_key: &[u8],
         next: &mut Counters,
         outcome: &mut DeleteOutcome,
     ) -> Result<(), StoreError> {
-        let mut trees = txn.open_table(TREES)?;
-        let Some(value) = trees.get(tree_key)? else { return Ok(()) };
+        let Some(value) = t.trees.get(tree_key)? else { return Ok(()) };
         let mut record: TreeRecord = decode(value.value(), "tree record")?;
         drop(value);
         record.refs = record.refs.saturating_sub(1);
         if record.refs > 0 {
-            trees.insert(tree_key, encode(&record).as_slice())?;
+            t.trees.insert(tree_key, encode(&record).as_slice())?;
             return Ok(());
         }
-        trees.remove(tree_key)?;
-        self.remove_leaf_index(txn, tree_key, &record)?;
+        t.trees.remove(tree_key)?;
+        self.remove_leaf_index(t, tree_key, &record)?;
         let bytes = record.leaves * record.block_size;
         next.used = next.used.saturating_sub(bytes);
         next.total_blocks = next.total_blocks.saturating_sub(record.leaves);
@@ -556,20 +513,13 @@ impl Repo {
         Ok(())
     }
 
-    fn remove_leaf_index(
-        &self,
-        txn: &redb::WriteTransaction,
-        tree_key: &[u8],
-        record: &TreeRecord,
-    ) -> Result<(), StoreError> {
-        let leaves = std::fs::read(self.tree_path(record.segment)).map_err(StoreError::io("reading a tree file"))?;
-        let mut index = txn.open_table(LEAF_INDEX)?;
-        for leaf in leaves.chunks_exact(32).take(record.leaves as usize) {
-            let digest: Digest = leaf.try_into().expect("invariant: chunks_exact(32)");
-            let key = cid_from_sha256(BLOCK_CODEC, &digest).to_bytes();
-            let owned = index.get(key.as_slice())?.is_some_and(|v| v.value().0 == tree_key);
+    fn remove_leaf_index(&self, t: &mut Tables<'_>, tree_key: &[u8], record: &TreeRecord) -> Result<(), StoreError> {
+        let leaves = TreeFile::open_read(&self.tree_path(record.segment), record.leaves)?.read_leaves()?;
+        for digest in &leaves {
+            let key = cid_from_sha256(BLOCK_CODEC, digest).to_bytes();
+            let owned = t.leaf_index.get(key.as_slice())?.is_some_and(|v| v.value().0 == tree_key);
             if owned {
-                index.remove(key.as_slice())?;
+                t.leaf_index.remove(key.as_slice())?;
             }
         }
         Ok(())
@@ -587,10 +537,8 @@ impl Repo {
         let mut expired = Vec::new();
         let mut last = None;
         {
-            let txn = self.db.begin_read()?;
-            let datasets = txn.open_table(DATASETS)?;
-            let blocks = txn.open_table(BLOCKS)?;
-            let trees = txn.open_table(TREES)?;
+            let tables = ReadTables::open(&self.db.begin_read()?)?;
+            let (datasets, blocks, trees) = (&tables.datasets, &tables.blocks, &tables.trees);
             let start = cursor.clone().unwrap_or_default();
             let mut visited = 0;
             for entry in blocks.range::<&[u8]>(start.as_slice()..)? {

@@ -1,0 +1,137 @@
+//! The network fetch flow (seed 000 "fetchDatasetAsync"), as plain async functions the NodeActor runs for
+//! [`crate::node::FetchDataset`], [`crate::node::FetchNetworkManifest`] and, at start, to resume downloads.
+//!
+//! 1. [`manifest_of`]: a manifest CID's manifest, from the store, or else fetched from peers through the block
+//!    exchange ([`FetchBlock`]). Bytes from the network are untrusted: they are decoded and
+//!    [`Manifest::validate`]d *before* anything is stored or sized from them, then stored with [`PutManifest`],
+//!    which checks them again together with the size of an already stored tree. An invalid manifest ends in
+//!    [`NodeError::ManifestUnavailable`] (a 404 for the REST API, with the reason) and leaves nothing behind.
+//! 2. [`fetch_dataset`]: `BeginDownload` (segment, quota claim for the whole dataset, or the running download,
+//!    or the stored dataset), then `StartDownload` to the block exchange with the download's `Progress`.
+//!
+//! Runs on the system arbiter inside NodeActor futures; it only awaits other actors.
+
+use crate::blockexc::{BlockExchangeActor, FetchBlock, StartDownload};
+use crate::node::{FetchState, Fetched, NodeError};
+use crate::store::{
+    BeginDownload, DownloadState, GetBlock, GetManifest, ListDownloads, OpenDataset, PutManifest, StoreActor,
+    StoreError,
+};
+use actix::Addr;
+use bytes::Bytes;
+use codex_protocol::Cid;
+use codex_protocol::Manifest;
+use codex_protocol::cid::{format_cid, is_manifest};
+
+/// The manifest of `cid`: stored, or fetched from peers, validated, checked against the CID and stored.
+pub async fn manifest_of(
+    store: &Addr<StoreActor>,
+    exchange: Option<&Addr<BlockExchangeActor>>,
+    cid: Cid,
+) -> Result<Manifest, NodeError> {
+    if !is_manifest(&cid) {
+        return Err(NodeError::NotAManifest { cid });
+    }
+    if let Some(manifest) = store.send(GetManifest { cid }).await?? {
+        return Ok(manifest);
+    }
+    if let Some(bytes) = store.send(GetBlock { cid }).await?? {
+        // A standalone manifest block stored earlier (perhaps before manifests were validated).
+        return decode_valid(cid, &bytes);
+    }
+    let exchange = exchange.ok_or(NodeError::NotFound { cid })?;
+    let bytes = exchange
+        .send(FetchBlock { cid })
+        .await?
+        .map_err(|err| NodeError::ManifestUnavailable { cid, reason: err.to_string() })?;
+    store_network_manifest(store, cid, bytes).await
+}
+
+/// Validates a manifest that came from a peer, then has the store check and keep it.
+async fn store_network_manifest(store: &Addr<StoreActor>, cid: Cid, bytes: Bytes) -> Result<Manifest, NodeError> {
+    decode_valid(cid, &bytes)?;
+    store.send(PutManifest { cid, data: bytes }).await?.map_err(|err| refusal(cid, err))
+}
+
+/// Decodes and validates manifest bytes; an invalid manifest is unavailable, with the reason.
+fn decode_valid(cid: Cid, bytes: &[u8]) -> Result<Manifest, NodeError> {
+    let invalid =
+        |reason: String| NodeError::ManifestUnavailable { cid, reason: format!("invalid manifest: {reason}") };
+    let manifest = Manifest::decode(bytes).map_err(|err| invalid(err.to_string()))?;
+    manifest.validate().map_err(|err| invalid(err.to_string()))?;
+    Ok(manifest)
+}
+
+/// The store's refusals of a network manifest are the peer's fault, not the node's: they make the manifest
+/// unavailable (4xx) rather than an internal error.
+fn refusal(cid: Cid, err: StoreError) -> NodeError {
+    match err {
+        StoreError::InvalidManifest { .. } | StoreError::TreeSizeMismatch { .. } | StoreError::CidMismatch { .. } => {
+            NodeError::ManifestUnavailable { cid, reason: err.to_string() }
+        }
+        other => NodeError::Store(other),
+    }
+}
+
+/// Fetches dataset `cid` into the store, in the background; answers once the manifest is known.
+pub async fn fetch_dataset(
+    store: Addr<StoreActor>,
+    exchange: Option<Addr<BlockExchangeActor>>,
+    cid: Cid,
+) -> Result<Fetched, NodeError> {
+    let manifest = manifest_of(&store, exchange.as_ref(), cid).await?;
+    if let Some(opened) = store.send(OpenDataset { cid }).await?? {
+        return Ok(Fetched { manifest: opened.manifest, state: FetchState::Local });
+    }
+    let exchange = exchange.ok_or(NodeError::NoNetwork)?;
+    let begun = store.send(BeginDownload { manifest_cid: cid, manifest: manifest.clone() }).await?;
+    match begun.map_err(|err| refusal(cid, err))? {
+        DownloadState::Stored => Ok(Fetched { manifest, state: FetchState::Local }),
+        DownloadState::Partial(progress) => {
+            exchange.do_send(StartDownload {
+                manifest_cid: cid,
+                manifest: manifest.clone(),
+                progress: progress.clone(),
+            });
+            Ok(Fetched { manifest, state: FetchState::Downloading(progress) })
+        }
+    }
+}
+
+/// Resumes every download the store found at open.
+pub async fn resume_downloads(store: Addr<StoreActor>, exchange: Option<Addr<BlockExchangeActor>>) {
+    let downloads = match store.send(ListDownloads).await {
+        Ok(Ok(downloads)) => downloads,
+        Ok(Err(err)) => return tracing::warn!(%err, "cannot list downloads to resume"),
+        Err(_) => return,
+    };
+    for (cid, _) in downloads {
+        tracing::info!(cid = %format_cid(&cid), "resuming a download");
+        if let Err(err) = fetch_dataset(store.clone(), exchange.clone(), cid).await {
+            tracing::warn!(%err, "cannot resume a download");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use codex_protocol::cid::{ROOT_CODEC, cid_from_sha256};
+
+    #[test]
+    fn invalid_network_manifests_are_unavailable_with_the_reason() {
+        let tree = cid_from_sha256(ROOT_CODEC, &[1; 32]);
+        let bad = Manifest::new_unprotected(tree, 1, 64 << 20, None, None).encode();
+        let cid = Manifest::cid_of(&bad);
+        match decode_valid(cid, &bad) {
+            Err(NodeError::ManifestUnavailable { reason, .. }) => assert!(reason.contains("block size"), "{reason}"),
+            other => panic!("expected ManifestUnavailable, got {other:?}"),
+        }
+        assert!(matches!(decode_valid(cid, b"garbage"), Err(NodeError::ManifestUnavailable { .. })));
+        let good = Manifest::new_unprotected(tree, codex_protocol::DEFAULT_BLOCK_SIZE as u64, 10, None, None);
+        assert_eq!(decode_valid(cid, &good.encode()).expect("valid"), good);
+        let refused = refusal(cid, StoreError::CidMismatch { cid });
+        assert!(matches!(refused, NodeError::ManifestUnavailable { .. }));
+        assert!(matches!(refusal(cid, StoreError::Unavailable), NodeError::Store(StoreError::Unavailable)));
+    }
+}

@@ -1,0 +1,273 @@
+//! Network downloads inside the StoreActor: begin (validate, claim, create the segment), resume at open,
+//! store verified leaves, checkpoint, finish and commit, abort.
+//!
+//! Quota: a download claims its whole dataset (leaves × block size) when it begins, as a [`QuotaClaim`] held
+//! by its [`Partial`]; the claim shows as reserved in the space summary, is settled into `used` by the commit,
+//! and is released as soon as the download is dropped for good (deleted, aborted because its leaves do not
+//! lead to the root, or its commit failed). A failed download (no peer, timeout) keeps its claim: it resumes on
+//! the next request. Downloads found at open claim again, even beyond the quota, since their data is on disk.
+//!
+//! Saved downloads whose manifest does not decode, does not [`Manifest::validate`] or does not name the tree
+//! of its record are dropped at open with a warning (record removed, files unlinked, nothing claimed) instead
+//! of failing the open at every start.
+
+use super::StoreError;
+use super::actor::{Commit, StoreActor};
+use super::messages::{
+    BeginDownload, DownloadState, LeafBlock, OpenedDownload, ReadLeaves, StoreLeaves, StoredDataset, StoredLeaves,
+};
+use super::partial::{Partial, Resumed};
+use super::progress::LeafOutcome;
+use super::quota::QuotaGate;
+use super::repo::{DownloadRecord, Repo, remove_in_background};
+use bytes::Bytes;
+use codex_protocol::cid::format_cid;
+use codex_protocol::{Cid, Manifest};
+use std::collections::HashMap;
+use std::fs::File;
+
+impl StoreActor {
+    /// Resumes every saved download; drops (with a warning) those whose manifest is invalid.
+    pub(super) fn resume_downloads(repo: &mut Repo, quota: &QuotaGate) -> Result<HashMap<Cid, Partial>, StoreError> {
+        let mut partials = HashMap::new();
+        for (tree, record) in repo.list_downloads()? {
+            let manifest_cid = Manifest::cid_of(&record.manifest);
+            let manifest = match saved_manifest(&tree, &record) {
+                Ok(manifest) => manifest,
+                Err(reason) => {
+                    tracing::warn!(cid = %format_cid(&manifest_cid), %reason, "dropping a saved download with an invalid manifest");
+                    repo.remove_download(&tree)?;
+                    repo.unlink_segments(&[record.segment]);
+                    continue;
+                }
+            };
+            let claim = quota.claim_forced(manifest.blocks_count() * manifest.block_size);
+            let paths = repo.segment_paths(record.segment);
+            let (partial, resumed) = Partial::resume(manifest_cid, manifest, &record, paths, claim)?;
+            if let Resumed::Restarted { reason } = resumed {
+                tracing::warn!(cid = %format_cid(&manifest_cid), reason, "download restarts from zero");
+                repo.save_download(&tree, &partial.record())?;
+            }
+            tracing::info!(
+                cid = %format_cid(&manifest_cid),
+                received = partial.progress.received(),
+                leaves = partial.progress.leaves(),
+                "download in progress found"
+            );
+            partials.insert(tree, partial);
+        }
+        Ok(partials)
+    }
+
+    pub(super) fn begin_download(&mut self, msg: BeginDownload) -> Result<DownloadState, StoreError> {
+        let cid = msg.manifest_cid;
+        if self.repo()?.manifest(&cid)?.is_some() {
+            return Ok(DownloadState::Stored);
+        }
+        msg.manifest.validate().map_err(|source| StoreError::InvalidManifest { cid, source: Box::new(source) })?;
+        if Manifest::cid_of(&msg.manifest.encode()) != cid {
+            return Err(StoreError::CidMismatch { cid });
+        }
+        self.check_tree_size(&msg.manifest)?;
+        let tree = msg.manifest.tree_cid;
+        if let Some(partial) = self.partials.get(&tree) {
+            partial.progress.restart();
+            return Ok(DownloadState::Partial(partial.progress.clone()));
+        }
+        if self.repo()?.tree(&tree)?.is_some() {
+            // The same data is stored under another manifest (same size, checked above): only this manifest
+            // is new.
+            let segment = self.repo()?.allocate_segment();
+            let claim = self.quota.adopt(0);
+            self.commit(Commit { segment, leaves: &[], manifest: &msg.manifest, claim, download: None })?;
+            return Ok(DownloadState::Stored);
+        }
+        let claim = self.quota.claim_guarded(msg.manifest.blocks_count() * msg.manifest.block_size)?;
+        let repo = self.repo()?;
+        let segment = repo.allocate_segment();
+        let paths = repo.segment_paths(segment);
+        let created = Partial::create(cid, msg.manifest, segment, paths, claim)
+            .and_then(|partial| repo.save_download(&tree, &partial.record()).map(|_| partial));
+        match created {
+            Ok(partial) => {
+                let progress = partial.progress.clone();
+                tracing::info!(cid = %format_cid(&cid), leaves = progress.leaves(), "download started");
+                self.partials.insert(tree, partial);
+                Ok(DownloadState::Partial(progress))
+            }
+            Err(err) => {
+                // The claim went with the failed Partial.
+                repo.unlink_segments(&[segment]);
+                Err(err)
+            }
+        }
+    }
+
+    pub(super) fn store_leaves(&mut self, msg: StoreLeaves) -> Result<StoredLeaves, StoreError> {
+        let Some(partial) = self.partials.get_mut(&msg.tree) else {
+            // Not downloading (any more): the data is stored, or was never asked for. Nothing is written.
+            return Ok(StoredLeaves { outcomes: vec![LeafOutcome::Duplicate; msg.deliveries.len()], completed: None });
+        };
+        let outcomes = msg.deliveries.iter().map(|d| partial.store(d)).collect::<Result<Vec<_>, _>>()?;
+        partial.announce();
+        if partial.is_complete() {
+            let completed = self.complete_download(&msg.tree)?;
+            return Ok(StoredLeaves { outcomes, completed: Some(completed) });
+        }
+        if partial.checkpoint_due() {
+            let record = partial.checkpoint()?;
+            self.repo()?.save_download(&msg.tree, &record)?;
+        }
+        Ok(StoredLeaves { outcomes, completed: None })
+    }
+
+    fn complete_download(&mut self, tree: &Cid) -> Result<StoredDataset, StoreError> {
+        let Some(mut partial) = self.partials.remove(tree) else {
+            return Err(StoreError::Corrupt { what: "download", reason: "completed a download not running".into() });
+        };
+        let leaves = match partial.finish() {
+            Ok(leaves) => leaves,
+            Err(err) => {
+                self.abort_download(partial, &err.to_string())?;
+                return Err(err);
+            }
+        };
+        let progress = partial.progress.clone();
+        let Partial { claim, manifest, segment, .. } = partial;
+        let commit = Commit { segment, leaves: &leaves, manifest: &manifest, claim, download: Some(tree) };
+        match self.commit(commit) {
+            Ok(stored) => {
+                progress.complete();
+                Ok(stored)
+            }
+            Err(err) => {
+                progress.fail(err.to_string());
+                let _ = self.repo()?.remove_download(tree);
+                Err(err)
+            }
+        }
+    }
+
+    /// Drops a download for good: its record, its files and its quota claim.
+    pub(super) fn abort_download(&mut self, partial: Partial, reason: &str) -> Result<(), StoreError> {
+        partial.progress.fail(reason.to_string());
+        let (tree, paths) = (partial.tree, partial.paths().clone());
+        drop(partial);
+        self.repo()?.remove_download(&tree)?;
+        remove_in_background(vec![paths.data, paths.tree]);
+        Ok(())
+    }
+
+    pub(super) fn read_leaves(&mut self, msg: ReadLeaves) -> Result<Vec<LeafBlock>, StoreError> {
+        let mut out = Vec::with_capacity(msg.indexes.len());
+        if let Some(partial) = self.partials.get(&msg.tree) {
+            for index in msg.indexes {
+                if let Some((cid, data, proof)) = partial.read(index)? {
+                    out.push(LeafBlock { index, cid, data, proof });
+                }
+            }
+            return Ok(out);
+        }
+        let leaves = self.repo()?.read_leaves(&msg.tree, &msg.indexes)?;
+        for (index, leaf) in msg.indexes.into_iter().zip(leaves) {
+            if let Some((cid, data, proof)) = leaf {
+                out.push(LeafBlock { index, cid, data: Bytes::from(data), proof });
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) fn has_leaves(&mut self, tree: &Cid, indexes: &[u64]) -> Result<Vec<bool>, StoreError> {
+        if let Some(partial) = self.partials.get(tree) {
+            return Ok(indexes.iter().map(|i| partial.progress.has(*i)).collect());
+        }
+        let leaves = self.repo()?.tree(tree)?.map_or(0, |location| location.record.leaves);
+        Ok(indexes.iter().map(|i| *i < leaves).collect())
+    }
+
+    pub(super) fn list_downloads(&self) -> Vec<(Cid, Manifest)> {
+        self.partials.values().map(|p| (p.manifest_cid, p.manifest.clone())).collect()
+    }
+
+    pub(super) fn open_download(&mut self, cid: &Cid) -> Result<Option<OpenedDownload>, StoreError> {
+        let Some(partial) = self.partials.values().find(|p| p.manifest_cid == *cid) else { return Ok(None) };
+        let file = File::open(&partial.paths().data).map_err(StoreError::io("opening a download"))?;
+        Ok(Some(OpenedDownload { manifest: partial.manifest.clone(), file, progress: partial.progress.clone() }))
+    }
+
+    /// Marks a download failed (it keeps its data and claim, and resumes on the next request).
+    pub(super) fn fail_download(&mut self, tree: &Cid, reason: String) {
+        if let Some(partial) = self.partials.get(tree) {
+            partial.progress.fail(reason);
+        }
+        self.checkpoint_all();
+    }
+
+    pub(super) fn checkpoint_all(&mut self) {
+        let trees: Vec<Cid> = self.partials.keys().copied().collect();
+        for tree in trees {
+            let Some(partial) = self.partials.get_mut(&tree) else { continue };
+            if partial.unsynced() == 0 {
+                continue;
+            }
+            let saved = partial.checkpoint().and_then(|record| self.repo()?.save_download(&tree, &record));
+            if let Err(err) = saved {
+                tracing::warn!(%err, "could not save a download's progress");
+            }
+        }
+    }
+}
+
+/// The manifest of a saved download, if it is still acceptable.
+fn saved_manifest(tree: &Cid, record: &DownloadRecord) -> Result<Manifest, String> {
+    let manifest = Manifest::decode(&record.manifest).map_err(|e| e.to_string())?;
+    manifest.validate().map_err(|e| e.to_string())?;
+    if manifest.tree_cid != *tree {
+        return Err("the manifest names another tree than its record".into());
+    }
+    Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreConfig;
+    use codex_protocol::DEFAULT_BLOCK_SIZE;
+    use codex_protocol::cid::{ROOT_CODEC, cid_from_sha256};
+    use std::time::{Duration, Instant};
+
+    fn config(dir: &std::path::Path) -> StoreConfig {
+        StoreConfig { repo_dir: dir.join("repo"), quota_max: 1 << 50, block_ttl: None, sweep_batch: 100 }
+    }
+
+    /// A download saved by an older node with a manifest that `validate` refuses: 1-byte blocks over 1 TiB
+    /// would have been a 64 TiB allocation of tree nodes at every start.
+    #[test]
+    fn a_saved_download_with_an_invalid_manifest_is_dropped_at_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tree = cid_from_sha256(ROOT_CODEC, &[9; 32]);
+        let bad = Manifest::new_unprotected(tree, 1, 1 << 40, None, None);
+        let good_tree = cid_from_sha256(ROOT_CODEC, &[8; 32]);
+        let good = Manifest::new_unprotected(good_tree, DEFAULT_BLOCK_SIZE as u64, 3, None, None);
+        {
+            let (mut repo, _) = Repo::open(&config(dir.path()).repo_dir).expect("repo");
+            let record = DownloadRecord { segment: 0, manifest: bad.encode(), have: vec![u64::MAX; 4] };
+            repo.save_download(&tree, &record).expect("save");
+            std::fs::write(repo.data_path(0), b"partial").expect("data file");
+            let good_record = DownloadRecord { segment: 1, manifest: good.encode(), have: Vec::new() };
+            repo.save_download(&good_tree, &good_record).expect("save");
+        }
+        let store = StoreActor::open(config(dir.path())).expect("opens instead of crashing");
+        assert_eq!(store.partials.len(), 1, "only the valid download is resumed");
+        assert!(store.partials.contains_key(&good_tree));
+        assert_eq!(store.quota.space().quota_reserved_bytes, DEFAULT_BLOCK_SIZE as u64, "only the valid one claims");
+        let saved = store.repo.as_ref().expect("open").list_downloads().expect("list");
+        assert_eq!(saved.iter().map(|(tree, _)| *tree).collect::<Vec<_>>(), vec![good_tree], "record removed");
+        let data = dir.path().join("repo/segments/0.blk");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while data.exists() {
+            assert!(Instant::now() < deadline, "the invalid download's segment is unlinked");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The progress of a network download, shared read-only with the streams and the block exchange: an atomic
+//! bitmap of held leaves (the only per-download memory that grows with the dataset: one bit a leaf), plus
+//! watch channels for arrivals and status.
+
+use codex_protocol::blockexc::DeliveryError;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::watch;
+
+/// Where a download stands, as watched by streams and the fetch driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DownloadStatus {
+    Running,
+    Complete,
+    Failed(String),
+}
+
+/// Which leaves of a download are held, shared (read-only) with readers that stream it while it arrives.
+#[derive(Debug)]
+pub struct Progress {
+    leaves: u64,
+    bits: Vec<AtomicU64>,
+    received: AtomicU64,
+    status: watch::Sender<DownloadStatus>,
+    /// Bumped whenever leaves arrive, so waiting readers wake up.
+    arrivals: watch::Sender<u64>,
+}
+
+impl Progress {
+    pub(super) fn new(leaves: u64, have: &[u64]) -> Self {
+        let words = leaves.div_ceil(64) as usize;
+        let bits: Vec<AtomicU64> = (0..words).map(|i| AtomicU64::new(have.get(i).copied().unwrap_or(0))).collect();
+        // Clear bits past the end, in case a record carries garbage there.
+        if !leaves.is_multiple_of(64)
+            && let Some(last) = bits.last()
+        {
+            last.fetch_and((1u64 << (leaves % 64)) - 1, Ordering::Relaxed);
+        }
+        let received = bits.iter().map(|w| u64::from(w.load(Ordering::Relaxed).count_ones())).sum();
+        Self {
+            leaves,
+            bits,
+            received: AtomicU64::new(received),
+            status: watch::channel(DownloadStatus::Running).0,
+            arrivals: watch::channel(0).0,
+        }
+    }
+
+    /// The number of leaves in the dataset.
+    pub fn leaves(&self) -> u64 {
+        self.leaves
+    }
+
+    /// True when leaf `index` is held (readable from the segment file).
+    pub fn has(&self, index: u64) -> bool {
+        index < self.leaves && self.bits[(index / 64) as usize].load(Ordering::Acquire) & (1u64 << (index % 64)) != 0
+    }
+
+    /// Leaves held so far.
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// The leaves not held yet, in order.
+    pub fn missing(&self) -> Vec<u64> {
+        (0..self.leaves).filter(|i| !self.has(*i)).collect()
+    }
+
+    /// Current status.
+    pub fn status(&self) -> DownloadStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Watches the status.
+    pub fn watch_status(&self) -> watch::Receiver<DownloadStatus> {
+        self.status.subscribe()
+    }
+
+    /// Watches arrivals (the value is a counter; wake up and re-check [`Progress::has`]).
+    pub fn watch_arrivals(&self) -> watch::Receiver<u64> {
+        self.arrivals.subscribe()
+    }
+
+    /// Marks the download failed (readers give up); a later fetch may resume it.
+    pub fn fail(&self, reason: String) {
+        self.status.send_if_modified(|status| {
+            if *status == DownloadStatus::Running {
+                *status = DownloadStatus::Failed(reason);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Reopens a failed download for a new attempt.
+    pub fn restart(&self) {
+        self.status.send_if_modified(|status| {
+            if matches!(status, DownloadStatus::Failed(_)) {
+                *status = DownloadStatus::Running;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    pub(super) fn set(&self, index: u64) {
+        self.bits[(index / 64) as usize].fetch_or(1u64 << (index % 64), Ordering::Release);
+        self.received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn announce_arrivals(&self) {
+        self.arrivals.send_modify(|n| *n += 1);
+    }
+
+    pub(super) fn complete(&self) {
+        self.status.send_replace(DownloadStatus::Complete);
+        self.announce_arrivals();
+    }
+
+    pub(super) fn words(&self) -> Vec<u64> {
+        self.bits.iter().map(|w| w.load(Ordering::Acquire)).collect()
+    }
+}
+
+/// What became of one delivered leaf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeafOutcome {
+    /// Verified and written.
+    Stored,
+    /// Already held: nothing written.
+    Duplicate,
+    /// Failed verification: nothing written; the sender lied.
+    Rejected(DeliveryError),
+}
