@@ -427,7 +427,7 @@ mod tests {
         });
     }
 
-    /// The option named by a load error ("" when it is not an invalid value).
+    /// The option named by a load error; panics on any other outcome.
     fn invalid_option(flags: &NodeFlags) -> &'static str {
         match Settings::load(flags) {
             Err(ConfigError::Invalid { option, .. }) => option,

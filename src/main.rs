@@ -45,11 +45,7 @@ fn run_node(settings: Settings) -> anyhow::Result<()> {
     let log = telemetry::init(&directives, settings.log_format);
     let unknown = codex::config::unknown_env_vars();
     if !unknown.is_empty() {
-        tracing::warn!(
-            variables = unknown.join(", "),
-            "ignoring CODEX_* environment variables that are not node options: {}",
-            unknown.join(", ")
-        );
+        tracing::warn!("ignoring CODEX_* environment variables that are not node options: {}", unknown.join(", "));
     }
     let repo_dir = settings.data_dir.join("repo");
     datadir::prepare(&settings.data_dir, &settings.key_path())?;
@@ -79,14 +75,20 @@ fn run_node(settings: Settings) -> anyhow::Result<()> {
 async fn serve(settings: Settings, node_config: NodeConfig, log: telemetry::LogControl) -> anyhow::Result<()> {
     let node = match NodeActor::start(node_config) {
         Ok(node) => node,
-        Err(err @ NodeError::Network(_)) => {
-            return Err(anyhow::Error::new(err).context(format!(
-                "cannot start networking on --listen-addrs {}: use addresses of this machine (or \
-                 /ip4/0.0.0.0/tcp/<port>) and free ports",
-                settings.listen_addrs.join(",")
-            )));
+        Err(err) => {
+            // NodeActor::start may fail after starting some actors (the store, maintenance, the block
+            // exchange). Let them run their `started` inside the runtime now: actix would otherwise run it while
+            // the runtime is dropped, outside it, and panic on the timers they set up.
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+            return Err(match err {
+                NodeError::Network(_) => anyhow::Error::new(err).context(format!(
+                    "cannot start networking on --listen-addrs {}: use addresses of this machine (or \
+                     /ip4/0.0.0.0/tcp/<port>) and ports that are free",
+                    settings.listen_addrs.join(",")
+                )),
+                _ => anyhow::Error::new(err).context("cannot open the repository"),
+            });
         }
-        Err(err) => return Err(anyhow::Error::new(err).context("cannot open the repository")),
     };
     let metrics = Metrics::new();
     let mut state = ApiState::new(node.clone(), metrics.clone(), log);

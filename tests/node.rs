@@ -28,8 +28,13 @@ struct Node {
 
 impl Node {
     fn start(dir: &Path, extra: &[&str]) -> Node {
+        Self::start_env(dir, extra, &[])
+    }
+
+    fn start_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Node {
         let port = free_port();
         let child = Command::new(BIN)
+            .envs(env.iter().copied())
             .args(["--data-dir", dir.to_str().expect("utf-8 path"), "--api-port", &port.to_string()])
             .args(["--storage-quota", "2GiB", "--log-format", "nocolors"])
             .args(extra)
@@ -291,4 +296,98 @@ fn metrics_and_cli_client() {
         assert!(body.contains(line), "{line} in\n{body}");
     }
     assert!(body.contains("codex_repostore_bytes_used "));
+}
+
+/// The status code of a raw HTTP/1.1 GET of `path` on `port` with this `Host` header.
+fn status_with_host(port: u16, path: &str, host: &str) -> u16 {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").expect("request");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("no status in {answer:?}"))
+}
+
+#[test]
+fn allowed_hosts_and_unknown_codex_variables() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // deploy/testnet.sh documents CODEX_BIN: such variables are ignored (with a warning), not fatal.
+    let env = [("CODEX_BIN", "/opt/codex"), ("CODEX_API_ALLOWED_HOSTS", "codex.test,node1:18080")];
+    let node = Node::start_env(dir.path(), &["--api-allowed-hosts", "codex.lan"], &env);
+    let port: u16 = node.url.split(':').nth(2).and_then(|p| p.split('/').next()).and_then(|p| p.parse().ok()).expect("port");
+    let path = "/api/codex/v1/space";
+    for (host, status) in [
+        (format!("127.0.0.1:{port}"), 200),
+        (format!("localhost:{port}"), 200),
+        ("codex.lan".to_owned(), 200),
+        // The flag wins over the environment, as for every option.
+        ("codex.test".to_owned(), 403),
+        ("evil.example".to_owned(), 403),
+    ] {
+        assert_eq!(status_with_host(port, path, &host), status, "Host: {host}");
+    }
+    drop(node);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start_env(dir.path(), &[], &env);
+    let port: u16 = node.url.split(':').nth(2).and_then(|p| p.split('/').next()).and_then(|p| p.parse().ok()).expect("port");
+    assert_eq!(status_with_host(port, path, "codex.test"), 200, "from CODEX_API_ALLOWED_HOSTS");
+    assert_eq!(status_with_host(port, path, "node1:18080"), 200);
+    assert_eq!(status_with_host(port, path, "node1:18081"), 403);
+}
+
+#[test]
+fn unknown_codex_variables_are_named_in_a_warning() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().to_str().expect("utf-8");
+    // The quota check stops this node right after logging starts: enough to see the warning.
+    let output = Command::new(BIN)
+        .args(["--data-dir", data_dir, "--storage-quota", "1000000TiB", "--log-format", "nocolors"])
+        .env("CODEX_BIN", "/opt/codex")
+        .env("CODEX_FLAGS", "--metrics")
+        .output()
+        .expect("codex runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("does not fit"), "the node got past the configuration: {stderr}");
+    assert!(!stderr.contains("unknown field"), "{stderr}");
+    assert!(stderr.contains("CODEX_BIN") && stderr.contains("CODEX_FLAGS"), "a warning names them: {stderr}");
+}
+
+#[test]
+fn bad_addresses_and_foreign_data_dirs_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().to_str().expect("utf-8");
+    for (option, value) in [("--listen-addrs", "/foo"), ("--bootstrap-node", "nonsense"), ("--nat", "extip:nowhere")] {
+        let output = run(&["--data-dir", data_dir, option, value, "--storage-quota", "1MiB"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{option} {value}: {stderr}");
+        assert!(stderr.contains(option.trim_start_matches('-')) && stderr.contains(value), "{stderr}");
+    }
+
+    // A listen address that is not on this machine: the error names it and the option to change.
+    let unreachable = "/ip4/10.254.254.254/tcp/4000";
+    let output = run(&[
+        "--data-dir", data_dir, "--listen-addrs", unreachable, "--nat", "none", "--storage-quota", "1MiB",
+        "--log-format", "none",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(unreachable) && stderr.contains("--listen-addrs"), "{stderr}");
+    assert!(!stderr.contains("cannot open the repository"), "not a repository problem: {stderr}");
+    assert!(!stderr.contains("panicked"), "a clean refusal: {stderr}");
+
+    // A directory of someone else's files is neither used nor chmodded.
+    use std::os::unix::fs::PermissionsExt;
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).expect("mkdir");
+    std::fs::write(home.join("thesis.tex"), b"\\documentclass").expect("write");
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let output = run(&["--data-dir", home.to_str().expect("utf-8"), "--storage-quota", "1MiB", "--log-format", "none"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("thesis.tex") && stderr.contains("--data-dir"), "{stderr}");
+    assert_eq!(std::fs::metadata(&home).expect("meta").permissions().mode() & 0o777, 0o755);
+    assert!(!home.join("key").exists() && !home.join("repo").exists(), "nothing was created in it");
 }
