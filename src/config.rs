@@ -117,7 +117,7 @@ pub struct NodeFlags {
     pub api_cors_origin: Option<String>,
     /// Extra `Host` names the REST API answers to, repeatable (`name`, `name:port`, an IP; `*` = any). Loopback
     /// names and the bind address are always allowed.
-    #[arg(long)]
+    #[arg(long, value_delimiter = ',')]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub api_allowed_hosts: Vec<String>,
     /// Repository backend; only `fs` (segment files + redb metadata) is supported [default: fs].

@@ -314,13 +314,15 @@ fn allowed_hosts_and_unknown_codex_variables() {
     let dir = tempfile::tempdir().expect("tempdir");
     // deploy/testnet.sh documents CODEX_BIN: such variables are ignored (with a warning), not fatal.
     let env = [("CODEX_BIN", "/opt/codex"), ("CODEX_API_ALLOWED_HOSTS", "codex.test,node1:18080")];
-    let node = Node::start_env(dir.path(), &["--api-allowed-hosts", "codex.lan"], &env);
+    let node = Node::start_env(dir.path(), &["--api-allowed-hosts", "codex.lan,other.lan:7"], &env);
     let port: u16 = node.url.split(':').nth(2).and_then(|p| p.split('/').next()).and_then(|p| p.parse().ok()).expect("port");
     let path = "/api/codex/v1/space";
     for (host, status) in [
         (format!("127.0.0.1:{port}"), 200),
         (format!("localhost:{port}"), 200),
         ("codex.lan".to_owned(), 200),
+        ("other.lan:7".to_owned(), 200),
+        ("other.lan:8".to_owned(), 403),
         // The flag wins over the environment, as for every option.
         ("codex.test".to_owned(), 403),
         ("evil.example".to_owned(), 403),
