@@ -32,6 +32,16 @@ impl Node {
     }
 
     fn start_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Node {
+        Self::start_full(dir, extra, env, Stdio::inherit())
+    }
+
+    /// A node whose log (stderr) goes to `log`.
+    fn start_logged(dir: &Path, extra: &[&str], log: &Path) -> Node {
+        let file = std::fs::File::create(log).expect("log file");
+        Self::start_full(dir, extra, &[], Stdio::from(file))
+    }
+
+    fn start_full(dir: &Path, extra: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Node {
         let port = free_port();
         let child = Command::new(BIN)
             .envs(env.iter().copied())
@@ -39,7 +49,7 @@ impl Node {
             .args(["--storage-quota", "2GiB", "--log-format", "nocolors"])
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("codex starts");
         let node = Node { child, url: format!("http://127.0.0.1:{port}/api/codex/v1") };
@@ -392,4 +402,51 @@ fn bad_addresses_and_foreign_data_dirs_are_refused() {
     assert!(stderr.contains("thesis.tex") && stderr.contains("--data-dir"), "{stderr}");
     assert_eq!(std::fs::metadata(&home).expect("meta").permissions().mode() & 0o777, 0o755);
     assert!(!home.join("key").exists() && !home.join("repo").exists(), "nothing was created in it");
+}
+
+#[test]
+fn a_stalled_network_stream_is_released_when_its_client_goes_away() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listen = |port: u16| format!("/ip4/127.0.0.1/tcp/{port}");
+    let a_listen = listen(free_port());
+    let a = Node::start(&dir.path().join("a"), &["--listen-addrs", &a_listen, "--nat", "none"]);
+    let cid = a.upload(data(3 << 20, 11));
+    let mut response = agent().get(format!("{}/spr", a.url)).header("accept", "text/plain").call().expect("spr");
+    let spr = response.body_mut().read_to_string().expect("spr text");
+    let b_listen = listen(free_port());
+    let b_log = dir.path().join("b.log");
+    let b_args = ["--listen-addrs", b_listen.as_str(), "--nat", "none", "--bootstrap-node", spr.as_str()];
+    let b = Node::start_logged(&dir.path().join("b"), &b_args, &b_log);
+    // B learns the manifest from A, then A freezes: B's download of the data gets no block.
+    let deadline = Instant::now() + WAIT;
+    while b.get_text(&format!("/data/{cid}/network/manifest")).0 != 200 {
+        assert!(Instant::now() < deadline, "B did not get the manifest from A");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    a.signal(Signal::SIGSTOP);
+
+    let port = b.url.split(':').nth(2).and_then(|p| p.split('/').next()).expect("port");
+    let mut client = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).expect("connect");
+    client.set_read_timeout(Some(WAIT)).expect("timeout");
+    write!(client, "GET /api/codex/v1/data/{cid}/network/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").expect("request");
+    // Read the whole response head, so that closing sends a plain FIN (unread data would make it a reset).
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        client.read_exact(&mut byte).expect("response head");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"), "the stream starts: {}", String::from_utf8_lossy(&head));
+    let released = "network stream: the client went away";
+    std::thread::sleep(Duration::from_millis(1500));
+    let log = std::fs::read_to_string(&b_log).expect("log");
+    assert!(!log.contains(released), "the stream waits for blocks while its client is there");
+    drop(client);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !std::fs::read_to_string(&b_log).expect("log").contains(released) {
+        assert!(Instant::now() < deadline, "the stream still waits after its client went away");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    a.signal(Signal::SIGCONT);
 }

@@ -360,7 +360,7 @@ pub fn arriving_stream(
                 // Re-checks at least every second, even if no arrival is announced.
                 tokio::select! {
                     () = tx.closed() => {
-                        tracing::debug!(index, "network stream: the client went away");
+                        tracing::info!(index, "network stream: the client went away");
                         return;
                     }
                     _ = tokio::time::timeout(Duration::from_secs(1), arrivals.changed()) => continue,
