@@ -325,7 +325,8 @@ fn allowed_hosts_and_unknown_codex_variables() {
     // deploy/testnet.sh documents CODEX_BIN: such variables are ignored (with a warning), not fatal.
     let env = [("CODEX_BIN", "/opt/codex"), ("CODEX_API_ALLOWED_HOSTS", "codex.test,node1:18080")];
     let node = Node::start_env(dir.path(), &["--api-allowed-hosts", "codex.lan,other.lan:7"], &env);
-    let port: u16 = node.url.split(':').nth(2).and_then(|p| p.split('/').next()).and_then(|p| p.parse().ok()).expect("port");
+    let port: u16 =
+        node.url.split(':').nth(2).and_then(|p| p.split('/').next()).and_then(|p| p.parse().ok()).expect("port");
     let path = "/api/codex/v1/space";
     for (host, status) in [
         (format!("127.0.0.1:{port}"), 200),
@@ -343,7 +344,8 @@ fn allowed_hosts_and_unknown_codex_variables() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let node = Node::start_env(dir.path(), &[], &env);
-    let port: u16 = node.url.split(':').nth(2).and_then(|p| p.split('/').next()).and_then(|p| p.parse().ok()).expect("port");
+    let port: u16 =
+        node.url.split(':').nth(2).and_then(|p| p.split('/').next()).and_then(|p| p.parse().ok()).expect("port");
     assert_eq!(status_with_host(port, path, "codex.test"), 200, "from CODEX_API_ALLOWED_HOSTS");
     assert_eq!(status_with_host(port, path, "node1:18080"), 200);
     assert_eq!(status_with_host(port, path, "node1:18081"), 403);
@@ -381,8 +383,16 @@ fn bad_addresses_and_foreign_data_dirs_are_refused() {
     // A listen address that is not on this machine: the error names it and the option to change.
     let unreachable = "/ip4/10.254.254.254/tcp/4000";
     let output = run(&[
-        "--data-dir", data_dir, "--listen-addrs", unreachable, "--nat", "none", "--storage-quota", "1MiB",
-        "--log-format", "none",
+        "--data-dir",
+        data_dir,
+        "--listen-addrs",
+        unreachable,
+        "--nat",
+        "none",
+        "--storage-quota",
+        "1MiB",
+        "--log-format",
+        "none",
     ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");

@@ -381,10 +381,8 @@ async fn web_pages_cannot_change_the_node() {
         assert_eq!(response.status(), StatusCode::FORBIDDEN, "{path}");
         assert!(body_text(response).await.contains("--api-cors-origin"), "{path}");
     }
-    let request = TestRequest::delete()
-        .uri(&format!("{API}/data/{VECTOR_CID}"))
-        .insert_header(("origin", "null"))
-        .to_request();
+    let request =
+        TestRequest::delete().uri(&format!("{API}/data/{VECTOR_CID}")).insert_header(("origin", "null")).to_request();
     assert_eq!(test::call_service(&plain, request).await.status(), StatusCode::FORBIDDEN);
     // Nothing was stored.
     let request = TestRequest::get().uri(&format!("{API}/data")).to_request();
@@ -400,8 +398,7 @@ async fn web_pages_cannot_change_the_node() {
         .to_request();
     assert_eq!(test::call_service(&plain, request).await.status(), StatusCode::FORBIDDEN);
     // Reads from a foreign origin are not refused (the browser keeps the answer from the page anyway).
-    let request =
-        TestRequest::get().uri(&format!("{API}/space")).insert_header(("origin", evil)).to_request();
+    let request = TestRequest::get().uri(&format!("{API}/space")).insert_header(("origin", evil)).to_request();
     assert_eq!(test::call_service(&plain, request).await.status(), StatusCode::OK);
 
     // With --api-cors-origin, that origin may change the node; others still may not.

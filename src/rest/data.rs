@@ -94,7 +94,8 @@ impl DataItem {
 /// is the same as without the header.
 fn upload_mimetype(request: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(value) = request.headers().get(header::CONTENT_TYPE) else { return Ok(None) };
-    let invalid = || ApiError::Unprocessable(format!("The MIME type '{}' is not valid.", value.as_bytes().escape_ascii()));
+    let invalid =
+        || ApiError::Unprocessable(format!("The MIME type '{}' is not valid.", value.as_bytes().escape_ascii()));
     // Only visible ASCII and spaces: no control characters (not even tabs), no bytes that are not ASCII.
     if value.as_bytes().iter().any(|b| !(b' '..=b'~').contains(b)) {
         return Err(invalid());
@@ -160,9 +161,12 @@ async fn upload(
     let mimetype = upload_mimetype(&request)?;
     let filename = upload_filename(&request)?;
     // Held until the upload ends, whatever the outcome: each upload runs two threads of its own.
-    let _slot = state.uploads.slots.clone().try_acquire_owned().map_err(|_| {
-        ApiError::Busy("Too many uploads are running; try again shortly.".into())
-    })?;
+    let _slot = state
+        .uploads
+        .slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy("Too many uploads are running; try again shortly.".into()))?;
     let idle = state.uploads.idle_timeout;
     let mut session = state.node.send(BeginStore { filename, mimetype }).await??;
     loop {
