@@ -321,6 +321,7 @@ fn status_with_host(port: u16, path: &str, host: &str) -> u16 {
 
 #[test]
 fn allowed_hosts_and_unknown_codex_variables() {
+    use std::io::Write;
     let dir = tempfile::tempdir().expect("tempdir");
     // deploy/testnet.sh documents CODEX_BIN: such variables are ignored (with a warning), not fatal.
     let env = [("CODEX_BIN", "/opt/codex"), ("CODEX_API_ALLOWED_HOSTS", "codex.test,node1:18080")];
@@ -328,6 +329,13 @@ fn allowed_hosts_and_unknown_codex_variables() {
     let port: u16 =
         node.url.split(':').nth(2).and_then(|p| p.split('/').next()).and_then(|p| p.parse().ok()).expect("port");
     let path = "/api/codex/v1/space";
+    // An HTTP/1.0 client may send no Host at all: served.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    stream.write_all(b"GET /api/codex/v1/space HTTP/1.0\r\n\r\n").expect("request");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"), "{answer}");
     for (host, status) in [
         (format!("127.0.0.1:{port}"), 200),
         (format!("localhost:{port}"), 200),

@@ -374,7 +374,8 @@ pub async fn access_guard(
     };
     match refused {
         Some(reason) => {
-            tracing::warn!(%reason, method = %request.method(), path = request.path(), "request refused");
+            // Debug, not warn: a hostile page could otherwise fill the log; the client gets the reason.
+            tracing::debug!(method = %request.method(), path = request.path(), "request refused by the access guard");
             let response = ApiError::Forbidden(reason).error_response();
             Ok(request.into_response(response))
         }
