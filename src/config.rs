@@ -120,6 +120,14 @@ pub struct NodeFlags {
     #[arg(long, value_delimiter = ',')]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub api_allowed_hosts: Vec<String>,
+    /// Uploads that may run at once; more are answered 503 [default: 8].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_max_uploads: Option<usize>,
+    /// An upload body that sends nothing for this long is dropped, e.g. 60s [default: 60s].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_upload_timeout: Option<Seconds>,
     /// Repository backend; only `fs` (segment files + redb metadata) is supported [default: fs].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -175,6 +183,8 @@ pub struct Settings {
     pub api_cors_origin: Option<String>,
     #[serde(deserialize_with = "string_or_list")]
     pub api_allowed_hosts: Vec<String>,
+    pub api_max_uploads: usize,
+    pub api_upload_timeout: Seconds,
     pub repo_kind: String,
     pub storage_quota: ByteSize,
     pub block_ttl: Seconds,
@@ -210,6 +220,8 @@ impl Default for Settings {
             api_port: 8080,
             api_cors_origin: None,
             api_allowed_hosts: Vec::new(),
+            api_max_uploads: crate::rest::DEFAULT_MAX_UPLOADS,
+            api_upload_timeout: Seconds(crate::rest::DEFAULT_UPLOAD_IDLE.as_secs()),
             repo_kind: "fs".into(),
             storage_quota: ByteSize(20 << 30),
             block_ttl: Seconds(30 * 86_400),
@@ -346,6 +358,15 @@ impl Settings {
             crate::rest::check_allowed_host(host)
                 .map_err(|reason| ConfigError::Invalid { option: "api-allowed-hosts", reason })?;
         }
+        if self.api_max_uploads == 0 {
+            return Err(ConfigError::Invalid { option: "api-max-uploads", reason: "must be at least 1".into() });
+        }
+        if self.api_upload_timeout.0 == 0 {
+            return Err(ConfigError::Invalid {
+                option: "api-upload-timeout",
+                reason: "must be at least 1 second".into(),
+            });
+        }
         if self.storage_quota.0 == 0 {
             return Err(ConfigError::Invalid { option: "storage-quota", reason: "must be more than 0".into() });
         }
@@ -450,6 +471,10 @@ mod tests {
                 let flags = NodeFlags { api_allowed_hosts: vec![bad.into()], ..NodeFlags::default() };
                 assert_eq!(invalid_option(&flags), "api-allowed-hosts", "{bad}");
             }
+            let flags = NodeFlags { api_max_uploads: Some(0), ..NodeFlags::default() };
+            assert_eq!(invalid_option(&flags), "api-max-uploads");
+            let flags = NodeFlags { api_upload_timeout: Some(Seconds(0)), ..NodeFlags::default() };
+            assert_eq!(invalid_option(&flags), "api-upload-timeout");
             let good = ["codex.example", "node1:8080", "*", "10.0.0.5", "[fd00::1]:80", "fd00::2"];
             let flags = NodeFlags {
                 api_allowed_hosts: good.iter().map(|h| h.to_string()).collect(),

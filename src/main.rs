@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use codex::config::{Cli, Settings};
 use codex::metrics::Metrics;
-use codex::rest::{self, AllowedHosts, ApiState, CorsOrigin};
+use codex::rest::{self, AllowedHosts, ApiState, CorsOrigin, UploadLimits};
 use codex::telemetry::{self, LogDirectives};
 use codex::{client, datadir};
 use codex_actors::blockexc::BlockExchangeConfig;
@@ -93,6 +93,7 @@ async fn serve(settings: Settings, node_config: NodeConfig, log: telemetry::LogC
     let metrics = Metrics::new();
     let mut state = ApiState::new(node.clone(), metrics.clone(), log);
     state.hosts = AllowedHosts::new(settings.api_bindaddr, &settings.api_allowed_hosts);
+    state.uploads = UploadLimits::new(settings.api_max_uploads, settings.api_upload_timeout.duration());
     let cors = CorsOrigin(
         settings
             .api_cors_origin

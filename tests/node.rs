@@ -468,3 +468,36 @@ fn a_stalled_network_stream_is_released_when_its_client_goes_away() {
     }
     a.signal(Signal::SIGCONT);
 }
+
+#[test]
+fn upload_limits_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(dir.path(), &["--api-max-uploads", "1", "--api-upload-timeout", "1"]);
+    let before = node.space();
+    // One upload sends 1 MiB, then stalls with the connection open.
+    let (started, gate, upload) = gated_upload(node.url.clone(), 1 << 20, 1 << 20);
+    started.recv_timeout(WAIT).expect("upload under way");
+    std::thread::sleep(Duration::from_millis(200));
+    let response = agent().post(format!("{}/data", node.url)).send(&b"x"[..]).expect("post");
+    assert_eq!(response.status().as_u16(), 503, "the only upload slot is taken");
+    assert!(response.headers().get("retry-after").is_some());
+    // After a second without data the stalled upload is dropped: its slot is free again and nothing is kept.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut response = agent().post(format!("{}/data", node.url)).send(&b"x"[..]).expect("post");
+        if response.status().as_u16() == 200 {
+            assert!(response.body_mut().read_to_string().expect("cid").starts_with("zDvZRwzm"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "the stalled upload still holds its slot");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(gate);
+    let _ = upload.join();
+    let (_, list) = node.get_text("/data");
+    let list: serde_json::Value = serde_json::from_str(&list).expect("json");
+    assert_eq!(list["content"].as_array().map(Vec::len), Some(1), "only the one-byte upload is stored");
+    let after = node.space();
+    assert_eq!(after["totalBlocks"].as_u64(), before["totalBlocks"].as_u64().map(|b| b + 2));
+    assert_eq!(after["quotaReservedBytes"], 0);
+}
