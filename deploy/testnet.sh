@@ -65,8 +65,9 @@ start() {
         args=(--data-dir "$DIR/node$i" --api-port "$port" --api-bindaddr 127.0.0.1
             --listen-addrs "/ip4/127.0.0.1/tcp/$p2p" --nat none --log-format nocolors --storage-quota "$QUOTA")
         [ -n "$spr" ] && args+=(--bootstrap-node "$spr")
+        # CODEX_BIN and CODEX_FLAGS are this script's; the node would warn about them (they are not options).
         # shellcheck disable=SC2086 # CODEX_FLAGS is a list of flags
-        "$BIN" "${args[@]}" ${CODEX_FLAGS:-} >"$DIR/node$i.log" 2>&1 &
+        env -u CODEX_BIN -u CODEX_FLAGS "$BIN" "${args[@]}" ${CODEX_FLAGS:-} >"$DIR/node$i.log" 2>&1 &
         pid=$!
         echo "$pid" >"$DIR/node$i.pid"
         for _ in $(seq 300); do

@@ -115,6 +115,19 @@ pub struct NodeFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_cors_origin: Option<String>,
+    /// Extra `Host` names the REST API answers to, repeatable (`name`, `name:port`, an IP; `*` = any). Loopback
+    /// names and the bind address are always allowed.
+    #[arg(long, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub api_allowed_hosts: Vec<String>,
+    /// Uploads that may run at once; more are answered 503 [default: 8].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_max_uploads: Option<usize>,
+    /// An upload body that sends nothing for this long is dropped, e.g. 60s [default: 60s].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_upload_timeout: Option<Seconds>,
     /// Repository backend; only `fs` (segment files + redb metadata) is supported [default: fs].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -168,6 +181,10 @@ pub struct Settings {
     pub api_bindaddr: IpAddr,
     pub api_port: u16,
     pub api_cors_origin: Option<String>,
+    #[serde(deserialize_with = "string_or_list")]
+    pub api_allowed_hosts: Vec<String>,
+    pub api_max_uploads: usize,
+    pub api_upload_timeout: Seconds,
     pub repo_kind: String,
     pub storage_quota: ByteSize,
     pub block_ttl: Seconds,
@@ -202,6 +219,9 @@ impl Default for Settings {
             api_bindaddr: IpAddr::from([127, 0, 0, 1]),
             api_port: 8080,
             api_cors_origin: None,
+            api_allowed_hosts: Vec::new(),
+            api_max_uploads: crate::rest::DEFAULT_MAX_UPLOADS,
+            api_upload_timeout: Seconds(crate::rest::DEFAULT_UPLOAD_IDLE.as_secs()),
             repo_kind: "fs".into(),
             storage_quota: ByteSize(20 << 30),
             block_ttl: Seconds(30 * 86_400),
@@ -240,6 +260,35 @@ pub enum ConfigError {
 /// Env keys that are the client's, not the node's.
 const CLIENT_ENV_KEYS: &[&str] = &["api-url", "config-file"];
 
+/// The option a `CODEX_*` variable sets: `CODEX_STORAGE_QUOTA` → `storage-quota`.
+fn env_key(name: &str) -> Option<String> {
+    let rest = name.get(..6).filter(|p| p.eq_ignore_ascii_case("CODEX_")).and(name.get(6..))?;
+    Some(rest.to_ascii_lowercase().replace('_', "-"))
+}
+
+/// The keys of [`Settings`] (the long option names).
+fn known_keys() -> Vec<String> {
+    match serde_json::to_value(Settings::default()) {
+        Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `CODEX_*` environment variables that are not node options (nor the client's `CODEX_API_URL`): the node
+/// ignores them, and `main` warns about them once logging is set up. Tools often define such variables
+/// (`CODEX_BIN` in `deploy/testnet.sh`); they must not stop the node.
+pub fn unknown_env_vars() -> Vec<String> {
+    let known = known_keys();
+    let mut unknown: Vec<String> = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| {
+            env_key(name).is_some_and(|key| !known.contains(&key) && !CLIENT_ENV_KEYS.contains(&key.as_str()))
+        })
+        .collect();
+    unknown.sort();
+    unknown
+}
+
 impl Settings {
     /// Layers defaults, the config file, `CODEX_*` variables and `flags`, then validates.
     pub fn load(flags: &NodeFlags) -> Result<Self, ConfigError> {
@@ -250,9 +299,12 @@ impl Settings {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        let env = Env::prefixed("CODEX_").filter_map(|key| {
+        // Only variables that name an option: others are reported by `unknown_env_vars`, not fatal. (Unknown
+        // keys in the TOML file stay an error: that file is the node's alone.)
+        let known = known_keys();
+        let env = Env::prefixed("CODEX_").filter_map(move |key| {
             let key = key.as_str().to_ascii_lowercase().replace('_', "-");
-            (!CLIENT_ENV_KEYS.contains(&key.as_str())).then(|| key.into())
+            known.contains(&key).then(|| key.into())
         });
         figment = figment.merge(env).merge(Serialized::defaults(flags));
         let settings: Settings = figment.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
@@ -284,10 +336,35 @@ impl Settings {
                 reason: format!("'{}' is not one of any, none, upnp, pmp, extip:<IP>", self.nat),
             });
         }
-        if let Some(addr) = self.listen_addrs.iter().find(|a| !a.starts_with('/')) {
+        for addr in &self.listen_addrs {
+            if let Err(err) = addr.parse::<libp2p::Multiaddr>() {
+                return Err(ConfigError::Invalid {
+                    option: "listen-addrs",
+                    reason: format!("'{addr}' is not a multiaddress such as /ip4/0.0.0.0/tcp/8070 ({err})"),
+                });
+            }
+        }
+        for node in &self.bootstrap_node {
+            if let Err(err) = codex_actors::network::parse_bootstrap(node) {
+                return Err(ConfigError::Invalid {
+                    option: "bootstrap-node",
+                    reason: format!(
+                        "'{node}' is not an spr: record or a multiaddress ending in /p2p/<peer id> ({err})"
+                    ),
+                });
+            }
+        }
+        for host in &self.api_allowed_hosts {
+            crate::rest::check_allowed_host(host)
+                .map_err(|reason| ConfigError::Invalid { option: "api-allowed-hosts", reason })?;
+        }
+        if self.api_max_uploads == 0 {
+            return Err(ConfigError::Invalid { option: "api-max-uploads", reason: "must be at least 1".into() });
+        }
+        if self.api_upload_timeout.0 == 0 {
             return Err(ConfigError::Invalid {
-                option: "listen-addrs",
-                reason: format!("'{addr}' is not a multiaddress such as /ip4/0.0.0.0/tcp/8070"),
+                option: "api-upload-timeout",
+                reason: "must be at least 1 second".into(),
             });
         }
         if self.storage_quota.0 == 0 {
@@ -367,6 +444,64 @@ mod tests {
             assert!(Settings::load(&flags).is_err());
             let flags = NodeFlags { config_file: Some("missing.toml".into()), ..NodeFlags::default() };
             assert!(matches!(Settings::load(&flags), Err(ConfigError::MissingFile(_))));
+            Ok(())
+        });
+    }
+
+    /// The option named by a load error; panics on any other outcome.
+    fn invalid_option(flags: &NodeFlags) -> &'static str {
+        match Settings::load(flags) {
+            Err(ConfigError::Invalid { option, .. }) => option,
+            other => panic!("expected an invalid value, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn addresses_and_hosts_are_checked_at_load() {
+        figment::Jail::expect_with(|_| {
+            for bad in ["/foo", "/ip4/1.2.3.4/tcp/x", "/ip4/300.0.0.1/tcp/1"] {
+                let flags = NodeFlags { listen_addrs: vec![bad.into()], ..NodeFlags::default() };
+                assert_eq!(invalid_option(&flags), "listen-addrs", "{bad}");
+            }
+            for bad in ["nonsense", "spr:garbage", "/ip4/1.2.3.4/tcp/1"] {
+                let flags = NodeFlags { bootstrap_node: vec![bad.into()], ..NodeFlags::default() };
+                assert_eq!(invalid_option(&flags), "bootstrap-node", "{bad}");
+            }
+            for bad in ["http://x", "a b", "host:port", "[zz]:1"] {
+                let flags = NodeFlags { api_allowed_hosts: vec![bad.into()], ..NodeFlags::default() };
+                assert_eq!(invalid_option(&flags), "api-allowed-hosts", "{bad}");
+            }
+            let flags = NodeFlags { api_max_uploads: Some(0), ..NodeFlags::default() };
+            assert_eq!(invalid_option(&flags), "api-max-uploads");
+            let flags = NodeFlags { api_upload_timeout: Some(Seconds(0)), ..NodeFlags::default() };
+            assert_eq!(invalid_option(&flags), "api-upload-timeout");
+            let good = ["codex.example", "node1:8080", "*", "10.0.0.5", "[fd00::1]:80", "fd00::2"];
+            let flags = NodeFlags {
+                api_allowed_hosts: good.iter().map(|h| h.to_string()).collect(),
+                listen_addrs: vec!["/ip4/127.0.0.1/tcp/0".into(), "/ip6/::1/tcp/4000".into()],
+                ..NodeFlags::default()
+            };
+            assert_eq!(Settings::load(&flags).expect("valid").api_allowed_hosts.len(), good.len());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_codex_variables_are_reported_not_fatal() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CODEX_BIN", "/usr/bin/codex");
+            jail.set_env("CODEX_FLAGS", "--metrics");
+            jail.set_env("CODEX_API_ALLOWED_HOSTS", "node1,node2:8080");
+            jail.set_env("CODEX_API_URL", "http://client-only");
+            let settings = Settings::load(&NodeFlags::default()).expect("unknown CODEX_* variables are not fatal");
+            assert_eq!(settings.api_allowed_hosts, ["node1", "node2:8080"]);
+            let unknown = unknown_env_vars();
+            assert!(unknown.contains(&"CODEX_BIN".to_owned()) && unknown.contains(&"CODEX_FLAGS".to_owned()));
+            assert!(!unknown.iter().any(|v| v == "CODEX_API_URL" || v == "CODEX_API_ALLOWED_HOSTS"), "{unknown:?}");
+            // The config file is the node's own: a typo there is still an error.
+            jail.create_file("typo.toml", "api-alowed-hosts = \"x\"")?;
+            let flags = NodeFlags { config_file: Some("typo.toml".into()), ..NodeFlags::default() };
+            assert!(Settings::load(&flags).is_err());
             Ok(())
         });
     }

@@ -1,4 +1,5 @@
-//! The data directory at startup: created 0700, the node key (secp256k1, libp2p protobuf encoding, 0600),
+//! The data directory at startup: created 0700 (an existing one is used only if it is empty or holds a Codex
+//! repository or node key, and is then tightened to 0700), the node key (secp256k1, libp2p protobuf encoding, 0600),
 //! and the free-space check of the storage quota (seed 003: free space is verified on startup).
 
 use crate::units::ByteSize;
@@ -14,6 +15,13 @@ use thiserror::Error;
 pub enum DataDirError {
     #[error("cannot prepare data directory {}: {source}", .path.display())]
     Dir { path: PathBuf, source: std::io::Error },
+    #[error(
+        "data directory {} already holds other files ({sample}) and is not a Codex data directory (no repo/ and no \
+         node key): refusing to use it and to change its permissions. Choose an empty or new directory with \
+         --data-dir",
+        .path.display()
+    )]
+    NotADataDir { path: PathBuf, sample: String },
     #[error("cannot read node key {}: {source}", .path.display())]
     KeyIo { path: PathBuf, source: std::io::Error },
     #[error(
@@ -36,9 +44,35 @@ pub enum DataDirError {
     Statvfs { dir: PathBuf, source: nix::Error },
 }
 
-/// Creates the data directory (0700) or tightens its permissions to 0700.
-pub fn prepare(dir: &Path) -> Result<(), DataDirError> {
+/// Entries a fresh directory may hold without being ours: a filesystem's `lost+found`.
+const IGNORED_ENTRIES: &[&str] = &["lost+found"];
+
+/// Creates the data directory (0700) or tightens its permissions to 0700. An existing directory must be empty
+/// or look like a Codex data directory (a `repo/` or the node key `key_path` in it): the node never takes over
+/// (and chmods) a directory of other files because of a mistyped `--data-dir`.
+pub fn prepare(dir: &Path, key_path: &Path) -> Result<(), DataDirError> {
     let err = |source| DataDirError::Dir { path: dir.to_owned(), source };
+    if dir.is_dir() {
+        let ours = dir.join("repo").is_dir() || (key_path.starts_with(dir) && key_path.exists());
+        if !ours {
+            let mut others: Vec<String> = fs::read_dir(dir)
+                .map_err(err)?
+                .flatten()
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .filter(|name| !IGNORED_ENTRIES.contains(&name.as_str()))
+                .collect();
+            if !others.is_empty() {
+                others.sort();
+                let more = others.len().saturating_sub(3);
+                others.truncate(3);
+                let mut sample = others.join(", ");
+                if more > 0 {
+                    sample.push_str(&format!(" and {more} more"));
+                }
+                return Err(DataDirError::NotADataDir { path: dir.to_owned(), sample });
+            }
+        }
+    }
     fs::create_dir_all(dir).map_err(err)?;
     let mode = fs::metadata(dir).map_err(err)?.permissions().mode() & 0o777;
     if mode != 0o700 {
@@ -142,10 +176,41 @@ mod tests {
         let data = dir.path().join("data");
         fs::create_dir(&data).expect("mkdir");
         fs::set_permissions(&data, Permissions::from_mode(0o755)).expect("chmod");
-        prepare(&data).expect("prepared");
+        prepare(&data, &data.join("key")).expect("prepared");
         assert_eq!(fs::metadata(&data).expect("meta").permissions().mode() & 0o777, 0o700);
         check_free_space(&data, &data.join("repo"), ByteSize(1 << 20)).expect("1 MiB fits");
         let err = check_free_space(&data, &data.join("repo"), ByteSize(1 << 60)).expect_err("1 EiB does not fit");
         assert!(err.to_string().contains("--storage-quota="), "{err}");
+    }
+
+    #[test]
+    fn a_directory_of_other_files_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = dir.path().join("home");
+        fs::create_dir(&home).expect("mkdir");
+        fs::write(home.join("notes.txt"), b"mine").expect("write");
+        fs::create_dir(home.join("projects")).expect("mkdir");
+        fs::set_permissions(&home, Permissions::from_mode(0o755)).expect("chmod");
+        let err = prepare(&home, &home.join("key")).expect_err("not a data dir");
+        assert!(matches!(err, DataDirError::NotADataDir { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("notes.txt") && text.contains("--data-dir"), "{text}");
+        assert_eq!(fs::metadata(&home).expect("meta").permissions().mode() & 0o777, 0o755, "permissions untouched");
+
+        // An empty directory (or one with only lost+found), a data dir with a key, or one with a repository: fine.
+        let empty = dir.path().join("empty");
+        fs::create_dir_all(empty.join("lost+found")).expect("mkdir");
+        prepare(&empty, &empty.join("key")).expect("empty is fine");
+        assert_eq!(fs::metadata(&empty).expect("meta").permissions().mode() & 0o777, 0o700);
+        let keyed = dir.path().join("keyed");
+        fs::create_dir(&keyed).expect("mkdir");
+        load_or_create_key(&keyed.join("key")).expect("key");
+        fs::write(keyed.join("input.bin"), b"x").expect("write");
+        prepare(&keyed, &keyed.join("key")).expect("has a key");
+        let repo = dir.path().join("repo-only");
+        fs::create_dir_all(repo.join("repo")).expect("mkdir");
+        prepare(&repo, &repo.join("key")).expect("has a repository");
+        // A fresh path is created.
+        prepare(&dir.path().join("new/dir"), &dir.path().join("new/dir/key")).expect("created");
     }
 }

@@ -8,13 +8,13 @@ use anyhow::Context as _;
 use clap::Parser;
 use codex::config::{Cli, Settings};
 use codex::metrics::Metrics;
-use codex::rest::{self, ApiState, CorsOrigin};
+use codex::rest::{self, AllowedHosts, ApiState, CorsOrigin, UploadLimits};
 use codex::telemetry::{self, LogDirectives};
 use codex::{client, datadir};
 use codex_actors::blockexc::BlockExchangeConfig;
 use codex_actors::maintenance::MaintenanceConfig;
 use codex_actors::network::{Nat, NetworkConfig, parse_bootstrap};
-use codex_actors::node::{GetSpace, NodeActor, NodeConfig, StopNode};
+use codex_actors::node::{GetSpace, NodeActor, NodeConfig, NodeError, StopNode};
 use codex_actors::store::StoreConfig;
 use std::process::ExitCode;
 
@@ -43,8 +43,12 @@ fn main() -> ExitCode {
 fn run_node(settings: Settings) -> anyhow::Result<()> {
     let directives = LogDirectives::parse(&settings.log_level)?;
     let log = telemetry::init(&directives, settings.log_format);
+    let unknown = codex::config::unknown_env_vars();
+    if !unknown.is_empty() {
+        tracing::warn!("ignoring CODEX_* environment variables that are not node options: {}", unknown.join(", "));
+    }
     let repo_dir = settings.data_dir.join("repo");
-    datadir::prepare(&settings.data_dir)?;
+    datadir::prepare(&settings.data_dir, &settings.key_path())?;
     let key = datadir::load_or_create_key(&settings.key_path())?;
     datadir::check_free_space(&settings.data_dir, &repo_dir, settings.storage_quota)?;
     let network = network_config(&settings, key.clone())?;
@@ -69,9 +73,27 @@ fn run_node(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings, node_config: NodeConfig, log: telemetry::LogControl) -> anyhow::Result<()> {
-    let node = NodeActor::start(node_config).context("cannot open the repository")?;
+    let node = match NodeActor::start(node_config) {
+        Ok(node) => node,
+        Err(err) => {
+            // NodeActor::start may fail after starting some actors (the store, maintenance, the block
+            // exchange). Let them run their `started` inside the runtime now: actix would otherwise run it while
+            // the runtime is dropped, outside it, and panic on the timers they set up.
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+            return Err(match err {
+                NodeError::Network(_) => anyhow::Error::new(err).context(format!(
+                    "cannot start networking on --listen-addrs {}: use addresses of this machine (or \
+                     /ip4/0.0.0.0/tcp/<port>) and ports that are free",
+                    settings.listen_addrs.join(",")
+                )),
+                _ => anyhow::Error::new(err).context("cannot open the repository"),
+            });
+        }
+    };
     let metrics = Metrics::new();
-    let state = ApiState { node: node.clone(), metrics: metrics.clone(), log };
+    let mut state = ApiState::new(node.clone(), metrics.clone(), log);
+    state.hosts = AllowedHosts::new(settings.api_bindaddr, &settings.api_allowed_hosts);
+    state.uploads = UploadLimits::new(settings.api_max_uploads, settings.api_upload_timeout.duration());
     let cors = CorsOrigin(
         settings
             .api_cors_origin
@@ -83,6 +105,9 @@ async fn serve(settings: Settings, node_config: NodeConfig, log: telemetry::LogC
     let api_addr = (settings.api_bindaddr, settings.api_port);
     let api = HttpServer::new(move || rest::app(state.clone(), cors.clone()))
         .workers(settings.http_workers())
+        // A client that closes its side of the connection is gone: drop its response (and a network stream
+        // waiting on a stalled download) instead of keeping it until the next write fails.
+        .h1_allow_half_closed(false)
         .bind(api_addr)
         .with_context(|| format!("cannot listen for the REST API on {}:{}", api_addr.0, api_addr.1))?;
     for addr in api.addrs() {

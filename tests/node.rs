@@ -28,13 +28,28 @@ struct Node {
 
 impl Node {
     fn start(dir: &Path, extra: &[&str]) -> Node {
+        Self::start_env(dir, extra, &[])
+    }
+
+    fn start_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Node {
+        Self::start_full(dir, extra, env, Stdio::inherit())
+    }
+
+    /// A node whose log (stderr) goes to `log`.
+    fn start_logged(dir: &Path, extra: &[&str], log: &Path) -> Node {
+        let file = std::fs::File::create(log).expect("log file");
+        Self::start_full(dir, extra, &[], Stdio::from(file))
+    }
+
+    fn start_full(dir: &Path, extra: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Node {
         let port = free_port();
         let child = Command::new(BIN)
+            .envs(env.iter().copied())
             .args(["--data-dir", dir.to_str().expect("utf-8 path"), "--api-port", &port.to_string()])
             .args(["--storage-quota", "2GiB", "--log-format", "nocolors"])
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("codex starts");
         let node = Node { child, url: format!("http://127.0.0.1:{port}/api/codex/v1") };
@@ -291,4 +306,198 @@ fn metrics_and_cli_client() {
         assert!(body.contains(line), "{line} in\n{body}");
     }
     assert!(body.contains("codex_repostore_bytes_used "));
+}
+
+/// The status code of a raw HTTP/1.1 GET of `path` on `port` with this `Host` header.
+fn status_with_host(port: u16, path: &str, host: &str) -> u16 {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").expect("request");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("no status in {answer:?}"))
+}
+
+#[test]
+fn allowed_hosts_and_unknown_codex_variables() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // deploy/testnet.sh documents CODEX_BIN: such variables are ignored (with a warning), not fatal.
+    let env = [("CODEX_BIN", "/opt/codex"), ("CODEX_API_ALLOWED_HOSTS", "codex.test,node1:18080")];
+    let node = Node::start_env(dir.path(), &["--api-allowed-hosts", "codex.lan,other.lan:7"], &env);
+    let port: u16 =
+        node.url.split(':').nth(2).and_then(|p| p.split('/').next()).and_then(|p| p.parse().ok()).expect("port");
+    let path = "/api/codex/v1/space";
+    // An HTTP/1.0 client may send no Host at all: served.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    stream.write_all(b"GET /api/codex/v1/space HTTP/1.0\r\n\r\n").expect("request");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"), "{answer}");
+    for (host, status) in [
+        (format!("127.0.0.1:{port}"), 200),
+        (format!("localhost:{port}"), 200),
+        ("codex.lan".to_owned(), 200),
+        ("other.lan:7".to_owned(), 200),
+        ("other.lan:8".to_owned(), 403),
+        // The flag wins over the environment, as for every option.
+        ("codex.test".to_owned(), 403),
+        ("evil.example".to_owned(), 403),
+    ] {
+        assert_eq!(status_with_host(port, path, &host), status, "Host: {host}");
+    }
+    drop(node);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start_env(dir.path(), &[], &env);
+    let port: u16 =
+        node.url.split(':').nth(2).and_then(|p| p.split('/').next()).and_then(|p| p.parse().ok()).expect("port");
+    assert_eq!(status_with_host(port, path, "codex.test"), 200, "from CODEX_API_ALLOWED_HOSTS");
+    assert_eq!(status_with_host(port, path, "node1:18080"), 200);
+    assert_eq!(status_with_host(port, path, "node1:18081"), 403);
+}
+
+#[test]
+fn unknown_codex_variables_are_named_in_a_warning() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().to_str().expect("utf-8");
+    // The quota check stops this node right after logging starts: enough to see the warning.
+    let output = Command::new(BIN)
+        .args(["--data-dir", data_dir, "--storage-quota", "1000000TiB", "--log-format", "nocolors"])
+        .env("CODEX_BIN", "/opt/codex")
+        .env("CODEX_FLAGS", "--metrics")
+        .output()
+        .expect("codex runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("does not fit"), "the node got past the configuration: {stderr}");
+    assert!(!stderr.contains("unknown field"), "{stderr}");
+    assert!(stderr.contains("CODEX_BIN") && stderr.contains("CODEX_FLAGS"), "a warning names them: {stderr}");
+}
+
+#[test]
+fn bad_addresses_and_foreign_data_dirs_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().to_str().expect("utf-8");
+    for (option, value) in [("--listen-addrs", "/foo"), ("--bootstrap-node", "nonsense"), ("--nat", "extip:nowhere")] {
+        let output = run(&["--data-dir", data_dir, option, value, "--storage-quota", "1MiB"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{option} {value}: {stderr}");
+        assert!(stderr.contains(option.trim_start_matches('-')) && stderr.contains(value), "{stderr}");
+    }
+
+    // A listen address that is not on this machine: the error names it and the option to change.
+    let unreachable = "/ip4/10.254.254.254/tcp/4000";
+    let output = run(&[
+        "--data-dir",
+        data_dir,
+        "--listen-addrs",
+        unreachable,
+        "--nat",
+        "none",
+        "--storage-quota",
+        "1MiB",
+        "--log-format",
+        "none",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(unreachable) && stderr.contains("--listen-addrs"), "{stderr}");
+    assert!(!stderr.contains("cannot open the repository"), "not a repository problem: {stderr}");
+    assert!(!stderr.contains("panicked"), "a clean refusal: {stderr}");
+
+    // A directory of someone else's files is neither used nor chmodded.
+    use std::os::unix::fs::PermissionsExt;
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).expect("mkdir");
+    std::fs::write(home.join("thesis.tex"), b"\\documentclass").expect("write");
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let output = run(&["--data-dir", home.to_str().expect("utf-8"), "--storage-quota", "1MiB", "--log-format", "none"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("thesis.tex") && stderr.contains("--data-dir"), "{stderr}");
+    assert_eq!(std::fs::metadata(&home).expect("meta").permissions().mode() & 0o777, 0o755);
+    assert!(!home.join("key").exists() && !home.join("repo").exists(), "nothing was created in it");
+}
+
+#[test]
+fn a_stalled_network_stream_is_released_when_its_client_goes_away() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listen = |port: u16| format!("/ip4/127.0.0.1/tcp/{port}");
+    let a_listen = listen(free_port());
+    let a = Node::start(&dir.path().join("a"), &["--listen-addrs", &a_listen, "--nat", "none"]);
+    let cid = a.upload(data(3 << 20, 11));
+    let mut response = agent().get(format!("{}/spr", a.url)).header("accept", "text/plain").call().expect("spr");
+    let spr = response.body_mut().read_to_string().expect("spr text");
+    let b_listen = listen(free_port());
+    let b_log = dir.path().join("b.log");
+    let b_args = ["--listen-addrs", b_listen.as_str(), "--nat", "none", "--bootstrap-node", spr.as_str()];
+    let b = Node::start_logged(&dir.path().join("b"), &b_args, &b_log);
+    // B learns the manifest from A, then A freezes: B's download of the data gets no block.
+    let deadline = Instant::now() + WAIT;
+    while b.get_text(&format!("/data/{cid}/network/manifest")).0 != 200 {
+        assert!(Instant::now() < deadline, "B did not get the manifest from A");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    a.signal(Signal::SIGSTOP);
+
+    let port = b.url.split(':').nth(2).and_then(|p| p.split('/').next()).expect("port");
+    let mut client = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).expect("connect");
+    client.set_read_timeout(Some(WAIT)).expect("timeout");
+    write!(client, "GET /api/codex/v1/data/{cid}/network/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").expect("request");
+    // Read the whole response head, so that closing sends a plain FIN (unread data would make it a reset).
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        client.read_exact(&mut byte).expect("response head");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"), "the stream starts: {}", String::from_utf8_lossy(&head));
+    let released = "network stream: the client went away";
+    std::thread::sleep(Duration::from_millis(1500));
+    let log = std::fs::read_to_string(&b_log).expect("log");
+    assert!(!log.contains(released), "the stream waits for blocks while its client is there");
+    drop(client);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !std::fs::read_to_string(&b_log).expect("log").contains(released) {
+        assert!(Instant::now() < deadline, "the stream still waits after its client went away");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    a.signal(Signal::SIGCONT);
+}
+
+#[test]
+fn upload_limits_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(dir.path(), &["--api-max-uploads", "1", "--api-upload-timeout", "1"]);
+    let before = node.space();
+    // One upload sends 1 MiB, then stalls with the connection open.
+    let (started, gate, upload) = gated_upload(node.url.clone(), 1 << 20, 1 << 20);
+    started.recv_timeout(WAIT).expect("upload under way");
+    std::thread::sleep(Duration::from_millis(200));
+    let response = agent().post(format!("{}/data", node.url)).send(&b"x"[..]).expect("post");
+    assert_eq!(response.status().as_u16(), 503, "the only upload slot is taken");
+    assert!(response.headers().get("retry-after").is_some());
+    // After a second without data the stalled upload is dropped: its slot is free again and nothing is kept.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut response = agent().post(format!("{}/data", node.url)).send(&b"x"[..]).expect("post");
+        if response.status().as_u16() == 200 {
+            assert!(response.body_mut().read_to_string().expect("cid").starts_with("zDvZRwzm"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "the stalled upload still holds its slot");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(gate);
+    let _ = upload.join();
+    let (_, list) = node.get_text("/data");
+    let list: serde_json::Value = serde_json::from_str(&list).expect("json");
+    assert_eq!(list["content"].as_array().map(Vec::len), Some(1), "only the one-byte upload is stored");
+    let after = node.space();
+    assert_eq!(after["totalBlocks"].as_u64(), before["totalBlocks"].as_u64().map(|b| b + 2));
+    assert_eq!(after["quotaReservedBytes"], 0);
 }

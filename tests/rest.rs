@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::HeaderValue;
 use actix_web::test::{self, TestRequest};
 use codex::metrics::Metrics;
-use codex::rest::{ApiState, CorsOrigin, app};
+use codex::rest::{AllowedHosts, ApiState, CorsOrigin, UploadLimits, app};
 use codex::telemetry::LogControl;
 use codex_actors::maintenance::MaintenanceConfig;
 use codex_actors::node::{NodeActor, NodeConfig};
@@ -34,7 +34,7 @@ fn node(dir: &Path, quota: u64) -> ApiState {
         exchange: Default::default(),
     };
     let node = NodeActor::start(config).expect("node starts");
-    ApiState { node, metrics: Metrics::new(), log: LogControl::detached() }
+    ApiState::new(node, Metrics::new(), LogControl::detached())
 }
 
 /// Builds the API app over `state`, with CORS for `cors` when given.
@@ -316,4 +316,268 @@ async fn cors_only_when_configured() {
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert_eq!(header(response.headers(), "access-control-allow-methods"), "POST, OPTIONS");
     assert_eq!(header(response.headers(), "access-control-allow-headers"), "content-type, content-disposition");
+}
+
+#[actix_web::test]
+async fn foreign_hosts_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = node(dir.path(), 1 << 30);
+    let app = service!(state.clone(), None);
+    let space = |host: &str| TestRequest::get().uri(&format!("{API}/space")).insert_header(("host", host)).to_request();
+    for host in ["localhost", "localhost:8080", "127.0.0.1:8080", "[::1]:8080", "LOCALHOST."] {
+        assert_eq!(test::call_service(&app, space(host)).await.status(), StatusCode::OK, "{host}");
+    }
+    // A DNS-rebinding page reaches the API under its own name.
+    for host in ["evil.example", "evil.example:8080", "localhost.evil.example", "127.0.0.1.nip.io", "[::2]:8080"] {
+        let response = test::call_service(&app, space(host)).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{host}");
+        assert!(body_text(response).await.contains("--api-allowed-hosts"), "{host}");
+    }
+    // Uploads under a foreign Host store nothing.
+    let request = TestRequest::post()
+        .uri(&format!("{API}/data"))
+        .insert_header(("host", "evil.example:8080"))
+        .set_payload("x")
+        .to_request();
+    assert_eq!(test::call_service(&app, request).await.status(), StatusCode::FORBIDDEN);
+
+    // The bind address and --api-allowed-hosts entries (with or without a port) are allowed.
+    let mut configured = state.clone();
+    configured.hosts =
+        AllowedHosts::new("192.168.7.2".parse().expect("ip"), &["codex.lan".into(), "node1:18080".into()]);
+    let app = service!(configured, None);
+    for (host, status) in [
+        ("192.168.7.2:8080", StatusCode::OK),
+        ("codex.lan:1234", StatusCode::OK),
+        ("node1:18080", StatusCode::OK),
+        ("node1:18081", StatusCode::FORBIDDEN),
+        ("codex.lan.evil.example", StatusCode::FORBIDDEN),
+        ("localhost:8080", StatusCode::OK),
+    ] {
+        assert_eq!(test::call_service(&app, space(host)).await.status(), status, "{host}");
+    }
+    let mut any = state;
+    any.hosts = AllowedHosts::new("0.0.0.0".parse().expect("ip"), &["*".into()]);
+    let app = service!(any, None);
+    assert_eq!(test::call_service(&app, space("whatever.example")).await.status(), StatusCode::OK);
+}
+
+#[actix_web::test]
+async fn web_pages_cannot_change_the_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = node(dir.path(), 1 << 30);
+    let plain = service!(state.clone(), None);
+    let evil = "https://evil.example";
+    let post = |path: &str, origin: &str| {
+        TestRequest::post()
+            .uri(&format!("{API}{path}"))
+            .insert_header(("host", "127.0.0.1:8080"))
+            .insert_header(("origin", origin))
+            .set_payload("some file contents")
+            .to_request()
+    };
+    for path in ["/data", "/debug/chronicles/loglevel?level=trace", &format!("/data/{VECTOR_CID}/network")] {
+        let response = test::call_service(&plain, post(path, evil)).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{path}");
+        assert!(body_text(response).await.contains("--api-cors-origin"), "{path}");
+    }
+    let request =
+        TestRequest::delete().uri(&format!("{API}/data/{VECTOR_CID}")).insert_header(("origin", "null")).to_request();
+    assert_eq!(test::call_service(&plain, request).await.status(), StatusCode::FORBIDDEN);
+    // Nothing was stored.
+    let request = TestRequest::get().uri(&format!("{API}/data")).to_request();
+    let list: Value = test::call_and_read_body_json(&plain, request).await;
+    assert_eq!(list["content"].as_array().map(Vec::len), Some(0));
+    // A page of the API's own origin, and clients without Origin, are served.
+    assert_eq!(test::call_service(&plain, post("/data", "http://127.0.0.1:8080")).await.status(), StatusCode::OK);
+    // A cross-site GET (an <img> or a no-cors fetch, no Origin) cannot make the node dial.
+    let request = TestRequest::get()
+        .uri(&format!("{API}/connect/16Uiu2HAmMBnpb2u5viTz1VfNTyaNDRG1wiP328MoP4b5ZWUJ6CAi?addrs=/ip4/10.0.0.1/tcp/1"))
+        .insert_header(("sec-fetch-site", "cross-site"))
+        .insert_header(("sec-fetch-mode", "no-cors"))
+        .to_request();
+    assert_eq!(test::call_service(&plain, request).await.status(), StatusCode::FORBIDDEN);
+    // Reads from a foreign origin are not refused (the browser keeps the answer from the page anyway).
+    let request = TestRequest::get().uri(&format!("{API}/space")).insert_header(("origin", evil)).to_request();
+    assert_eq!(test::call_service(&plain, request).await.status(), StatusCode::OK);
+
+    // With --api-cors-origin, that origin may change the node; others still may not.
+    let app = "https://app.example";
+    let cors = service!(state, Some(app));
+    assert_eq!(test::call_service(&cors, post("/data", app)).await.status(), StatusCode::OK);
+    assert_eq!(test::call_service(&cors, post("/data", evil)).await.status(), StatusCode::FORBIDDEN);
+    let request = TestRequest::default()
+        .method(actix_web::http::Method::OPTIONS)
+        .uri(&format!("{API}/data"))
+        .insert_header(("origin", app))
+        .insert_header(("sec-fetch-site", "cross-site"))
+        .insert_header(("access-control-request-method", "POST"))
+        .to_request();
+    let response = test::call_service(&cors, request).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(header(response.headers(), "access-control-allow-origin"), app);
+    let request = TestRequest::get()
+        .uri(&format!("{API}/space"))
+        .insert_header(("origin", app))
+        .insert_header(("sec-fetch-site", "cross-site"))
+        .to_request();
+    assert_eq!(test::call_service(&cors, request).await.status(), StatusCode::OK);
+}
+
+#[actix_web::test]
+async fn curl_form_content_type_counts_as_none() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = service!(node(dir.path(), 1 << 30), None);
+    // What `curl --data-binary @file` sends.
+    let request = TestRequest::post()
+        .uri(&format!("{API}/data"))
+        .insert_header(("content-type", "application/x-www-form-urlencoded"))
+        .set_payload("some file contents")
+        .to_request();
+    let response = test::call_service(&app, request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(body_text(response).await, VECTOR_CID, "the same manifest as an upload without a type");
+    let request = TestRequest::get().uri(&format!("{API}/data")).to_request();
+    let list: Value = test::call_and_read_body_json(&app, request).await;
+    assert_eq!(list["content"][0]["manifest"]["mimetype"], Value::Null);
+}
+
+#[actix_web::test]
+async fn metadata_that_cannot_be_served_back_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = service!(node(dir.path(), 1 << 30), None);
+    let cases: [(&str, &[u8], &str); 4] = [
+        ("content-type", b"image/png;\tname=x", "MIME type"),
+        ("content-type", b"image/png; name=\xe9t\xe9", "MIME type"),
+        ("content-disposition", b"attachment; filename=\"caf\xe9.txt\"", "filename"),
+        ("content-disposition", b"attachment; filename=\"a\tb.txt\"", "filename"),
+    ];
+    for (name, value, message) in cases {
+        let request = TestRequest::post()
+            .uri(&format!("{API}/data"))
+            .insert_header((name, HeaderValue::from_bytes(value).expect("a header value")))
+            .set_payload("x")
+            .to_request();
+        let response = test::call_service(&app, request).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{}", value.escape_ascii());
+        assert!(body_text(response).await.contains(message));
+    }
+    let request = TestRequest::get().uri(&format!("{API}/data")).to_request();
+    let list: Value = test::call_and_read_body_json(&app, request).await;
+    assert_eq!(list["content"].as_array().map(Vec::len), Some(0), "nothing stored");
+    // Parameters and UTF-8 file names are fine, and come back as they were sent.
+    let request = TestRequest::post()
+        .uri(&format!("{API}/data"))
+        .insert_header(("content-type", "text/plain; charset=utf-8"))
+        .insert_header(("content-disposition", "attachment; filename=\"ünïcode.txt\""))
+        .set_payload("x")
+        .to_request();
+    let response = test::call_service(&app, request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let cid = body_text(response).await;
+    let request = TestRequest::get().uri(&format!("{API}/data/{cid}")).to_request();
+    let response = test::call_service(&app, request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header(response.headers(), "content-type"), "text/plain; charset=utf-8");
+    assert_eq!(
+        response.headers().get("content-disposition").map(HeaderValue::as_bytes),
+        Some("attachment; filename=\"ünïcode.txt\"".as_bytes())
+    );
+}
+
+/// A POST to `$path` whose body is fed by the test: (request, sender); chunks sent on the sender make up the
+/// body, which ends when the sender is dropped. (A macro: the request type is actix-http's, not re-exported.)
+macro_rules! fed_upload {
+    ($path:expr) => {{
+        let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|chunk| (Ok::<_, actix_web::error::PayloadError>(chunk), rx))
+        });
+        let boxed: std::pin::Pin<
+            Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, actix_web::error::PayloadError>>>,
+        > = Box::pin(stream);
+        let request = TestRequest::post().uri(&format!("{API}{}", $path)).to_request();
+        let (request, _) = request.replace_payload(actix_web::dev::Payload::from(boxed));
+        (request, tx)
+    }};
+}
+
+/// Segment files in the repository (uploads in progress or stored).
+fn segment_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("repo/segments")).map_or(0, |entries| entries.flatten().count())
+}
+
+#[actix_web::test]
+async fn concurrent_uploads_are_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut state = node(dir.path(), 1 << 30);
+    state.uploads = UploadLimits::new(1, Duration::from_secs(30));
+    let slots = state.uploads.slots.clone();
+    let app = std::rc::Rc::new(service!(state, None));
+    let (request, feed) = fed_upload!("/data");
+    let first = {
+        let app = app.clone();
+        actix_web::rt::spawn(async move {
+            let response = test::call_service(&*app, request).await;
+            (response.status(), body_text(response).await)
+        })
+    };
+    feed.send(bytes::Bytes::from_static(b"some file ")).await.expect("feed");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while slots.available_permits() > 0 {
+        assert!(std::time::Instant::now() < deadline, "the first upload did not start");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The one slot is taken: a second upload is refused at once and stores nothing.
+    let request = TestRequest::post().uri(&format!("{API}/data")).set_payload(payload(100_000, 3)).to_request();
+    let response = test::call_service(&*app, request).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(!header(response.headers(), "retry-after").is_empty(), "Retry-After is set");
+    assert!(body_text(response).await.contains("Too many uploads"));
+    // The first one completes; then the slot is free again.
+    feed.send(bytes::Bytes::from_static(b"contents")).await.expect("feed");
+    drop(feed);
+    let (status, cid) = first.await.expect("first upload");
+    assert_eq!((status, cid.as_str()), (StatusCode::OK, VECTOR_CID));
+    assert_eq!(slots.available_permits(), 1);
+    let request = TestRequest::post().uri(&format!("{API}/data")).set_payload(payload(100_000, 3)).to_request();
+    assert_eq!(test::call_service(&*app, request).await.status(), StatusCode::OK);
+    let request = TestRequest::get().uri(&format!("{API}/data")).to_request();
+    let list: Value = test::call_and_read_body_json(&*app, request).await;
+    assert_eq!(list["content"].as_array().map(Vec::len), Some(2), "the refused upload stored nothing");
+}
+
+#[actix_web::test]
+async fn an_idle_upload_body_is_dropped_and_rolled_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut state = node(dir.path(), 4 * 65536 + 4096);
+    state.uploads = UploadLimits::new(2, Duration::from_millis(300));
+    let slots = state.uploads.slots.clone();
+    let app = service!(state, None);
+    let (request, feed) = fed_upload!("/data");
+    // Three blocks arrive, then nothing: the client stalls but keeps the connection.
+    feed.send(bytes::Bytes::from(payload(3 * 65536 + 10, 4))).await.expect("feed");
+    let response = tokio::time::timeout(Duration::from_secs(10), test::call_service(&app, request))
+        .await
+        .expect("the idle upload is answered, not left waiting");
+    assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+    assert!(body_text(response).await.contains("No upload data arrived"));
+    drop(feed);
+    assert_eq!(slots.available_permits(), 2, "the upload's slot is free");
+    let request = TestRequest::get().uri(&format!("{API}/space")).to_request();
+    let space: Value = test::call_and_read_body_json(&app, request).await;
+    assert_eq!((space["totalBlocks"].as_u64(), space["quotaUsedBytes"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(space["quotaReservedBytes"], 0);
+    let request = TestRequest::get().uri(&format!("{API}/data")).to_request();
+    let list: Value = test::call_and_read_body_json(&app, request).await;
+    assert_eq!(list["content"].as_array().map(Vec::len), Some(0));
+    // Its segment files are removed (on a background thread).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while segment_files(dir.path()) > 0 {
+        assert!(std::time::Instant::now() < deadline, "the dropped upload's files are still there");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The quota it claimed is back: an upload of the whole quota's worth still fits.
+    let request = TestRequest::post().uri(&format!("{API}/data")).set_payload(payload(4 * 65536, 5)).to_request();
+    assert_eq!(test::call_service(&app, request).await.status(), StatusCode::OK);
 }

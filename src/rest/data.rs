@@ -88,15 +88,27 @@ impl DataItem {
     }
 }
 
-/// Validates `Content-Type`: it must be a MIME type with a known file extension (as the original checks).
+/// Validates `Content-Type`: it must be a MIME type with a known file extension (as the original checks), and
+/// it must be a header value that can be sent back as is when the dataset is downloaded. curl's
+/// `--data-binary` sends `application/x-www-form-urlencoded` by default: that counts as no type, so the manifest
+/// is the same as without the header.
 fn upload_mimetype(request: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(value) = request.headers().get(header::CONTENT_TYPE) else { return Ok(None) };
-    let text = value.to_str().unwrap_or_default().trim();
+    let invalid =
+        || ApiError::Unprocessable(format!("The MIME type '{}' is not valid.", value.as_bytes().escape_ascii()));
+    // Only visible ASCII and spaces: no control characters (not even tabs), no bytes that are not ASCII.
+    if value.as_bytes().iter().any(|b| !(b' '..=b'~').contains(b)) {
+        return Err(invalid());
+    }
+    let text = value.to_str().map_err(|_| invalid())?.trim();
     if text.is_empty() {
         return Ok(None);
     }
     let essence = text.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    if mime_guess::get_mime_extensions_str(&essence).is_none() {
+    if essence == "application/x-www-form-urlencoded" {
+        return Ok(None);
+    }
+    if mime_guess::get_mime_extensions_str(&essence).is_none() || HeaderValue::from_str(text).is_err() {
         return Err(ApiError::Unprocessable(format!("The MIME type '{text}' is not valid.")));
     }
     Ok(Some(text.to_owned()))
@@ -118,18 +130,25 @@ pub fn is_valid_filename(name: &str) -> bool {
     !(RESERVED.contains(&stem.as_str()) || numbered)
 }
 
-/// Extracts and validates the filename of `Content-Disposition` (`attachment; filename="name"`).
+/// The `Content-Disposition` a download of `filename` is served with.
+fn disposition_for(filename: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")).ok()
+}
+
+/// Extracts and validates the filename of `Content-Disposition` (`attachment; filename="name"`). The name must
+/// be UTF-8 and fit back into the header downloads are served with.
 fn upload_filename(request: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(value) = request.headers().get(header::CONTENT_DISPOSITION) else { return Ok(None) };
-    let text = String::from_utf8_lossy(value.as_bytes());
+    let invalid = || ApiError::Unprocessable("The filename is not valid.".into());
+    let text = std::str::from_utf8(value.as_bytes()).map_err(|_| invalid())?;
     let Some(start) = text.find("filename=") else { return Ok(None) };
     let rest = &text[start + "filename=".len()..];
     let name = match rest.strip_prefix('"') {
         Some(quoted) => quoted.find('"').map(|end| &quoted[..end]).unwrap_or(quoted),
         None => rest.split(';').next().unwrap_or_default().trim(),
     };
-    if !is_valid_filename(name) {
-        return Err(ApiError::Unprocessable("The filename is not valid.".into()));
+    if !is_valid_filename(name) || disposition_for(name).is_none() {
+        return Err(invalid());
     }
     Ok(Some(name.to_owned()))
 }
@@ -141,8 +160,22 @@ async fn upload(
 ) -> Result<HttpResponse, ApiError> {
     let mimetype = upload_mimetype(&request)?;
     let filename = upload_filename(&request)?;
+    // Held until the upload ends, whatever the outcome: each upload runs two threads of its own.
+    let _slot = state
+        .uploads
+        .slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy("Too many uploads are running; try again shortly.".into()))?;
+    let idle = state.uploads.idle_timeout;
     let mut session = state.node.send(BeginStore { filename, mimetype }).await??;
-    while let Some(chunk) = payload.next().await {
+    loop {
+        // Dropping the session on any error below (or when the client goes away) rolls the upload back.
+        let next = tokio::time::timeout(idle, payload.next()).await.map_err(|_| {
+            tracing::info!(received = session.received(), ?idle, "upload body idle: upload dropped");
+            ApiError::Timeout(format!("No upload data arrived for {} s; the upload was dropped.", idle.as_secs_f64()))
+        })?;
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|err| ApiError::BadRequest(format!("upload interrupted: {err}")))?;
         session.push(chunk).await?;
     }
@@ -214,9 +247,9 @@ fn file_stream(
 fn content_disposition(manifest: &Manifest) -> HeaderValue {
     manifest
         .filename
-        .as_ref()
+        .as_deref()
         .filter(|name| !name.contains(['"', '\\']))
-        .and_then(|name| HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")).ok())
+        .and_then(disposition_for)
         .unwrap_or_else(|| HeaderValue::from_static("attachment"))
 }
 
@@ -245,7 +278,12 @@ fn download_head(
         }
         None => HttpResponse::Ok(),
     };
-    let mimetype = manifest.mimetype.clone().unwrap_or_else(|| "application/octet-stream".into());
+    // Uploads are checked, but a manifest fetched from a peer may carry anything: never fail the download on it.
+    let mimetype = manifest
+        .mimetype
+        .as_deref()
+        .and_then(|m| HeaderValue::from_str(m).ok())
+        .unwrap_or_else(|| HeaderValue::from_static("application/octet-stream"));
     response
         .insert_header((header::CONTENT_TYPE, mimetype))
         .insert_header((header::CONTENT_DISPOSITION, content_disposition(manifest)))
@@ -267,19 +305,49 @@ async fn serve_local(
     Ok(response.body(SizedStream::new(end - start, file_stream(opened.file, start, end))))
 }
 
+/// What a stream of a dataset that is still arriving needs to know about its download ([`Progress`]; tests
+/// use a stand-in).
+pub trait Arrivals: Send + Sync + 'static {
+    /// True when block `index` is stored and readable.
+    fn has(&self, index: u64) -> bool;
+    /// The download's status.
+    fn status(&self) -> DownloadStatus;
+    /// Changes whenever blocks arrive.
+    fn watch_arrivals(&self) -> tokio::sync::watch::Receiver<u64>;
+}
+
+impl Arrivals for Progress {
+    fn has(&self, index: u64) -> bool {
+        Progress::has(self, index)
+    }
+    fn status(&self) -> DownloadStatus {
+        Progress::status(self)
+    }
+    fn watch_arrivals(&self) -> tokio::sync::watch::Receiver<u64> {
+        Progress::watch_arrivals(self)
+    }
+}
+
 /// Streams bytes `[start, end)` of a dataset that is still arriving: each block is sent once it is stored.
-fn arriving_stream(
+///
+/// While it waits for a block, the task watches the response body too: when the body is dropped (the client went
+/// away) it ends at once and releases the file and the download's progress. If no block arrives for `stall`,
+/// the stream ends with an error (the client sees a body shorter than its `Content-Length`), so no reader waits
+/// forever on a download that is stuck.
+pub fn arriving_stream(
     file: File,
-    progress: Arc<Progress>,
+    progress: Arc<dyn Arrivals>,
     block_size: u64,
     start: u64,
     end: u64,
+    stall: Duration,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + 'static {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(READ_AHEAD);
     let file = Arc::new(file);
     actix_web::rt::spawn(async move {
         let mut arrivals = progress.watch_arrivals();
         let mut offset = start;
+        let mut waiting_since = tokio::time::Instant::now();
         while offset < end {
             let index = offset / block_size;
             if !progress.has(index) {
@@ -287,9 +355,20 @@ fn arriving_stream(
                     let _ = tx.send(Err(std::io::Error::other(format!("the download failed: {reason}")))).await;
                     return;
                 }
+                if waiting_since.elapsed() >= stall {
+                    tracing::info!(index, ?stall, "network stream: no block arrived in time, stream ended");
+                    let message = format!("no block arrived for {} s", stall.as_secs());
+                    let _ = tx.send(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, message))).await;
+                    return;
+                }
                 // Re-checks at least every second, even if no arrival is announced.
-                let _ = tokio::time::timeout(Duration::from_secs(1), arrivals.changed()).await;
-                continue;
+                tokio::select! {
+                    () = tx.closed() => {
+                        tracing::info!(index, "network stream: the client went away");
+                        return;
+                    }
+                    _ = tokio::time::timeout(Duration::from_secs(1), arrivals.changed()) => continue,
+                }
             }
             let mut last = index;
             while (last + 1) * block_size < end
@@ -311,6 +390,7 @@ fn arriving_stream(
                 return;
             }
             offset = chunk_end;
+            waiting_since = tokio::time::Instant::now();
         }
     });
     futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
@@ -343,7 +423,8 @@ async fn network_stream(
     let (mut response, start, end) = download_head(&request, &opened.manifest)?;
     state.metrics.downloads.inc();
     tracing::debug!(cid = %format_cid(&cid), start, end, "network stream started");
-    let body = arriving_stream(opened.file, opened.progress, opened.manifest.block_size, start, end);
+    let stall = state.stream_stall_timeout;
+    let body = arriving_stream(opened.file, opened.progress, opened.manifest.block_size, start, end, stall);
     Ok(response.body(SizedStream::new(end - start, body)))
 }
 
@@ -389,5 +470,51 @@ mod tests {
         {
             assert!(!is_valid_filename(bad), "{bad:?}");
         }
+    }
+
+    /// A download that never delivers anything.
+    struct Stalled(tokio::sync::watch::Sender<u64>);
+
+    impl Arrivals for Stalled {
+        fn has(&self, _: u64) -> bool {
+            false
+        }
+        fn status(&self) -> DownloadStatus {
+            DownloadStatus::Running
+        }
+        fn watch_arrivals(&self) -> tokio::sync::watch::Receiver<u64> {
+            self.0.subscribe()
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_stalled_stream_is_released_when_its_body_is_dropped() {
+        let file = tempfile::tempfile().expect("tempfile");
+        let progress = Arc::new(Stalled(tokio::sync::watch::channel(0).0));
+        let stream = arriving_stream(file, progress.clone(), 65536, 0, 65536, Duration::from_secs(3600));
+        let mut stream = Box::pin(stream);
+        // The stream waits for the first block.
+        let first = tokio::time::timeout(Duration::from_millis(300), stream.next()).await;
+        assert!(first.is_err(), "no data yet");
+        assert_eq!(Arc::strong_count(&progress), 2, "the stream's task holds the download");
+        // The client goes away: actix-web drops the body.
+        drop(stream);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while Arc::strong_count(&progress) > 1 {
+            assert!(tokio::time::Instant::now() < deadline, "the stream's task still waits for the stalled download");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_stalled_stream_ends_with_an_error_after_the_stall_limit() {
+        let file = tempfile::tempfile().expect("tempfile");
+        let progress = Arc::new(Stalled(tokio::sync::watch::channel(0).0));
+        let stream = arriving_stream(file, progress.clone(), 65536, 0, 65536, Duration::from_millis(200));
+        let mut stream = Box::pin(stream);
+        let item = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.expect("ends within 5 s");
+        let err = item.expect("an item").expect_err("an error");
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(tokio::time::timeout(Duration::from_secs(1), stream.next()).await.expect("ended").is_none());
     }
 }
