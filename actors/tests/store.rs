@@ -518,3 +518,24 @@ async fn a_download_whose_tree_file_is_corrupted_is_dropped_with_its_claim() {
     assert!(store.send(OpenDownload { cid: remote.cid }).await.expect("mailbox").expect("ok").is_none());
     wait_for_segment_files(dir.path(), 0);
 }
+
+#[actix_rt::test]
+async fn one_query_answers_a_mixed_want_list() {
+    use codex_actors::store::HasAddresses;
+    use codex_protocol::blockexc::BlockAddress;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = start(dir.path(), 1 << 30);
+    let stored = upload(&store, &data(3 * 65536 + 1, 9), None).await.expect("stored");
+    let tree = stored.manifest.tree_cid;
+    let other_tree = codex_protocol::cid::cid_from_sha256(codex_protocol::cid::ROOT_CODEC, &[5; 32]);
+    let addresses = vec![
+        BlockAddress::Leaf { tree, index: 0 },
+        BlockAddress::Cid(stored.cid),
+        BlockAddress::Leaf { tree, index: 4 },
+        BlockAddress::Leaf { tree: other_tree, index: 0 },
+        BlockAddress::Cid(block_cid(b"absent")),
+        BlockAddress::Leaf { tree, index: 3 },
+    ];
+    let held = store.send(HasAddresses { addresses }).await.expect("mailbox").expect("has");
+    assert_eq!(held, vec![true, true, false, false, false, true]);
+}

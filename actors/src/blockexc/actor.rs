@@ -15,8 +15,8 @@ use super::{Attach, BlockExchangeConfig, ExchangeError, FetchBlock, StartDownloa
 use crate::discovery::{Announce, DiscoveryActor, Locate};
 use crate::network::{Disconnect, NetEvent, NetworkActor};
 use crate::store::{
-    FailDownload, GetBlock, HasBlock, HasLeaves, LeafOutcome, Progress, ReadLeaves, StoreActor, StoreError,
-    StoreLeaves, StoredLeaves,
+    FailDownload, GetBlock, HasAddresses, LeafOutcome, Progress, ReadLeaves, StoreActor, StoreError, StoreLeaves,
+    StoredLeaves,
 };
 use actix::prelude::*;
 use bytes::Bytes;
@@ -251,7 +251,7 @@ impl BlockExchangeActor {
         self.schedule(ctx);
     }
 
-    /// Answers the peer's wantHave entries from the store, within its query budget.
+    /// Answers the peer's wantHave entries from the store (one query per batch), within its query budget.
     fn run_queries(&mut self, peer: PeerId, ctx: &mut Context<Self>) {
         while let Some((session, wants)) = self.provider.next_query(&peer) {
             let store = self.store.clone();
@@ -510,30 +510,13 @@ impl BlockExchangeActor {
     }
 }
 
-/// Which of `wants` the store holds, in one pass per tree and per plain CID.
+/// Which of `wants` the store holds, in one store query.
 async fn query_store(store: &Addr<StoreActor>, wants: &[Want]) -> Vec<bool> {
-    let mut held = vec![false; wants.len()];
-    let mut by_tree: HashMap<Cid, (Vec<usize>, Vec<u64>)> = HashMap::new();
-    for (position, (address, _)) in wants.iter().enumerate() {
-        match address {
-            BlockAddress::Leaf { tree, index } => {
-                let entry = by_tree.entry(*tree).or_default();
-                entry.0.push(position);
-                entry.1.push(*index);
-            }
-            BlockAddress::Cid(cid) => {
-                held[position] = matches!(store.send(HasBlock { cid: *cid }).await, Ok(Ok(true)));
-            }
-        }
+    let addresses = wants.iter().map(|(address, _)| address.clone()).collect();
+    match store.send(HasAddresses { addresses }).await {
+        Ok(Ok(held)) if held.len() == wants.len() => held,
+        _ => vec![false; wants.len()],
     }
-    for (tree, (positions, indexes)) in by_tree {
-        if let Ok(Ok(answers)) = store.send(HasLeaves { tree, indexes }).await {
-            for (position, answer) in positions.into_iter().zip(answers) {
-                held[position] = answer;
-            }
-        }
-    }
-    held
 }
 
 /// Reads a batch of wanted blocks: the deliveries, and the wants not held.

@@ -6,7 +6,9 @@ use super::messages::*;
 use super::repo::DeleteOutcome;
 use actix::prelude::*;
 use bytes::Bytes;
+use codex_protocol::blockexc::BlockAddress;
 use codex_protocol::{Cid, CodexProof, Manifest};
+use std::collections::HashMap;
 
 impl Handler<BeginUpload> for StoreActor {
     type Result = Result<UploadTarget, StoreError>;
@@ -135,6 +137,30 @@ impl Handler<HasLeaves> for StoreActor {
     type Result = Result<Vec<bool>, StoreError>;
     fn handle(&mut self, msg: HasLeaves, _: &mut Self::Context) -> Self::Result {
         self.has_leaves(&msg.tree, &msg.indexes)
+    }
+}
+
+impl Handler<HasAddresses> for StoreActor {
+    type Result = Result<Vec<bool>, StoreError>;
+    fn handle(&mut self, msg: HasAddresses, _: &mut Self::Context) -> Self::Result {
+        let mut held = vec![false; msg.addresses.len()];
+        let mut by_tree: HashMap<Cid, (Vec<usize>, Vec<u64>)> = HashMap::new();
+        for (position, address) in msg.addresses.iter().enumerate() {
+            match address {
+                BlockAddress::Leaf { tree, index } => {
+                    let (positions, indexes) = by_tree.entry(*tree).or_default();
+                    positions.push(position);
+                    indexes.push(*index);
+                }
+                BlockAddress::Cid(cid) => held[position] = self.repo()?.has_block(cid)?,
+            }
+        }
+        for (tree, (positions, indexes)) in by_tree {
+            for (position, answer) in positions.into_iter().zip(self.has_leaves(&tree, &indexes)?) {
+                held[position] = answer;
+            }
+        }
+        Ok(held)
     }
 }
 

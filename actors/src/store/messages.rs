@@ -6,7 +6,7 @@ use super::quota::{QuotaGate, Space};
 use super::repo::DeleteOutcome;
 use actix::prelude::*;
 use bytes::Bytes;
-use codex_protocol::blockexc::BlockDelivery;
+use codex_protocol::blockexc::{BlockAddress, BlockDelivery};
 use codex_protocol::{Cid, CodexProof, Digest, Manifest};
 use std::fs::File;
 use std::path::PathBuf;
@@ -197,6 +197,14 @@ pub struct ReadLeaves {
 pub struct HasLeaves {
     pub tree: Cid,
     pub indexes: Vec<u64>,
+}
+
+/// Query: which of these addresses (leaves of any tree, or standalone blocks) are held, answered in one
+/// message: the block exchange answers a peer's want-list with it.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<bool>, StoreError>")]
+pub struct HasAddresses {
+    pub addresses: Vec<BlockAddress>,
 }
 
 /// Query: the downloads in progress (manifest CID and manifest), to resume them.

@@ -3,7 +3,7 @@
 //! Handles: [`BeginUpload`], [`CommitUpload`], [`PutBlock`], [`PutManifest`], [`GetManifest`], [`ListDatasets`],
 //! [`HasBlock`],
 //! [`GetBlock`], [`GetLeaf`], [`OpenDataset`], [`DeleteData`], [`GetSpace`], [`SweepExpired`], [`CloseStore`],
-//! and for network downloads [`BeginDownload`], [`StoreLeaves`], [`ReadLeaves`], [`HasLeaves`],
+//! and for network downloads [`BeginDownload`], [`StoreLeaves`], [`ReadLeaves`], [`HasLeaves`], [`HasAddresses`],
 //! [`ListDownloads`], [`OpenDownload`]. Delivered leaves are verified (SHA-256 and Merkle proof) here, on the
 //! store's thread, before they are written.
 //! Emits nothing; callers await the typed results. Runs on a one-thread `SyncArbiter`: every handler does
