@@ -12,7 +12,7 @@
 //! Runs on the system arbiter inside NodeActor futures; it only awaits other actors.
 
 use crate::blockexc::{BlockExchangeActor, FetchBlock, StartDownload};
-use crate::node::{FetchState, Fetched, NodeError};
+use crate::node::{FetchState, Fetched, ManifestFailure, NodeError};
 use crate::store::{
     BeginDownload, DownloadState, GetBlock, GetManifest, ListDownloads, OpenDataset, PutManifest, StoreActor,
     StoreError,
@@ -43,7 +43,7 @@ pub async fn manifest_of(
     let bytes = exchange
         .send(FetchBlock { cid })
         .await?
-        .map_err(|err| NodeError::ManifestUnavailable { cid, reason: err.to_string() })?;
+        .map_err(|err| NodeError::ManifestUnavailable { cid, source: err.into() })?;
     store_network_manifest(store, cid, bytes).await
 }
 
@@ -55,10 +55,9 @@ async fn store_network_manifest(store: &Addr<StoreActor>, cid: Cid, bytes: Bytes
 
 /// Decodes and validates manifest bytes; an invalid manifest is unavailable, with the reason.
 fn decode_valid(cid: Cid, bytes: &[u8]) -> Result<Manifest, NodeError> {
-    let invalid =
-        |reason: String| NodeError::ManifestUnavailable { cid, reason: format!("invalid manifest: {reason}") };
-    let manifest = Manifest::decode(bytes).map_err(|err| invalid(err.to_string()))?;
-    manifest.validate().map_err(|err| invalid(err.to_string()))?;
+    let invalid = |err: codex_protocol::ManifestError| NodeError::ManifestUnavailable { cid, source: err.into() };
+    let manifest = Manifest::decode(bytes).map_err(invalid)?;
+    manifest.validate().map_err(invalid)?;
     Ok(manifest)
 }
 
@@ -67,7 +66,7 @@ fn decode_valid(cid: Cid, bytes: &[u8]) -> Result<Manifest, NodeError> {
 fn refusal(cid: Cid, err: StoreError) -> NodeError {
     match err {
         StoreError::InvalidManifest { .. } | StoreError::TreeSizeMismatch { .. } | StoreError::CidMismatch { .. } => {
-            NodeError::ManifestUnavailable { cid, reason: err.to_string() }
+            NodeError::ManifestUnavailable { cid, source: ManifestFailure::Refused(err) }
         }
         other => NodeError::Store(other),
     }
@@ -124,7 +123,9 @@ mod tests {
         let bad = Manifest::new_unprotected(tree, 1, 64 << 20, None, None).encode();
         let cid = Manifest::cid_of(&bad);
         match decode_valid(cid, &bad) {
-            Err(NodeError::ManifestUnavailable { reason, .. }) => assert!(reason.contains("block size"), "{reason}"),
+            Err(NodeError::ManifestUnavailable { source: ManifestFailure::Invalid(err), .. }) => {
+                assert!(err.to_string().contains("block size"), "{err}")
+            }
             other => panic!("expected ManifestUnavailable, got {other:?}"),
         }
         assert!(matches!(decode_valid(cid, b"garbage"), Err(NodeError::ManifestUnavailable { .. })));

@@ -2,12 +2,14 @@
 //!
 //! - [`node::NodeActor`]: the root, the seed-000 "Codex component"; REST handlers talk to it.
 //! - [`store::StoreActor`]: redb metadata and dataset segment files, quota, expiry.
+//! - [`error::ErrorKind`]: what kind of failure an error is (the REST layer maps it to a status).
 //! - [`fetch`]: the network fetch flow (manifest fetching and validation, starting downloads).
 //! - [`maintenance::MaintenanceActor`]: the periodic expiry sweep.
 //! - [`upload::UploadSession`]: the streaming upload pipeline (hasher and writer threads), not an actor.
 
 pub mod blockexc;
 pub mod discovery;
+pub mod error;
 pub mod fetch;
 pub mod maintenance;
 pub mod network;

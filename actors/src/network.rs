@@ -78,6 +78,18 @@ pub enum NetworkError {
     Stopped,
 }
 
+impl NetworkError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            NetworkError::Dial { .. } | NetworkError::PeerNotFound(_) => ErrorKind::BadRequest,
+            NetworkError::Stopped => ErrorKind::Unavailable,
+            NetworkError::Listen { .. } | NetworkError::Start(_) => ErrorKind::Internal,
+        }
+    }
+}
+
 /// What the network tells the block exchange.
 #[derive(Message)]
 #[rtype(result = "()")]

@@ -11,8 +11,9 @@
 //! The network fetch flow itself (manifest fetching and validation, starting downloads) is in `fetch.rs`; this
 //! file only wires the actors and routes messages.
 
-use crate::blockexc::{Attach, BlockExchangeActor, BlockExchangeConfig};
+use crate::blockexc::{Attach, BlockExchangeActor, BlockExchangeConfig, ExchangeError};
 use crate::discovery::{Announce, DiscoveryActor};
+use crate::error::ErrorKind;
 use crate::fetch;
 use crate::maintenance::{MaintenanceActor, MaintenanceConfig};
 use crate::network::{Dial, GetNetInfo, NetInfo, NetworkActor, NetworkConfig, NetworkError, StopNetwork};
@@ -23,7 +24,7 @@ use crate::store::{
 use crate::upload::UploadSession;
 use actix::prelude::*;
 use codex_protocol::cid::format_cid;
-use codex_protocol::{Cid, DEFAULT_BLOCK_SIZE, Manifest};
+use codex_protocol::{Cid, DEFAULT_BLOCK_SIZE, Manifest, ManifestError};
 use libp2p::Multiaddr;
 use libp2p_identity::PeerId;
 use std::path::PathBuf;
@@ -51,13 +52,40 @@ pub enum NodeError {
     Store(#[from] StoreError),
     #[error("{} is not a manifest CID: only datasets can be fetched from the network", format_cid(.cid))]
     NotAManifest { cid: Cid },
-    /// The manifest could not be fetched, or a peer sent one that is invalid (the reason says which).
-    #[error("the manifest {} could not be fetched: {reason}", format_cid(.cid))]
-    ManifestUnavailable { cid: Cid, reason: String },
+    /// The manifest could not be fetched, or a peer sent one that is invalid (the source says which).
+    #[error("the manifest {} could not be fetched: {source}", format_cid(.cid))]
+    ManifestUnavailable { cid: Cid, source: ManifestFailure },
     #[error(transparent)]
     Network(#[from] NetworkError),
     #[error("networking is disabled on this node")]
     NoNetwork,
+}
+
+/// Why a manifest could not be had from the network.
+#[derive(Debug, Error)]
+pub enum ManifestFailure {
+    /// No peer delivered it.
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
+    /// A peer sent bytes that are not a valid manifest.
+    #[error("invalid manifest: {0}")]
+    Invalid(#[from] ManifestError),
+    /// The store refused it (its CID, or its size against an already stored tree).
+    #[error(transparent)]
+    Refused(StoreError),
+}
+
+impl NodeError {
+    /// What kind of failure this is (delegates to the source where there is one).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            NodeError::NotFound { .. } | NodeError::ManifestUnavailable { .. } => ErrorKind::NotFound,
+            NodeError::Store(err) => err.kind(),
+            NodeError::NotAManifest { .. } => ErrorKind::BadRequest,
+            NodeError::Network(err) => err.kind(),
+            NodeError::NoNetwork => ErrorKind::Unavailable,
+        }
+    }
 }
 
 impl From<MailboxError> for NodeError {

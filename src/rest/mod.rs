@@ -23,7 +23,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, HttpResponse, ResponseError, web};
-use codex_actors::network::NetworkError;
+use codex_actors::error::ErrorKind;
 use codex_actors::node::{NodeActor, NodeError};
 use codex_actors::store::StoreError;
 use codex_protocol::CidError;
@@ -221,26 +221,18 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadCid(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::NotFound(_) | ApiError::Node(NodeError::NotFound { .. }) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::RangeNotSatisfiable(..) => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Node(NodeError::Store(
-                StoreError::QuotaExceeded { .. } | StoreError::EmptyDataset | StoreError::CidMismatch { .. },
-            )) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Node(NodeError::Store(StoreError::PartOfDataset { .. })) => StatusCode::BAD_REQUEST,
-            ApiError::Node(NodeError::Store(StoreError::Unavailable)) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Node(NodeError::Store(_)) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Node(NodeError::NotAManifest { .. }) => StatusCode::BAD_REQUEST,
-            ApiError::Node(NodeError::ManifestUnavailable { .. }) => StatusCode::NOT_FOUND,
-            ApiError::Node(NodeError::Network(NetworkError::Dial { .. } | NetworkError::PeerNotFound(_))) => {
-                StatusCode::BAD_REQUEST
-            }
-            ApiError::Node(NodeError::Network(NetworkError::Stopped) | NodeError::NoNetwork) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            ApiError::Node(NodeError::Network(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Node(err) => match err.kind() {
+                ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+                ErrorKind::NotFound => StatusCode::NOT_FOUND,
+                ErrorKind::Refused => StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            },
         }
     }
 

@@ -69,6 +69,16 @@ pub enum ExchangeError {
     Stopped,
 }
 
+impl ExchangeError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        match self {
+            ExchangeError::NotFound { .. } | ExchangeError::NobodyHasIt { .. } => crate::error::ErrorKind::NotFound,
+            ExchangeError::Stopped => crate::error::ErrorKind::Unavailable,
+        }
+    }
+}
+
 /// Command: download dataset `manifest_cid` into the store's download `progress`.
 #[derive(Message)]
 #[rtype(result = "()")]

@@ -98,6 +98,21 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            StoreError::QuotaExceeded { .. }
+            | StoreError::EmptyDataset
+            | StoreError::CidMismatch { .. }
+            | StoreError::InvalidManifest { .. }
+            | StoreError::TreeSizeMismatch { .. } => ErrorKind::Refused,
+            StoreError::PartOfDataset { .. } => ErrorKind::BadRequest,
+            StoreError::Unavailable => ErrorKind::Unavailable,
+            _ => ErrorKind::Internal,
+        }
+    }
+
     pub(crate) fn io(context: &'static str) -> impl FnOnce(std::io::Error) -> StoreError {
         move |source| StoreError::Io { context, source }
     }
