@@ -46,6 +46,7 @@ impl Metrics {
 }
 
 /// Registers a new metric; names and help texts are constants, so failures are programming errors.
+#[allow(clippy::expect_used, reason = "names and help texts are constants and each metric is registered once")]
 fn register<M: Collector + Clone + 'static>(registry: &Registry, metric: prometheus::Result<M>) -> M {
     let metric = metric.expect("invariant: valid metric name");
     registry.register(Box::new(metric.clone())).expect("invariant: each metric registered once");

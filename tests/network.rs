@@ -2,6 +2,7 @@
 //! providers, a provider killed mid-download, a lying peer, a restart in the middle of a fetch, and the Status
 //! community-history flow. The lying peer is a real libp2p host written here that speaks blockexc and sends
 //! corrupted, mis-proven and unrequested blocks.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on purpose")]
 
 use codex_actors::network::{put_varint, read_frame};
 use codex_protocol::blockexc::{

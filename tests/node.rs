@@ -1,5 +1,6 @@
 //! The `codex` binary as operators run it: restart, kill -9 mid-upload, SIGTERM with an upload in flight,
 //! startup refusals, metrics, and the CLI client's exit codes. Real processes on loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on purpose")]
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;

@@ -1,5 +1,6 @@
 //! Asking the network for a CID nobody has answers 404 as soon as the provider lookup finished and every
 //! connected peer said DontHave, not after the 60 s fetch limit. Real binaries over loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on purpose")]
 
 use std::net::TcpListener;
 use std::path::Path;

@@ -1,5 +1,6 @@
 //! The REST API in process: every endpoint and every error code, on a real NodeActor over a temporary
 //! repository.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on purpose")]
 
 use actix_web::dev::ServiceResponse;
 use actix_web::http::StatusCode;

@@ -40,10 +40,7 @@ pub async fn manifest_of(
         return decode_valid(cid, &bytes);
     }
     let exchange = exchange.ok_or(NodeError::NotFound { cid })?;
-    let bytes = exchange
-        .send(FetchBlock { cid })
-        .await?
-        .map_err(|err| NodeError::ManifestUnavailable { cid, source: err.into() })?;
+    let bytes = exchange.send(FetchBlock { cid }).await?.map_err(|err| NodeError::manifest_unavailable(cid, err))?;
     store_network_manifest(store, cid, bytes).await
 }
 
@@ -55,7 +52,7 @@ async fn store_network_manifest(store: &Addr<StoreActor>, cid: Cid, bytes: Bytes
 
 /// Decodes and validates manifest bytes; an invalid manifest is unavailable, with the reason.
 fn decode_valid(cid: Cid, bytes: &[u8]) -> Result<Manifest, NodeError> {
-    let invalid = |err: codex_protocol::ManifestError| NodeError::ManifestUnavailable { cid, source: err.into() };
+    let invalid = |err: codex_protocol::ManifestError| NodeError::manifest_unavailable(cid, err);
     let manifest = Manifest::decode(bytes).map_err(invalid)?;
     manifest.validate().map_err(invalid)?;
     Ok(manifest)
@@ -66,7 +63,7 @@ fn decode_valid(cid: Cid, bytes: &[u8]) -> Result<Manifest, NodeError> {
 fn refusal(cid: Cid, err: StoreError) -> NodeError {
     match err {
         StoreError::InvalidManifest { .. } | StoreError::TreeSizeMismatch { .. } | StoreError::CidMismatch { .. } => {
-            NodeError::ManifestUnavailable { cid, source: ManifestFailure::Refused(err) }
+            NodeError::manifest_unavailable(cid, ManifestFailure::Refused(err))
         }
         other => NodeError::Store(other),
     }
@@ -123,8 +120,9 @@ mod tests {
         let bad = Manifest::new_unprotected(tree, 1, 64 << 20, None, None).encode();
         let cid = Manifest::cid_of(&bad);
         match decode_valid(cid, &bad) {
-            Err(NodeError::ManifestUnavailable { source: ManifestFailure::Invalid(err), .. }) => {
-                assert!(err.to_string().contains("block size"), "{err}")
+            Err(NodeError::ManifestUnavailable { source, .. }) => {
+                assert!(matches!(*source, ManifestFailure::Invalid(_)), "{source}");
+                assert!(source.to_string().contains("block size"), "{source}")
             }
             other => panic!("expected ManifestUnavailable, got {other:?}"),
         }

@@ -9,6 +9,9 @@
 //! Emits [`NetEvent`] to the block exchange: peers joining and leaving (with the sender of their outbound
 //! blockexc stream) and every decoded blockexc message.
 
+// Bytes from peers pass through here: no indexing that could panic on them.
+#![deny(clippy::indexing_slicing)]
+
 mod iplimit;
 pub mod kadstore;
 pub mod spr;

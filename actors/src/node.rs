@@ -54,7 +54,7 @@ pub enum NodeError {
     NotAManifest { cid: Cid },
     /// The manifest could not be fetched, or a peer sent one that is invalid (the source says which).
     #[error("the manifest {} could not be fetched: {source}", format_cid(.cid))]
-    ManifestUnavailable { cid: Cid, source: ManifestFailure },
+    ManifestUnavailable { cid: Cid, source: Box<ManifestFailure> },
     #[error(transparent)]
     Network(#[from] NetworkError),
     #[error("networking is disabled on this node")]
@@ -76,6 +76,11 @@ pub enum ManifestFailure {
 }
 
 impl NodeError {
+    /// The manifest `cid` could not be had, for `failure`.
+    pub fn manifest_unavailable(cid: Cid, failure: impl Into<ManifestFailure>) -> Self {
+        NodeError::ManifestUnavailable { cid, source: Box::new(failure.into()) }
+    }
+
     /// What kind of failure this is (delegates to the source where there is one).
     pub fn kind(&self) -> ErrorKind {
         match self {

@@ -1,4 +1,5 @@
 //! StoreActor and UploadSession through their mailboxes, on a temporary repository.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on purpose")]
 
 use actix::Addr;
 use bytes::Bytes;

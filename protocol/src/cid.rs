@@ -44,6 +44,7 @@ pub fn sha256(data: &[u8]) -> Sha256Digest {
 }
 
 /// A CIDv1 of `codec` over the SHA-256 multihash `digest`.
+#[allow(clippy::expect_used, reason = "a 32-byte digest always fits a 64-byte multihash")]
 pub fn cid_from_sha256(codec: u64, digest: &Sha256Digest) -> Cid {
     let hash = multihash::Multihash::<64>::wrap(SHA2_256, digest)
         .expect("invariant: a 32-byte digest fits a 64-byte multihash");

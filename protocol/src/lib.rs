@@ -10,6 +10,9 @@
 //! - [`blockexc`]: the block exchange wire messages and delivery verification.
 //! - [`protobuf`]: the minimal protobuf wire reader/writer the encodings above are built on.
 
+// Everything here may see bytes from peers: no indexing that could panic on them.
+#![deny(clippy::indexing_slicing)]
+
 pub mod blockexc;
 pub mod chunker;
 pub mod cid;

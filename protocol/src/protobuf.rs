@@ -120,7 +120,8 @@ impl<'a> Reader<'a> {
             .filter(|len| *len <= available)
             .map(|len| self.pos + len)
             .ok_or(WireError::TruncatedBytes { offset: self.pos, len, available })?;
-        let slice = &self.bytes[self.pos..end];
+        let slice =
+            self.bytes.get(self.pos..end).ok_or(WireError::TruncatedBytes { offset: self.pos, len, available })?;
         self.pos = end;
         Ok(slice)
     }

@@ -94,19 +94,22 @@ impl CodexTree {
         if leaves.is_empty() {
             return Err(TreeError::NoLeaves);
         }
-        let mut layers = vec![leaves];
+        let mut layers = Vec::new();
+        let mut below = leaves;
         loop {
-            let below = layers.last().expect("invariant: at least the leaf layer");
-            if below.len() == 1 && layers.len() > 1 {
-                break;
+            let done = below.len() == 1 && !layers.is_empty();
+            let next = (!done).then(|| parent_layer(&below, layers.is_empty()));
+            layers.push(below);
+            match next {
+                Some(next) => below = next,
+                None => break,
             }
-            let next = parent_layer(below, layers.len() == 1);
-            layers.push(next);
         }
         Ok(Self { layers })
     }
 
     /// The root digest.
+    #[allow(clippy::expect_used, reason = "new() refuses empty trees and always ends with a one-node layer")]
     pub fn root(&self) -> Digest {
         self.layers.last().and_then(|layer| layer.first()).copied().expect("invariant: a tree has a root")
     }
@@ -117,11 +120,11 @@ impl CodexTree {
     }
 
     pub fn leaves(&self) -> &[Digest] {
-        &self.layers[0]
+        self.layers.first().map_or(&[], Vec::as_slice)
     }
 
     pub fn leaf_count(&self) -> u64 {
-        self.layers[0].len() as u64
+        self.leaves().len() as u64
     }
 
     /// The leaf digests, dropping the rest of the tree.
@@ -138,7 +141,7 @@ impl CodexTree {
     pub fn proof(&self, index: u64) -> Result<CodexProof, TreeError> {
         let layers = &self.layers;
         proof_from_nodes(self.leaf_count(), index, |layer, position| {
-            Ok::<_, TreeError>(layers[layer].get(position as usize).copied())
+            Ok::<_, TreeError>(layers.get(layer).and_then(|nodes| nodes.get(position as usize)).copied())
         })
     }
 }
@@ -215,8 +218,10 @@ impl CodexProof {
         let mut nodes = Vec::with_capacity(self.path.len() * 2);
         self.walk(leaf, |level, position, hash, layer_len| {
             nodes.push((level, position, hash));
-            if (position ^ 1) < layer_len {
-                nodes.push((level, position ^ 1, self.path[level]));
+            if (position ^ 1) < layer_len
+                && let Some(sibling) = self.path.get(level)
+            {
+                nodes.push((level, position ^ 1, *sibling));
             }
         });
         nodes

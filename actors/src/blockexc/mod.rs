@@ -9,6 +9,9 @@
 //!
 //! Handles: [`StartDownload`], [`FetchBlock`], [`Attach`], [`crate::network::NetEvent`].
 
+// Bytes from peers pass through here: no indexing that could panic on them.
+#![deny(clippy::indexing_slicing)]
+
 mod actor;
 pub mod fetch;
 pub mod ledger;

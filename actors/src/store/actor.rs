@@ -58,6 +58,7 @@ impl StoreActor {
     }
 
     /// Starts the actor on its own thread.
+    #[allow(clippy::expect_used, reason = "the arbiter has one thread and never restarts it, so the factory runs once")]
     pub fn start(self) -> Addr<Self> {
         let cell = Mutex::new(Some(self));
         SyncArbiter::start(1, move || {

@@ -94,6 +94,7 @@ pub struct TreeLocation {
     pub tree_path: PathBuf,
 }
 
+#[allow(clippy::expect_used, reason = "our records are plain structs that bincode always encodes")]
 pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     bincode::serde::encode_to_vec(value, bincode::config::standard()).expect("invariant: records always encode")
 }

@@ -115,7 +115,7 @@ impl TreeFile {
             .map_err(|_| StoreError::Corrupt { what: "tree file", reason: "too many leaves".into() })?;
         let mut bytes = vec![0u8; leaves * 32];
         self.file.read_exact_at(&mut bytes, 0).map_err(StoreError::io("reading a tree's leaves"))?;
-        Ok(bytes.chunks_exact(32).map(|c| c.try_into().expect("invariant: chunks_exact(32)")).collect())
+        Ok(bytes.as_chunks::<32>().0.to_vec())
     }
 
     /// Recomputes every layer above the leaves from the leaf layer, in place and slice by slice (memory
@@ -127,13 +127,12 @@ impl TreeFile {
             let mut start = 0;
             while start < size {
                 let count = REBUILD_NODES.min(size - start);
-                let offset = self.layout.offset(layer, start).expect("invariant: start < layer size");
+                let offset = self.layout.offset(layer, start).ok_or_else(|| outside(layer))?;
                 let mut bytes = vec![0u8; count as usize * 32];
                 self.file.read_exact_at(&mut bytes, offset).map_err(StoreError::io("reading a tree file"))?;
-                let nodes: Vec<Digest> =
-                    bytes.chunks_exact(32).map(|c| c.try_into().expect("invariant: chunks_exact(32)")).collect();
+                let nodes: Vec<Digest> = bytes.as_chunks::<32>().0.to_vec();
                 let parents = parent_layer(&nodes, layer == 0);
-                let above = self.layout.offset(layer + 1, start / 2).expect("invariant: a layer above");
+                let above = self.layout.offset(layer + 1, start / 2).ok_or_else(|| outside(layer + 1))?;
                 self.file.write_all_at(parents.as_flattened(), above).map_err(StoreError::io("writing a tree file"))?;
                 start += count;
             }
@@ -148,6 +147,11 @@ impl TreeFile {
 }
 
 /// Syncs a directory, making the entries of files created (or removed) in it durable.
+/// A layer position outside the tree file's layout (a corrupt or mis-sized record).
+fn outside(layer: usize) -> StoreError {
+    StoreError::Corrupt { what: "tree file", reason: format!("layer {layer} lies outside the tree's layout") }
+}
+
 pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(StoreError::io("syncing the segments directory"))
 }
