@@ -22,7 +22,7 @@ use codex_actors::network::read_frame;
 use codex_protocol::blockexc::{BlockAddress, BlockDelivery, Message, WantType};
 use codex_protocol::cid::{ROOT_CODEC, cid_from_sha256, format_cid, sha256};
 use codex_protocol::{Cid, Manifest};
-use futures::{AsyncWriteExt, StreamExt};
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use harness::binary::BinaryNode;
 use harness::peer::{BLOCKEXC, PeerStats, RawPeer, frame, varint};
 use harness::{NodeOptions, TestNode, WAIT, data, wait_until};
