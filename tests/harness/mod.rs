@@ -173,6 +173,15 @@ impl Api {
         })
     }
 
+    /// `GET /debug/info`, or `None` when the node does not answer it.
+    pub fn try_info(&self) -> Option<serde_json::Value> {
+        let mut response = agent().get(format!("{}/debug/info", self.url)).call().ok()?;
+        if response.status().as_u16() != 200 {
+            return None;
+        }
+        serde_json::from_slice(&response.body_mut().read_to_vec().ok()?).ok()
+    }
+
     /// Peers the node is connected to now (`seen` rows of `/debug/info`).
     pub fn connected_peers(&self) -> Vec<PeerId> {
         let info = self.info();
