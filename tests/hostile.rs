@@ -331,7 +331,9 @@ async fn provider_flood(host: &RawPeer) -> String {
     let mut submitted = 0usize;
     let mut state = 0x2545_f491_4f6c_dd1du64;
     while Instant::now() < deadline {
-        let done = PeerStats::get(&host.stats.provide_ok) + PeerStats::get(&host.stats.provide_failed);
+        let done = PeerStats::get(&host.stats.provide_ok)
+            + PeerStats::get(&host.stats.provide_failed)
+            + PeerStats::get(&host.stats.provide_refused);
         if submitted >= PROVIDER_KEYS && done >= submitted {
             break;
         }
@@ -350,9 +352,10 @@ async fn provider_flood(host: &RawPeer) -> String {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     format!(
-        "provider flood: {submitted} keys submitted, {} provide rounds completed, {} failed",
+        "provider flood: {submitted} keys submitted, {} ADD_PROVIDER rounds completed, {} failed, {} refused locally",
         PeerStats::get(&host.stats.provide_ok),
-        PeerStats::get(&host.stats.provide_failed)
+        PeerStats::get(&host.stats.provide_failed),
+        PeerStats::get(&host.stats.provide_refused)
     )
 }
 
@@ -434,6 +437,7 @@ fn hostile_peer_cannot_exhaust_the_victim_or_stop_an_honest_download() {
         Ok(Report::Launched) => {}
         _ => panic!("the attack did not start"),
     }
+    let (_, rss_slow_streams) = victim.memory();
     let attacked = timed_download(&victim, &cid, Duration::from_secs(60));
     let lines = match reports.recv_timeout(ATTACK_TIME * 3) {
         Ok(Report::Done(lines)) => lines,
@@ -588,6 +592,7 @@ fn hostile_peer_cannot_exhaust_the_victim_or_stop_an_honest_download() {
         mib(peak_sampled.load(Ordering::Relaxed)),
         mib(rss)
     );
+    println!("  victim VmRSS once the slow streams were open: {:.0} MiB", mib(rss_slow_streams));
     println!("  attacker: disconnected by the victim: {disconnected}; redial after the attack: {redial}");
     assert!(missing.is_empty(), "missing defences against a hostile peer:\n- {}", missing.join("\n- "));
 }

@@ -63,7 +63,7 @@ fn download_through_the_dht_from_a_node_never_met() {
 fn two_providers_and_one_crashes_mid_download() {
     let a = TestNode::start_default();
     let b = TestNode::start(NodeOptions::bootstrapped_from(&a));
-    let file = data(96 << 20, 2);
+    let file = data(64 << 20, 2);
     let cid = a.upload(&file);
     b.fetch(&cid);
     b.wait_local(&cid, WAIT);
@@ -232,8 +232,8 @@ fn run_liar(
 #[test]
 fn lying_peer_is_banned_and_the_download_completes_from_an_honest_one() {
     let honest = TestNode::start_default();
-    // More blocks than one peer may owe at once (256), so the liar is sure to be asked for some.
-    let file = data(64 << 20, 4);
+    // Twice the blocks one peer may owe at once (256), so the liar is sure to be asked for some.
+    let file = data(32 << 20, 4);
     let cid = honest.upload(&file);
     let manifest = honest.json(&format!("/data/{cid}/network/manifest"));
     let tree_cid = manifest["manifest"]["treeCid"].as_str().expect("tree").to_owned();

@@ -6,7 +6,7 @@
 
 use futures::StreamExt;
 use libp2p::allow_block_list::{self, AllowedPeers};
-use libp2p::kad::{self, store::MemoryStore};
+use libp2p::kad::{self, store::MemoryStore, store::MemoryStoreConfig};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
 use std::sync::Arc;
@@ -40,6 +40,8 @@ pub struct PeerStats {
     pub provide_started: AtomicUsize,
     pub provide_ok: AtomicUsize,
     pub provide_failed: AtomicUsize,
+    /// `start_providing` refused by the local store.
+    pub provide_refused: AtomicUsize,
     /// Connected to any peer right now.
     pub connected: AtomicUsize,
 }
@@ -74,7 +76,10 @@ impl RawPeer {
                 config.set_query_timeout(Duration::from_secs(10));
                 config.set_provider_publication_interval(None);
                 config.set_record_ttl(None);
-                let mut kad = kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), config);
+                // Room for a flood of provided keys (the default store refuses past 1024).
+                let store_config = MemoryStoreConfig { max_provided_keys: 1 << 20, ..Default::default() };
+                let store = MemoryStore::with_config(peer_id, store_config);
+                let mut kad = kad::Behaviour::with_config(peer_id, store, config);
                 kad.set_mode(Some(kad::Mode::Client));
                 RawBehaviour { allow: Default::default(), stream: libp2p_stream::Behaviour::new(), kad }
             })
@@ -108,7 +113,7 @@ impl RawPeer {
                                 if swarm.behaviour_mut().kad.start_providing(kad::RecordKey::new(&key)).is_ok() {
                                     counters.provide_started.fetch_add(1, Ordering::Relaxed);
                                 } else {
-                                    counters.provide_failed.fetch_add(1, Ordering::Relaxed);
+                                    counters.provide_refused.fetch_add(1, Ordering::Relaxed);
                                 }
                             }
                         }
