@@ -18,13 +18,12 @@
 
 mod harness;
 
-use codex_actors::network::read_frame;
 use codex_protocol::blockexc::{BlockAddress, BlockDelivery, Message, WantType};
 use codex_protocol::cid::{ROOT_CODEC, cid_from_sha256, format_cid, sha256};
 use codex_protocol::{Cid, Manifest};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use harness::binary::BinaryNode;
-use harness::peer::{BLOCKEXC, PeerStats, RawPeer, frame, varint};
+use harness::peer::{BLOCKEXC, PeerStats, RawPeer, frame, frames, varint};
 use harness::{NodeOptions, TestNode, WAIT, data, wait_until};
 use libp2p::{Multiaddr, PeerId};
 use std::sync::Arc;
@@ -137,7 +136,11 @@ enum Report {
 }
 
 /// The attacker's thread: its own tokio runtime and libp2p host.
-fn run_attacker(victim: PeerId, victim_addr: Multiaddr, reports: std::sync::mpsc::Sender<Report>) -> mpsc::UnboundedSender<Order> {
+fn run_attacker(
+    victim: PeerId,
+    victim_addr: Multiaddr,
+    reports: std::sync::mpsc::Sender<Report>,
+) -> mpsc::UnboundedSender<Order> {
     let (orders_tx, orders) = mpsc::unbounded_channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -174,12 +177,12 @@ async fn attacker(
     {
         let (stop_reading, junk_served) = (stop_reading.clone(), junk_served.clone());
         tokio::spawn(async move {
-            let mut reader = futures::io::BufReader::new(victim_stream);
+            let mut reader = frames(victim_stream);
             while !stop_reading.load(Ordering::Relaxed) {
-                let bytes = match tokio::time::timeout(Duration::from_millis(100), read_frame(&mut reader)).await {
-                    Ok(Ok(Some(bytes))) => bytes,
+                let bytes = match tokio::time::timeout(Duration::from_millis(100), reader.recv()).await {
+                    Ok(Some(bytes)) => bytes,
                     Err(_) => continue,
-                    Ok(_) => break,
+                    Ok(None) => break,
                 };
                 let Ok(message) = Message::decode(&bytes) else { continue };
                 let wanted = message.wantlist.entries.iter().any(|e| {
@@ -220,11 +223,8 @@ async fn attacker(
     // Attack 5 first: its streams stay open (and half-written) for the whole attack.
     let slow = slow_streams(&control, victim).await;
     let _ = reports.send(Report::Launched);
-    let (wantlists, amplification, providers) = futures::join!(
-        oversized_wantlists(&control, victim),
-        amplification(&control, victim),
-        provider_flood(&host),
-    );
+    let (wantlists, amplification, providers) =
+        futures::join!(oversized_wantlists(&control, victim), amplification(&control, victim), provider_flood(&host),);
     lines.push(slow.1);
     lines.extend([wantlists, amplification, providers]);
     lines.push(format!(
@@ -297,7 +297,9 @@ async fn oversized_wantlists(control: &libp2p_stream::Control, victim: PeerId) -
         Ok(Err(err)) => format!("stream failed: {err}"),
         Err(_) => "timed out".to_owned(),
     };
-    format!("oversized want-lists: {sent} of {OVERSIZED_WANTLISTS} frames of {OVERSIZED_WANTLIST_ENTRIES} entries ({outcome})")
+    format!(
+        "oversized want-lists: {sent} of {OVERSIZED_WANTLISTS} frames of {OVERSIZED_WANTLIST_ENTRIES} entries ({outcome})"
+    )
 }
 
 /// Attack 1: amplification frames, one per stream, all at once.

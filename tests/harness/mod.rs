@@ -145,8 +145,7 @@ impl Api {
     /// The node's signed peer record, once it has an address to announce.
     pub fn spr(&self) -> String {
         wait_for("the node's SPR", WAIT, || {
-            let mut response =
-                agent().get(format!("{}/spr", self.url)).header("Accept", "text/plain").call().ok()?;
+            let mut response = agent().get(format!("{}/spr", self.url)).header("Accept", "text/plain").call().ok()?;
             (response.status().as_u16() == 200).then(|| response.body_mut().read_to_string().expect("spr"))
         })
     }
@@ -167,9 +166,10 @@ impl Api {
         wait_for("a libp2p listen address", WAIT, || {
             let info = self.info();
             let addrs = info["addrs"].as_array()?.clone();
-            addrs.iter().filter_map(|a| a.as_str()?.parse::<Multiaddr>().ok()).find(|a| {
-                a.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::Tcp(port) if port != 0))
-            })
+            addrs
+                .iter()
+                .filter_map(|a| a.as_str()?.parse::<Multiaddr>().ok())
+                .find(|a| a.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::Tcp(port) if port != 0)))
         })
     }
 
@@ -188,11 +188,7 @@ impl Api {
         info["table"]["nodes"]
             .as_array()
             .map(|nodes| {
-                nodes
-                    .iter()
-                    .filter(|n| n["seen"] == true)
-                    .filter_map(|n| n["peerId"].as_str()?.parse().ok())
-                    .collect()
+                nodes.iter().filter(|n| n["seen"] == true).filter_map(|n| n["peerId"].as_str()?.parse().ok()).collect()
             })
             .unwrap_or_default()
     }

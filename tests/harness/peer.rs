@@ -167,6 +167,24 @@ pub fn varint(out: &mut Vec<u8>, mut value: u64) {
     out.push(value as u8);
 }
 
+/// Reads blockexc frames from `stream` on a task of their own (a frame read is never cut in half by a
+/// timeout); at most one frame waits in the channel, so a consumer that stops receiving stops the reading.
+pub fn frames<R>(stream: R) -> mpsc::Receiver<Vec<u8>>
+where
+    R: futures::AsyncRead + Unpin + Send + 'static,
+{
+    let (sender, receiver) = mpsc::channel(1);
+    tokio::spawn(async move {
+        let mut reader = futures::io::BufReader::new(stream);
+        while let Ok(Some(frame)) = codex_actors::network::read_frame(&mut reader).await {
+            if sender.send(frame).await.is_err() {
+                return;
+            }
+        }
+    });
+    receiver
+}
+
 /// A blockexc frame: varint length + body.
 pub fn frame(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 10);
