@@ -343,7 +343,7 @@ impl TestNode {
         let (started_tx, started_rx) = mpsc::channel();
         let (clean_tx, clean_rx) = mpsc::channel::<bool>();
         let thread = std::thread::Builder::new()
-            .name(format!("test-node-{}", &peer_id.to_string()[46..]))
+            .name(format!("test-node-{}", short_id(&peer_id)))
             .spawn(move || run_node(config, started_tx, clean_rx))
             .expect("node thread");
         let started = match started_rx.recv_timeout(WAIT) {
@@ -410,6 +410,12 @@ impl Drop for TestNode {
         }
         self.shut(false);
     }
+}
+
+/// The last characters of a peer id, for thread names.
+fn short_id(peer: &PeerId) -> String {
+    let text = peer.to_string();
+    text.chars().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect()
 }
 
 fn node_config(dir: &Path, key: libp2p::identity::Keypair, options: &NodeOptions) -> NodeConfig {
