@@ -58,6 +58,22 @@ fn download_through_the_dht_from_a_node_never_met() {
     assert_eq!(c.get("/connect/nonsense").0, 400);
 }
 
+/// The harness itself: a node stopped cleanly restarts on its data dir with its data, and serves it to a peer.
+#[test]
+fn in_process_node_restarts_on_its_data_dir() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = NodeOptions { dir: Some(dir.path().to_owned()), ..NodeOptions::default() };
+    let a = TestNode::start(options.clone());
+    let file = data(300_000, 5);
+    let cid = a.upload(&file);
+    a.stop();
+    let a = TestNode::start(options);
+    assert!(a.is_local(&cid), "the dataset survived the restart");
+    assert!(a.download(&cid) == file);
+    let b = TestNode::start(NodeOptions::bootstrapped_from(&a));
+    assert!(b.stream(&cid) == file, "the restarted node serves the dataset");
+}
+
 #[test]
 fn two_providers_and_one_crashes_mid_download() {
     let a = TestNode::start_default();

@@ -277,7 +277,7 @@ pub struct NodeOptions {
     pub bootstrap: Vec<String>,
     pub quota: u64,
     pub exchange: BlockExchangeConfig,
-    /// The data dir; a fresh temporary one when `None`.
+    /// The data dir; a fresh temporary one when `None`. The node key is fresh at every start either way.
     pub dir: Option<PathBuf>,
 }
 
