@@ -458,8 +458,10 @@ impl BlockExchangeActor {
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
         let tick = self.requester.tick(now);
+        // A timeout is no strike: a slow honest peer must not be banned for it. Peers that owe blocks and
+        // deliver nothing are dropped by the idle check below.
         for peer in tick.timed_out {
-            self.strike(peer, 1, "request timed out");
+            tracing::debug!(%peer, "a block request timed out; asking elsewhere");
         }
         for (tree, indexes) in tick.reask {
             let entries =
