@@ -453,7 +453,7 @@ fn run_node(config: NodeConfig, started: mpsc::Sender<Result<Started, String>>, 
                 return;
             }
         };
-        let state = ApiState { node: node.clone(), metrics: Metrics::new(), log: LogControl::detached() };
+        let state = ApiState::new(node.clone(), Metrics::new(), LogControl::detached());
         let server = match HttpServer::new(move || rest::app(state.clone(), CorsOrigin(None)))
             .workers(2)
             .disable_signals()
