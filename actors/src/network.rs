@@ -105,6 +105,9 @@ pub enum NetEvent {
     Message { peer: PeerId, message: WireMessage },
     /// A peer sent bytes that are not a blockexc message; its stream was closed.
     Malformed { peer: PeerId, reason: String },
+    /// A peer announced a frame and did not send it within the deadline (it holds memory and the peer's frame
+    /// slot); its stream was closed.
+    Stalled { peer: PeerId, reason: String },
 }
 
 /// One row of the peer tables of `/debug/info`.

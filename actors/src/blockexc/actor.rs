@@ -593,6 +593,7 @@ impl Handler<NetEvent> for BlockExchangeActor {
                 }
             }
             NetEvent::Malformed { peer, reason } => self.strike(peer, 10, &format!("malformed message: {reason}")),
+            NetEvent::Stalled { peer, reason } => self.strike(peer, ledger::BAN_STRIKES, &reason),
         }
     }
 }

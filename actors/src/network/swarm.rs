@@ -538,7 +538,8 @@ async fn read_frames<R: AsyncRead + Unpin>(peer: PeerId, stream: R, readers: &Re
                 return;
             }
             Err(_) => {
-                malformed(format!("a frame of {len} bytes did not arrive within {FRAME_DEADLINE:?}"));
+                let reason = format!("a frame of {len} bytes did not arrive within {FRAME_DEADLINE:?}");
+                readers.events.do_send(NetEvent::Stalled { peer, reason });
                 return;
             }
         };
