@@ -8,11 +8,15 @@
 //! - [`tree`]: the SHA-256 CodexTree (keyed compression) and its inclusion proofs.
 //! - [`manifest`]: the dataset manifest and its protobuf encoding.
 //! - [`blockexc`]: the block exchange wire messages and delivery verification.
+//! - [`frame`]: the varint length prefix that frames blockexc messages on a stream.
+//! - [`http`]: the REST API's `Range` and `Content-Disposition` header parsers.
 //! - [`protobuf`]: the minimal protobuf wire reader/writer the encodings above are built on.
 
 pub mod blockexc;
 pub mod chunker;
 pub mod cid;
+pub mod frame;
+pub mod http;
 pub mod manifest;
 pub mod protobuf;
 pub mod tree;
