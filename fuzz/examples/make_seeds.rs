@@ -3,10 +3,16 @@
 //!
 //! `cargo run --manifest-path fuzz/Cargo.toml --example make_seeds` (rewrites the files; the output is committed).
 
-use codex_protocol::blockexc::{BlockAddress, BlockDelivery, BlockPresence, Message, PresenceType, WantEntry, WantList, WantType};
-use codex_protocol::cid::{block_cid, cid_from_sha256, format_cid, parse_cid, sha256, PROVING_ROOT_CODEC, ROOT_CODEC, SLOT_ROOT_CODEC};
-use codex_protocol::frame::{put_frame, put_varint, MAX_FRAME_LEN};
+use codex_protocol::blockexc::{
+    BlockAddress, BlockDelivery, BlockPresence, Message, PresenceType, WantEntry, WantList, WantType,
+};
+use codex_protocol::cid::{
+    PROVING_ROOT_CODEC, ROOT_CODEC, SLOT_ROOT_CODEC, block_cid, cid_from_sha256, format_cid, parse_cid, sha256,
+};
+use codex_protocol::frame::{MAX_FRAME_LEN, put_frame, put_varint};
 use codex_protocol::manifest::{ErasureInfo, VerificationInfo};
+use codex_protocol::protobuf::{Reader, Value};
+use codex_protocol::spr::{Multiaddr, SPR_PREFIX, encode_spr};
 use codex_protocol::{CodexTree, Manifest};
 use std::path::{Path, PathBuf};
 
@@ -46,7 +52,12 @@ fn blockexc_seeds() -> Vec<(&'static str, Vec<u8>)> {
         address: BlockAddress::Leaf { tree: real.root_cid(), index: 3 },
         proof: Some(real.proof(3).expect("proof")),
     };
-    let plain = BlockDelivery { address: BlockAddress::Cid(block_cid(&data[1])), proof: None, cid: block_cid(&data[1]), data: data[1].clone().into() };
+    let plain = BlockDelivery {
+        address: BlockAddress::Cid(block_cid(&data[1])),
+        proof: None,
+        cid: block_cid(&data[1]),
+        data: data[1].clone().into(),
+    };
     let leaf_delivery = Message { payload: vec![delivery.clone()], ..Message::default() };
     let mixed = Message {
         wantlist: WantList {
@@ -61,8 +72,16 @@ fn blockexc_seeds() -> Vec<(&'static str, Vec<u8>)> {
         },
         payload: vec![plain],
         presences: vec![
-            BlockPresence { address: BlockAddress::Leaf { tree, index: 7 }, kind: PresenceType::Have, price: vec![0; 32] },
-            BlockPresence { address: BlockAddress::Cid(block_cid(b"gone")), kind: PresenceType::DontHave, price: vec![] },
+            BlockPresence {
+                address: BlockAddress::Leaf { tree, index: 7 },
+                kind: PresenceType::Have,
+                price: vec![0; 32],
+            },
+            BlockPresence {
+                address: BlockAddress::Cid(block_cid(b"gone")),
+                kind: PresenceType::DontHave,
+                price: vec![],
+            },
         ],
         pending_bytes: 65536,
     };
@@ -158,6 +177,25 @@ fn main() {
         ("none", "inline"),
     ] {
         write(&dir, "content_disposition", name, value.as_bytes());
+    }
+    for (name, seed, addrs) in [
+        ("one-address", 1u8, vec!["/ip4/127.0.0.1/tcp/8070"]),
+        ("no-address", 2, vec![]),
+        ("three-addresses", 3, vec!["/ip4/10.0.0.1/tcp/1", "/ip6/::1/udp/8090", "/dns4/codex.example/tcp/8070"]),
+    ] {
+        let secret = libp2p_identity::secp256k1::SecretKey::try_from_bytes([seed; 32]).expect("valid secret");
+        let key: libp2p_identity::Keypair = libp2p_identity::secp256k1::Keypair::from(secret).into();
+        let addrs: Vec<Multiaddr> = addrs.iter().map(|a| a.parse().expect("multiaddr")).collect();
+        let text = encode_spr(&key, u64::from(seed), &addrs).expect("signs");
+        write(&dir, "spr", &format!("text-{name}"), text.as_bytes());
+        let envelope = multibase::Base::Base64Url.decode(&text[SPR_PREFIX.len()..]).expect("base64url");
+        write(&dir, "spr", &format!("envelope-{name}"), &envelope);
+        let mut fields = Reader::new(&envelope);
+        while let Ok(Some((field, value))) = fields.next_field() {
+            if let (3, Value::Bytes(record)) = (field, value) {
+                write(&dir, "spr", &format!("record-{name}"), record);
+            }
+        }
     }
     println!("seeds written to {}", dir.display());
 }

@@ -10,6 +10,7 @@
 //! - [`blockexc`]: the block exchange wire messages and delivery verification.
 //! - [`frame`]: the varint length prefix that frames blockexc messages on a stream.
 //! - [`http`]: the REST API's `Range` and `Content-Disposition` header parsers.
+//! - [`spr`]: signed peer records (`spr:` text), decoded and verified.
 //! - [`protobuf`]: the minimal protobuf wire reader/writer the encodings above are built on.
 
 pub mod blockexc;
@@ -19,6 +20,7 @@ pub mod frame;
 pub mod http;
 pub mod manifest;
 pub mod protobuf;
+pub mod spr;
 pub mod tree;
 
 pub use crate::cid::{Cid, CidError};
