@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
                 return;
             }
             Ok(Some((len, used))) => {
-                assert!(used >= 1 && used <= MAX_PREFIX_LEN && used <= rest.len());
+                assert!((1..=MAX_PREFIX_LEN).contains(&used) && used <= rest.len());
                 assert!(len <= MAX_FRAME_LEN);
                 for cut in 0..used {
                     assert_eq!(parse_len_prefix(&rest[..cut]), Ok(None));
