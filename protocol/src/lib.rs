@@ -8,6 +8,9 @@
 //! - [`tree`]: the SHA-256 CodexTree (keyed compression) and its inclusion proofs.
 //! - [`manifest`]: the dataset manifest and its protobuf encoding.
 //! - [`blockexc`]: the block exchange wire messages and delivery verification.
+//! - [`frame`]: the varint length prefix that frames blockexc messages on a stream.
+//! - [`http`]: the REST API's `Range` and `Content-Disposition` header parsers.
+//! - [`spr`]: signed peer records (`spr:` text), decoded and verified.
 //! - [`protobuf`]: the minimal protobuf wire reader/writer the encodings above are built on.
 
 // Everything here may see bytes from peers: no indexing that could panic on them.
@@ -16,8 +19,11 @@
 pub mod blockexc;
 pub mod chunker;
 pub mod cid;
+pub mod frame;
+pub mod http;
 pub mod manifest;
 pub mod protobuf;
+pub mod spr;
 pub mod tree;
 
 pub use crate::cid::{Cid, CidError};

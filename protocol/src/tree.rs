@@ -199,7 +199,7 @@ impl CodexProof {
             let key = if level == 0 { KEY_BOTTOM } else { KEY_NONE };
             hash = if position & 1 == 1 {
                 compress(sibling, &hash, key)
-            } else if position == layer_len - 1 && layer_len % 2 == 1 {
+            } else if position + 1 == layer_len && layer_len % 2 == 1 {
                 compress(&hash, sibling, key + KEY_ODD)
             } else {
                 compress(&hash, sibling, key)
@@ -314,6 +314,28 @@ mod tests {
         assert_eq!(proof.path[0], ZERO_DIGEST);
         assert!(proof.verify(&l[4], &tree.root()));
     }
+
+    /// Found by the merkle_proof fuzz target: a decoded proof of zero leaves made `revealed_nodes` subtract one
+    /// from a zero layer length (a panic with overflow checks on).
+    #[test]
+    fn fuzz_regression_revealed_nodes_of_a_zero_leaf_proof() {
+        let bytes: Vec<u8> = (0..FUZZ_ZERO_LEAVES.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&FUZZ_ZERO_LEAVES[i..i + 2], 16).expect("hex"))
+            .collect();
+        let proof = CodexProof::decode(&bytes).expect("decodes");
+        assert_eq!(proof.leaves, 0);
+        let leaf = sha256(&bytes);
+        assert!(!proof.verify(&leaf, &leaf));
+        // No layer has a node past position 0 to pair with: one revealed node per path entry.
+        assert_eq!(proof.revealed_nodes(&leaf).len(), proof.path.len());
+    }
+
+    const FUZZ_ZERO_LEAVES: &str = concat!(
+        "08122a02180322220a200000000000000000000000000000b0ed4e7dadcafb4688f9000000000000000022220a2014c2",
+        "b1bebf3ec238b209e524373124f113c8371ccbb0edadca7d08121001180222220a20af5570f5a1810b7af78caf4bc70a",
+        "660f0df51e42baf91d4de5b2328d4ee0fb4688e8f93dfc03",
+    );
 
     proptest! {
         #[test]

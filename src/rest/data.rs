@@ -16,6 +16,7 @@ use codex_actors::node::{
 use codex_actors::store::{DownloadStatus, Progress};
 use codex_protocol::Manifest;
 use codex_protocol::cid::{format_cid, parse_cid};
+use codex_protocol::http::{RangeError, disposition_filename, parse_range};
 use futures_util::StreamExt;
 use serde::Serialize;
 use std::fs::File;
@@ -114,43 +115,21 @@ fn upload_mimetype(request: &HttpRequest) -> Result<Option<String>, ApiError> {
     Ok(Some(text.to_owned()))
 }
 
-/// True for names the original's `isValidFilename` accepts.
-pub fn is_valid_filename(name: &str) -> bool {
-    const INVALID: &[char] = &['/', '\\', ':', '*', '?', '"', '<', '>', '|', '^'];
-    const RESERVED: &[&str] = &["CON", "PRN", "AUX", "NUL"];
-    if name.is_empty() || name.len() > 255 || name.starts_with(' ') || name.ends_with(' ') || name.ends_with('.') {
-        return false;
-    }
-    if name.chars().any(|c| c.is_control() || INVALID.contains(&c)) {
-        return false;
-    }
-    let stem = name.split('.').next().unwrap_or_default().to_ascii_uppercase();
-    let numbered =
-        (stem.starts_with("COM") || stem.starts_with("LPT")) && stem.len() == 4 && stem.as_bytes()[3].is_ascii_digit();
-    !(RESERVED.contains(&stem.as_str()) || numbered)
-}
-
 /// The `Content-Disposition` a download of `filename` is served with.
 fn disposition_for(filename: &str) -> Option<HeaderValue> {
     HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")).ok()
 }
 
 /// Extracts and validates the filename of `Content-Disposition` (`attachment; filename="name"`). The name must
-/// be UTF-8 and fit back into the header downloads are served with.
+/// be UTF-8, pass the original's rules and fit back into the header downloads are served with.
 fn upload_filename(request: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(value) = request.headers().get(header::CONTENT_DISPOSITION) else { return Ok(None) };
     let invalid = || ApiError::Unprocessable("The filename is not valid.".into());
-    let text = std::str::from_utf8(value.as_bytes()).map_err(|_| invalid())?;
-    let Some(start) = text.find("filename=") else { return Ok(None) };
-    let rest = &text[start + "filename=".len()..];
-    let name = match rest.strip_prefix('"') {
-        Some(quoted) => quoted.find('"').map(|end| &quoted[..end]).unwrap_or(quoted),
-        None => rest.split(';').next().unwrap_or_default().trim(),
-    };
-    if !is_valid_filename(name) || disposition_for(name).is_none() {
+    let name = disposition_filename(value.as_bytes()).map_err(|_| invalid())?;
+    if name.as_deref().is_some_and(|name| disposition_for(name).is_none()) {
         return Err(invalid());
     }
-    Ok(Some(name.to_owned()))
+    Ok(name)
 }
 
 async fn upload(
@@ -195,28 +174,9 @@ async fn list(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
 /// malformed one, or several ranges, which RFC 9110 lets a server ignore).
 fn requested_range(request: &HttpRequest, len: u64) -> Result<Option<(u64, u64)>, ApiError> {
     let Some(value) = request.headers().get(header::RANGE).and_then(|v| v.to_str().ok()) else { return Ok(None) };
-    let Some(spec) = value.trim().strip_prefix("bytes=") else { return Ok(None) };
-    if spec.contains(',') {
-        return Ok(None);
-    }
-    let Some((first, last)) = spec.split_once('-') else { return Ok(None) };
-    let (first, last) = (first.trim(), last.trim());
-    let unsatisfiable = || ApiError::RangeNotSatisfiable(format!("Range '{value}' is outside the {len} bytes"), len);
-    let range = match (first.parse::<u64>(), last.parse::<u64>()) {
-        (Ok(start), Ok(end)) if start <= end => (start, end.saturating_add(1).min(len)),
-        (Ok(start), Err(_)) if last.is_empty() => (start, len),
-        (Err(_), Ok(suffix)) if first.is_empty() => {
-            if suffix == 0 {
-                return Err(unsatisfiable());
-            }
-            (len.saturating_sub(suffix), len)
-        }
-        _ => return Ok(None),
-    };
-    if range.0 >= len {
-        return Err(unsatisfiable());
-    }
-    Ok(Some(range))
+    parse_range(value, len).map_err(|RangeError::Unsatisfiable { len }| {
+        ApiError::RangeNotSatisfiable(format!("Range '{value}' is outside the {len} bytes"), len)
+    })
 }
 
 /// Streams bytes `[start, end)` of `file`, read on a blocking thread.
@@ -459,18 +419,6 @@ async fn preflight_cid() -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn filenames() {
-        for good in ["codex.png", "a", "my file.tar.gz", "COMA.txt", "ünïcode.txt"] {
-            assert!(is_valid_filename(good), "{good}");
-        }
-        for bad in
-            ["", "a/b", "a\\b", "x:y", "q?", "\"q\"", " lead", "trail ", "dot.", "CON", "nul.txt", "COM1", "a\nb"]
-        {
-            assert!(!is_valid_filename(bad), "{bad:?}");
-        }
-    }
 
     /// A download that never delivers anything.
     struct Stalled(tokio::sync::watch::Sender<u64>);

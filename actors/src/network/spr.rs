@@ -4,7 +4,7 @@
 //! {peer id, sequence number, addresses}; its text form is `spr:` followed by the envelope bytes in base64url
 //! without padding, as the original node serves it on `GET /spr`.
 
-use libp2p::core::{PeerRecord, SignedEnvelope};
+use libp2p::core::PeerRecord;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
@@ -43,12 +43,13 @@ pub fn encode_spr(keypair: &Keypair, addrs: Vec<Multiaddr>) -> Option<String> {
 
 /// Decodes and verifies an SPR text.
 pub fn decode_spr(text: &str) -> Result<BootstrapNode, SprError> {
-    let body = text.trim().strip_prefix("spr:").ok_or_else(|| SprError::Unrecognised(text.to_string()))?;
-    let bytes =
-        multibase::Base::Base64Url.decode(body.trim_end_matches('=')).map_err(|e| SprError::Base64(e.to_string()))?;
-    let envelope = SignedEnvelope::from_protobuf_encoding(&bytes).map_err(|e| SprError::Envelope(e.to_string()))?;
-    let record = PeerRecord::from_signed_envelope_interop(envelope).map_err(|e| SprError::Envelope(e.to_string()))?;
-    Ok(BootstrapNode { peer: record.peer_id(), addrs: record.addresses().to_vec() })
+    use codex_protocol::spr::SprError as Decode;
+    let record = codex_protocol::spr::decode_spr(text).map_err(|err| match err {
+        Decode::NotSpr => SprError::Unrecognised(text.to_string()),
+        Decode::Base64 { reason } => SprError::Base64(reason),
+        other => SprError::Envelope(other.to_string()),
+    })?;
+    Ok(BootstrapNode { peer: record.peer, addrs: record.addrs })
 }
 
 /// Parses a `--bootstrap-node` value: an `spr:` record, or a multiaddress ending in `/p2p/<peer id>`.

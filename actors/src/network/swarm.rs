@@ -18,6 +18,7 @@ use super::kadstore::ProviderStore;
 use super::{Command, Nat, NetEvent, NetInfo, NetworkConfig, NetworkError, PeerRow, iplimit, spr};
 use actix::Recipient;
 use codex_protocol::blockexc::{MAX_FRAME_SIZE, Message as WireMessage, PROTOCOL_ID};
+use codex_protocol::frame::{MAX_PREFIX_LEN, parse_len_prefix_max};
 use futures::StreamExt;
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use libp2p::kad;
@@ -558,33 +559,26 @@ async fn read_frames<R: AsyncRead + Unpin>(peer: PeerId, stream: R, readers: &Re
     }
 }
 
-/// Reads a frame's length prefix: `Ok(None)` at a clean end of stream; lengths over [`MAX_FRAME_SIZE`] are
-/// `InvalidData`.
+/// Reads a frame's length prefix with [`codex_protocol::frame::parse_len_prefix_max`] (the parser the fuzz target
+/// `frame` exercises): `Ok(None)` at a clean end of stream; lengths over [`MAX_FRAME_SIZE`] and overlong varints
+/// are `InvalidData`.
 async fn read_frame_len<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<Option<usize>> {
-    let mut len: u64 = 0;
-    let mut byte = [0u8; 1];
-    for shift in (0..70).step_by(7) {
-        if reader.read(&mut byte).await? == 0 {
-            if shift == 0 {
+    let mut prefix = [0u8; MAX_PREFIX_LEN];
+    for filled in 0..MAX_PREFIX_LEN {
+        let Some(slot) = prefix.get_mut(filled..=filled) else { break };
+        if reader.read(slot).await? == 0 {
+            if filled == 0 {
                 return Ok(None);
             }
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
-        len |= u64::from(byte[0] & 0x7f) << shift;
-        if byte[0] & 0x80 == 0 {
-            break;
-        }
-        if shift == 63 {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "frame length varint too long"));
+        let parsed = parse_len_prefix_max(prefix.get(..=filled).unwrap_or_default(), MAX_FRAME_SIZE as u64)
+            .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidData, err.to_string()))?;
+        if let Some((len, _)) = parsed {
+            return Ok(Some(len as usize));
         }
     }
-    if len > MAX_FRAME_SIZE as u64 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes exceeds {MAX_FRAME_SIZE}"),
-        ));
-    }
-    Ok(Some(len as usize))
+    Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "frame length varint too long"))
 }
 
 /// Reads a frame body of `len` bytes. The buffer grows as bytes arrive: a peer announcing a large frame cannot
@@ -606,14 +600,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result
     }
 }
 
-/// Appends `value` as an unsigned varint (the frame length prefix).
-pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
+pub use codex_protocol::frame::put_varint;
 
 #[cfg(test)]
 mod tests {
