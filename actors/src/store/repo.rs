@@ -590,7 +590,7 @@ enum BlockLocation {
 /// Removes files on a background thread. Unlinking a large, recently written file makes the kernel drop its
 /// cached pages (about half a second per GiB here), which must delay neither a delete's answer nor an HTTP or
 /// store thread: the data is already invisible and its quota free. Missing files are fine; a crash before the
-/// unlink leaves orphans that the next [`Repo::open`] removes.
+/// unlink leaves orphans that the next opening of the repository removes.
 pub fn remove_in_background(paths: Vec<PathBuf>) {
     if paths.is_empty() {
         return;
