@@ -292,6 +292,22 @@ fn lying_peer_is_banned_and_the_download_completes_from_an_honest_one() {
     assert_eq!(victim.get("/space").0, 200, "the victim is still serving");
 }
 
+/// Asking the network for a CID nobody has answers 404 as soon as the provider lookup has finished and every
+/// connected peer said DontHave, naming that reason; without the quick path it would only come after the 60 s
+/// fetch limit, saying no peer delivered the block.
+#[test]
+fn a_cid_nobody_has_is_not_found_without_waiting_for_the_fetch_limit() {
+    const MISSING: &str = "zDvZRwzmC3Q7e7NLkfsPmtgSCfectUc1ssn5xK2rzC9yRz1yeZuK";
+    let a = TestNode::start_default();
+    let b = TestNode::start(NodeOptions::bootstrapped_from(&a));
+    wait_until("b to connect to a", WAIT, || b.is_connected_to(&a.peer_id()));
+    for node in [&b, &a] {
+        let (status, body) = node.post(&format!("/data/{MISSING}/network"), b"");
+        assert_eq!(status, 404, "{body}");
+        assert!(body.contains("every connected peer said it does not have it"), "not the quick answer: {body}");
+    }
+}
+
 /// Tests that need real `codex` processes: a plain transfer between two binaries (the binary's own wiring of
 /// flags, key, listeners and bootstrap), and a fetch interrupted by stopping the process and resumed after a
 /// restart on the same data dir. Assertions are on REST state and on the repository's files, not logs.
