@@ -21,8 +21,10 @@ use actix::prelude::*;
 use codex_protocol::Cid;
 use codex_protocol::blockexc::Message as WireMessage;
 use libp2p::identity::Keypair;
+use libp2p::swarm::DialError;
 use libp2p::{Multiaddr, PeerId};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
@@ -73,8 +75,8 @@ pub enum NetworkError {
     Listen { addr: Multiaddr, reason: String },
     #[error("cannot start the network: {0}")]
     Start(String),
-    #[error("peer {peer} could not be dialed: {reason}")]
-    Dial { peer: PeerId, reason: String },
+    #[error("peer {peer} could not be dialed: {source}")]
+    Dial { peer: PeerId, source: Arc<DialError> },
     #[error("peer {0} was not found in the DHT and no address was given")]
     PeerNotFound(PeerId),
     #[error("the network is not running")]

@@ -283,7 +283,7 @@ impl Host {
                 self.lookups.insert(query, peer);
             }
             Err(err) => {
-                let _ = reply.send(Err(NetworkError::Dial { peer, reason: err.to_string() }));
+                let _ = reply.send(Err(NetworkError::Dial { peer, source: Arc::new(err) }));
             }
         }
     }
@@ -320,9 +320,10 @@ impl Host {
                     return;
                 }
                 let pending = self.dials.remove(&peer).unwrap_or_default();
+                let error = Arc::new(error);
                 let (retry, failed): (Vec<_>, Vec<_>) = pending.into_iter().partition(|p| !p.looked_up);
                 for pending in failed {
-                    let _ = pending.reply.send(Err(NetworkError::Dial { peer, reason: error.to_string() }));
+                    let _ = pending.reply.send(Err(NetworkError::Dial { peer, source: error.clone() }));
                 }
                 if !retry.is_empty() {
                     let retry = retry.into_iter().map(|p| PendingDial { looked_up: true, ..p }).collect();
@@ -402,8 +403,9 @@ impl Host {
                         self.dials.insert(peer, pending);
                     }
                     Err(err) => {
+                        let err = Arc::new(err);
                         for p in pending {
-                            let _ = p.reply.send(Err(NetworkError::Dial { peer, reason: err.to_string() }));
+                            let _ = p.reply.send(Err(NetworkError::Dial { peer, source: err.clone() }));
                         }
                     }
                 }
