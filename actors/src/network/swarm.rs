@@ -24,7 +24,7 @@ use futures::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use libp2p::kad;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, identify, noise, ping, tcp, upnp, yamux};
 use std::collections::{HashMap, HashSet};
@@ -274,7 +274,11 @@ impl Host {
             return;
         }
         let given = !addrs.is_empty();
-        let opts = DialOpts::peer_id(peer).addresses(addrs).extend_addresses_through_behaviour().build();
+        // With addresses given, dial them even while another dial to the peer runs (a DHT or bootstrap dial):
+        // the caller asked for these addresses, and refusing would answer 400 for a peer about to connect.
+        let condition = if given { PeerCondition::Disconnected } else { PeerCondition::DisconnectedAndNotDialing };
+        let opts =
+            DialOpts::peer_id(peer).condition(condition).addresses(addrs).extend_addresses_through_behaviour().build();
         match self.swarm.dial(opts) {
             Ok(()) => self.dials.entry(peer).or_default().push(PendingDial { reply, looked_up: given }),
             Err(_) if !given => {
