@@ -10,13 +10,13 @@
 use super::fetch::{Fetches, GiveUp};
 use super::ledger::{self, Admit, Ledger, SendSlot, Verdict};
 use super::provider::{Provider, Want};
-use super::requester::{Requester, RequesterConfig, Stored};
+use super::requester::{Delivery, Requester, RequesterConfig, Stored};
 use super::{Attach, BlockExchangeConfig, ExchangeError, FetchBlock, StartDownload};
 use crate::discovery::{Announce, DiscoveryActor, Locate};
 use crate::network::{Disconnect, NetEvent, NetworkActor};
 use crate::store::{
-    FailDownload, GetBlock, HasAddresses, LeafOutcome, Progress, ReadLeaves, StoreActor, StoreError, StoreLeaves,
-    StoredLeaves,
+    DownloadStatus, FailDownload, GetBlock, HasAddresses, LeafOutcome, Progress, ReadLeaves, StoreActor, StoreError,
+    StoreLeaves, StoredLeaves,
 };
 use actix::prelude::*;
 use bytes::Bytes;
@@ -101,7 +101,13 @@ impl BlockExchangeActor {
         let Some(sender) = self.senders.get(&peer) else { return };
         let frame = message.encode();
         let frame = match sender.try_send(frame) {
-            Ok(()) | Err(TrySendError::Closed(_)) => return,
+            Ok(()) => return,
+            Err(TrySendError::Closed(_)) => {
+                // The peer's writer ended (its stream failed) while the connection lives on: without a stream the
+                // peer is useless and would hold requests; drop it, it may reconnect afresh.
+                tracing::debug!(%peer, "the peer's blockexc stream is gone; disconnecting");
+                return self.drop_peer(peer);
+            }
             Err(TrySendError::Full(frame)) => frame,
         };
         let SendSlot::Wait(session) = self.ledger.wait_for_room(&peer) else {
@@ -114,8 +120,7 @@ impl BlockExchangeActor {
             .map(move |result, act, _| {
                 act.ledger.send_done(&peer, session);
                 if result.is_err() && act.ledger.session(&peer) == Some(session) {
-                    tracing::warn!(%peer, "the peer does not read what it is sent; disconnecting");
-                    act.drop_peer(peer);
+                    act.strike(peer, ledger::BAN_STRIKES, "does not read what it is sent");
                 }
             })
             .spawn(ctx);
@@ -224,6 +229,7 @@ impl BlockExchangeActor {
             return;
         };
         self.senders.insert(peer, sender);
+        self.fetches.forget_answers(&peer);
         self.requester.peer_connected(peer, now);
         self.provider.connect(peer, session);
         let mut entries: Vec<WantEntry> =
@@ -304,11 +310,13 @@ impl BlockExchangeActor {
         let mut unrequested = 0;
         for delivery in payload {
             match delivery.address {
-                BlockAddress::Leaf { tree, index } if self.requester.on_delivery(&peer, tree, index) => {
-                    by_tree.entry(tree).or_default().push(delivery);
-                }
+                BlockAddress::Leaf { tree, index } => match self.requester.on_delivery(&peer, tree, index) {
+                    Delivery::Store => by_tree.entry(tree).or_default().push(delivery),
+                    Delivery::Ignored => {}
+                    Delivery::Unsolicited => unrequested += 1,
+                },
                 BlockAddress::Cid(cid) if self.fetches.is_wanted(&cid) => self.verify_block(peer, delivery, ctx),
-                _ => unrequested += 1,
+                BlockAddress::Cid(_) => unrequested += 1,
             }
         }
         if unrequested > 0 {
@@ -445,8 +453,7 @@ impl BlockExchangeActor {
                 return;
             }
             if stalled {
-                tracing::warn!(%peer, "the peer does not read the blocks it asked for; disconnecting");
-                act.drop_peer(peer);
+                act.strike(peer, ledger::BAN_STRIKES, "does not read the blocks it asked for");
                 return;
             }
             act.serve(peer, ctx);
@@ -488,6 +495,17 @@ impl BlockExchangeActor {
             self.locate_block(cid, ctx);
         }
         self.give_up(fetch_tick.given_up);
+        // Downloads the store ended (deleted, aborted, failed) stop here too, instead of fetching into nothing.
+        let ended: Vec<Cid> = self
+            .progress
+            .iter()
+            .filter(|(_, (progress, _))| progress.status() != DownloadStatus::Running)
+            .map(|(tree, _)| *tree)
+            .collect();
+        for tree in ended {
+            self.progress.remove(&tree);
+            self.requester.end(&tree, now);
+        }
         for (tree, (progress, last_report)) in &mut self.progress {
             if now.duration_since(*last_report) >= REPORT_INTERVAL {
                 *last_report = now;
@@ -602,6 +620,11 @@ impl Handler<StartDownload> for BlockExchangeActor {
     type Result = ();
     fn handle(&mut self, msg: StartDownload, ctx: &mut Self::Context) {
         let tree = msg.manifest.tree_cid;
+        // A download of this tree that the store replaced (deleted, then fetched again) is stale: end it.
+        if self.progress.get(&tree).is_some_and(|(running, _)| !Arc::ptr_eq(running, &msg.progress)) {
+            self.progress.remove(&tree);
+            self.requester.end(&tree, Instant::now());
+        }
         let progress = msg.progress.clone();
         let missing = (0..progress.leaves()).filter(move |index| !progress.has(*index));
         let Some(added) = self.requester.start(tree, msg.manifest_cid, Box::new(missing), Instant::now()) else {

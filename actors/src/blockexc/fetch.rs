@@ -79,10 +79,23 @@ impl Fetches {
         }
     }
 
+    /// `peer` (re)connected: what it said before no longer counts.
+    pub fn forget_answers(&mut self, peer: &PeerId) {
+        for fetch in self.wants.values_mut() {
+            fetch.dont_have.remove(peer);
+        }
+    }
+
     /// The DHT lookup for `cid` finished with `providers`.
     pub fn on_lookup(&mut self, cid: &Cid, providers: Vec<PeerId>) {
         if let Some(fetch) = self.wants.get_mut(cid) {
-            fetch.lookup = Some(providers);
+            // Merged: a later, emptier lookup does not forget a provider an earlier one found.
+            let known = fetch.lookup.get_or_insert_with(Vec::new);
+            for provider in providers {
+                if !known.contains(&provider) {
+                    known.push(provider);
+                }
+            }
         }
     }
 
@@ -124,6 +137,8 @@ impl Fetches {
             }
             if now.duration_since(f.last_reask) >= REASK_INTERVAL {
                 f.last_reask = now;
+                // Every round asks afresh: a peer that did not have the block may have it now.
+                f.dont_have.clear();
                 tick.reask.push(*cid);
             }
             true
@@ -165,6 +180,27 @@ mod tests {
         fetches.on_dont_have(provider, &cid);
         fetches.on_have(&provider, &cid);
         assert!(fetches.nobody_has(now, &[provider]).is_empty(), "it has it after all");
+    }
+
+    #[test]
+    fn answers_count_for_one_round_and_lookups_merge() {
+        let mut fetches = Fetches::new(Duration::from_secs(60));
+        let (cid, now) = (block_cid(b"m4"), Instant::now());
+        let (a, provider) = (PeerId::random(), PeerId::random());
+        fetches.want(cid, now);
+        fetches.on_lookup(&cid, vec![provider]);
+        fetches.on_lookup(&cid, vec![]);
+        fetches.on_dont_have(a, &cid);
+        assert!(fetches.nobody_has(now, &[a]).is_empty(), "the provider found first is still expected to answer");
+        fetches.on_dont_have(provider, &cid);
+        // A new round: the earlier DontHaves no longer count.
+        assert!(fetches.tick(now + REASK_INTERVAL, &[a]).given_up.is_empty());
+        fetches.on_dont_have(a, &cid);
+        fetches.forget_answers(&a);
+        assert!(fetches.nobody_has(now, &[a]).is_empty(), "a reconnected: its answer is forgotten");
+        fetches.on_dont_have(a, &cid);
+        fetches.on_dont_have(provider, &cid);
+        assert_eq!(fetches.nobody_has(now, &[a]).len(), 1);
     }
 
     #[test]

@@ -29,8 +29,11 @@ pub type Want = (BlockAddress, bool);
 #[derive(Default)]
 struct PeerQueue {
     session: u64,
+    /// wantHave entries in order; an entry whose address left `have_set` (cancelled) is skipped when taken.
     have_queue: VecDeque<Want>,
+    have_set: HashSet<BlockAddress>,
     queries: usize,
+    /// wantBlock entries in order; an entry whose address left `queued` (cancelled) is skipped when taken.
     wants: VecDeque<Want>,
     queued: HashSet<BlockAddress>,
     waiting: HashSet<BlockAddress>,
@@ -58,19 +61,22 @@ impl Provider {
         let mut refused = 0;
         for entry in entries {
             if entry.cancel {
-                if q.queued.remove(&entry.address) {
-                    q.wants.retain(|(a, _)| *a != entry.address);
-                }
+                // O(1): cancelled entries stay in the queues and are skipped when taken (no scan per cancel).
+                q.queued.remove(&entry.address);
+                q.have_set.remove(&entry.address);
                 q.waiting.remove(&entry.address);
-                q.have_queue.retain(|(a, _)| *a != entry.address);
                 continue;
             }
             match entry.want_type {
-                WantType::WantHave if q.have_queue.len() < MAX_PEER_WANTS => {
+                WantType::WantHave if q.have_set.contains(&entry.address) => {}
+                WantType::WantHave if q.have_set.len() < MAX_PEER_WANTS => {
+                    compact(&mut q.have_queue, &q.have_set);
+                    q.have_set.insert(entry.address.clone());
                     q.have_queue.push_back((entry.address, entry.send_dont_have));
                 }
                 WantType::WantBlock if q.queued.contains(&entry.address) => {}
                 WantType::WantBlock if q.queued.len() < MAX_PEER_WANTS => {
+                    compact(&mut q.wants, &q.queued);
                     q.queued.insert(entry.address.clone());
                     q.wants.push_back((entry.address, entry.send_dont_have));
                 }
@@ -83,12 +89,21 @@ impl Provider {
     /// The next wantHave entries to look up in the store, if the peer has a query slot free.
     pub fn next_query(&mut self, peer: &PeerId) -> Option<(u64, Vec<Want>)> {
         let q = self.peers.get_mut(peer)?;
-        if q.queries >= QUERIES_PER_PEER || q.have_queue.is_empty() {
+        if q.queries >= QUERIES_PER_PEER || q.have_set.is_empty() {
+            return None;
+        }
+        let mut batch = Vec::new();
+        while batch.len() < QUERY_BATCH {
+            let Some(want) = q.have_queue.pop_front() else { break };
+            if q.have_set.remove(&want.0) {
+                batch.push(want);
+            }
+        }
+        if batch.is_empty() {
             return None;
         }
         q.queries += 1;
-        let take = q.have_queue.len().min(QUERY_BATCH);
-        Some((q.session, q.have_queue.drain(..take).collect()))
+        Some((q.session, batch))
     }
 
     /// A store query of `session` finished.
@@ -102,8 +117,12 @@ impl Provider {
     /// all leaves of one tree or all plain CIDs.
     pub fn next_batch(&mut self, peer: &PeerId) -> Option<(u64, Vec<Want>)> {
         let q = self.peers.get_mut(peer)?;
-        if q.serving >= SERVES_PER_PEER || q.wants.is_empty() {
+        if q.serving >= SERVES_PER_PEER || q.queued.is_empty() {
             return None;
+        }
+        // Drop cancelled entries from the front, so the batch starts with a live one.
+        while q.wants.front().is_some_and(|(address, _)| !q.queued.contains(address)) {
+            q.wants.pop_front();
         }
         let mut batch: Vec<Want> = Vec::new();
         while batch.len() < MAX_BLOCKS_PER_MESSAGE {
@@ -118,8 +137,9 @@ impl Provider {
                 break;
             }
             let Some(want) = q.wants.pop_front() else { break };
-            q.queued.remove(&want.0);
-            batch.push(want);
+            if q.queued.remove(&want.0) {
+                batch.push(want);
+            }
         }
         q.serving += 1;
         Some((q.session, batch))
@@ -159,9 +179,16 @@ impl Provider {
         woken
     }
 
-    /// Total entries held for `peer` (for tests and diagnostics).
+    /// Live entries held for `peer` (for tests and diagnostics).
     pub fn held(&self, peer: &PeerId) -> usize {
-        self.peers.get(peer).map_or(0, |q| q.have_queue.len() + q.wants.len() + q.waiting.len())
+        self.peers.get(peer).map_or(0, |q| q.have_set.len() + q.queued.len() + q.waiting.len())
+    }
+}
+
+/// Drops cancelled entries once a queue holds twice the live ones, so stale entries never outgrow the bound.
+fn compact(queue: &mut VecDeque<Want>, live: &HashSet<BlockAddress>) {
+    if queue.len() >= 2 * MAX_PEER_WANTS.max(live.len()) {
+        queue.retain(|(address, _)| live.contains(address));
     }
 }
 
@@ -237,6 +264,31 @@ mod tests {
         assert!(provider.next_batch(&peer).is_none(), "the old session's completion freed no slot");
         provider.served(&peer, 2, vec![]);
         assert!(provider.next_batch(&peer).is_some());
+    }
+
+    #[test]
+    fn cancels_are_cheap_and_stale_entries_stay_bounded() {
+        let mut provider = Provider::default();
+        let peer = PeerId::random();
+        provider.connect(peer, 1);
+        for round in 0..10u64 {
+            let wants = (0..MAX_PEER_WANTS as u64).map(|i| entry(leaf(round * 10_000 + i), WantType::WantBlock, false));
+            let haves = (0..MAX_PEER_WANTS as u64).map(|i| entry(leaf(round * 10_000 + i), WantType::WantHave, false));
+            assert_eq!(provider.on_wantlist(&peer, wants.chain(haves).collect()), 0);
+            let cancels =
+                (0..MAX_PEER_WANTS as u64).map(|i| entry(leaf(round * 10_000 + i), WantType::WantBlock, true));
+            assert_eq!(provider.on_wantlist(&peer, cancels.collect()), 0);
+            assert_eq!(provider.held(&peer), 0);
+        }
+        let q = &provider.peers[&peer];
+        assert!(q.wants.len() <= 2 * MAX_PEER_WANTS + 1 && q.have_queue.len() <= 2 * MAX_PEER_WANTS + 1);
+        assert!(provider.next_batch(&peer).is_none() && provider.next_query(&peer).is_none(), "all cancelled");
+        // Wanted, cancelled, wanted again: served once.
+        provider.on_wantlist(&peer, vec![entry(leaf(1), WantType::WantBlock, false)]);
+        provider.on_wantlist(&peer, vec![entry(leaf(1), WantType::WantBlock, true)]);
+        provider.on_wantlist(&peer, vec![entry(leaf(1), WantType::WantBlock, false)]);
+        assert_eq!(provider.next_batch(&peer).expect("batch").1, vec![(leaf(1), true)]);
+        assert!(provider.next_batch(&peer).is_none());
     }
 
     #[test]

@@ -57,6 +57,17 @@ struct PeerWants {
     last_delivery: Instant,
 }
 
+/// What to do with a delivered leaf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Verify and store it.
+    Store,
+    /// Drop it: held already, being stored, or outside the window.
+    Ignored,
+    /// Drop it and blame the sender: no download wants this tree.
+    Unsolicited,
+}
+
 /// What the store said of one delivered leaf.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stored {
@@ -218,20 +229,24 @@ impl Requester {
         }
     }
 
-    /// A peer delivered a leaf: true if it was asked of that peer (then it goes to the store).
-    pub fn on_delivery(&mut self, peer: &PeerId, tree: Cid, index: u64) -> bool {
-        let Some(state) = self.downloads.get_mut(&tree).and_then(|d| d.window.get_mut(&index)) else {
-            return false;
+    /// A peer delivered a leaf. A leaf of the window not being stored goes to the store whoever sent it (the
+    /// store verifies it): a late answer to a request that timed out, or an answer racing another peer's, is
+    /// still data. A leaf of a running download that is not (or no longer) needed is ignored without blame.
+    /// Only a leaf of no running download is unsolicited.
+    pub fn on_delivery(&mut self, _from: &PeerId, tree: Cid, index: u64) -> Delivery {
+        let Some(download) = self.downloads.get_mut(&tree) else { return Delivery::Unsolicited };
+        let Some(state) = download.window.get_mut(&index) else { return Delivery::Ignored };
+        let asked = match *state {
+            LeafState::Storing => return Delivery::Ignored,
+            LeafState::Requested { peer: asked, .. } => Some(asked),
+            LeafState::Wanted => None,
         };
-        if !matches!(state, LeafState::Requested { peer: q, .. } if q == peer) {
-            return false;
-        }
         *state = LeafState::Storing;
-        if let Some(p) = self.peers.get_mut(peer) {
+        if let Some(p) = asked.and_then(|asked| self.peers.get_mut(&asked)) {
             p.in_flight = p.in_flight.saturating_sub(1);
         }
         self.dirty = true;
-        true
+        Delivery::Store
     }
 
     /// The store verified leaves delivered by `peer`. Returns how many were rejected and the leaves newly in
@@ -422,7 +437,7 @@ mod tests {
             let asked = indexes(&batches, &peer);
             assert!(!asked.is_empty(), "a peer that has the leaves is asked");
             for index in &asked {
-                assert!(requester.on_delivery(&peer, t, *index));
+                assert_eq!(requester.on_delivery(&peer, t, *index), Delivery::Store);
             }
             let outcomes: Vec<(u64, Stored)> = asked.iter().map(|i| (*i, Stored::Kept)).collect();
             requester.on_stored(&peer, t, &outcomes, now);
@@ -450,9 +465,14 @@ mod tests {
         assert!(requester.schedule(now).is_empty(), "nothing changed: no new requests");
         // A delivery frees a slot: the next schedule asks again.
         let first = indexes(&batches, &a)[0];
-        assert!(requester.on_delivery(&a, t, first));
-        assert!(!requester.on_delivery(&b, t, first), "a leaf asked of another peer is unrequested");
+        assert_eq!(requester.on_delivery(&a, t, first), Delivery::Store);
+        assert_eq!(requester.on_delivery(&b, t, first), Delivery::Ignored, "being stored: a duplicate, no blame");
+        assert_eq!(requester.on_delivery(&b, tree(8), 0), Delivery::Unsolicited, "no download of that tree");
         assert_eq!(indexes(&requester.schedule(now), &a).len(), 1);
+        // A late answer from b to a leaf asked of a is still data, and frees a's request slot.
+        let second = indexes(&batches, &a)[1];
+        assert_eq!(requester.on_delivery(&b, t, second), Delivery::Store);
+        assert_eq!(requester.in_flight(&a), 2);
     }
 
     #[test]
@@ -469,7 +489,7 @@ mod tests {
         let asked = indexes(&requester.schedule(now), &a);
         assert_eq!(asked, vec![0, 1, 2, 3]);
         // Leaf 0 is delivered but rejected by the store: wanted again, and a no longer counts as having it.
-        assert!(requester.on_delivery(&a, t, 0));
+        assert_eq!(requester.on_delivery(&a, t, 0), Delivery::Store);
         let (rejected, _) = requester.on_stored(&a, t, &[(0, Stored::Rejected)], now);
         assert_eq!(rejected, 1);
         assert!(requester.window(&t).contains(&(0, LeafState::Wanted)));

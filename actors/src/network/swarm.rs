@@ -31,7 +31,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/codex/kad/1.0.0");
 const BLOCKEXC: StreamProtocol = StreamProtocol::new(PROTOCOL_ID);
@@ -147,6 +147,9 @@ impl Host {
                 kad_config.set_query_timeout(Duration::from_secs(20));
                 // The DiscoveryActor re-provides every 30 minutes itself, as the original does.
                 kad_config.set_provider_publication_interval(None);
+                // Records we store for others expire after 2 h (libp2p's default is 48 h): providers re-announce
+                // every 30 min, and a flood of records does not occupy the bounded store for two days.
+                kad_config.set_provider_record_ttl(Some(Duration::from_secs(2 * 3600)));
                 let mut kad = kad::Behaviour::with_config(peer_id, ProviderStore::new(peer_id), kad_config);
                 kad.set_mode(Some(kad::Mode::Server));
                 Behaviour {
@@ -536,10 +539,9 @@ async fn read_frames<R: AsyncRead + Unpin>(peer: PeerId, stream: R, readers: &Re
             }
         };
         let Ok(_in_flight) = gate.frame.acquire().await else { return };
-        let permits = u32::try_from(len.max(1)).unwrap_or(u32::MAX);
-        let Ok(_budget) = readers.budget.acquire_many(permits).await else { return };
-        let frame = match tokio::time::timeout(FRAME_DEADLINE, read_frame_body(&mut reader, len)).await {
-            Ok(Ok(frame)) => frame,
+        let body = read_budgeted_body(&mut reader, len, &readers.budget);
+        let (frame, _budget) = match tokio::time::timeout(FRAME_DEADLINE, body).await {
+            Ok(Ok(read)) => read,
             Ok(Err(err)) => {
                 tracing::debug!(%peer, %err, "blockexc stream read failed");
                 return;
@@ -585,6 +587,37 @@ async fn read_frame_len<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result
         }
     }
     Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "frame length varint too long"))
+}
+
+/// Budget taken per step of a frame body: a frame holds budget only for bytes that arrived (give or take a step).
+const BUDGET_STEP: usize = 256 * 1024;
+
+/// Reads a frame body of `len` bytes, taking budget from `budget` step by step as its bytes arrive, so a peer that
+/// announces a large frame and trickles it holds no more budget than it sent. The permits are returned with the
+/// body and held until the message is handled.
+async fn read_budgeted_body<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    len: usize,
+    budget: &Arc<Semaphore>,
+) -> std::io::Result<(Vec<u8>, Option<OwnedSemaphorePermit>)> {
+    let mut frame = Vec::with_capacity(len.min(BUDGET_STEP));
+    let mut held: Option<OwnedSemaphorePermit> = None;
+    while frame.len() < len {
+        let step = (len - frame.len()).min(BUDGET_STEP);
+        let permit = budget
+            .clone()
+            .acquire_many_owned(step as u32)
+            .await
+            .map_err(|_| std::io::Error::other("the frame budget is closed"))?;
+        match held.as_mut() {
+            Some(held) => held.merge(permit),
+            None => held = Some(permit),
+        }
+        let start = frame.len();
+        frame.resize(start + step, 0);
+        reader.read_exact(frame.get_mut(start..).unwrap_or_default()).await?;
+    }
+    Ok((frame, held))
 }
 
 /// Reads a frame body of `len` bytes. The buffer grows as bytes arrive: a peer announcing a large frame cannot

@@ -97,8 +97,14 @@ impl StoreActor {
     pub(super) fn commit(&mut self, msg: Commit<'_>) -> Result<StoredDataset, StoreError> {
         let mut claim = msg.claim;
         let manifest_len = msg.manifest.encode().len() as u64;
-        // The manifest is the only byte not claimed before.
-        match self.quota.claim_guarded(manifest_len) {
+        // The manifest is the only byte not claimed before. A finished download's data is already on disk and
+        // claimed: a few hundred bytes of manifest must not throw it away when the quota is nearly full.
+        let extra = if msg.download.is_some() {
+            Ok(self.quota.claim_forced(manifest_len))
+        } else {
+            self.quota.claim_guarded(manifest_len)
+        };
+        match extra {
             Ok(extra) => claim.absorb(extra),
             Err(err) => {
                 self.repo()?.unlink_segments(&[msg.segment]);
