@@ -540,3 +540,18 @@ async fn one_query_answers_a_mixed_want_list() {
     let held = store.send(HasAddresses { addresses }).await.expect("mailbox").expect("has");
     assert_eq!(held, vec![true, true, false, false, false, true]);
 }
+
+#[actix_rt::test]
+async fn a_finished_download_is_kept_when_only_its_manifest_no_longer_fits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The quota holds the dataset's blocks and not one byte more.
+    let store = start(dir.path(), 3 * BS);
+    let remote = Remote::new(3 * DEFAULT_BLOCK_SIZE - 100, 11);
+    assert!(matches!(remote.begin(&store).await.expect("begin"), DownloadState::Partial(_)));
+    let stored = remote.deliver(&store, &[0, 1, 2]).await;
+    assert!(stored.completed.is_some(), "the download completes instead of being thrown away");
+    let listed = store.send(ListDatasets).await.expect("mailbox").expect("list");
+    assert_eq!(listed.len(), 1);
+    let space = store.send(GetSpace).await.expect("mailbox");
+    assert_eq!(space.quota_used_bytes, 3 * BS + remote.manifest.encode().len() as u64);
+}
