@@ -8,6 +8,7 @@
 
 mod harness;
 
+use codex_actors::blockexc::BlockExchangeConfig;
 use codex_protocol::blockexc::{BlockAddress, BlockDelivery, BlockPresence, Message, PresenceType, WantType};
 use codex_protocol::cid::{block_cid, parse_cid};
 use codex_protocol::{CodexTree, DEFAULT_BLOCK_SIZE};
@@ -95,6 +96,26 @@ fn two_providers_and_one_crashes_mid_download() {
     assert!(body == file, "the download completed from the remaining provider");
     c.wait_local(&cid, WAIT);
     assert_eq!(b.space()["totalBlocks"], c.space()["totalBlocks"], "C holds what B holds");
+}
+
+/// A download deleted while it runs stops in the block exchange, and fetching the same dataset again starts a new
+/// download that completes: it is not mistaken for the old one, whose leaves went with the deleted segment.
+#[test]
+fn a_download_deleted_mid_way_can_be_fetched_again() {
+    let a = TestNode::start_default();
+    // One request at a time, so the download is still running when it is deleted.
+    let slow = BlockExchangeConfig { window: 1, peer_in_flight: 1, ..BlockExchangeConfig::default() };
+    let b = TestNode::start(NodeOptions { exchange: slow, ..NodeOptions::bootstrapped_from(&a) });
+    let file = data(32 << 20, 21);
+    let cid = a.upload(&file);
+    wait_until("b to connect to a", WAIT, || b.is_connected_to(&a.peer_id));
+    b.fetch(&cid);
+    wait_until("the download to run", WAIT, || b.space()["quotaReservedBytes"].as_u64().unwrap_or(0) > 0);
+    assert_eq!(b.delete(&format!("/data/{cid}")), 204);
+    assert!(!b.is_local(&cid), "deleted mid-way");
+    b.fetch(&cid);
+    b.wait_local(&cid, WAIT);
+    assert!(b.download(&cid) == file, "the new download holds the whole dataset");
 }
 
 #[test]
