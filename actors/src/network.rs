@@ -27,7 +27,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use thiserror::Error;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 pub use spr::{BootstrapNode, SprError, parse_bootstrap};
 pub use swarm::{put_varint, read_frame};
@@ -95,12 +95,19 @@ impl NetworkError {
     }
 }
 
+/// An encoded blockexc message on its way to a peer, holding its share of the sender's outbound byte budget
+/// until the writer has written it (or drops it).
+pub struct Frame {
+    pub bytes: Vec<u8>,
+    pub charge: Option<OwnedSemaphorePermit>,
+}
+
 /// What the network tells the block exchange.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub enum NetEvent {
     /// A peer connected; `sender` writes frames (encoded blockexc messages) on our stream to it.
-    Connected { peer: PeerId, sender: mpsc::Sender<Vec<u8>> },
+    Connected { peer: PeerId, sender: mpsc::Sender<Frame> },
     /// The last connection to a peer closed.
     Disconnected { peer: PeerId },
     /// A blockexc message arrived.

@@ -13,7 +13,7 @@ use super::provider::{Provider, Want};
 use super::requester::{Delivery, Requester, RequesterConfig, Stored};
 use super::{Attach, BlockExchangeConfig, ExchangeError, FetchBlock, StartDownload};
 use crate::discovery::{Announce, DiscoveryActor, Locate};
-use crate::network::{Disconnect, NetEvent, NetworkActor};
+use crate::network::{Disconnect, Frame, NetEvent, NetworkActor};
 use crate::store::{
     DownloadStatus, FailDownload, GetBlock, HasAddresses, LeafOutcome, Progress, ReadLeaves, StoreActor, StoreError,
     StoreLeaves, StoredLeaves,
@@ -30,7 +30,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 const MAX_ENTRIES_PER_MESSAGE: usize = 1024;
 const ZERO_PRICE: [u8; 32] = [0; 32];
@@ -40,6 +40,9 @@ const REPORT_INTERVAL: Duration = Duration::from_secs(5);
 /// connected, to make room.
 const IDLE_EVICT: Duration = Duration::from_secs(600);
 const EVICT_ABOVE: usize = 64;
+/// Bytes of frames queued to all peers together and not yet written. A peer that does not read holds its share
+/// for at most [`ledger::SEND_STALL`] before it is banned.
+pub const OUTBOUND_BUDGET: usize = 96 << 20;
 
 type Waiter = oneshot::Sender<Result<Bytes, ExchangeError>>;
 
@@ -49,7 +52,9 @@ pub struct BlockExchangeActor {
     store: Addr<StoreActor>,
     network: Option<Addr<NetworkActor>>,
     discovery: Option<Addr<DiscoveryActor>>,
-    senders: HashMap<PeerId, mpsc::Sender<Vec<u8>>>,
+    senders: HashMap<PeerId, mpsc::Sender<Frame>>,
+    /// Bytes of frames queued to all peers and not yet written ([`OUTBOUND_BUDGET`]).
+    outbound: Arc<Semaphore>,
     ledger: Ledger,
     requester: Requester,
     provider: Provider,
@@ -88,6 +93,7 @@ impl BlockExchangeActor {
             network: None,
             discovery: None,
             senders: HashMap::new(),
+            outbound: Arc::new(Semaphore::new(OUTBOUND_BUDGET)),
             ledger: Ledger::default(),
             requester,
             provider: Provider::default(),
@@ -99,7 +105,12 @@ impl BlockExchangeActor {
     /// Queues a message to a peer; waits for room if its queue is full (bounded), else drops it.
     fn send(&mut self, peer: PeerId, message: WireMessage, ctx: &mut Context<Self>) {
         let Some(sender) = self.senders.get(&peer) else { return };
-        let frame = message.encode();
+        let bytes = message.encode();
+        let Ok(charge) = self.outbound.clone().try_acquire_many_owned(bytes.len().max(1) as u32) else {
+            tracing::debug!(%peer, "the outbound budget is spent; message dropped");
+            return;
+        };
+        let frame = Frame { bytes, charge: Some(charge) };
         let frame = match sender.try_send(frame) {
             Ok(()) => return,
             Err(TrySendError::Closed(_)) => {
@@ -219,7 +230,7 @@ impl BlockExchangeActor {
         }
     }
 
-    fn on_connected(&mut self, peer: PeerId, sender: mpsc::Sender<Vec<u8>>, ctx: &mut Context<Self>) {
+    fn on_connected(&mut self, peer: PeerId, sender: mpsc::Sender<Frame>, ctx: &mut Context<Self>) {
         let now = Instant::now();
         let Some(session) = self.ledger.connect(peer, now) else {
             tracing::info!(%peer, "refusing a banned peer");
@@ -431,7 +442,7 @@ impl BlockExchangeActor {
         let Some((session, batch)) = self.provider.next_batch(&peer) else { return };
         let Some(sender) = self.senders.get(&peer).cloned() else { return };
         self.ledger.touch(&peer, Instant::now());
-        let store = self.store.clone();
+        let (store, outbound) = (self.store.clone(), self.outbound.clone());
         async move {
             let (deliveries, missing) = read_batch(&store, batch).await;
             let presences: Vec<BlockPresence> = missing
@@ -441,8 +452,16 @@ impl BlockExchangeActor {
                 .collect();
             let mut stalled = false;
             if !deliveries.is_empty() || !presences.is_empty() {
-                let frame = WireMessage { payload: deliveries, presences, ..WireMessage::default() }.encode();
-                stalled = tokio::time::timeout(ledger::SEND_STALL, sender.send(frame)).await.is_err();
+                let bytes = WireMessage { payload: deliveries, presences, ..WireMessage::default() }.encode();
+                // Waits for budget: slow readers hold it at most SEND_STALL before they are banned. Not getting it
+                // is not this peer's fault; its requests time out and are asked again.
+                let charge =
+                    tokio::time::timeout(ledger::SEND_STALL, outbound.acquire_many_owned(bytes.len().max(1) as u32))
+                        .await;
+                if let Ok(Ok(charge)) = charge {
+                    let frame = Frame { bytes, charge: Some(charge) };
+                    stalled = tokio::time::timeout(ledger::SEND_STALL, sender.send(frame)).await.is_err();
+                }
             }
             (missing.into_iter().map(|(address, _)| address).collect::<Vec<_>>(), stalled)
         }

@@ -15,7 +15,7 @@
 //! Kademlia provider records are bounded ([`super::kadstore`]).
 
 use super::kadstore::ProviderStore;
-use super::{Command, Nat, NetEvent, NetInfo, NetworkConfig, NetworkError, PeerRow, iplimit, spr};
+use super::{Command, Frame, Nat, NetEvent, NetInfo, NetworkConfig, NetworkError, PeerRow, iplimit, spr};
 use actix::Recipient;
 use codex_protocol::blockexc::{MAX_FRAME_SIZE, Message as WireMessage, PROTOCOL_ID};
 use codex_protocol::frame::{MAX_PREFIX_LEN, parse_len_prefix_max};
@@ -491,7 +491,7 @@ fn describe(err: &dyn std::error::Error) -> String {
 async fn write_frames(
     peer: PeerId,
     mut control: libp2p_stream::Control,
-    mut frames: mpsc::Receiver<Vec<u8>>,
+    mut frames: mpsc::Receiver<Frame>,
     readers: Readers,
     gate: Arc<PeerGate>,
 ) {
@@ -507,10 +507,10 @@ async fn write_frames(
     let mut prefix = Vec::with_capacity(10);
     while let Some(frame) = frames.recv().await {
         prefix.clear();
-        put_varint(&mut prefix, frame.len() as u64);
+        put_varint(&mut prefix, frame.bytes.len() as u64);
         let written = async {
             writer.write_all(&prefix).await?;
-            writer.write_all(&frame).await?;
+            writer.write_all(&frame.bytes).await?;
             writer.flush().await
         };
         if let Err(err) = written.await {
