@@ -2,9 +2,9 @@
 //! [`crate::node::FetchDataset`], [`crate::node::FetchNetworkManifest`] and, at start, to resume downloads.
 //!
 //! 1. [`manifest_of`]: a manifest CID's manifest, from the store, or else fetched from peers through the block
-//!    exchange ([`FetchBlock`]). Bytes from the network are untrusted: they are decoded and
-//!    [`Manifest::validate`]d *before* anything is stored or sized from them, then stored with [`PutManifest`],
-//!    which checks them again together with the size of an already stored tree. An invalid manifest ends in
+//!    exchange ([`FetchBlock`]). Bytes from the network are untrusted: [`PutManifest`] has the
+//!    store decode and [`Manifest::validate`] them *before* anything is stored or sized from them, and check them
+//!    against the size of an already stored tree. An invalid manifest ends in
 //!    [`NodeError::ManifestUnavailable`] (a 404 for the REST API, with the reason) and leaves nothing behind.
 //! 2. [`fetch_dataset`]: `BeginDownload` (segment, quota claim for the whole dataset, or the running download,
 //!    or the stored dataset), then `StartDownload` to the block exchange with the download's `Progress`.
@@ -44,9 +44,9 @@ pub async fn manifest_of(
     store_network_manifest(store, cid, bytes).await
 }
 
-/// Validates a manifest that came from a peer, then has the store check and keep it.
+/// Has the store decode, validate, check and keep a manifest that came from a peer (nothing is stored or sized
+/// from it before it validates).
 async fn store_network_manifest(store: &Addr<StoreActor>, cid: Cid, bytes: Bytes) -> Result<Manifest, NodeError> {
-    decode_valid(cid, &bytes)?;
     store.send(PutManifest { cid, data: bytes }).await?.map_err(|err| refusal(cid, err))
 }
 

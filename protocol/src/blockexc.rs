@@ -12,7 +12,7 @@
 //! Whether a delivered block matches its CID or proof is checked by the caller (it needs the dataset's root),
 //! see [`BlockDelivery::verify`].
 
-use crate::cid::{Cid, MANIFEST_CODEC, SLOT_CELL_CODEC, cid_from_bytes, cid_from_sha256, sha256, sha256_digest};
+use crate::cid::{Cid, check_codex_cid, cid_from_bytes, cid_from_sha256, sha256, sha256_digest};
 use crate::protobuf::{Reader, Value, WireError, Writer};
 use crate::tree::{CodexProof, ProofError};
 use bytes::Bytes;
@@ -135,11 +135,9 @@ fn encode_address(address: &BlockAddress) -> Vec<u8> {
 
 /// Decodes a CID from a peer: it must be a CIDv1 with a Codex codec over a SHA-256 digest.
 fn decode_cid(bytes: &[u8], field: &'static str) -> Result<Cid, BlockExcError> {
-    let cid = cid_from_bytes(bytes).map_err(|err| BlockExcError::BadCid { field, reason: err.to_string() })?;
-    if !(MANIFEST_CODEC..=SLOT_CELL_CODEC).contains(&cid.codec()) {
-        return Err(BlockExcError::BadCid { field, reason: format!("codec {:#x} is not a Codex codec", cid.codec()) });
-    }
-    sha256_digest(&cid).map_err(|err| BlockExcError::BadCid { field, reason: err.to_string() })?;
+    let bad = |err: crate::CidError| BlockExcError::BadCid { field, reason: err.to_string() };
+    let cid = cid_from_bytes(bytes).map_err(bad)?;
+    check_codex_cid(&cid).map_err(bad)?;
     Ok(cid)
 }
 

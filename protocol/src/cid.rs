@@ -36,6 +36,8 @@ pub enum CidError {
     Version0 { cid: String },
     #[error("CID {cid} does not carry a SHA-256 digest")]
     NotSha256 { cid: String },
+    #[error("CID {cid} has codec {codec:#x}, not a Codex codec")]
+    NotCodex { cid: String, codec: u64 },
 }
 
 /// SHA-256 of `data`.
@@ -92,6 +94,15 @@ pub fn cid_from_bytes(bytes: &[u8]) -> Result<Cid, CidError> {
         return Err(CidError::Malformed { reason: format!("{} trailing bytes", reader.len()) });
     }
     Ok(cid)
+}
+
+/// Checks that `cid` is a Codex CID: a Codex codec (0xCD01..=0xCD06) over a SHA-256 digest. Every CID that
+/// arrives from a peer must be one.
+pub fn check_codex_cid(cid: &Cid) -> Result<(), CidError> {
+    if !(MANIFEST_CODEC..=SLOT_CELL_CODEC).contains(&cid.codec()) {
+        return Err(CidError::NotCodex { cid: format_cid(cid), codec: cid.codec() });
+    }
+    sha256_digest(cid).map(|_| ())
 }
 
 /// True when `cid` names a manifest.

@@ -9,7 +9,7 @@
 //! [`MAX_ADDRESSES`] addresses per record. Expired records are dropped when space is needed and never served.
 //! Value records (PUT_VALUE) are refused.
 
-use codex_protocol::cid::{MANIFEST_CODEC, SLOT_CELL_CODEC, cid_from_bytes, sha256_digest};
+use codex_protocol::cid::{check_codex_cid, cid_from_bytes};
 use libp2p::PeerId;
 use libp2p::kad::store::{Error, RecordStore, Result};
 use libp2p::kad::{ProviderRecord, Record, RecordKey};
@@ -42,8 +42,7 @@ pub struct ProviderStore {
 
 /// True for keys that are Codex CIDs: a Codex codec over a SHA-256 digest.
 pub fn is_codex_key(key: &RecordKey) -> bool {
-    cid_from_bytes(key.as_ref())
-        .is_ok_and(|cid| (MANIFEST_CODEC..=SLOT_CELL_CODEC).contains(&cid.codec()) && sha256_digest(&cid).is_ok())
+    cid_from_bytes(key.as_ref()).is_ok_and(|cid| check_codex_cid(&cid).is_ok())
 }
 
 fn expired(record: &ProviderRecord, now: Instant) -> bool {

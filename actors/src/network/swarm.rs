@@ -620,21 +620,15 @@ async fn read_budgeted_body<R: AsyncRead + Unpin>(
     Ok((frame, held))
 }
 
-/// Reads a frame body of `len` bytes. The buffer grows as bytes arrive: a peer announcing a large frame cannot
-/// make us allocate it up front.
-async fn read_frame_body<R: AsyncRead + Unpin>(reader: &mut R, len: usize) -> std::io::Result<Vec<u8>> {
-    let mut frame = Vec::with_capacity(len.min(256 * 1024));
-    let read = reader.take(len as u64).read_to_end(&mut frame).await?;
-    if read != len {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
-    }
-    Ok(frame)
-}
-
 /// Reads one frame (varint length + body, at most [`MAX_FRAME_SIZE`]): `Ok(None)` at a clean end of stream.
+/// For callers outside the node's readers (tests, tools): the body is read as the readers read it, with a budget
+/// of its own.
 pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<Option<Vec<u8>>> {
     match read_frame_len(reader).await? {
-        Some(len) => read_frame_body(reader, len).await.map(Some),
+        Some(len) => {
+            let budget = Arc::new(Semaphore::new(MAX_FRAME_SIZE));
+            read_budgeted_body(reader, len, &budget).await.map(|(frame, _)| Some(frame))
+        }
         None => Ok(None),
     }
 }

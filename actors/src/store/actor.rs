@@ -154,9 +154,7 @@ impl StoreActor {
     /// that tree is stored or downloading) before storing it.
     pub(super) fn put_manifest(&mut self, msg: PutManifest) -> Result<Manifest, StoreError> {
         let cid = msg.cid;
-        if cid_from_sha256(cid.codec(), &sha256(&msg.data)) != cid {
-            return Err(StoreError::CidMismatch { cid });
-        }
+        // Decoded and checked before anything is stored; `put_block` checks the bytes against the CID.
         let manifest = Manifest::decode(&msg.data)
             .map_err(|source| StoreError::InvalidManifest { cid, source: Box::new(source) })?;
         manifest.validate().map_err(|source| StoreError::InvalidManifest { cid, source: Box::new(source) })?;
