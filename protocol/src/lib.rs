@@ -7,6 +7,7 @@
 //! - [`chunker`]: splits a byte stream into 64 KiB blocks, zero-padding the last one.
 //! - [`tree`]: the SHA-256 CodexTree (keyed compression) and its inclusion proofs.
 //! - [`manifest`]: the dataset manifest and its protobuf encoding.
+//! - [`erasure`]: the interleaved erasure layout (groups, padding, parity, slots) and the GF(2^8) Reed–Solomon codec.
 //! - [`blockexc`]: the block exchange wire messages and delivery verification.
 //! - [`frame`]: the varint length prefix that frames blockexc messages on a stream.
 //! - [`http`]: the REST API's `Range` and `Content-Disposition` header parsers.
@@ -19,6 +20,7 @@
 pub mod blockexc;
 pub mod chunker;
 pub mod cid;
+pub mod erasure;
 pub mod frame;
 pub mod http;
 pub mod manifest;
