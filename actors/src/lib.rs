@@ -2,6 +2,7 @@
 //!
 //! - [`node::NodeActor`]: the root, the seed-000 "Codex component"; REST handlers talk to it.
 //! - [`store::StoreActor`]: redb metadata and dataset segment files, quota, expiry.
+//! - [`erasure::ErasureActor`]: Reed–Solomon encoding and decoding of segment files, on a SyncArbiter.
 //! - [`error::ErrorKind`]: what kind of failure an error is (the REST layer maps it to a status).
 //! - [`fetch`]: the network fetch flow (manifest fetching and validation, starting downloads).
 //! - [`maintenance::MaintenanceActor`]: the periodic expiry sweep.
@@ -9,6 +10,7 @@
 
 pub mod blockexc;
 pub mod discovery;
+pub mod erasure;
 pub mod error;
 pub mod fetch;
 pub mod maintenance;
