@@ -369,3 +369,213 @@ fn decode_group(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix::SyncArbiter;
+
+    const BS: usize = 64 * 1024;
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn bytes(&mut self, len: usize) -> Vec<u8> {
+            (0..len.div_ceil(8)).flat_map(|_| self.next().to_le_bytes()).take(len).collect()
+        }
+    }
+
+    /// A source segment of `blocks` random blocks whose last block is cut short by `short` bytes (read as zeros).
+    fn source(dir: &Path, blocks: u64, short: usize, rng: &mut Rng) -> PathBuf {
+        let path = dir.join("source");
+        std::fs::write(&path, rng.bytes(blocks as usize * BS - short)).unwrap();
+        path
+    }
+
+    fn encode(dir: &Path, params: ErasureParams, blocks: u64, src: &Path) -> (ErasureLayout, EncodedParity, PathBuf) {
+        let codec = ErasureCodec::new(params).unwrap();
+        let parity_out = dir.join("parity");
+        let msg = EncodeSegment { params, original_blocks: blocks, block_size: BS, source: src.into(), parity_out };
+        let encoded = encode_segment(&codec, &msg, &ErasureConfig { groups_per_batch: 4, workers_per_job: 2 }).unwrap();
+        (ErasureLayout::new(params, blocks).unwrap(), encoded, msg.parity_out)
+    }
+
+    /// The full encoded segment: the source's blocks (zero-padded), padding zeros, then the parity blocks.
+    fn full_segment(layout: &ErasureLayout, src: &Path, parity: &Path) -> Vec<u8> {
+        let mut full = std::fs::read(src).unwrap();
+        full.resize(layout.encoded_blocks() as usize * BS, 0);
+        let parity = std::fs::read(parity).unwrap();
+        let start = layout.rounded() as usize * BS;
+        full[start..].copy_from_slice(&parity[start..]);
+        full
+    }
+
+    fn block(bytes: &[u8], index: u64) -> &[u8] {
+        &bytes[index as usize * BS..(index as usize + 1) * BS]
+    }
+
+    #[test]
+    fn encode_then_decode_two_losses_per_group_restores_every_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = Rng(0x5eed);
+        let params = ErasureParams::new(3, 2).unwrap();
+        let src = source(dir.path(), 50, 1000, &mut rng);
+        let (layout, encoded, parity_path) = encode(dir.path(), params, 50, &src);
+        assert_eq!((layout.rounded(), layout.steps(), layout.encoded_blocks()), (51, 17, 85));
+
+        // The parity file: a hole before `rounded`, parity digests equal to what is in the file.
+        let parity = std::fs::read(&parity_path).unwrap();
+        assert_eq!(parity.len(), 85 * BS);
+        assert!(parity[..51 * BS].iter().all(|&b| b == 0));
+        let indices: Vec<u64> = encoded.parity.iter().map(|(index, _)| *index).collect();
+        assert_eq!(indices, (51..85).collect::<Vec<_>>());
+        for (index, digest) in &encoded.parity {
+            assert_eq!(*digest, sha256(block(&parity, *index)), "parity {index}");
+        }
+
+        // Each group's parity is the codec's parity of its data (one group checked independently).
+        let full = full_segment(&layout, &src, &parity_path);
+        let codec = ErasureCodec::new(params).unwrap();
+        let mut shards: Vec<Vec<u8>> = layout.group_members(16).map(|i| block(&full, i).to_vec()).collect();
+        let expected = shards.clone();
+        shards[3].fill(0);
+        shards[4].fill(0);
+        let mut refs: Vec<&mut [u8]> = shards.iter_mut().map(|s| s.as_mut_slice()).collect();
+        codec.encode_group(&mut refs).unwrap();
+        assert_eq!(shards, expected);
+
+        // Lose two shards of every group (never padding), in a copy.
+        let damaged = dir.path().join("damaged");
+        let mut bytes = full.clone();
+        let mut present = vec![true; 85];
+        for group in 0..layout.groups() {
+            let members: Vec<u64> = layout.group_members(group).filter(|&i| !layout.is_padding(i)).collect();
+            let first = (rng.next() % members.len() as u64) as usize;
+            let second = (first + 1 + (rng.next() % (members.len() as u64 - 1)) as usize) % members.len();
+            for index in [members[first], members[second]] {
+                present[index as usize] = false;
+                bytes[index as usize * BS..(index as usize + 1) * BS].fill(0);
+            }
+        }
+        std::fs::write(&damaged, &bytes).unwrap();
+        let lost: Vec<u64> = (0..85).filter(|&i| !present[i as usize]).collect();
+        assert_eq!(lost.len(), 34);
+
+        let msg = DecodeSegment {
+            params,
+            original_blocks: 50,
+            block_size: BS,
+            file: damaged.clone(),
+            present,
+            groups: (0..layout.groups()).collect(),
+            want: Want::All,
+        };
+        let decoded = decode_segment(&codec, &msg, &ErasureConfig::default()).unwrap();
+        let repaired = std::fs::read(&damaged).unwrap();
+        assert!(repaired == full, "the repaired segment differs from the encoded one");
+        let mut recovered: Vec<u64> = decoded.recovered.iter().map(|(index, _)| *index).collect();
+        recovered.sort_unstable();
+        assert_eq!(recovered, lost);
+        for (index, digest) in &decoded.recovered {
+            assert_eq!(*digest, sha256(block(&full, *index)));
+        }
+    }
+
+    #[test]
+    fn data_only_writes_only_missing_data_and_too_many_losses_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = Rng(42);
+        let params = ErasureParams::new(3, 2).unwrap();
+        let src = source(dir.path(), 8, 0, &mut rng);
+        let (layout, _, parity_path) = encode(dir.path(), params, 8, &src);
+        assert_eq!(layout.encoded_blocks(), 15);
+        let full = full_segment(&layout, &src, &parity_path);
+        let file = dir.path().join("segment");
+        let mut bytes = full.clone();
+        let mut present = vec![true; 15];
+        // Group 1 = [1, 4, 7, 10, 13]: lose data 4 and parity 13. Group 2 = [2, 5, 8 (padding), 11, 14]: lose 2.
+        for index in [4usize, 13, 2] {
+            present[index] = false;
+            bytes[index * BS..(index + 1) * BS].fill(0);
+        }
+        std::fs::write(&file, &bytes).unwrap();
+        let codec = ErasureCodec::new(params).unwrap();
+        let mut msg = DecodeSegment {
+            params,
+            original_blocks: 8,
+            block_size: BS,
+            file: file.clone(),
+            present: present.clone(),
+            groups: vec![0, 1, 2],
+            want: Want::DataOnly,
+        };
+        let decoded = decode_segment(&codec, &msg, &ErasureConfig::default()).unwrap();
+        assert_eq!(decoded.recovered.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [4, 2]);
+        let after = std::fs::read(&file).unwrap();
+        assert_eq!(block(&after, 4), block(&full, 4));
+        assert_eq!(block(&after, 2), block(&full, 2));
+        assert!(block(&after, 13).iter().all(|&b| b == 0), "DataOnly wrote parity");
+
+        // Three of group 1's five shards missing: it cannot be decoded.
+        msg.present = present;
+        msg.present[1] = false;
+        msg.groups = vec![1];
+        match decode_segment(&codec, &msg, &ErasureConfig::default()) {
+            Err(ErasureError::TooFewShards { group: 1, have: 2, need: 3 }) => {}
+            other => panic!("expected TooFewShards, got {other:?}"),
+        }
+        msg.groups = vec![3];
+        assert!(matches!(
+            decode_segment(&codec, &msg, &ErasureConfig::default()),
+            Err(ErasureError::GroupOutOfRange { group: 3, groups: 3 })
+        ));
+        msg.present.pop();
+        assert!(matches!(
+            decode_segment(&codec, &msg, &ErasureConfig::default()),
+            Err(ErasureError::PresenceLength { got: 14, expected: 15 })
+        ));
+    }
+
+    #[actix_rt::test]
+    async fn through_the_sync_arbiter() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = Rng(7);
+        let params = ErasureParams::new(2, 1).unwrap();
+        let src = source(dir.path(), 5, BS - 1, &mut rng);
+        let addr = SyncArbiter::start(1, || ErasureActor::new(ErasureConfig::default()));
+        let parity_out = dir.path().join("parity");
+        let encoded = addr
+            .send(EncodeSegment { params, original_blocks: 5, block_size: BS, source: src.clone(), parity_out })
+            .await
+            .unwrap()
+            .unwrap();
+        // 5 blocks, K = 2: rounded 6, steps 3, parity at 6, 7, 8.
+        assert_eq!(encoded.parity.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [6, 7, 8]);
+        let missing = dir.path().join("missing");
+        let too_few = addr
+            .send(EncodeSegment { params, original_blocks: 1, block_size: BS, source: src, parity_out: missing.clone() })
+            .await
+            .unwrap();
+        assert!(matches!(
+            too_few,
+            Err(ErasureError::Coding(codex_protocol::erasure::ErasureError::TooFewBlocks { blocks: 1, needed: 2 }))
+        ));
+        let err = addr
+            .send(EncodeSegment {
+                params,
+                original_blocks: 5,
+                block_size: BS,
+                source: dir.path().join("nope"),
+                parity_out: missing,
+            })
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(err.to_string().contains("opening the source segment"), "{err}");
+    }
+}
