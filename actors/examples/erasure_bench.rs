@@ -38,7 +38,8 @@ fn main() {
 
     let start = Instant::now();
     for (group_data, group_parity) in data.chunks_exact_mut(k * BS).zip(parity.chunks_exact_mut(m * BS)) {
-        let mut shards: Vec<&mut [u8]> = group_data.chunks_exact_mut(BS).chain(group_parity.chunks_exact_mut(BS)).collect();
+        let mut shards: Vec<&mut [u8]> =
+            group_data.chunks_exact_mut(BS).chain(group_parity.chunks_exact_mut(BS)).collect();
         codec.encode_group(&mut shards).unwrap();
     }
     let encode = mb / start.elapsed().as_secs_f64();

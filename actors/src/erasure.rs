@@ -228,7 +228,8 @@ pub fn encode_segment(
         (0..layout.groups()).step_by(batch as usize).map(|s| s..(s + batch).min(layout.groups())).collect();
     let done = AtomicU64::new(0);
     info!(groups = layout.groups(), k = msg.params.k(), m = msg.params.m(), source = %msg.source.display(), "erasure encoding started");
-    let job = EncodeJob { codec, layout, block_size: msg.block_size, source: &source, msg, parity: &parity, done: &done };
+    let job =
+        EncodeJob { codec, layout, block_size: msg.block_size, source: &source, msg, parity: &parity, done: &done };
     let parity_digests = in_parallel(&batches, config.workers_per_job, |part| job.encode_batches(part, batch))?;
     parity.sync_all().map_err(ErasureError::io("syncing the parity file", &msg.parity_out))?;
     let mut parity_digests = parity_digests;
@@ -295,7 +296,11 @@ impl EncodeJob<'_> {
 }
 
 /// [`DecodeSegment`]'s work, callable from any blocking thread.
-pub fn decode_segment(codec: &ErasureCodec, msg: &DecodeSegment, config: &ErasureConfig) -> Result<Decoded, ErasureError> {
+pub fn decode_segment(
+    codec: &ErasureCodec,
+    msg: &DecodeSegment,
+    config: &ErasureConfig,
+) -> Result<Decoded, ErasureError> {
     if msg.block_size == 0 {
         return Err(ErasureError::ZeroBlockSize);
     }
@@ -341,11 +346,8 @@ fn decode_group(
         .map(|&index| layout.is_padding(index) || msg.present.get(index as usize).copied().unwrap_or(false))
         .collect();
     let have = present.iter().filter(|&&p| p).count();
-    let wanted: Vec<bool> = present
-        .iter()
-        .enumerate()
-        .map(|(position, &p)| !p && (msg.want == Want::All || position < k))
-        .collect();
+    let wanted: Vec<bool> =
+        present.iter().enumerate().map(|(position, &p)| !p && (msg.want == Want::All || position < k)).collect();
     if !wanted.contains(&true) {
         return Ok(());
     }
@@ -363,7 +365,8 @@ fn decode_group(
     codec.reconstruct_group(&mut shards, &present, msg.want)?;
     for ((shard, &index), &w) in shards.iter().zip(&members).zip(&wanted) {
         if w {
-            file.write_all_at(shard, index * bs as u64).map_err(ErasureError::io("writing recovered blocks to", &msg.file))?;
+            file.write_all_at(shard, index * bs as u64)
+                .map_err(ErasureError::io("writing recovered blocks to", &msg.file))?;
             recovered.push((index, sha256(shard)));
         }
     }
@@ -558,7 +561,13 @@ mod tests {
         assert_eq!(encoded.parity.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [6, 7, 8]);
         let missing = dir.path().join("missing");
         let too_few = addr
-            .send(EncodeSegment { params, original_blocks: 1, block_size: BS, source: src, parity_out: missing.clone() })
+            .send(EncodeSegment {
+                params,
+                original_blocks: 1,
+                block_size: BS,
+                source: src,
+                parity_out: missing.clone(),
+            })
             .await
             .unwrap();
         assert!(matches!(

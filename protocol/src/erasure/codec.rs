@@ -31,7 +31,12 @@ impl ErasureCodec {
     /// buffers: every shard slice is full-size, missing ones are overwritten. With [`Want::DataOnly`] only the
     /// missing data shards (positions < K) are computed and missing parity shards are left untouched. Fails
     /// with [`ErasureError::TooFewShards`] when fewer than K shards are present (nothing is written then).
-    pub fn reconstruct_group(&self, shards: &mut [&mut [u8]], present: &[bool], want: Want) -> Result<(), ErasureError> {
+    pub fn reconstruct_group(
+        &self,
+        shards: &mut [&mut [u8]],
+        present: &[bool],
+        want: Want,
+    ) -> Result<(), ErasureError> {
         self.check_shards(shards.iter().map(|shard| shard.len()))?;
         if present.len() != shards.len() {
             return Err(ErasureError::ShardCount { expected: shards.len(), got: present.len() });
@@ -102,7 +107,10 @@ mod tests {
         let before = shards.clone();
         let present = [true, false, false, true, false];
         let mut refs: Vec<&mut [u8]> = shards.iter_mut().map(|s| s.as_mut_slice()).collect();
-        assert_eq!(c.reconstruct_group(&mut refs, &present, Want::All), Err(ErasureError::TooFewShards { have: 2, need: 3 }));
+        assert_eq!(
+            c.reconstruct_group(&mut refs, &present, Want::All),
+            Err(ErasureError::TooFewShards { have: 2, need: 3 })
+        );
         assert_eq!(shards, before);
     }
 
@@ -114,7 +122,10 @@ mod tests {
             c.encode_group(&mut [&mut a[..], &mut b[..], &mut p[..]]),
             Err(ErasureError::ShardSize { position: 2, len: 3, expected: 4 })
         );
-        assert_eq!(c.encode_group(&mut [&mut a[..], &mut b[..]]), Err(ErasureError::ShardCount { expected: 3, got: 2 }));
+        assert_eq!(
+            c.encode_group(&mut [&mut a[..], &mut b[..]]),
+            Err(ErasureError::ShardCount { expected: 3, got: 2 })
+        );
         let (mut e1, mut e2, mut e3) = (vec![], vec![], vec![]);
         assert!(matches!(
             c.encode_group(&mut [&mut e1[..], &mut e2[..], &mut e3[..]]),

@@ -219,10 +219,7 @@ mod tests {
         assert_eq!(ErasureLayout::new(params, 2), Err(ErasureError::TooFewBlocks { blocks: 2, needed: 3 }));
         assert_eq!(ErasureLayout::new(params, 0), Err(ErasureError::TooFewBlocks { blocks: 0, needed: 3 }));
         assert!(ErasureLayout::new(params, 3).is_ok());
-        assert_eq!(
-            ErasureLayout::new(params, u64::MAX),
-            Err(ErasureError::TooManyBlocks { blocks: u64::MAX })
-        );
+        assert_eq!(ErasureLayout::new(params, u64::MAX), Err(ErasureError::TooManyBlocks { blocks: u64::MAX }));
     }
 
     proptest! {
