@@ -22,6 +22,7 @@ pub mod cid;
 pub mod frame;
 pub mod http;
 pub mod manifest;
+pub mod poseidon2;
 pub mod protobuf;
 pub mod spr;
 pub mod tree;
