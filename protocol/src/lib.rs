@@ -24,6 +24,7 @@ pub mod http;
 pub mod manifest;
 pub mod poseidon2;
 pub mod protobuf;
+pub mod slots;
 pub mod spr;
 pub mod tree;
 
