@@ -23,6 +23,13 @@ pub const PROVING_ROOT_CODEC: u64 = 0xCD05;
 pub const SLOT_CELL_CODEC: u64 = 0xCD06;
 /// Multihash code of SHA2-256.
 pub const SHA2_256: u64 = 0x12;
+/// Multihash code `identity`: the digest is the value itself (slot and proving roots carry Poseidon2 field
+/// elements this way, as 32 little-endian bytes).
+pub const IDENTITY: u64 = 0x00;
+/// Multihash code of a Poseidon2 sponge (rate 2) digest.
+pub const POSEIDON2_SPONGE_R2: u64 = 0xCD10;
+/// Multihash code of a Poseidon2 Merkle root over 2 KiB cells (the multihash of slot cell CIDs).
+pub const POSEIDON2_MERKLE_2KB: u64 = 0xCD11;
 
 /// A 32-byte SHA-256 digest.
 pub type Sha256Digest = [u8; 32];
@@ -51,6 +58,23 @@ pub fn cid_from_sha256(codec: u64, digest: &Sha256Digest) -> Cid {
     let hash = multihash::Multihash::<64>::wrap(SHA2_256, digest)
         .expect("invariant: a 32-byte digest fits a 64-byte multihash");
     Cid::new_v1(codec, hash)
+}
+
+/// A CIDv1 of `codec` over a 32-byte digest with multihash code `hash_code` (for Poseidon2 values: 32 LE bytes).
+#[allow(clippy::expect_used, reason = "a 32-byte digest always fits a 64-byte multihash")]
+pub fn cid_from_digest32(codec: u64, hash_code: u64, digest: &[u8; 32]) -> Cid {
+    let hash = multihash::Multihash::<64>::wrap(hash_code, digest)
+        .expect("invariant: a 32-byte digest fits a 64-byte multihash");
+    Cid::new_v1(codec, hash)
+}
+
+/// The 32-byte digest of `cid` when its multihash has code `hash_code` and 32 bytes, else `None`.
+pub fn digest32(cid: &Cid, hash_code: u64) -> Option<[u8; 32]> {
+    let hash = cid.hash();
+    if hash.code() != hash_code {
+        return None;
+    }
+    hash.digest().try_into().ok()
 }
 
 /// The CID of a block's bytes (already zero-padded to the block size).

@@ -24,7 +24,9 @@ pub mod erasure;
 pub mod frame;
 pub mod http;
 pub mod manifest;
+pub mod poseidon2;
 pub mod protobuf;
+pub mod slots;
 pub mod spr;
 pub mod tree;
 
