@@ -386,7 +386,8 @@ impl Settings {
         if self.net_privkey.is_absolute() { self.net_privkey.clone() } else { self.data_dir.join(&self.net_privkey) }
     }
 
-    /// HTTP worker threads: `num-threads`, or one per core (at most 16).
+    /// HTTP worker threads (and erasure-coding and slot-hashing threads): `num-threads`, or one per core (at most
+    /// 16).
     pub fn http_workers(&self) -> usize {
         if self.num_threads > 0 {
             return self.num_threads;

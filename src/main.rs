@@ -68,6 +68,7 @@ fn run_node(settings: Settings) -> anyhow::Result<()> {
             stall_timeout: std::time::Duration::from_secs(settings.block_retries.max(1).saturating_mul(2)),
             ..BlockExchangeConfig::default()
         },
+        coding_threads: settings.http_workers(),
     };
     actix_web::rt::System::new().block_on(serve(settings, node_config, log))
 }

@@ -33,6 +33,7 @@ fn node(dir: &Path, quota: u64) -> ApiState {
         maintenance: MaintenanceConfig { interval: Duration::from_secs(600) },
         network: None,
         exchange: Default::default(),
+        coding_threads: 2,
     };
     let node = NodeActor::start(config).expect("node starts");
     ApiState::new(node, Metrics::new(), LogControl::detached())
@@ -581,4 +582,89 @@ async fn an_idle_upload_body_is_dropped_and_rolled_back() {
     // The quota it claimed is back: an upload of the whole quota's worth still fits.
     let request = TestRequest::post().uri(&format!("{API}/data")).set_payload(payload(4 * 65536, 5)).to_request();
     assert_eq!(test::call_service(&app, request).await.status(), StatusCode::OK);
+}
+
+/// `POST /data/{cid}/protect` with JSON `body` (a macro: the request type is actix-http's, not re-exported).
+macro_rules! protect_request {
+    ($cid:expr, $body:expr) => {
+        TestRequest::post()
+            .uri(&format!("{API}/data/{}/protect", $cid))
+            .insert_header(("content-type", "application/json"))
+            .set_payload(($body as &str).to_owned())
+            .to_request()
+    };
+}
+
+#[actix_web::test]
+async fn protect_makes_a_verifiable_dataset_that_reads_back_the_original() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = service!(node(dir.path(), 1 << 30), None);
+    // 11 blocks; K = 3, M = 2: rounded 12, steps 4, 20 encoded blocks in 5 slots of 4.
+    let bytes = payload(10 * 65536 + 1234, 3);
+    let request = TestRequest::post().uri(&format!("{API}/data")).set_payload(bytes.clone()).to_request();
+    let cid = body_text(test::call_service(&app, request).await).await;
+
+    let response = test::call_service(&app, protect_request!(&cid, r#"{"nodes": 5, "tolerance": 2}"#)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let item: Value = test::read_body_json(response).await;
+    let protected = item["cid"].as_str().expect("cid").to_owned();
+    assert_ne!(protected, cid);
+    assert_eq!(item["manifest"]["protected"], true);
+    assert_eq!(item["manifest"]["datasetSize"], 20 * 65536);
+
+    // The original bytes read back from the protected dataset, without decoding.
+    let request = TestRequest::get().uri(&format!("{API}/data/{protected}")).to_request();
+    let response = test::call_service(&app, request).await;
+    assert_eq!(sized(&response), Some(bytes.len() as u64));
+    assert_eq!(test::read_body(response).await.as_ref(), bytes.as_slice());
+
+    // Protecting is deterministic: again gives the same dataset; a protected dataset cannot be protected.
+    let response = test::call_service(&app, protect_request!(&cid, r#"{"nodes": 5, "tolerance": 2}"#)).await;
+    let again: Value = test::read_body_json(response).await;
+    assert_eq!(again["cid"], item["cid"]);
+    let response = test::call_service(&app, protect_request!(&protected, r#"{"nodes": 5, "tolerance": 2}"#)).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body_text(response).await.contains("already protected"));
+
+    // The protected dataset outlives the original (they share the data file until one is deleted).
+    let request = TestRequest::delete().uri(&format!("{API}/data/{cid}")).to_request();
+    assert_eq!(test::call_service(&app, request).await.status(), StatusCode::NO_CONTENT);
+    let request = TestRequest::get().uri(&format!("{API}/data/{protected}")).to_request();
+    let response = test::call_service(&app, request).await;
+    assert_eq!(test::read_body(response).await.as_ref(), bytes.as_slice());
+    let request = TestRequest::delete().uri(&format!("{API}/data/{protected}")).to_request();
+    assert_eq!(test::call_service(&app, request).await.status(), StatusCode::NO_CONTENT);
+    let request = TestRequest::get().uri(&format!("{API}/space")).to_request();
+    let space: Value = test::call_and_read_body_json(&app, request).await;
+    assert_eq!((space["totalBlocks"].as_u64(), space["quotaUsedBytes"].as_u64()), (Some(0), Some(0)));
+}
+
+#[actix_web::test]
+async fn protect_refuses_bad_parameters_clearly_and_stores_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = service!(node(dir.path(), 1 << 30), None);
+    let request = TestRequest::post().uri(&format!("{API}/data")).set_payload(payload(65536 * 2, 1)).to_request();
+    let cid = body_text(test::call_service(&app, request).await).await;
+    let cases = [
+        (r#"{"nodes": 2, "tolerance": 2}"#, StatusCode::BAD_REQUEST, "greater than tolerance"),
+        (r#"{"nodes": 3, "tolerance": 2}"#, StatusCode::BAD_REQUEST, "K ≥ M"),
+        (r#"{"nodes": 300, "tolerance": 2}"#, StatusCode::BAD_REQUEST, "256"),
+        (r#"{"nodes": 5}"#, StatusCode::BAD_REQUEST, "tolerance"),
+        ("not json", StatusCode::BAD_REQUEST, "invalid JSON"),
+        // Two blocks cannot be split into K = 3 data blocks.
+        (r#"{"nodes": 5, "tolerance": 2}"#, StatusCode::UNPROCESSABLE_ENTITY, "196608"),
+    ];
+    for (body, status, message) in cases {
+        let response = test::call_service(&app, protect_request!(&cid, body)).await;
+        assert_eq!(response.status(), status, "{body}");
+        let text = body_text(response).await;
+        assert!(text.contains(message), "{body}: {text}");
+    }
+    let missing = "zDvZRwzmC3Q7e7NLkfsPmtgSCfectUc1ssn5xK2rzC9yRz1yeZuK";
+    let response = test::call_service(&app, protect_request!(missing, r#"{"nodes": 3, "tolerance": 1}"#)).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let request = TestRequest::get().uri(&format!("{API}/data")).to_request();
+    let list: Value = test::call_and_read_body_json(&app, request).await;
+    assert_eq!(list["content"].as_array().map(Vec::len), Some(1), "nothing but the upload is stored");
+    assert_eq!(segment_files(dir.path()), 2, "only the upload's data and tree files remain");
 }

@@ -75,8 +75,9 @@ impl ErasureError {
 }
 
 /// Encodes a segment's parity. `source` holds the original data (leaf `i` at `i × block_size`; bytes past its
-/// end read as zeros); `parity_out` is created (replaced if it exists) with parity block `index` at
-/// `index × block_size`, so its first `rounded × block_size` bytes are a hole.
+/// end read as zeros); parity block `index` is written to `parity_out` at `index × block_size`. `parity_out`
+/// may be `source` itself (parity lands past the data) or a new file (its first `rounded × block_size` bytes
+/// are then a hole); it is sized to the encoded dataset, never truncated below that.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<EncodedParity, ErasureError>")]
 pub struct EncodeSegment {
@@ -123,6 +124,12 @@ pub struct ErasureActor {
 impl ErasureActor {
     pub fn new(config: ErasureConfig) -> Self {
         Self { config, codecs: HashMap::new() }
+    }
+
+    /// Starts the actor on its own thread; one encode or decode codes on `workers` threads.
+    pub fn start(workers: usize) -> actix::Addr<Self> {
+        let config = ErasureConfig { workers_per_job: workers.max(1), ..ErasureConfig::default() };
+        actix::SyncArbiter::start(1, move || ErasureActor::new(config.clone()))
     }
 
     fn codec(&mut self, params: ErasureParams) -> Result<Arc<ErasureCodec>, ErasureError> {
@@ -212,11 +219,12 @@ pub fn encode_segment(
     let layout = ErasureLayout::new(msg.params, msg.original_blocks)?;
     let bs = msg.block_size as u64;
     let source = File::open(&msg.source).map_err(ErasureError::io("opening the source segment", &msg.source))?;
+    // Not truncated: `parity_out` may be `source` itself (parity is written past the data, which stays).
     let parity = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
-        .truncate(true)
+        .truncate(false)
         .open(&msg.parity_out)
         .map_err(ErasureError::io("creating the parity file", &msg.parity_out))?;
     parity

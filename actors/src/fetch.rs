@@ -80,6 +80,9 @@ pub async fn fetch_dataset(
         return Ok(Fetched { manifest: opened.manifest, state: FetchState::Local });
     }
     let exchange = exchange.ok_or(NodeError::NoNetwork)?;
+    if manifest.is_protected() {
+        return Err(NodeError::ProtectedDownload { cid });
+    }
     let begun = store.send(BeginDownload { manifest_cid: cid, manifest: manifest.clone() }).await?;
     match begun.map_err(|err| refusal(cid, err))? {
         DownloadState::Stored => Ok(Fetched { manifest, state: FetchState::Local }),

@@ -6,6 +6,8 @@
 //! - [`error::ErrorKind`]: what kind of failure an error is (the REST layer maps it to a status).
 //! - [`fetch`]: the network fetch flow (manifest fetching and validation, starting downloads).
 //! - [`maintenance::MaintenanceActor`]: the periodic expiry sweep.
+//! - [`protect`]: the protect flow (erasure coding, slot building, the verifiable manifest).
+//! - [`slots::SlotBuilderActor`]: Poseidon2 block digests, slot roots and the verify root.
 //! - [`upload::UploadSession`]: the streaming upload pipeline (hasher and writer threads), not an actor.
 
 pub mod blockexc;
@@ -16,5 +18,7 @@ pub mod fetch;
 pub mod maintenance;
 pub mod network;
 pub mod node;
+pub mod protect;
+pub mod slots;
 pub mod store;
 pub mod upload;

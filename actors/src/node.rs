@@ -13,10 +13,13 @@
 
 use crate::blockexc::{Attach, BlockExchangeActor, BlockExchangeConfig, ExchangeError};
 use crate::discovery::{Announce, DiscoveryActor};
+use crate::erasure::ErasureActor;
 use crate::error::ErrorKind;
 use crate::fetch;
 use crate::maintenance::{MaintenanceActor, MaintenanceConfig};
 use crate::network::{Dial, GetNetInfo, NetInfo, NetworkActor, NetworkConfig, NetworkError, StopNetwork};
+use crate::protect::{ProtectActors, ProtectError, protect_dataset};
+use crate::slots::SlotBuilderActor;
 use crate::store::{
     CloseStore, DeleteData, DeleteOutcome, GetManifest, ListDatasets, OpenDataset, OpenDownload, OpenedDataset,
     OpenedDownload, Progress, QuotaGate, Space, StoreActor, StoreConfig, StoreError, StoredDataset,
@@ -41,6 +44,8 @@ pub struct NodeConfig {
     /// `None` runs the node without networking (tests of the local store).
     pub network: Option<NetworkConfig>,
     pub exchange: BlockExchangeConfig,
+    /// Threads for erasure coding and for Poseidon2 slot hashing (each runs its own, at lower priority).
+    pub coding_threads: usize,
 }
 
 /// Node errors, mapped to HTTP statuses in one place by the REST layer.
@@ -59,6 +64,13 @@ pub enum NodeError {
     Network(#[from] NetworkError),
     #[error("networking is disabled on this node")]
     NoNetwork,
+    #[error(transparent)]
+    Protect(#[from] ProtectError),
+    #[error(
+        "{} is a protected (erasure-coded) dataset: this node cannot download those from the network yet",
+        format_cid(.cid)
+    )]
+    ProtectedDownload { cid: Cid },
 }
 
 /// Why a manifest could not be had from the network.
@@ -89,6 +101,8 @@ impl NodeError {
             NodeError::NotAManifest { .. } => ErrorKind::BadRequest,
             NodeError::Network(err) => err.kind(),
             NodeError::NoNetwork => ErrorKind::Unavailable,
+            NodeError::Protect(err) => err.kind(),
+            NodeError::ProtectedDownload { .. } => ErrorKind::Refused,
         }
     }
 }
@@ -222,6 +236,17 @@ pub struct DatasetStored {
     pub tree: Cid,
 }
 
+/// Command: erasure-code stored dataset `cid` into `nodes` slots tolerating the loss of `tolerance` of them,
+/// build its slots, and store the verifiable manifest (see `protect.rs`). Answers the new dataset, which is
+/// announced like an upload.
+#[derive(Message)]
+#[rtype(result = "Result<StoredDataset, NodeError>")]
+pub struct Protect {
+    pub cid: Cid,
+    pub nodes: u64,
+    pub tolerance: u64,
+}
+
 /// Command: stop the node: close the repository (flushing it) and stop the children.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -234,6 +259,7 @@ pub struct NodeActor {
     quota: QuotaGate,
     _maintenance: Addr<MaintenanceActor>,
     net: Option<Net>,
+    protect: ProtectActors,
 }
 
 /// The networking actors.
@@ -261,8 +287,13 @@ impl NodeActor {
             }
             None => None,
         };
+        let protect = ProtectActors {
+            store: store.clone(),
+            erasure: ErasureActor::start(config.coding_threads),
+            slots: SlotBuilderActor::start(config.coding_threads),
+        };
         tracing::info!(data_dir = %config.data_dir.display(), peer_id = %config.peer_id, "node started");
-        Ok(Self { config, store, quota, _maintenance: maintenance, net }.start())
+        Ok(Self { config, store, quota, _maintenance: maintenance, net, protect }.start())
     }
 
     /// The store's address (for tests and future subsystems).
@@ -411,6 +442,18 @@ impl Handler<DatasetStored> for NodeActor {
         if let Some(net) = &self.net {
             net.discovery.do_send(Announce { cids: vec![msg.cid, msg.tree] });
         }
+    }
+}
+
+impl Handler<Protect> for NodeActor {
+    type Result = ResponseFuture<Result<StoredDataset, NodeError>>;
+    fn handle(&mut self, msg: Protect, ctx: &mut Self::Context) -> Self::Result {
+        let (actors, me) = (self.protect.clone(), ctx.address());
+        Box::pin(async move {
+            let stored = protect_dataset(actors, msg.cid, msg.nodes, msg.tolerance).await?;
+            me.do_send(DatasetStored { cid: stored.cid, tree: stored.manifest.tree_cid });
+            Ok(stored)
+        })
     }
 }
 

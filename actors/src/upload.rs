@@ -204,20 +204,25 @@ fn hash_blocks(mut rx: mpsc::Receiver<Piece>, tree_path: &std::path::Path) -> Re
             Piece::Block(block) => leaves.push(sha256(&block)),
             Piece::End => {
                 let tree = CodexTree::new(std::mem::take(&mut leaves))?;
-                let mut bytes = Vec::with_capacity(tree.layers().iter().map(Vec::len).sum::<usize>() * 32);
-                for layer in tree.layers() {
-                    for node in layer {
-                        bytes.extend_from_slice(node);
-                    }
-                }
-                let mut file = File::create(tree_path).map_err(StoreError::io("creating the tree file"))?;
-                file.write_all(&bytes).map_err(StoreError::io("writing the tree file"))?;
-                file.sync_data().map_err(StoreError::io("syncing the tree file"))?;
+                write_tree_file(tree_path, &tree)?;
                 return Ok(tree);
             }
         }
     }
     Err(StoreError::Interrupted)
+}
+
+/// Writes every layer of `tree` to a new tree file at `path` (the layout of `store/treefile.rs`) and syncs it.
+pub fn write_tree_file(path: &std::path::Path, tree: &CodexTree) -> Result<(), StoreError> {
+    let mut bytes = Vec::with_capacity(tree.layers().iter().map(Vec::len).sum::<usize>() * 32);
+    for layer in tree.layers() {
+        for node in layer {
+            bytes.extend_from_slice(node);
+        }
+    }
+    let mut file = File::create(path).map_err(StoreError::io("creating the tree file"))?;
+    file.write_all(&bytes).map_err(StoreError::io("writing the tree file"))?;
+    file.sync_data().map_err(StoreError::io("syncing the tree file"))
 }
 
 /// Writer thread: appends blocks to the data file; at `End` syncs it.

@@ -12,6 +12,7 @@
 
 pub mod data;
 pub mod debug;
+pub mod durability;
 pub mod node;
 
 use crate::metrics::Metrics;
@@ -261,6 +262,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/codex/v1")
             .configure(data::routes)
+            .configure(durability::routes)
             .configure(node::routes)
             .configure(debug::routes)
             .default_service(web::to(not_found)),

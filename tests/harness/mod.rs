@@ -439,6 +439,7 @@ fn node_config(dir: &Path, key: libp2p::identity::Keypair, options: &NodeOptions
             agent: "Codex test node".into(),
         }),
         exchange: options.exchange.clone(),
+        coding_threads: 2,
     }
 }
 

@@ -16,7 +16,20 @@ impl Handler<BeginUpload> for StoreActor {
         let quota = self.quota.clone();
         let repo = self.repo()?;
         let segment = repo.allocate_segment();
-        Ok(UploadTarget { segment, data_path: repo.data_path(segment), tree_path: repo.tree_path(segment), quota })
+        Ok(UploadTarget {
+            segment,
+            data_path: repo.data_path(segment),
+            tree_path: repo.tree_path(segment),
+            slots_path: repo.slots_path(segment),
+            quota,
+        })
+    }
+}
+
+impl Handler<LocateDataset> for StoreActor {
+    type Result = Result<Option<DatasetFiles>, StoreError>;
+    fn handle(&mut self, msg: LocateDataset, _: &mut Self::Context) -> Self::Result {
+        self.repo()?.dataset_files(&msg.cid)
     }
 }
 

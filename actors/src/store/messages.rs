@@ -12,12 +12,14 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Where a new upload writes its blocks and tree.
+/// Where a new upload (or a protected copy of a dataset) writes its blocks, tree and slot digests.
 #[derive(Debug, Clone)]
 pub struct UploadTarget {
     pub segment: u64,
     pub data_path: PathBuf,
     pub tree_path: PathBuf,
+    /// Written only for verifiable datasets (see `store/repo.rs`).
+    pub slots_path: PathBuf,
     pub quota: QuotaGate,
 }
 
@@ -33,6 +35,25 @@ pub struct StoredDataset {
 pub struct OpenedDataset {
     pub manifest: Manifest,
     pub file: File,
+}
+
+/// A stored dataset's files, for work that reads them off the store thread (erasure coding, slot building).
+/// The paths stay valid while the dataset is stored; a reader that must survive a delete opens them first.
+#[derive(Debug, Clone)]
+pub struct DatasetFiles {
+    pub manifest: Manifest,
+    pub data_path: PathBuf,
+    /// Poseidon2 block digests (verifiable datasets only, see `store/repo.rs`).
+    pub slots_path: PathBuf,
+    /// The SHA-256 leaf digests of its tree, in order.
+    pub leaves: Vec<Digest>,
+}
+
+/// Query: the files and leaves of stored dataset `cid` (`None` when it is not stored complete here).
+#[derive(Message)]
+#[rtype(result = "Result<Option<DatasetFiles>, StoreError>")]
+pub struct LocateDataset {
+    pub cid: Cid,
 }
 
 /// Command: allocate a segment for a new upload.

@@ -6,6 +6,9 @@
 //!   the file's first `datasetSize` bytes.
 //! - `segments/<id>.tree`: that dataset's CodexTree, every layer leaf-first, 32 bytes a node; proofs are read
 //!   from it node by node.
+//! - `segments/<id>.slots`: for a verifiable dataset, the Poseidon2 digest of every encoded block (32 bytes LE
+//!   each, in block order; padding blocks hold the zero-block digest): the leaves of its slot trees, so a slot
+//!   tree (and any cell's path) is rebuilt from `steps` digests and one block, never from the whole slot.
 //!
 //! Tables (opened together through [`Tables`], names versioned, see `store/tables.rs`): `meta` (counters and
 //! the schema version), `trees-1` (tree CID → [`TreeRecord`]), `blocks-1` (CID → [`BlockRecord`], standalone
@@ -18,6 +21,7 @@ use super::partial::SegmentPaths;
 use super::tables::{ReadTables, Tables, init_schema};
 use super::treefile::TreeFile;
 use codex_protocol::cid::{BLOCK_CODEC, cid_from_bytes, cid_from_sha256};
+use codex_protocol::erasure::EMPTY_DIGEST;
 use codex_protocol::{Cid, CodexProof, Digest, Manifest};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
@@ -182,6 +186,11 @@ impl Repo {
         self.segments_dir.join(format!("{segment}.tree"))
     }
 
+    /// The Poseidon2 block digests of a verifiable dataset's segment.
+    pub fn slots_path(&self, segment: u64) -> PathBuf {
+        self.segments_dir.join(format!("{segment}.slots"))
+    }
+
     /// Both files of a segment.
     pub fn segment_paths(&self, segment: u64) -> SegmentPaths {
         SegmentPaths { data: self.data_path(segment), tree: self.tree_path(segment) }
@@ -190,7 +199,10 @@ impl Repo {
     /// Removes segments' files on a background thread (see [`remove_in_background`]).
     pub fn unlink_segments(&self, segments: &[u64]) {
         remove_in_background(
-            segments.iter().flat_map(|segment| [self.data_path(*segment), self.tree_path(*segment)]).collect(),
+            segments
+                .iter()
+                .flat_map(|segment| [self.data_path(*segment), self.tree_path(*segment), self.slots_path(*segment)])
+                .collect(),
         );
     }
 
@@ -385,6 +397,21 @@ impl Repo {
         }))
     }
 
+    /// The files and leaf digests of stored dataset `cid`.
+    pub fn dataset_files(&self, cid: &Cid) -> Result<Option<super::DatasetFiles>, StoreError> {
+        let Some(manifest) = self.manifest(cid)? else { return Ok(None) };
+        let Some(location) = self.tree(&manifest.tree_cid)? else {
+            return Err(StoreError::Corrupt { what: "dataset", reason: "manifest without its tree".into() });
+        };
+        let leaves = TreeFile::open_read(&location.tree_path, location.record.leaves)?.read_leaves()?;
+        Ok(Some(super::DatasetFiles {
+            manifest,
+            data_path: location.data_path,
+            slots_path: self.slots_path(location.record.segment),
+            leaves,
+        }))
+    }
+
     /// True when block `cid` is stored: standalone, or as a leaf of a stored tree.
     pub fn has_block(&self, cid: &Cid) -> Result<bool, StoreError> {
         Ok(self.locate_block(cid)?.is_some())
@@ -443,6 +470,11 @@ impl Repo {
                 out.push(None);
                 continue;
             };
+            if cid.hash().digest() == EMPTY_DIGEST.as_slice() {
+                // Erasure padding: never stored, never served (its CID is that of the empty block).
+                out.push(None);
+                continue;
+            }
             let mut bytes = vec![0; location.record.block_size as usize];
             data.read_exact_at(&mut bytes, index * location.record.block_size)
                 .map_err(StoreError::io("reading a block"))?;

@@ -1,0 +1,43 @@
+//! Durability endpoints, extensions of the Codex API (the original exposes erasure coding only inside
+//! `requestStorage`): `POST /data/{cid}/protect` erasure-codes a stored dataset and builds its slots, answering
+//! the DataItem of the verifiable manifest.
+
+use super::data::DataItem;
+use super::{ApiError, ApiState};
+use actix_web::{HttpResponse, web};
+use codex_actors::node::Protect;
+use codex_protocol::cid::parse_cid;
+use serde::Deserialize;
+
+/// Largest body the durability endpoints read.
+const MAX_BODY: usize = 4096;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/data/{cid}/protect").route(web::post().to(protect)));
+}
+
+/// The body of `POST /data/{cid}/protect`: `nodes` slots, any `nodes − tolerance` of which rebuild the data.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProtectParams {
+    nodes: u64,
+    tolerance: u64,
+}
+
+fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+    if body.len() > MAX_BODY {
+        return Err(ApiError::BadRequest(format!("the request body is larger than {MAX_BODY} bytes")));
+    }
+    serde_json::from_slice(body).map_err(|err| ApiError::BadRequest(format!("invalid JSON body: {err}")))
+}
+
+async fn protect(
+    state: web::Data<ApiState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let cid = parse_cid(&path)?;
+    let params: ProtectParams = json_body(&body)?;
+    let stored = state.node.send(Protect { cid, nodes: params.nodes, tolerance: params.tolerance }).await??;
+    Ok(HttpResponse::Ok().json(DataItem::new(&stored.cid, &stored.manifest)))
+}
