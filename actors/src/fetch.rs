@@ -91,6 +91,7 @@ pub async fn fetch_dataset(
                 manifest_cid: cid,
                 manifest: manifest.clone(),
                 progress: progress.clone(),
+                leaves: None,
             });
             Ok(Fetched { manifest, state: FetchState::Downloading(progress) })
         }

@@ -7,6 +7,7 @@
 //! - [`fetch`]: the network fetch flow (manifest fetching and validation, starting downloads).
 //! - [`maintenance::MaintenanceActor`]: the periodic expiry sweep.
 //! - [`protect`]: the protect flow (erasure coding, slot building, the verifiable manifest).
+//! - [`slot_host`]: slot hosting (fetch one slot of a verifiable dataset, check its slot root, keep it).
 //! - [`slots::SlotBuilderActor`]: Poseidon2 block digests, slot roots and the verify root.
 //! - [`upload::UploadSession`]: the streaming upload pipeline (hasher and writer threads), not an actor.
 
@@ -19,6 +20,7 @@ pub mod maintenance;
 pub mod network;
 pub mod node;
 pub mod protect;
+pub mod slot_host;
 pub mod slots;
 pub mod store;
 pub mod upload;

@@ -19,7 +19,8 @@ use crate::fetch;
 use crate::maintenance::{MaintenanceActor, MaintenanceConfig};
 use crate::network::{Dial, GetNetInfo, NetInfo, NetworkActor, NetworkConfig, NetworkError, StopNetwork};
 use crate::protect::{ProtectActors, ProtectError, protect_dataset};
-use crate::slots::SlotBuilderActor;
+use crate::slot_host::{HostedSlot, host_slot};
+use crate::slots::{SlotBuilderActor, SlotError};
 use crate::store::{
     CloseStore, DeleteData, DeleteOutcome, GetManifest, ListDatasets, OpenDataset, OpenDownload, OpenedDataset,
     OpenedDownload, Progress, QuotaGate, Space, StoreActor, StoreConfig, StoreError, StoredDataset,
@@ -71,6 +72,18 @@ pub enum NodeError {
         format_cid(.cid)
     )]
     ProtectedDownload { cid: Cid },
+    #[error("{} is not a verifiable dataset: it has no slots (protect it first)", format_cid(.cid))]
+    NotVerifiable { cid: Cid },
+    #[error("the slots of {} are invalid: {reason}", format_cid(.cid))]
+    InvalidSlots { cid: Cid, reason: String },
+    #[error("dataset {} has no slot {index}: it has {slots} slots", format_cid(.cid))]
+    NoSuchSlot { cid: Cid, index: u64, slots: u64 },
+    #[error("slot {index} of {} could not be fetched: {reason}", format_cid(.cid))]
+    SlotUnavailable { cid: Cid, index: u64, reason: String },
+    #[error("slot {index} of {} does not match its slot root: the data was dropped", format_cid(.cid))]
+    SlotRootMismatch { cid: Cid, index: u64 },
+    #[error(transparent)]
+    Slots(#[from] SlotError),
 }
 
 /// Why a manifest could not be had from the network.
@@ -102,7 +115,12 @@ impl NodeError {
             NodeError::Network(err) => err.kind(),
             NodeError::NoNetwork => ErrorKind::Unavailable,
             NodeError::Protect(err) => err.kind(),
-            NodeError::ProtectedDownload { .. } => ErrorKind::Refused,
+            NodeError::ProtectedDownload { .. }
+            | NodeError::NotVerifiable { .. }
+            | NodeError::InvalidSlots { .. }
+            | NodeError::SlotRootMismatch { .. } => ErrorKind::Refused,
+            NodeError::NoSuchSlot { .. } | NodeError::SlotUnavailable { .. } => ErrorKind::NotFound,
+            NodeError::Slots(err) => err.kind(),
         }
     }
 }
@@ -245,6 +263,15 @@ pub struct Protect {
     pub cid: Cid,
     pub nodes: u64,
     pub tolerance: u64,
+}
+
+/// Command: fetch slot `index` of verifiable dataset `cid` and keep it once it matches its slot root (see
+/// `slot_host.rs`). Answers when the slot is stored.
+#[derive(Message)]
+#[rtype(result = "Result<HostedSlot, NodeError>")]
+pub struct HostSlot {
+    pub cid: Cid,
+    pub index: u64,
 }
 
 /// Command: stop the node: close the repository (flushing it) and stop the children.
@@ -454,6 +481,14 @@ impl Handler<Protect> for NodeActor {
             me.do_send(DatasetStored { cid: stored.cid, tree: stored.manifest.tree_cid });
             Ok(stored)
         })
+    }
+}
+
+impl Handler<HostSlot> for NodeActor {
+    type Result = ResponseFuture<Result<HostedSlot, NodeError>>;
+    fn handle(&mut self, msg: HostSlot, _: &mut Self::Context) -> Self::Result {
+        let (store, exchange, slots) = (self.store.clone(), self.exchange(), self.protect.slots.clone());
+        Box::pin(host_slot(store, exchange, slots, msg.cid, msg.index))
     }
 }
 

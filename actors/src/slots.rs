@@ -16,7 +16,6 @@ use actix::prelude::*;
 use codex_protocol::poseidon2::{self, F};
 use codex_protocol::slots::{SlotLayout, SlotTree as Tree, slot_block_digest, verify_root};
 use std::fs::File;
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -89,6 +88,17 @@ pub struct SlotTree {
     pub index: u64,
 }
 
+/// Command: hash the blocks of slot `index` held in the segment at `data_path` (a host's slot download: the
+/// slot's blocks at their dataset positions), write their digests to `digests_out` and answer the slot root.
+#[derive(Message)]
+#[rtype(result = "Result<F, SlotError>")]
+pub struct BuildSlotTree {
+    pub data_path: PathBuf,
+    pub digests_out: PathBuf,
+    pub layout: SlotLayout,
+    pub index: u64,
+}
+
 /// The slot builder.
 pub struct SlotBuilderActor {
     threads: usize,
@@ -110,8 +120,8 @@ impl Handler<BuildSlots> for SlotBuilderActor {
     type Result = Result<SlotRoots, SlotError>;
     fn handle(&mut self, msg: BuildSlots, _: &mut Self::Context) -> Self::Result {
         let started = std::time::Instant::now();
-        let digests = hash_blocks(&msg, self.threads)?;
-        write_digests(&msg.digests_out, &digests)?;
+        let digests = hash_blocks(&msg.data_path, &msg.layout, 0..msg.layout.blocks_count(), self.threads)?;
+        write_digests(&msg.digests_out, 0, &digests)?;
         let roots = roots_of(&msg.layout, &digests)?;
         let blocks = msg.layout.blocks_count();
         let secs = started.elapsed().as_secs_f64();
@@ -126,6 +136,19 @@ impl Handler<BuildSlots> for SlotBuilderActor {
     }
 }
 
+impl Handler<BuildSlotTree> for SlotBuilderActor {
+    type Result = Result<F, SlotError>;
+    fn handle(&mut self, msg: BuildSlotTree, _: &mut Self::Context) -> Self::Result {
+        let layout = &msg.layout;
+        let range = layout
+            .slot_blocks(msg.index)
+            .ok_or(SlotError::NoSuchSlot { index: msg.index, slots: layout.num_slots() })?;
+        let digests = hash_blocks(&msg.data_path, layout, range.clone(), self.threads)?;
+        write_digests(&msg.digests_out, range.start, &digests)?;
+        Ok(Tree::new(layout, &digests)?.root())
+    }
+}
+
 impl Handler<SlotTree> for SlotBuilderActor {
     type Result = Result<F, SlotError>;
     fn handle(&mut self, msg: SlotTree, _: &mut Self::Context) -> Self::Result {
@@ -135,11 +158,15 @@ impl Handler<SlotTree> for SlotBuilderActor {
 }
 
 /// Every block digest of the dataset, in block order, hashed on `threads` threads.
-fn hash_blocks(msg: &BuildSlots, threads: usize) -> Result<Vec<F>, SlotError> {
-    let layout = &msg.layout;
-    let blocks = layout.blocks_count();
+fn hash_blocks(
+    data_path: &std::path::Path,
+    layout: &SlotLayout,
+    range: std::ops::Range<u64>,
+    threads: usize,
+) -> Result<Vec<F>, SlotError> {
+    let (first, blocks) = (range.start, range.end.saturating_sub(range.start));
     let block_size = layout.block_size();
-    let file = File::open(&msg.data_path).map_err(SlotError::io("opening the encoded dataset"))?;
+    let file = File::open(data_path).map_err(SlotError::io("opening the encoded dataset"))?;
     let next = AtomicU64::new(0);
     let done = AtomicU64::new(0);
     let out = Mutex::new(vec![F::from(0u64); blocks as usize]);
@@ -153,7 +180,7 @@ fn hash_blocks(msg: &BuildSlots, threads: usize) -> Result<Vec<F>, SlotError> {
             }
             let end = (start + CHUNK_BLOCKS).min(blocks);
             let mut chunk = Vec::with_capacity((end - start) as usize);
-            for index in start..end {
+            for index in first + start..first + end {
                 if layout.is_empty_block(index) {
                     chunk.push(slot_block_digest(layout, index, &[])?);
                     continue;
@@ -207,13 +234,20 @@ fn lower_priority() {
     }
 }
 
-fn write_digests(path: &std::path::Path, digests: &[F]) -> Result<(), SlotError> {
+/// Writes block digests `first..` into a `.slots` file (created if needed, never truncated: a host's file is
+/// sparse, holding its own slot's range only) and syncs it.
+fn write_digests(path: &std::path::Path, first: u64, digests: &[F]) -> Result<(), SlotError> {
     let mut bytes = Vec::with_capacity(digests.len() * 32);
     for digest in digests {
         bytes.extend_from_slice(&poseidon2::to_le_bytes(digest));
     }
-    let mut file = File::create(path).map_err(SlotError::io("creating the slot digests file"))?;
-    file.write_all(&bytes).map_err(SlotError::io("writing the slot digests"))?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(SlotError::io("creating the slot digests file"))?;
+    file.write_all_at(&bytes, first * 32).map_err(SlotError::io("writing the slot digests"))?;
     file.sync_data().map_err(SlotError::io("syncing the slot digests"))
 }
 

@@ -1,11 +1,13 @@
 //! Durability endpoints, extensions of the Codex API (the original exposes erasure coding only inside
 //! `requestStorage`): `POST /data/{cid}/protect` erasure-codes a stored dataset and builds its slots, answering
-//! the DataItem of the verifiable manifest.
+//! the DataItem of the verifiable manifest; `POST /data/{cid}/slots/{index}/network` fetches one slot of a
+//! verifiable dataset from the network and keeps it once it matches its slot root.
 
 use super::data::DataItem;
 use super::{ApiError, ApiState};
 use actix_web::{HttpResponse, web};
-use codex_actors::node::Protect;
+use codex_actors::node::{HostSlot, Protect};
+use codex_protocol::cid::format_cid;
 use codex_protocol::cid::parse_cid;
 use serde::Deserialize;
 
@@ -13,7 +15,8 @@ use serde::Deserialize;
 const MAX_BODY: usize = 4096;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/data/{cid}/protect").route(web::post().to(protect)));
+    cfg.service(web::resource("/data/{cid}/protect").route(web::post().to(protect)))
+        .service(web::resource("/data/{cid}/slots/{index}/network").route(web::post().to(host_slot)));
 }
 
 /// The body of `POST /data/{cid}/protect`: `nodes` slots, any `nodes − tolerance` of which rebuild the data.
@@ -40,4 +43,30 @@ async fn protect(
     let params: ProtectParams = json_body(&body)?;
     let stored = state.node.send(Protect { cid, nodes: params.nodes, tolerance: params.tolerance }).await??;
     Ok(HttpResponse::Ok().json(DataItem::new(&stored.cid, &stored.manifest)))
+}
+
+/// The answer of `POST /data/{cid}/slots/{index}/network`.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SlotItem {
+    cid: String,
+    slot_index: u64,
+    slot_root: String,
+    /// Blocks stored (the slot's erasure padding is not stored).
+    blocks: u64,
+}
+
+async fn host_slot(state: web::Data<ApiState>, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+    let (cid, index) = path.into_inner();
+    let cid = parse_cid(&cid)?;
+    let index: u64 = index
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("invalid slot index '{index}': a number is expected")))?;
+    let hosted = state.node.send(HostSlot { cid, index }).await??;
+    Ok(HttpResponse::Ok().json(SlotItem {
+        cid: format_cid(&hosted.manifest_cid),
+        slot_index: hosted.index,
+        slot_root: format_cid(&hosted.slot_root),
+        blocks: hosted.blocks,
+    }))
 }

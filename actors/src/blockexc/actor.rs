@@ -645,7 +645,8 @@ impl Handler<StartDownload> for BlockExchangeActor {
             self.requester.end(&tree, Instant::now());
         }
         let progress = msg.progress.clone();
-        let missing = (0..progress.leaves()).filter(move |index| !progress.has(*index));
+        let leaves = msg.leaves.clone().unwrap_or(0..progress.leaves());
+        let missing = leaves.filter(move |index| !progress.has(*index));
         let Some(added) = self.requester.start(tree, msg.manifest_cid, Box::new(missing), Instant::now()) else {
             return;
         };

@@ -89,6 +89,8 @@ pub struct StartDownload {
     pub manifest_cid: Cid,
     pub manifest: Manifest,
     pub progress: Arc<Progress>,
+    /// Only these leaves (a slot), or every leaf when `None`.
+    pub leaves: Option<std::ops::Range<u64>>,
 }
 
 /// Query: fetch one block by CID (a manifest) from the network, verified against its CID.

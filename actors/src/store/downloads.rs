@@ -14,12 +14,13 @@
 use super::StoreError;
 use super::actor::{Commit, StoreActor};
 use super::messages::{
-    BeginDownload, DownloadState, LeafBlock, OpenedDownload, ReadLeaves, StoreLeaves, StoredDataset, StoredLeaves,
+    BeginDownload, BeginSlotDownload, DownloadState, LeafBlock, OpenedDownload, ReadLeaves, SlotDownload, StoreLeaves,
+    StoredDataset, StoredLeaves,
 };
 use super::partial::{Partial, Resumed};
 use super::progress::LeafOutcome;
 use super::quota::QuotaGate;
-use super::repo::{DownloadRecord, Repo, remove_in_background};
+use super::repo::{DownloadRecord, Repo, SlotRecord};
 use bytes::Bytes;
 use codex_protocol::cid::format_cid;
 use codex_protocol::{Cid, Manifest};
@@ -41,9 +42,15 @@ impl StoreActor {
                     continue;
                 }
             };
-            let claim = quota.claim_forced(manifest.blocks_count() * manifest.block_size);
+            let slot = repo.slot(&tree)?;
+            let leaves = slot.as_ref().map_or(manifest.blocks_count(), |s| s.wanted_end - s.wanted_start);
+            let claim = quota.claim_forced(leaves * manifest.block_size);
             let paths = repo.segment_paths(record.segment);
-            let (partial, resumed) = Partial::resume(manifest_cid, manifest, &record, paths, claim)?;
+            let (mut partial, resumed) = Partial::resume(manifest_cid, manifest, &record, paths, claim)?;
+            partial.slot = slot;
+            if partial.slot.as_ref().is_some_and(|slot| slot.hosted) {
+                partial.progress.complete();
+            }
             if let Resumed::Restarted { reason } = resumed {
                 tracing::warn!(cid = %format_cid(&manifest_cid), reason, "download restarts from zero");
                 repo.save_download(&tree, &partial.record())?;
@@ -71,6 +78,9 @@ impl StoreActor {
         self.check_tree_size(&msg.manifest)?;
         let tree = msg.manifest.tree_cid;
         if let Some(partial) = self.partials.get(&tree) {
+            if partial.slot.is_some() {
+                return Err(StoreError::SlotConflict { tree });
+            }
             partial.progress.restart();
             return Ok(DownloadState::Partial(partial.progress.clone()));
         }
@@ -110,6 +120,19 @@ impl StoreActor {
         };
         let outcomes = msg.deliveries.iter().map(|d| partial.store(d)).collect::<Result<Vec<_>, _>>()?;
         partial.announce();
+        if partial.slot.is_some() {
+            let complete = partial.is_complete();
+            // The caller checks a complete slot's root (Poseidon2, off this thread), then commits or drops it.
+            let progress = complete.then(|| partial.progress.clone());
+            if complete || partial.checkpoint_due() {
+                let record = partial.checkpoint()?;
+                self.repo()?.save_download(&msg.tree, &record)?;
+            }
+            if let Some(progress) = progress {
+                progress.complete();
+            }
+            return Ok(StoredLeaves { outcomes, completed: None });
+        }
         if partial.is_complete() {
             let completed = self.complete_download(&msg.tree)?;
             return Ok(StoredLeaves { outcomes, completed: Some(completed) });
@@ -151,10 +174,11 @@ impl StoreActor {
     /// Drops a download for good: its record, its files and its quota claim.
     pub(super) fn abort_download(&mut self, partial: Partial, reason: &str) -> Result<(), StoreError> {
         partial.progress.fail(reason.to_string());
-        let (tree, paths) = (partial.tree, partial.paths().clone());
+        let (tree, segment) = (partial.tree, partial.segment);
         drop(partial);
-        self.repo()?.remove_download(&tree)?;
-        remove_in_background(vec![paths.data, paths.tree]);
+        let repo = self.repo()?;
+        repo.remove_download(&tree)?;
+        repo.unlink_segments(&[segment]);
         Ok(())
     }
 
@@ -185,8 +209,85 @@ impl StoreActor {
         Ok(indexes.iter().map(|i| *i < leaves).collect())
     }
 
+    /// Whole-dataset downloads in progress (slot downloads resume when their slot is asked for again).
     pub(super) fn list_downloads(&self) -> Vec<(Cid, Manifest)> {
-        self.partials.values().map(|p| (p.manifest_cid, p.manifest.clone())).collect()
+        self.partials.values().filter(|p| p.slot.is_none()).map(|p| (p.manifest_cid, p.manifest.clone())).collect()
+    }
+
+    pub(super) fn begin_slot_download(&mut self, msg: BeginSlotDownload) -> Result<SlotDownload, StoreError> {
+        let cid = msg.manifest_cid;
+        msg.manifest.validate().map_err(|source| StoreError::InvalidManifest { cid, source: Box::new(source) })?;
+        if Manifest::cid_of(&msg.manifest.encode()) != cid {
+            return Err(StoreError::CidMismatch { cid });
+        }
+        let tree = msg.manifest.tree_cid;
+        let wanted = msg.wanted.clone();
+        if wanted.end > msg.manifest.blocks_count() || wanted.start > wanted.end {
+            return Err(StoreError::Corrupt { what: "slot", reason: format!("leaves {wanted:?} outside the dataset") });
+        }
+        if self.repo()?.tree(&tree)?.is_some() {
+            // The whole encoded dataset is stored here: nothing to fetch, but no slot of it to host either.
+            return Err(StoreError::SlotConflict { tree });
+        }
+        let repo_paths = |repo: &Repo, segment| (repo.data_path(segment), repo.slots_path(segment));
+        if let Some(partial) = self.partials.get_mut(&tree) {
+            let same = partial.slot.as_ref().is_some_and(|s| s.index == msg.index && s.wanted_start == wanted.start);
+            if !same {
+                return Err(StoreError::SlotConflict { tree });
+            }
+            let hosted = partial.slot.as_ref().is_some_and(|s| s.hosted);
+            if !hosted && !partial.is_complete() {
+                partial.progress.restart();
+            }
+            let (progress, segment) = (partial.progress.clone(), partial.segment);
+            let (data_path, slots_path) = repo_paths(self.repo()?, segment);
+            return Ok(SlotDownload { progress, hosted, data_path, slots_path });
+        }
+        let claim = self.quota.claim_guarded((wanted.end - wanted.start) * msg.manifest.block_size)?;
+        let slot = SlotRecord { index: msg.index, wanted_start: wanted.start, wanted_end: wanted.end, hosted: false };
+        let repo = self.repo()?;
+        let segment = repo.allocate_segment();
+        let paths = repo.segment_paths(segment);
+        let created = Partial::create(cid, msg.manifest, segment, paths, claim).and_then(|mut partial| {
+            partial.slot = Some(slot.clone());
+            repo.save_download(&tree, &partial.record())?;
+            repo.save_slot(&tree, &slot)?;
+            Ok(partial)
+        });
+        match created {
+            Ok(partial) => {
+                let progress = partial.progress.clone();
+                if partial.is_complete() {
+                    progress.complete();
+                }
+                tracing::info!(cid = %format_cid(&cid), slot = msg.index, leaves = wanted.end - wanted.start, "slot download started");
+                self.partials.insert(tree, partial);
+                let (data_path, slots_path) = repo_paths(self.repo()?, segment);
+                Ok(SlotDownload { progress, hosted: false, data_path, slots_path })
+            }
+            Err(err) => {
+                let _ = repo.remove_download(&tree);
+                repo.unlink_segments(&[segment]);
+                Err(err)
+            }
+        }
+    }
+
+    /// Marks a complete slot download hosted, durably.
+    pub(super) fn commit_slot(&mut self, tree: &Cid) -> Result<(), StoreError> {
+        let Some(partial) = self.partials.get_mut(tree) else {
+            return Err(StoreError::Corrupt {
+                what: "slot",
+                reason: "committing a slot that is not downloading".into(),
+            });
+        };
+        let complete = partial.is_complete();
+        let Some(slot) = partial.slot.as_mut().filter(|_| complete) else {
+            return Err(StoreError::Corrupt { what: "slot", reason: "committing an incomplete slot".into() });
+        };
+        slot.hosted = true;
+        let slot = slot.clone();
+        self.repo()?.save_slot(tree, &slot)
     }
 
     pub(super) fn open_download(&mut self, cid: &Cid) -> Result<Option<OpenedDownload>, StoreError> {

@@ -197,3 +197,27 @@ impl Handler<FailDownload> for StoreActor {
         self.fail_download(&msg.tree, msg.reason);
     }
 }
+
+impl Handler<BeginSlotDownload> for StoreActor {
+    type Result = Result<SlotDownload, StoreError>;
+    fn handle(&mut self, msg: BeginSlotDownload, _: &mut Self::Context) -> Self::Result {
+        self.begin_slot_download(msg)
+    }
+}
+
+impl Handler<CommitSlot> for StoreActor {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, msg: CommitSlot, _: &mut Self::Context) -> Self::Result {
+        self.commit_slot(&msg.tree)
+    }
+}
+
+impl Handler<DropSlot> for StoreActor {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, msg: DropSlot, _: &mut Self::Context) -> Self::Result {
+        match self.partials.remove(&msg.tree) {
+            Some(partial) => self.abort_download(partial, &msg.reason),
+            None => Ok(()),
+        }
+    }
+}

@@ -177,6 +177,45 @@ pub struct BeginDownload {
     pub manifest: Manifest,
 }
 
+/// What [`BeginSlotDownload`] found or started.
+#[derive(Debug, Clone)]
+pub struct SlotDownload {
+    /// Completes when every wanted leaf is held (at once when the slot is hosted already).
+    pub progress: Arc<Progress>,
+    /// The slot was fetched and its root checked before.
+    pub hosted: bool,
+    pub data_path: PathBuf,
+    /// Where the slot's Poseidon2 block digests go (sparse: only this slot's range is written).
+    pub slots_path: PathBuf,
+}
+
+/// Command: prepare to fetch leaves `wanted` (slot `index`'s stored blocks) of verifiable dataset
+/// `manifest_cid`: a download that claims quota for those leaves only and completes when they are held, or the
+/// same slot's download in progress or hosted.
+#[derive(Message)]
+#[rtype(result = "Result<SlotDownload, StoreError>")]
+pub struct BeginSlotDownload {
+    pub manifest_cid: Cid,
+    pub manifest: Manifest,
+    pub index: u64,
+    pub wanted: std::ops::Range<u64>,
+}
+
+/// Command: the slot downloaded into `tree` passed its slot-root check: keep it, hosted, for good.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct CommitSlot {
+    pub tree: Cid,
+}
+
+/// Command: drop the slot download of `tree` (its root did not match): record, files and claim.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct DropSlot {
+    pub tree: Cid,
+    pub reason: String,
+}
+
 /// The result of [`StoreLeaves`].
 #[derive(Debug)]
 pub struct StoredLeaves {

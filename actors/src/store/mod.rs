@@ -95,6 +95,12 @@ pub enum StoreError {
          start again"
     )]
     UnversionedRepository,
+    #[error(
+        "dataset tree {} is already being fetched here in another way (whole, or another slot); one node holds \
+         one slot of a dataset",
+        format_cid(.tree)
+    )]
+    SlotConflict { tree: Cid },
 }
 
 impl StoreError {
@@ -106,7 +112,8 @@ impl StoreError {
             | StoreError::EmptyDataset
             | StoreError::CidMismatch { .. }
             | StoreError::InvalidManifest { .. }
-            | StoreError::TreeSizeMismatch { .. } => ErrorKind::Refused,
+            | StoreError::TreeSizeMismatch { .. }
+            | StoreError::SlotConflict { .. } => ErrorKind::Refused,
             StoreError::PartOfDataset { .. } => ErrorKind::BadRequest,
             StoreError::Unavailable => ErrorKind::Unavailable,
             _ => ErrorKind::Internal,

@@ -27,7 +27,7 @@
 use super::StoreError;
 use super::progress::{LeafOutcome, Progress};
 use super::quota::QuotaClaim;
-use super::repo::DownloadRecord;
+use super::repo::{DownloadRecord, SlotRecord};
 use super::treefile::{TreeFile, sync_dir};
 use bytes::Bytes;
 use codex_protocol::blockexc::{BlockAddress, BlockDelivery, DeliveryError};
@@ -74,8 +74,11 @@ pub struct Partial {
     /// Leaves stored since the last checkpoint, and when it was.
     unsynced: u64,
     last_checkpoint: Instant,
-    /// The quota claimed for the whole dataset: settled by the commit, released when the download is dropped.
+    /// The quota claimed for the whole dataset (or slot): settled by the commit, released when the download is
+    /// dropped.
     pub claim: QuotaClaim,
+    /// Set for a slot download: the only leaves fetched and stored (see `SlotRecord`).
+    pub slot: Option<SlotRecord>,
 }
 
 impl Partial {
@@ -163,6 +166,7 @@ impl Partial {
             unsynced: 0,
             last_checkpoint: Instant::now(),
             claim,
+            slot: None,
         })
     }
 
@@ -184,7 +188,7 @@ impl Partial {
         if tree != self.tree || index >= self.progress.leaves() {
             return Ok(LeafOutcome::Rejected(DeliveryError::BadProof));
         }
-        if self.progress.has(index) {
+        if self.progress.has(index) || !self.wants(index) {
             return Ok(LeafOutcome::Duplicate);
         }
         if delivery.data.len() as u64 != self.block_size || delivery.cid.codec() != BLOCK_CODEC {
@@ -226,9 +230,15 @@ impl Partial {
                 || self.unsynced * self.block_size >= CHECKPOINT_BYTES)
     }
 
-    /// True when every leaf is held.
+    /// True when leaf `index` is one this download fetches.
+    pub fn wants(&self, index: u64) -> bool {
+        self.slot.as_ref().is_none_or(|slot| (slot.wanted_start..slot.wanted_end).contains(&index))
+    }
+
+    /// True when every wanted leaf is held (every leaf, unless this is a slot).
     pub fn is_complete(&self) -> bool {
-        self.progress.received() == self.progress.leaves()
+        let wanted = self.slot.as_ref().map_or(self.progress.leaves(), |slot| slot.wanted_end - slot.wanted_start);
+        self.progress.received() == wanted
     }
 
     /// Leaf `index` with its proof (read from the tree file), if held.

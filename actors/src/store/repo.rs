@@ -61,6 +61,17 @@ pub struct DownloadRecord {
     pub have: Vec<u64>,
 }
 
+/// A download that is one slot of a verifiable dataset (`slots-1`, keyed by tree CID): only leaves
+/// `wanted_start..wanted_end` are fetched; once they are all held and the slot root checked, it is `hosted`: it
+/// stays a partial tree, served leaf by leaf, and is not fetched further.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotRecord {
+    pub index: u64,
+    pub wanted_start: u64,
+    pub wanted_end: u64,
+    pub hosted: bool,
+}
+
 /// Quota and block counters, mirrored in memory and persisted in `meta`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -330,10 +341,32 @@ impl Repo {
         Ok(())
     }
 
-    /// Forgets a download, durably (its segment files are the caller's to unlink afterwards).
+    /// Records (durably) that the download of `tree` is a slot, and how far it is.
+    pub fn save_slot(&mut self, tree: &Cid, record: &SlotRecord) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write()?;
+        Tables::open(&txn)?.slots.insert(tree.to_bytes().as_slice(), encode(record).as_slice())?;
+        txn.set_durability(Durability::Immediate)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The slot record of the download of `tree`, if it is a slot.
+    pub fn slot(&self, tree: &Cid) -> Result<Option<SlotRecord>, StoreError> {
+        let tables = ReadTables::open(&self.db.begin_read()?)?;
+        match tables.slots.get(tree.to_bytes().as_slice())? {
+            Some(value) => Ok(Some(decode(value.value(), "slot record")?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Forgets a download (and its slot record), durably (its segment files are the caller's to unlink
+    /// afterwards).
     pub fn remove_download(&mut self, tree: &Cid) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write()?;
-        Tables::open(&txn)?.downloads.remove(tree.to_bytes().as_slice())?;
+        let mut tables = Tables::open(&txn)?;
+        tables.slots.remove(tree.to_bytes().as_slice())?;
+        tables.downloads.remove(tree.to_bytes().as_slice())?;
+        drop(tables);
         txn.set_durability(Durability::Immediate)?;
         txn.commit()?;
         Ok(())

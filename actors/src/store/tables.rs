@@ -19,6 +19,8 @@ const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks-1");
 const DATASETS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("datasets-1");
 const LEAF_INDEX: TableDefinition<&[u8], (&[u8], u64)> = TableDefinition::new("leaf_index-1");
 const DOWNLOADS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("downloads-1");
+/// Added after schema 1 shipped, additively: opening creates it when missing.
+const SLOTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("slots-1");
 
 /// Table names of the repositories written before the schema was versioned.
 const UNVERSIONED: [&str; 5] = ["trees", "blocks", "datasets", "leaf_index", "downloads"];
@@ -43,6 +45,8 @@ pub struct Tables<'txn> {
     pub leaf_index: Table<'txn, Bytes, (Bytes, u64)>,
     /// tree CID → bincode [`super::repo::DownloadRecord`]
     pub downloads: Table<'txn, Bytes, Bytes>,
+    /// tree CID → bincode [`super::repo::SlotRecord`]: the download of that tree is one slot's leaves.
+    pub slots: Table<'txn, Bytes, Bytes>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -55,6 +59,7 @@ impl<'txn> Tables<'txn> {
             datasets: txn.open_table(DATASETS)?,
             leaf_index: txn.open_table(LEAF_INDEX)?,
             downloads: txn.open_table(DOWNLOADS)?,
+            slots: txn.open_table(SLOTS)?,
         })
     }
 
@@ -75,6 +80,7 @@ pub struct ReadTables {
     pub datasets: ReadOnlyTable<Bytes, Bytes>,
     pub leaf_index: ReadOnlyTable<Bytes, (Bytes, u64)>,
     pub downloads: ReadOnlyTable<Bytes, Bytes>,
+    pub slots: ReadOnlyTable<Bytes, Bytes>,
 }
 
 impl ReadTables {
@@ -87,6 +93,7 @@ impl ReadTables {
             datasets: txn.open_table(DATASETS)?,
             leaf_index: txn.open_table(LEAF_INDEX)?,
             downloads: txn.open_table(DOWNLOADS)?,
+            slots: txn.open_table(SLOTS)?,
         })
     }
 

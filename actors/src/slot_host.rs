@@ -1,0 +1,113 @@
+//! Slot hosting (seed 000 "onStore", without the chain): fetch exactly the blocks of slot `index` of a
+//! verifiable dataset through the block exchange, rebuild the slot's Poseidon2 tree, and keep the slot only if
+//! its root equals the manifest's `slotRoots[index]`. The NodeActor runs [`host_slot`] for
+//! [`crate::node::HostSlot`].
+//!
+//! 1. The verifiable manifest: stored, or fetched and validated (`fetch::manifest_of`).
+//! 2. The slot's blocks are `SlotLayout::slot_blocks(index)` minus erasure padding (never stored, never
+//!    fetched). `BeginSlotDownload` creates (or finds) a download of just those leaves of the encoded tree,
+//!    claiming quota for them only. Every block is verified against the dataset root by the block exchange as
+//!    it arrives (a corrupted block costs its sender and is fetched elsewhere), and served to peers at once.
+//! 3. When all are held: SlotBuilderActor `BuildSlotTree` (on its own threads) hashes them and answers the slot
+//!    root. A match commits the slot (`CommitSlot`: hosted, durable); a mismatch drops it (`DropSlot`: files and
+//!    claim) and answers [`NodeError::SlotRootMismatch`].
+
+use crate::blockexc::{BlockExchangeActor, StartDownload};
+use crate::fetch;
+use crate::node::NodeError;
+use crate::slots::{BuildSlotTree, SlotBuilderActor};
+use crate::store::{BeginSlotDownload, CommitSlot, DownloadStatus, DropSlot, StoreActor};
+use actix::Addr;
+use codex_protocol::Cid;
+use codex_protocol::cid::format_cid;
+use codex_protocol::slots::{SlotLayout, root_from_cid};
+
+/// A slot this node holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostedSlot {
+    pub manifest_cid: Cid,
+    pub index: u64,
+    pub slot_root: Cid,
+    /// Blocks of the slot stored here (its erasure padding is not stored).
+    pub blocks: u64,
+}
+
+/// Fetches and checks slot `index` of verifiable dataset `cid` (see the module documentation).
+pub async fn host_slot(
+    store: Addr<StoreActor>,
+    exchange: Option<Addr<BlockExchangeActor>>,
+    slots: Addr<SlotBuilderActor>,
+    cid: Cid,
+    index: u64,
+) -> Result<HostedSlot, NodeError> {
+    let manifest = fetch::manifest_of(&store, exchange.as_ref(), cid).await?;
+    let verification = manifest
+        .erasure
+        .as_ref()
+        .and_then(|erasure| erasure.verification.as_ref())
+        .ok_or(NodeError::NotVerifiable { cid })?;
+    let layout = SlotLayout::from_manifest(&manifest, verification.cell_size)
+        .map_err(|err| NodeError::InvalidSlots { cid, reason: err.to_string() })?;
+    let range = layout.slot_blocks(index).ok_or(NodeError::NoSuchSlot { cid, index, slots: layout.num_slots() })?;
+    let slot_root = *verification.slot_roots.get(index as usize).ok_or(NodeError::NoSuchSlot {
+        cid,
+        index,
+        slots: layout.num_slots(),
+    })?;
+    let expected = root_from_cid(&slot_root)
+        .ok_or_else(|| NodeError::InvalidSlots { cid, reason: "a slot root CID is not a field element".into() })?;
+    // Erasure padding sits at the end of the last data slot: the stored blocks are a prefix of the range.
+    let end = (range.start..range.end).find(|i| layout.is_empty_block(*i)).unwrap_or(range.end);
+    let wanted = range.start..end;
+    let blocks = wanted.end - wanted.start;
+
+    let begun = store
+        .send(BeginSlotDownload { manifest_cid: cid, manifest: manifest.clone(), index, wanted: wanted.clone() })
+        .await??;
+    let hosted = HostedSlot { manifest_cid: cid, index, slot_root, blocks };
+    if begun.hosted {
+        return Ok(hosted);
+    }
+    let mut status = begun.progress.watch_status();
+    if *status.borrow() == DownloadStatus::Running {
+        let exchange = exchange.ok_or(NodeError::NoNetwork)?;
+        tracing::info!(cid = %format_cid(&cid), slot = index, blocks, "fetching a slot");
+        exchange.do_send(StartDownload {
+            manifest_cid: cid,
+            manifest: manifest.clone(),
+            progress: begun.progress.clone(),
+            leaves: Some(wanted),
+        });
+    }
+    loop {
+        let current = status.borrow_and_update().clone();
+        match current {
+            DownloadStatus::Complete => break,
+            DownloadStatus::Failed(reason) => return Err(NodeError::SlotUnavailable { cid, index, reason }),
+            DownloadStatus::Running => {
+                if status.changed().await.is_err() {
+                    return Err(NodeError::SlotUnavailable { cid, index, reason: "the download was dropped".into() });
+                }
+            }
+        }
+    }
+    let tree = manifest.tree_cid;
+    let built =
+        slots.send(BuildSlotTree { data_path: begun.data_path, digests_out: begun.slots_path, layout, index }).await?;
+    let root = match built {
+        Ok(root) => root,
+        Err(err) => {
+            store.send(DropSlot { tree, reason: err.to_string() }).await??;
+            return Err(err.into());
+        }
+    };
+    if root != expected {
+        let reason = format!("slot {index} of {} does not hash to its slot root", format_cid(&cid));
+        tracing::warn!(%reason, "slot dropped");
+        store.send(DropSlot { tree, reason }).await??;
+        return Err(NodeError::SlotRootMismatch { cid, index });
+    }
+    store.send(CommitSlot { tree }).await??;
+    tracing::info!(cid = %format_cid(&cid), slot = index, blocks, "slot stored");
+    Ok(hosted)
+}
