@@ -12,6 +12,9 @@
 //! - [`frame`]: the varint length prefix that frames blockexc messages on a stream.
 //! - [`http`]: the REST API's `Range` and `Content-Disposition` header parsers.
 //! - [`spr`]: signed peer records (`spr:` text), decoded and verified.
+//! - [`poseidon2`]: Poseidon2 over BN254 as Codex uses it (old HorizenLabs constants): sponge, Merkle tree,
+//!   block digests.
+//! - [`slots`]: slot layout, slot and verify trees and CIDs, the verifiable manifest, proof sampling.
 //! - [`protobuf`]: the minimal protobuf wire reader/writer the encodings above are built on.
 
 // Everything here may see bytes from peers: no indexing that could panic on them.

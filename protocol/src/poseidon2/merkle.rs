@@ -18,17 +18,10 @@ const KEY_ODD: u64 = 2;
 /// The layer above `layer`.
 fn next_layer(layer: &[F], bottom: bool) -> Vec<F> {
     let key = if bottom { KEY_BOTTOM } else { KEY_NONE };
-    let pairs = layer.chunks_exact(2);
-    let odd = pairs.remainder().first().copied();
-    let mut next: Vec<F> = pairs
-        .map(|pair| match pair {
-            [left, right] => compress(*left, *right, key),
-            _ => F::ZERO,
-        })
-        .collect();
-    if let Some(last) = odd {
-        next.push(compress(last, F::ZERO, key + KEY_ODD));
-    }
+    let (pairs, odd) = layer.as_chunks::<2>();
+    let mut next = Vec::with_capacity(pairs.len() + odd.len());
+    next.extend(pairs.iter().map(|[left, right]| compress(*left, *right, key)));
+    next.extend(odd.iter().map(|last| compress(*last, F::ZERO, key + KEY_ODD)));
     next
 }
 

@@ -245,7 +245,9 @@ pub fn block_digest(block: &[u8], cell_size: usize) -> Option<F> {
 /// The digest of an all-zero block of `block_size` bytes, computed once per geometry. Slots are padded with
 /// such blocks and empty erasure-coding padding blocks hash as one too.
 pub fn zero_block_digest(block_size: usize, cell_size: usize) -> Option<F> {
-    static CACHE: OnceLock<Mutex<Vec<((usize, usize), F)>>> = OnceLock::new();
+    /// (block size, cell size) → digest; a handful of geometries at most.
+    type Cache = Mutex<Vec<((usize, usize), F)>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(Vec::new()));
     let cached = |key| {
         let entries = cache.lock().unwrap_or_else(PoisonError::into_inner);

@@ -34,7 +34,7 @@ impl SlotLayout {
     /// The layout of a protected manifest with cells of `cell_size` bytes.
     pub fn from_manifest(manifest: &Manifest, cell_size: u64) -> Result<Self, SlotError> {
         let erasure = manifest.erasure.as_ref().ok_or(SlotError::NotProtected)?;
-        let num_slots = erasure.ec_k.checked_add(erasure.ec_m).ok_or(SlotError::BadSlotCount { num_slots: 0 })?;
+        let num_slots = erasure.ec_k.checked_add(erasure.ec_m).ok_or(SlotError::TooLarge)?;
         let mut layout = Self::new(manifest.block_size, cell_size, manifest.blocks_count(), num_slots)?;
         let original_blocks = erasure.original_dataset_size.div_ceil(manifest.block_size);
         let rounded = layout.data_blocks_per_slot.saturating_mul(erasure.ec_k);

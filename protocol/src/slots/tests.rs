@@ -442,3 +442,33 @@ fn zero_block_is_cached_per_geometry() {
     assert_ne!(zero_block_digest(1024, 64), zero_block_digest(2048, 64));
     assert_eq!(F::ZERO, F::ZERO);
 }
+
+proptest::proptest! {
+    #[test]
+    fn layout_partitions_the_dataset(
+        steps in 1u64..20,
+        num_slots in 1u64..12,
+        cells_log in 0u32..6,
+        cell_size in proptest::sample::select(vec![64u64, 2048]),
+    ) {
+        let block_size = cell_size << cells_log;
+        let layout = SlotLayout::new(block_size, cell_size, steps * num_slots, num_slots).unwrap();
+        proptest::prop_assert!(layout.cells_per_slot().is_power_of_two());
+        proptest::prop_assert!(layout.cells_per_slot() >= steps * layout.cells_per_block());
+        proptest::prop_assert!(layout.cells_per_slot() < 2 * steps * layout.cells_per_block());
+        let mut next = 0;
+        for slot in 0..num_slots {
+            let blocks = layout.slot_blocks(slot).unwrap();
+            proptest::prop_assert_eq!(blocks.start, next);
+            next = blocks.end;
+            for b in 0..layout.blocks_per_slot() {
+                proptest::prop_assert_eq!(layout.dataset_index(slot, b).is_some(), b < steps);
+            }
+        }
+        proptest::prop_assert_eq!(next, layout.blocks_count());
+        for cell in [0, layout.cells_per_slot() / 2, layout.cells_per_slot() - 1] {
+            let (block, in_block) = layout.cell_position(cell).unwrap();
+            proptest::prop_assert_eq!(layout.cell_index(block, in_block), Some(cell));
+        }
+    }
+}
