@@ -400,3 +400,49 @@ mod binaries {
         ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout)).build().into()
     }
 }
+
+/// Slot hosting: nodes fetch single slots of a verifiable dataset (only that slot's blocks), check them
+/// against their slot roots, and serve them at once: a fourth node gets slot 1 from its first host after the
+/// uploader stopped.
+#[test]
+fn slots_of_a_protected_dataset_are_hosted_and_served_by_other_nodes() {
+    let a = TestNode::start_default();
+    // 11 blocks, 3 + 2: rounded 12, steps 4; slot 2 = blocks 8, 9, 10 and the padding block 11.
+    let file = data(11 * DEFAULT_BLOCK_SIZE - 1000, 7);
+    let cid = a.upload(&file);
+    let (status, body) = a.post(&format!("/data/{cid}/protect"), br#"{"nodes": 5, "tolerance": 2}"#);
+    assert_eq!(status, 200, "{body}");
+    let item: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let protected = item["cid"].as_str().expect("cid").to_owned();
+
+    let b = TestNode::start(NodeOptions::bootstrapped_from(&a));
+    let (status, body) = b.post(&format!("/data/{protected}/slots/1/network"), b"");
+    assert_eq!(status, 200, "{body}");
+    let slot: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!((slot["slotIndex"].as_u64(), slot["blocks"].as_u64()), (Some(1), Some(4)), "{slot}");
+    assert!(slot["slotRoot"].as_str().is_some_and(|root| root.starts_with('z')), "{slot}");
+    let (status, again) = b.post(&format!("/data/{protected}/slots/1/network"), b"");
+    assert_eq!((status, again), (200, body), "hosting the same slot again is a no-op");
+    let space = b.space();
+    assert_eq!(space["quotaReservedBytes"].as_u64().map(|r| r >= 4 * DEFAULT_BLOCK_SIZE as u64), Some(true));
+
+    // Clear errors: no slot 5, a dataset without slots, a second slot of the same dataset on one node.
+    assert_eq!(b.post(&format!("/data/{protected}/slots/5/network"), b"").0, 404);
+    assert_eq!(b.post(&format!("/data/{protected}/slots/x/network"), b"").0, 400);
+    assert_eq!(b.post(&format!("/data/{cid}/slots/0/network"), b"").0, 422, "an unprotected dataset");
+    assert_eq!(b.post(&format!("/data/{protected}/slots/0/network"), b"").0, 422, "one slot per node");
+
+    let c = TestNode::start(NodeOptions::bootstrapped_from(&a));
+    let (status, body) = c.post(&format!("/data/{protected}/slots/2/network"), b"");
+    assert_eq!(status, 200, "{body}");
+    let slot: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(slot["blocks"].as_u64(), Some(3), "the padding block is neither fetched nor stored");
+
+    // B serves its slot as soon as it holds it: with the uploader gone, D gets slot 1 from B.
+    a.stop();
+    let d = TestNode::start(NodeOptions::bootstrapped_from(&b.api()));
+    let (status, body) = d.post(&format!("/data/{protected}/slots/1/network"), b"");
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = d.post(&format!("/data/{protected}/slots/1/network"), b"");
+    assert_eq!(status, 200);
+}

@@ -19,8 +19,8 @@ use crate::fetch;
 use crate::maintenance::{MaintenanceActor, MaintenanceConfig};
 use crate::network::{Dial, GetNetInfo, NetInfo, NetworkActor, NetworkConfig, NetworkError, StopNetwork};
 use crate::protect::{ProtectActors, ProtectError, protect_dataset};
-use crate::slot_host::{HostedSlot, host_slot};
-use crate::slots::{SlotBuilderActor, SlotError};
+use crate::slot_host::{HostedSlot, SlotHostError, host_slot};
+use crate::slots::SlotBuilderActor;
 use crate::store::{
     CloseStore, DeleteData, DeleteOutcome, GetManifest, ListDatasets, OpenDataset, OpenDownload, OpenedDataset,
     OpenedDownload, Progress, QuotaGate, Space, StoreActor, StoreConfig, StoreError, StoredDataset,
@@ -72,18 +72,8 @@ pub enum NodeError {
         format_cid(.cid)
     )]
     ProtectedDownload { cid: Cid },
-    #[error("{} is not a verifiable dataset: it has no slots (protect it first)", format_cid(.cid))]
-    NotVerifiable { cid: Cid },
-    #[error("the slots of {} are invalid: {reason}", format_cid(.cid))]
-    InvalidSlots { cid: Cid, reason: String },
-    #[error("dataset {} has no slot {index}: it has {slots} slots", format_cid(.cid))]
-    NoSuchSlot { cid: Cid, index: u64, slots: u64 },
-    #[error("slot {index} of {} could not be fetched: {reason}", format_cid(.cid))]
-    SlotUnavailable { cid: Cid, index: u64, reason: String },
-    #[error("slot {index} of {} does not match its slot root: the data was dropped", format_cid(.cid))]
-    SlotRootMismatch { cid: Cid, index: u64 },
     #[error(transparent)]
-    Slots(#[from] SlotError),
+    Slot(#[from] Box<SlotHostError>),
 }
 
 /// Why a manifest could not be had from the network.
@@ -115,12 +105,8 @@ impl NodeError {
             NodeError::Network(err) => err.kind(),
             NodeError::NoNetwork => ErrorKind::Unavailable,
             NodeError::Protect(err) => err.kind(),
-            NodeError::ProtectedDownload { .. }
-            | NodeError::NotVerifiable { .. }
-            | NodeError::InvalidSlots { .. }
-            | NodeError::SlotRootMismatch { .. } => ErrorKind::Refused,
-            NodeError::NoSuchSlot { .. } | NodeError::SlotUnavailable { .. } => ErrorKind::NotFound,
-            NodeError::Slots(err) => err.kind(),
+            NodeError::ProtectedDownload { .. } => ErrorKind::Refused,
+            NodeError::Slot(err) => err.kind(),
         }
     }
 }

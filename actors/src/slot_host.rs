@@ -10,17 +10,55 @@
 //!    it arrives (a corrupted block costs its sender and is fetched elsewhere), and served to peers at once.
 //! 3. When all are held: SlotBuilderActor `BuildSlotTree` (on its own threads) hashes them and answers the slot
 //!    root. A match commits the slot (`CommitSlot`: hosted, durable); a mismatch drops it (`DropSlot`: files and
-//!    claim) and answers [`NodeError::SlotRootMismatch`].
+//!    claim) and answers [`SlotHostError::SlotRootMismatch`].
 
 use crate::blockexc::{BlockExchangeActor, StartDownload};
 use crate::fetch;
 use crate::node::NodeError;
-use crate::slots::{BuildSlotTree, SlotBuilderActor};
+use crate::slots::{BuildSlotTree, SlotBuilderActor, SlotError};
 use crate::store::{BeginSlotDownload, CommitSlot, DownloadStatus, DropSlot, StoreActor};
 use actix::Addr;
 use codex_protocol::Cid;
 use codex_protocol::cid::format_cid;
 use codex_protocol::slots::{SlotLayout, root_from_cid};
+use thiserror::Error;
+
+/// Why a slot could not be hosted.
+#[derive(Debug, Error)]
+pub enum SlotHostError {
+    #[error("{} is not a verifiable dataset: it has no slots (protect it first)", format_cid(.cid))]
+    NotVerifiable { cid: Cid },
+    #[error("the slots of {} are invalid: {reason}", format_cid(.cid))]
+    InvalidSlots { cid: Cid, reason: String },
+    #[error("dataset {} has no slot {index}: it has {slots} slots", format_cid(.cid))]
+    NoSuchSlot { cid: Cid, index: u64, slots: u64 },
+    #[error("slot {index} of {} could not be fetched: {reason}", format_cid(.cid))]
+    SlotUnavailable { cid: Cid, index: u64, reason: String },
+    #[error("slot {index} of {} does not match its slot root: the data was dropped", format_cid(.cid))]
+    SlotRootMismatch { cid: Cid, index: u64 },
+    #[error(transparent)]
+    Slots(#[from] SlotError),
+}
+
+impl SlotHostError {
+    /// What kind of failure this is, for the REST layer.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            SlotHostError::NotVerifiable { .. }
+            | SlotHostError::InvalidSlots { .. }
+            | SlotHostError::SlotRootMismatch { .. } => ErrorKind::Refused,
+            SlotHostError::NoSuchSlot { .. } | SlotHostError::SlotUnavailable { .. } => ErrorKind::NotFound,
+            SlotHostError::Slots(err) => err.kind(),
+        }
+    }
+}
+
+impl From<SlotHostError> for NodeError {
+    fn from(err: SlotHostError) -> Self {
+        NodeError::Slot(Box::new(err))
+    }
+}
 
 /// A slot this node holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,17 +83,20 @@ pub async fn host_slot(
         .erasure
         .as_ref()
         .and_then(|erasure| erasure.verification.as_ref())
-        .ok_or(NodeError::NotVerifiable { cid })?;
+        .ok_or(SlotHostError::NotVerifiable { cid })
+        .map_err(NodeError::from)?;
     let layout = SlotLayout::from_manifest(&manifest, verification.cell_size)
-        .map_err(|err| NodeError::InvalidSlots { cid, reason: err.to_string() })?;
-    let range = layout.slot_blocks(index).ok_or(NodeError::NoSuchSlot { cid, index, slots: layout.num_slots() })?;
-    let slot_root = *verification.slot_roots.get(index as usize).ok_or(NodeError::NoSuchSlot {
+        .map_err(|err| NodeError::from(SlotHostError::InvalidSlots { cid, reason: err.to_string() }))?;
+    let no_such_slot = || NodeError::from(SlotHostError::NoSuchSlot { cid, index, slots: layout.num_slots() });
+    let range = layout.slot_blocks(index).ok_or_else(no_such_slot)?;
+    let slot_root = *verification.slot_roots.get(index as usize).ok_or(SlotHostError::NoSuchSlot {
         cid,
         index,
         slots: layout.num_slots(),
     })?;
-    let expected = root_from_cid(&slot_root)
-        .ok_or_else(|| NodeError::InvalidSlots { cid, reason: "a slot root CID is not a field element".into() })?;
+    let expected = root_from_cid(&slot_root).ok_or_else(|| {
+        NodeError::from(SlotHostError::InvalidSlots { cid, reason: "a slot root CID is not a field element".into() })
+    })?;
     // Erasure padding sits at the end of the last data slot: the stored blocks are a prefix of the range.
     let end = (range.start..range.end).find(|i| layout.is_empty_block(*i)).unwrap_or(range.end);
     let wanted = range.start..end;
@@ -83,10 +124,11 @@ pub async fn host_slot(
         let current = status.borrow_and_update().clone();
         match current {
             DownloadStatus::Complete => break,
-            DownloadStatus::Failed(reason) => return Err(NodeError::SlotUnavailable { cid, index, reason }),
+            DownloadStatus::Failed(reason) => return Err(SlotHostError::SlotUnavailable { cid, index, reason }.into()),
             DownloadStatus::Running => {
                 if status.changed().await.is_err() {
-                    return Err(NodeError::SlotUnavailable { cid, index, reason: "the download was dropped".into() });
+                    let reason = "the download was dropped".into();
+                    return Err(SlotHostError::SlotUnavailable { cid, index, reason }.into());
                 }
             }
         }
@@ -98,14 +140,14 @@ pub async fn host_slot(
         Ok(root) => root,
         Err(err) => {
             store.send(DropSlot { tree, reason: err.to_string() }).await??;
-            return Err(err.into());
+            return Err(SlotHostError::from(err).into());
         }
     };
     if root != expected {
         let reason = format!("slot {index} of {} does not hash to its slot root", format_cid(&cid));
         tracing::warn!(%reason, "slot dropped");
         store.send(DropSlot { tree, reason }).await??;
-        return Err(NodeError::SlotRootMismatch { cid, index });
+        return Err(SlotHostError::SlotRootMismatch { cid, index }.into());
     }
     store.send(CommitSlot { tree }).await??;
     tracing::info!(cid = %format_cid(&cid), slot = index, blocks, "slot stored");

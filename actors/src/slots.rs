@@ -129,7 +129,7 @@ impl Handler<BuildSlots> for SlotBuilderActor {
             blocks,
             slots = msg.layout.num_slots(),
             secs = format!("{secs:.1}"),
-            mb_per_s = format!("{:.1}", (blocks * msg.layout.block_size() as u64) as f64 / 1e6 / secs.max(1e-9)),
+            mb_per_s = format!("{:.1}", (blocks * msg.layout.block_size()) as f64 / 1e6 / secs.max(1e-9)),
             "slots built"
         );
         Ok(roots)
