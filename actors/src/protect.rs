@@ -120,8 +120,10 @@ pub async fn protect_dataset(
         "protecting a dataset"
     );
 
+    let started = std::time::Instant::now();
     let (source, dest) = (original.data_path.clone(), pending.target.data_path.clone());
     blocking(move || link_or_copy(&source, &dest)).await??;
+    let linked = std::time::Instant::now();
     let parity = actors
         .erasure
         .send(EncodeSegment {
@@ -132,6 +134,7 @@ pub async fn protect_dataset(
             parity_out: pending.target.data_path.clone(),
         })
         .await??;
+    let encoded = std::time::Instant::now();
     let leaves = encoded_leaves(&original, &layout, parity.parity)?;
     let tree_path = pending.target.tree_path.clone();
     let tree = blocking(move || -> Result<CodexTree, StoreError> {
@@ -141,6 +144,7 @@ pub async fn protect_dataset(
     })
     .await??;
 
+    let treed = std::time::Instant::now();
     let protected = protected_manifest(manifest, &tree, &layout, params);
     let slot_layout = SlotLayout::from_manifest(&protected, DEFAULT_CELL_SIZE).map_err(SlotError::from)?;
     let roots = actors
@@ -151,6 +155,7 @@ pub async fn protect_dataset(
             layout: slot_layout,
         })
         .await??;
+    let slotted = std::time::Instant::now();
     let verifiable = verifiable_manifest(&protected, DEFAULT_CELL_SIZE, &roots.slot_roots, roots.verify_root)
         .map_err(SlotError::from)?;
     let commit = CommitUpload {
@@ -162,7 +167,17 @@ pub async fn protect_dataset(
     // From here the StoreActor owns the files and the claim, whatever the outcome.
     pending.committed = true;
     let stored = actors.store.send(commit).await??;
-    tracing::info!(original = %format_cid(&cid), cid = %format_cid(&stored.cid), "dataset protected");
+    let ms = |from: std::time::Instant, to: std::time::Instant| to.duration_since(from).as_millis() as u64;
+    tracing::info!(
+        original = %format_cid(&cid),
+        cid = %format_cid(&stored.cid),
+        link_ms = ms(started, linked),
+        encode_ms = ms(linked, encoded),
+        tree_ms = ms(encoded, treed),
+        slots_ms = ms(treed, slotted),
+        total_ms = ms(started, std::time::Instant::now()),
+        "dataset protected"
+    );
     Ok(stored)
 }
 

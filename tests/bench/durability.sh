@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Durability benchmarks (issue #10). Figures are ratios to baselines measured in the same run.
+#
+#   tests/bench/durability.sh              # 1 GiB
+#   SIZE_MIB=256 tests/bench/durability.sh # quicker
+#
+# - ingest: POST /data of a SIZE_MIB random file (the baseline);
+# - protect (POST /data/{cid}/protect, 3 + 2): the node logs each phase; erasure encoding is compared with the
+#   ingest time (goal <= 0.3x);
+# - slot building (Poseidon2 over every encoded block): seconds, MB/s, and the ratio to the limit
+#   "cores x one-core rate" where the one-core rate is the block-digest rate of tests/bench/poseidon2.sh's binary
+#   measured in the same run (goal >= 0.9); peak RSS of the node (VmHWM).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/codex-target}"
+SIZE_MIB="${SIZE_MIB:-1024}"
+WORK="${BENCH_DIR:-$HOME/.cache/codex-bench-durability}"
+PORT="${PORT:-18090}"
+API="http://127.0.0.1:$PORT/api/codex/v1"
+CORES=$(nproc)
+
+cargo build --release --quiet --bin codex
+BIN="$CARGO_TARGET_DIR/release/codex"
+BENCH_TARGET="$HOME/.cache/codex-bench-poseidon2"
+(cd bench/poseidon2 && CARGO_TARGET_DIR="$BENCH_TARGET" cargo build --release --quiet)
+rm -rf "$WORK" && mkdir -p "$WORK"
+NODE_PID=""
+cleanup() { [ -n "$NODE_PID" ] && kill "$NODE_PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+now() { date +%s.%N; }
+py() { python3 -c "$1"; }
+
+echo "== one-core Poseidon2 rate (bench/poseidon2, same run) =="
+"$BENCH_TARGET/release/poseidon2-bench" 2 | tee "$WORK/p2.txt"
+digests_per_s=$(python3 - "$WORK/p2.txt" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+m = re.search(r'block digests/s[^:]*: ([0-9.]+) = ', text)
+print(m.group(1) if m else "")
+PY
+)
+
+head -c "$(( SIZE_MIB * 1024 * 1024 ))" < <(openssl enc -aes-128-ctr -pass "pass:$RANDOM$RANDOM" -nosalt -pbkdf2 < /dev/zero 2>/dev/null) > "$WORK/F"
+"$BIN" --data-dir "$WORK/node" --api-port "$PORT" --storage-quota "$(( SIZE_MIB * 4 / 1024 + 2 ))GiB" --log-format json > "$WORK/node.log" 2>&1 &
+NODE_PID=$!
+for _ in $(seq 200); do curl -sf "$API/space" >/dev/null && break; sleep 0.05; done
+
+echo "== ${SIZE_MIB} MiB: ingest, then protect 3 + 2 =="
+t0=$(now); CID=$(curl -sf -X POST -T "$WORK/F" "$API/data"); t1=$(now)
+ingest=$(py "print(f'{$t1 - $t0:.3f}')")
+t0=$(now); curl -sf -X POST -d '{"nodes": 5, "tolerance": 2}' "$API/data/$CID/protect" > "$WORK/protected.json"; t1=$(now)
+protect=$(py "print(f'{$t1 - $t0:.3f}')")
+hwm_kb=$(awk '/VmHWM/ {print $2}' "/proc/$NODE_PID/status")
+line=$(grep '"dataset protected"' "$WORK/node.log" | tail -1)
+blocks=$(grep '"slots built"' "$WORK/node.log" | tail -1 | python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["fields"]["blocks"])')
+python3 - "$line" "$ingest" "$protect" "$blocks" "$CORES" "${digests_per_s:-0}" "$hwm_kb" <<'PY'
+import json, sys
+fields = json.loads(sys.argv[1])["fields"]
+ingest, protect, blocks, cores, rate, hwm = float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]), int(sys.argv[7])
+enc = fields["encode_ms"] / 1000
+slots = fields["slots_ms"] / 1000
+print(f"ingest (POST /data)            : {ingest:.2f} s")
+print(f"protect total (POST .../protect): {protect:.2f} s  (link {fields['link_ms']} ms, encode {fields['encode_ms']} ms, tree {fields['tree_ms']} ms, slots {fields['slots_ms']} ms)")
+print(f"erasure encoding / ingest      : {enc / ingest:.2f}x  (goal <= 0.3x)")
+mb = blocks * 65536 / 1e6
+print(f"slot building                  : {slots:.1f} s for {blocks} encoded blocks = {mb / slots:.1f} MB/s")
+if rate > 0:
+    limit = cores * rate
+    print(f"  vs limit {cores} cores x {rate:.0f} digests/s/core = {limit:.0f}/s: achieved {blocks / slots:.0f}/s = {blocks / slots / limit:.2f} of the limit  (goal >= 0.9)")
+print(f"node peak RSS (VmHWM)          : {hwm // 1024} MiB")
+PY
+curl -sf "$API/space"; echo
