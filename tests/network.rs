@@ -440,7 +440,7 @@ fn slots_of_a_protected_dataset_are_hosted_and_served_by_other_nodes() {
 
     // B serves its slot as soon as it holds it: with the uploader gone, D gets slot 1 from B.
     a.stop();
-    let d = TestNode::start(NodeOptions::bootstrapped_from(&b.api()));
+    let d = TestNode::start(NodeOptions::bootstrapped_from(&b));
     let (status, body) = d.post(&format!("/data/{protected}/slots/1/network"), b"");
     assert_eq!(status, 200, "{body}");
     let (status, _) = d.post(&format!("/data/{protected}/slots/1/network"), b"");
