@@ -5,7 +5,7 @@
 //!
 //! - permutation: state width t = 3, S-box x^5, an initial external linear layer, 4 full rounds, 56 partial
 //!   rounds, 4 full rounds; external matrix circ(2,1,1), internal matrix `[[2,1,1],[1,2,1],[1,1,3]]`;
-//! - round constants: the **old** HorizenLabs set ([`constants`]); the current HorizenLabs set gives other
+//! - round constants: the **old** HorizenLabs set (`constants.rs`); the current HorizenLabs set gives other
 //!   outputs, so crates built on it (zkhash, …) are not Codex-compatible;
 //! - [`compress`]`(a, b, key)` = `permute(a, b, key)[0]`, the keyed 2-to-1 hash of the Merkle trees ([`merkle`]);
 //! - [`sponge`]: rate 2, initial state (0, 0, 2^64 + 256·3 + 2), `10*` padding, output lane 0. The IV is the
