@@ -15,7 +15,7 @@
 //! 6. SlotBuilderActor `BuildSlots`: block digests, slot roots, verify root.
 //! 7. `CommitUpload` with the verifiable manifest: the dataset is visible once that transaction is durable.
 //!
-//! Any failure before the commit removes the new files and returns the claim ([`Pending`]'s drop).
+//! Any failure before the commit removes the new files and returns the claim (the drop of `Pending`).
 
 use crate::erasure::{EncodeSegment, ErasureActor, ErasureError as CodingError};
 use crate::slots::{BuildSlots, SlotBuilderActor, SlotError};
