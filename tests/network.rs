@@ -14,7 +14,7 @@ use codex_protocol::cid::{block_cid, parse_cid};
 use codex_protocol::{CodexTree, DEFAULT_BLOCK_SIZE};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use harness::peer::{BLOCKEXC, PeerStats, RawPeer, frame, frames};
-use harness::{NodeOptions, TestNode, WAIT, agent, data, wait_until};
+use harness::{NodeOptions, TestNode, WAIT, agent, data, wait_for, wait_until};
 use libp2p::{Multiaddr, PeerId};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -445,4 +445,44 @@ fn slots_of_a_protected_dataset_are_hosted_and_served_by_other_nodes() {
     assert_eq!(status, 200, "{body}");
     let (status, _) = d.post(&format!("/data/{protected}/slots/1/network"), b"");
     assert_eq!(status, 200);
+}
+
+/// The durability promise of a 3 + 2 dataset: five nodes each hold one slot; the uploader and two slot holders
+/// (two data slots, so every group must be decoded) stop; a sixth node, knowing only one holder, streams the
+/// original bytes intact (missing blocks decoded, checked against the original tree) and keeps the original.
+#[test]
+fn a_protected_dataset_survives_its_uploader_and_two_slot_holders() {
+    let a = TestNode::start_default();
+    // 21 blocks, 3 + 2: steps 7, 35 encoded blocks, 5 slots of 7; group g = blocks g, g+7, g+14, 21+g, 28+g.
+    let file = data(20 * DEFAULT_BLOCK_SIZE + 12_345, 11);
+    let cid = a.upload(&file);
+    let (status, body) = a.post(&format!("/data/{cid}/protect"), br#"{"nodes": 5, "tolerance": 2}"#);
+    assert_eq!(status, 200, "{body}");
+    let item: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let protected = item["cid"].as_str().expect("cid").to_owned();
+    let holders: Vec<TestNode> = (0..5)
+        .map(|index| {
+            let node = TestNode::start(NodeOptions::bootstrapped_from(&a));
+            let (status, body) = node.post(&format!("/data/{protected}/slots/{index}/network"), b"");
+            assert_eq!(status, 200, "slot {index}: {body}");
+            node
+        })
+        .collect();
+    let mut holders = holders.into_iter().map(Some).collect::<Vec<_>>();
+    a.stop();
+    holders[0].take().expect("holder 0").stop();
+    holders[2].take().expect("holder 2").stop();
+    let survivor = holders[1].as_ref().expect("holder 1");
+
+    let reader = TestNode::start(NodeOptions::bootstrapped_from(survivor));
+    assert!(reader.stream(&protected) == file, "the streamed bytes differ from the original");
+    // The decoded original is kept: the protected CID and the original CID both read locally.
+    let original = wait_for("the decoded original stored", WAIT, || {
+        let (status, bytes) = reader.get(&format!("/data/{cid}"));
+        (status == 200).then_some(bytes)
+    });
+    assert!(original == file, "the stored original differs");
+    let (status, bytes) = reader.get(&format!("/data/{protected}"));
+    assert_eq!(status, 200);
+    assert!(bytes == file, "reading the protected CID locally gives the original bytes");
 }

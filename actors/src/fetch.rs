@@ -7,15 +7,17 @@
 //!    against the size of an already stored tree. An invalid manifest ends in
 //!    [`NodeError::ManifestUnavailable`] (a 404 for the REST API, with the reason) and leaves nothing behind.
 //! 2. [`fetch_dataset`]: `BeginDownload` (segment, quota claim for the whole dataset, or the running download,
-//!    or the stored dataset), then `StartDownload` to the block exchange with the download's `Progress`.
+//!    or the stored dataset), then `StartDownload` to the block exchange with the download's `Progress`. A
+//!    protected dataset is decoded on download instead (`fetch_protected`).
 //!
 //! Runs on the system arbiter inside NodeActor futures; it only awaits other actors.
 
-use crate::blockexc::{BlockExchangeActor, FetchBlock, StartDownload};
+use crate::blockexc::{BlockExchangeActor, FetchBlock, LeafSet, StartDownload};
+use crate::erasure::{DecodeSegment, ErasureActor, Want};
 use crate::node::{FetchState, Fetched, ManifestFailure, NodeError};
 use crate::store::{
-    BeginDownload, DownloadState, GetBlock, GetManifest, ListDownloads, OpenDataset, PutManifest, StoreActor,
-    StoreError,
+    BeginDecodeDownload, BeginDownload, DecodeDownload, DownloadState, DownloadStatus, FailDownload, FinishDecode,
+    GetBlock, GetManifest, ListDownloads, OpenDataset, PutManifest, StoreActor, StoreError,
 };
 use actix::Addr;
 use bytes::Bytes;
@@ -69,10 +71,12 @@ fn refusal(cid: Cid, err: StoreError) -> NodeError {
     }
 }
 
-/// Fetches dataset `cid` into the store, in the background; answers once the manifest is known.
+/// Fetches dataset `cid` into the store, in the background; answers once the manifest is known. A protected
+/// dataset is decoded on the way ([`fetch_protected`]).
 pub async fn fetch_dataset(
     store: Addr<StoreActor>,
     exchange: Option<Addr<BlockExchangeActor>>,
+    erasure: Addr<ErasureActor>,
     cid: Cid,
 ) -> Result<Fetched, NodeError> {
     let manifest = manifest_of(&store, exchange.as_ref(), cid).await?;
@@ -81,7 +85,7 @@ pub async fn fetch_dataset(
     }
     let exchange = exchange.ok_or(NodeError::NoNetwork)?;
     if manifest.is_protected() {
-        return Err(NodeError::ProtectedDownload { cid });
+        return fetch_protected(store, exchange, erasure, cid, manifest).await;
     }
     let begun = store.send(BeginDownload { manifest_cid: cid, manifest: manifest.clone() }).await?;
     match begun.map_err(|err| refusal(cid, err))? {
@@ -91,15 +95,109 @@ pub async fn fetch_dataset(
                 manifest_cid: cid,
                 manifest: manifest.clone(),
                 progress: progress.clone(),
-                leaves: None,
+                leaves: crate::blockexc::LeafSet::All,
             });
             Ok(Fetched { manifest, state: FetchState::Downloading(progress) })
         }
     }
 }
 
+/// Decode on download (seed 000 "Reading dataset" of a protected dataset): a decoding download fetches, erasure
+/// group by group, any K of each group's members (data first: when nothing is lost no parity is fetched), while
+/// the original bytes stream as they arrive. Once every group holds K members, the ErasureActor decodes the
+/// missing data blocks into the download's segment, and `FinishDecode` checks all data leaves against
+/// `originalTreeCid` and stores the original dataset. One driver task per download does this.
+async fn fetch_protected(
+    store: Addr<StoreActor>,
+    exchange: Addr<BlockExchangeActor>,
+    erasure: Addr<ErasureActor>,
+    cid: Cid,
+    manifest: Manifest,
+) -> Result<Fetched, NodeError> {
+    let begun = store
+        .send(BeginDecodeDownload { manifest_cid: cid, manifest: manifest.clone() })
+        .await?
+        .map_err(|err| refusal(cid, err))?;
+    let progress = begun.progress.clone();
+    exchange.do_send(StartDownload {
+        manifest_cid: cid,
+        manifest: manifest.clone(),
+        progress: progress.clone(),
+        leaves: LeafSet::Groups(begun.layout),
+    });
+    if begun.drive {
+        actix::spawn(drive_decode(store, erasure, cid, manifest.clone(), begun));
+    }
+    Ok(Fetched { manifest, state: FetchState::Downloading(progress) })
+}
+
+/// Waits until every erasure group of a decoding download holds K members, decodes the missing data blocks,
+/// and has the store check and keep the original.
+async fn drive_decode(
+    store: Addr<StoreActor>,
+    erasure: Addr<ErasureActor>,
+    cid: Cid,
+    manifest: Manifest,
+    begun: DecodeDownload,
+) {
+    let progress = begun.progress;
+    let mut arrivals = progress.watch_arrivals();
+    let mut status = progress.watch_status();
+    while !progress.decodable() {
+        if progress.status() != DownloadStatus::Running {
+            return;
+        }
+        tokio::select! {
+            changed = arrivals.changed() => if changed.is_err() { return },
+            changed = status.changed() => if changed.is_err() { return },
+        }
+    }
+    let layout = begun.layout;
+    let original = layout.original_blocks();
+    let present: Vec<bool> = (0..progress.leaves()).map(|index| progress.has(index)).collect();
+    let groups: Vec<u64> = (0..layout.groups())
+        .filter(|group| layout.group_members(*group).any(|index| index < original && !progress.has(index)))
+        .collect();
+    let tree = manifest.tree_cid;
+    let recovered = if groups.is_empty() {
+        Vec::new()
+    } else {
+        tracing::info!(cid = %format_cid(&cid), groups = groups.len(), "decoding missing blocks");
+        let decode = DecodeSegment {
+            params: layout.params(),
+            original_blocks: original,
+            block_size: manifest.block_size as usize,
+            file: begun.data_path,
+            present,
+            groups,
+            want: Want::DataOnly,
+        };
+        match erasure.send(decode).await {
+            Ok(Ok(decoded)) => decoded.recovered,
+            Ok(Err(err)) => return fail_decode(&store, tree, err.to_string()).await,
+            Err(_) => return fail_decode(&store, tree, "the erasure coder stopped".into()).await,
+        }
+    };
+    match store.send(FinishDecode { tree, recovered }).await {
+        Ok(Ok(stored)) => {
+            tracing::info!(cid = %format_cid(&cid), original = %format_cid(&stored.cid), "protected dataset decoded")
+        }
+        Ok(Err(err)) => tracing::warn!(cid = %format_cid(&cid), %err, "decoding failed"),
+        Err(_) => {}
+    }
+}
+
+async fn fail_decode(store: &Addr<StoreActor>, tree: Cid, reason: String) {
+    tracing::warn!(tree = %format_cid(&tree), %reason, "decoding failed");
+    store.do_send(FailDownload { tree, reason });
+}
+
 /// Resumes every download the store found at open.
-pub async fn resume_downloads(store: Addr<StoreActor>, exchange: Option<Addr<BlockExchangeActor>>) {
+pub async fn resume_downloads(
+    store: Addr<StoreActor>,
+    exchange: Option<Addr<BlockExchangeActor>>,
+    erasure: Addr<ErasureActor>,
+) {
     let downloads = match store.send(ListDownloads).await {
         Ok(Ok(downloads)) => downloads,
         Ok(Err(err)) => return tracing::warn!(%err, "cannot list downloads to resume"),
@@ -107,7 +205,7 @@ pub async fn resume_downloads(store: Addr<StoreActor>, exchange: Option<Addr<Blo
     };
     for (cid, _) in downloads {
         tracing::info!(cid = %format_cid(&cid), "resuming a download");
-        if let Err(err) = fetch_dataset(store.clone(), exchange.clone(), cid).await {
+        if let Err(err) = fetch_dataset(store.clone(), exchange.clone(), erasure.clone(), cid).await {
             tracing::warn!(%err, "cannot resume a download");
         }
     }

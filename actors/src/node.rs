@@ -67,11 +67,6 @@ pub enum NodeError {
     NoNetwork,
     #[error(transparent)]
     Protect(#[from] ProtectError),
-    #[error(
-        "{} is a protected (erasure-coded) dataset: this node cannot download those from the network yet",
-        format_cid(.cid)
-    )]
-    ProtectedDownload { cid: Cid },
     #[error(transparent)]
     Slot(#[from] Box<SlotHostError>),
 }
@@ -105,7 +100,6 @@ impl NodeError {
             NodeError::Network(err) => err.kind(),
             NodeError::NoNetwork => ErrorKind::Unavailable,
             NodeError::Protect(err) => err.kind(),
-            NodeError::ProtectedDownload { .. } => ErrorKind::Refused,
             NodeError::Slot(err) => err.kind(),
         }
     }
@@ -330,8 +324,8 @@ impl Actor for NodeActor {
         if self.net.is_none() {
             return;
         }
-        let (store, exchange) = (self.store.clone(), self.exchange());
-        ctx.spawn(fetch::resume_downloads(store, exchange).into_actor(self));
+        let (store, exchange, erasure) = (self.store.clone(), self.exchange(), self.protect.erasure.clone());
+        ctx.spawn(fetch::resume_downloads(store, exchange, erasure).into_actor(self));
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -408,7 +402,7 @@ impl Handler<GetNodeInfo> for NodeActor {
 impl Handler<FetchDataset> for NodeActor {
     type Result = ResponseFuture<Result<Fetched, NodeError>>;
     fn handle(&mut self, msg: FetchDataset, _: &mut Self::Context) -> Self::Result {
-        Box::pin(fetch::fetch_dataset(self.store.clone(), self.exchange(), msg.cid))
+        Box::pin(fetch::fetch_dataset(self.store.clone(), self.exchange(), self.protect.erasure.clone(), msg.cid))
     }
 }
 
@@ -472,9 +466,15 @@ impl Handler<Protect> for NodeActor {
 
 impl Handler<HostSlot> for NodeActor {
     type Result = ResponseFuture<Result<HostedSlot, NodeError>>;
-    fn handle(&mut self, msg: HostSlot, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: HostSlot, ctx: &mut Self::Context) -> Self::Result {
         let (store, exchange, slots) = (self.store.clone(), self.exchange(), self.protect.slots.clone());
-        Box::pin(host_slot(store, exchange, slots, msg.cid, msg.index))
+        let me = ctx.address();
+        Box::pin(async move {
+            let hosted = host_slot(store, exchange, slots, msg.cid, msg.index).await?;
+            // Announced like a dataset: readers of the protected dataset find the slot's holders in the DHT.
+            me.do_send(DatasetStored { cid: hosted.manifest_cid, tree: hosted.tree });
+            Ok(hosted)
+        })
     }
 }
 

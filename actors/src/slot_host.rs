@@ -66,6 +66,8 @@ pub struct HostedSlot {
     pub manifest_cid: Cid,
     pub index: u64,
     pub slot_root: Cid,
+    /// The encoded dataset's tree (whose leaves the slot is).
+    pub tree: Cid,
     /// Blocks of the slot stored here (its erasure padding is not stored).
     pub blocks: u64,
 }
@@ -105,7 +107,7 @@ pub async fn host_slot(
     let begun = store
         .send(BeginSlotDownload { manifest_cid: cid, manifest: manifest.clone(), index, wanted: wanted.clone() })
         .await??;
-    let hosted = HostedSlot { manifest_cid: cid, index, slot_root, blocks };
+    let hosted = HostedSlot { manifest_cid: cid, index, slot_root, tree: manifest.tree_cid, blocks };
     if begun.hosted {
         return Ok(hosted);
     }
@@ -117,7 +119,7 @@ pub async fn host_slot(
             manifest_cid: cid,
             manifest: manifest.clone(),
             progress: begun.progress.clone(),
-            leaves: Some(wanted),
+            leaves: crate::blockexc::LeafSet::Range(wanted),
         });
     }
     loop {

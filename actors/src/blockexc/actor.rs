@@ -11,7 +11,7 @@ use super::fetch::{Fetches, GiveUp};
 use super::ledger::{self, Admit, Ledger, SendSlot, Verdict};
 use super::provider::{Provider, Want};
 use super::requester::{Delivery, Requester, RequesterConfig, Stored};
-use super::{Attach, BlockExchangeConfig, ExchangeError, FetchBlock, StartDownload};
+use super::{Attach, BlockExchangeConfig, ExchangeError, FetchBlock, LeafSet, StartDownload};
 use crate::discovery::{Announce, DiscoveryActor, Locate};
 use crate::network::{Disconnect, Frame, NetEvent, NetworkActor};
 use crate::store::{
@@ -431,6 +431,17 @@ impl BlockExchangeActor {
             }
             return;
         }
+        let mut added = added;
+        if !stored.unneeded.is_empty() {
+            // A decoding download: these leaves' groups hold K members; stop asking for them.
+            added.extend(self.requester.forget(&tree, &stored.unneeded, now));
+        }
+        if self.requester.is_done(&tree) {
+            // Nothing left to fetch (a decoding download now decodes; a slot download checks its root).
+            self.progress.remove(&tree);
+            self.requester.end(&tree, now);
+            return;
+        }
         let entries =
             added.into_iter().map(|index| want(BlockAddress::Leaf { tree, index }, WantType::WantHave, false));
         self.broadcast(entries.collect(), ctx);
@@ -645,9 +656,17 @@ impl Handler<StartDownload> for BlockExchangeActor {
             self.requester.end(&tree, Instant::now());
         }
         let progress = msg.progress.clone();
-        let leaves = msg.leaves.clone().unwrap_or(0..progress.leaves());
-        let missing = leaves.filter(move |index| !progress.has(*index));
-        let Some(added) = self.requester.start(tree, msg.manifest_cid, Box::new(missing), Instant::now()) else {
+        let missing: Box<dyn Iterator<Item = u64> + Send> = match msg.leaves.clone() {
+            LeafSet::All => Box::new((0..progress.leaves()).filter(move |index| progress.needed(*index))),
+            LeafSet::Range(range) => Box::new(range.filter(move |index| progress.needed(*index))),
+            // Group by group, so the window never fills with leaves of groups that are already decodable.
+            LeafSet::Groups(layout) => Box::new(
+                (0..layout.groups())
+                    .flat_map(move |group| layout.group_members(group))
+                    .filter(move |index| progress.needed(*index)),
+            ),
+        };
+        let Some(added) = self.requester.start(tree, msg.manifest_cid, missing, Instant::now()) else {
             return;
         };
         tracing::info!(

@@ -89,8 +89,19 @@ pub struct StartDownload {
     pub manifest_cid: Cid,
     pub manifest: Manifest,
     pub progress: Arc<Progress>,
-    /// Only these leaves (a slot), or every leaf when `None`.
-    pub leaves: Option<std::ops::Range<u64>>,
+    /// Which leaves to fetch.
+    pub leaves: LeafSet,
+}
+
+/// The leaves a download fetches (those the download's `Progress` still calls `needed`).
+#[derive(Debug, Clone)]
+pub enum LeafSet {
+    /// Every leaf, in order.
+    All,
+    /// A range (one slot).
+    Range(std::ops::Range<u64>),
+    /// Erasure group by group (decoding): the requester stops asking for a group's leaves once it holds K.
+    Groups(codex_protocol::erasure::ErasureLayout),
 }
 
 /// Query: fetch one block by CID (a manifest) from the network, verified against its CID.

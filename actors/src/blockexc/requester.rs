@@ -160,6 +160,30 @@ impl Requester {
         self.downloads.get(tree).is_some_and(|d| d.window.is_empty())
     }
 
+    /// Drops `indexes` of `tree` from the window (no longer needed); requests out for them stop counting against
+    /// their peers. Returns the leaves newly in the window (to announce).
+    pub fn forget(&mut self, tree: &Cid, indexes: &[u64], now: Instant) -> Vec<u64> {
+        let Some(download) = self.downloads.get_mut(tree) else { return Vec::new() };
+        for index in indexes {
+            match download.window.get(index) {
+                Some(LeafState::Storing) | None => {}
+                Some(LeafState::Wanted) => {
+                    download.window.remove(index);
+                }
+                Some(LeafState::Requested { peer, .. }) => {
+                    if let Some(p) = self.peers.get_mut(peer) {
+                        p.in_flight = p.in_flight.saturating_sub(1);
+                    }
+                    download.window.remove(index);
+                }
+            }
+        }
+        download.last_progress = now;
+        let added = refill(self.config.window, download);
+        self.dirty = true;
+        added
+    }
+
     /// Ends the download of `tree` (complete, failed or abandoned).
     pub fn end(&mut self, tree: &Cid, now: Instant) -> Option<Ended> {
         let download = self.downloads.remove(tree)?;

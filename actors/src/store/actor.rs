@@ -202,7 +202,30 @@ impl StoreActor {
         Ok(outcome)
     }
 
+    /// Opens dataset `cid`; a protected manifest stored as a block (fetched from the network) opens the
+    /// original dataset it was decoded to, if that is stored: its bytes are the protected dataset's content.
     pub(super) fn open_dataset(&mut self, cid: &Cid) -> Result<Option<OpenedDataset>, StoreError> {
+        match self.open_dataset_stored(cid)? {
+            Some(opened) => Ok(Some(opened)),
+            None => self.open_decoded(cid),
+        }
+    }
+
+    fn open_decoded(&mut self, cid: &Cid) -> Result<Option<OpenedDataset>, StoreError> {
+        let Some(bytes) = self.repo()?.block(cid)? else { return Ok(None) };
+        let Ok(protected) = Manifest::decode(&bytes) else { return Ok(None) };
+        let Some(erasure) = protected.erasure.as_ref() else { return Ok(None) };
+        let view = Manifest {
+            tree_cid: erasure.original_tree_cid,
+            dataset_size: erasure.original_dataset_size,
+            erasure: None,
+            ..protected.clone()
+        };
+        let Some(opened) = self.open_dataset_stored(&Manifest::cid_of(&view.encode()))? else { return Ok(None) };
+        Ok(Some(OpenedDataset { manifest: protected, file: opened.file }))
+    }
+
+    fn open_dataset_stored(&mut self, cid: &Cid) -> Result<Option<OpenedDataset>, StoreError> {
         let Some(manifest) = self.repo()?.manifest(cid)? else { return Ok(None) };
         let Some(location) = self.repo()?.tree(&manifest.tree_cid)? else {
             return Err(StoreError::Corrupt { what: "dataset", reason: "manifest without its tree".into() });

@@ -14,16 +14,17 @@
 use super::StoreError;
 use super::actor::{Commit, StoreActor};
 use super::messages::{
-    BeginDownload, BeginSlotDownload, DownloadState, LeafBlock, OpenedDownload, ReadLeaves, SlotDownload, StoreLeaves,
-    StoredDataset, StoredLeaves,
+    BeginDecodeDownload, BeginDownload, BeginSlotDownload, DecodeDownload, DownloadState, FinishDecode, LeafBlock,
+    OpenedDownload, ReadLeaves, SlotDownload, StoreLeaves, StoredDataset, StoredLeaves,
 };
 use super::partial::{Partial, Resumed};
 use super::progress::LeafOutcome;
 use super::quota::QuotaGate;
-use super::repo::{DownloadRecord, Repo, SlotRecord};
+use super::repo::{DownloadRecord, LeafMode, Repo, SlotRecord};
 use bytes::Bytes;
 use codex_protocol::cid::format_cid;
-use codex_protocol::{Cid, Manifest};
+use codex_protocol::erasure::{ErasureLayout, ErasureParams};
+use codex_protocol::{Cid, Digest, Manifest};
 use std::collections::HashMap;
 use std::fs::File;
 
@@ -43,11 +44,17 @@ impl StoreActor {
                 }
             };
             let slot = repo.slot(&tree)?;
-            let leaves = slot.as_ref().map_or(manifest.blocks_count(), |s| s.wanted_end - s.wanted_start);
+            let leaves = match &slot {
+                Some(slot) if slot.mode == LeafMode::Slot => slot.wanted_end - slot.wanted_start,
+                _ => manifest.blocks_count(),
+            };
             let claim = quota.claim_forced(leaves * manifest.block_size);
             let paths = repo.segment_paths(record.segment);
+            let layout = erasure_layout(&manifest);
             let (mut partial, resumed) = Partial::resume(manifest_cid, manifest, &record, paths, claim)?;
-            partial.slot = slot;
+            if let Some(slot) = slot {
+                partial.set_mode(slot, layout);
+            }
             if partial.slot.as_ref().is_some_and(|slot| slot.hosted) {
                 partial.progress.complete();
             }
@@ -116,10 +123,20 @@ impl StoreActor {
     pub(super) fn store_leaves(&mut self, msg: StoreLeaves) -> Result<StoredLeaves, StoreError> {
         let Some(partial) = self.partials.get_mut(&msg.tree) else {
             // Not downloading (any more): the data is stored, or was never asked for. Nothing is written.
-            return Ok(StoredLeaves { outcomes: vec![LeafOutcome::Duplicate; msg.deliveries.len()], completed: None });
+            let outcomes = vec![LeafOutcome::Duplicate; msg.deliveries.len()];
+            return Ok(StoredLeaves { outcomes, completed: None, unneeded: Vec::new() });
         };
         let outcomes = msg.deliveries.iter().map(|d| partial.store(d)).collect::<Result<Vec<_>, _>>()?;
         partial.announce();
+        if partial.decode_layout().is_some() {
+            // Decoding: never completes here; the fetch flow decodes once every group holds K members.
+            let unneeded = partial.take_unneeded();
+            if partial.is_complete() || partial.checkpoint_due() {
+                let record = partial.checkpoint()?;
+                self.repo()?.save_download(&msg.tree, &record)?;
+            }
+            return Ok(StoredLeaves { outcomes, completed: None, unneeded });
+        }
         if partial.slot.is_some() {
             let complete = partial.is_complete();
             // The caller checks a complete slot's root (Poseidon2, off this thread), then commits or drops it.
@@ -131,17 +148,17 @@ impl StoreActor {
             if let Some(progress) = progress {
                 progress.complete();
             }
-            return Ok(StoredLeaves { outcomes, completed: None });
+            return Ok(StoredLeaves { outcomes, completed: None, unneeded: Vec::new() });
         }
         if partial.is_complete() {
             let completed = self.complete_download(&msg.tree)?;
-            return Ok(StoredLeaves { outcomes, completed: Some(completed) });
+            return Ok(StoredLeaves { outcomes, completed: Some(completed), unneeded: Vec::new() });
         }
         if partial.checkpoint_due() {
             let record = partial.checkpoint()?;
             self.repo()?.save_download(&msg.tree, &record)?;
         }
-        Ok(StoredLeaves { outcomes, completed: None })
+        Ok(StoredLeaves { outcomes, completed: None, unneeded: Vec::new() })
     }
 
     fn complete_download(&mut self, tree: &Cid) -> Result<StoredDataset, StoreError> {
@@ -209,9 +226,143 @@ impl StoreActor {
         Ok(indexes.iter().map(|i| *i < leaves).collect())
     }
 
-    /// Whole-dataset downloads in progress (slot downloads resume when their slot is asked for again).
+    /// Downloads to resume: whole datasets and decoding ones (a slot download resumes when its slot is asked for
+    /// again).
     pub(super) fn list_downloads(&self) -> Vec<(Cid, Manifest)> {
-        self.partials.values().filter(|p| p.slot.is_none()).map(|p| (p.manifest_cid, p.manifest.clone())).collect()
+        self.partials
+            .values()
+            .filter(|p| p.slot.as_ref().is_none_or(|slot| slot.mode == LeafMode::Decode))
+            .map(|p| (p.manifest_cid, p.manifest.clone()))
+            .collect()
+    }
+
+    /// Starts (or finds) the decoding download of protected dataset `manifest_cid`: it fetches any K members of
+    /// each erasure group of the encoded tree and claims quota for the encoded dataset (transient: the commit
+    /// keeps the original's blocks only).
+    pub(super) fn begin_decode_download(&mut self, msg: BeginDecodeDownload) -> Result<DecodeDownload, StoreError> {
+        let cid = msg.manifest_cid;
+        msg.manifest.validate().map_err(|source| StoreError::InvalidManifest { cid, source: Box::new(source) })?;
+        if Manifest::cid_of(&msg.manifest.encode()) != cid {
+            return Err(StoreError::CidMismatch { cid });
+        }
+        let layout = erasure_layout(&msg.manifest).ok_or_else(|| StoreError::Corrupt {
+            what: "manifest",
+            reason: "not a protected manifest with valid erasure parameters".into(),
+        })?;
+        let tree = msg.manifest.tree_cid;
+        if self.repo()?.tree(&tree)?.is_some() {
+            return Err(StoreError::SlotConflict { tree });
+        }
+        if let Some(partial) = self.partials.get_mut(&tree) {
+            if partial.decode_layout().is_none() {
+                return Err(StoreError::SlotConflict { tree });
+            }
+            let failed = matches!(partial.progress.status(), super::DownloadStatus::Failed(_));
+            partial.progress.restart();
+            let drive = failed || !partial.driven;
+            partial.driven = true;
+            let (progress, segment) = (partial.progress.clone(), partial.segment);
+            let data_path = self.repo()?.data_path(segment);
+            return Ok(DecodeDownload { progress, data_path, layout, drive });
+        }
+        let claim = self.quota.claim_guarded(msg.manifest.blocks_count() * msg.manifest.block_size)?;
+        let slot = SlotRecord {
+            mode: LeafMode::Decode,
+            index: 0,
+            wanted_start: 0,
+            wanted_end: msg.manifest.blocks_count(),
+            hosted: false,
+        };
+        let repo = self.repo()?;
+        let segment = repo.allocate_segment();
+        let paths = repo.segment_paths(segment);
+        let data_path = paths.data.clone();
+        let created = Partial::create(cid, msg.manifest, segment, paths, claim).and_then(|mut partial| {
+            partial.set_mode(slot.clone(), Some(layout));
+            partial.driven = true;
+            repo.save_download(&tree, &partial.record())?;
+            repo.save_slot(&tree, &slot)?;
+            Ok(partial)
+        });
+        match created {
+            Ok(partial) => {
+                let progress = partial.progress.clone();
+                tracing::info!(cid = %format_cid(&cid), groups = layout.groups(), k = layout.params().k(), "decoding download started");
+                self.partials.insert(tree, partial);
+                Ok(DecodeDownload { progress, data_path, layout, drive: true })
+            }
+            Err(err) => {
+                let _ = repo.remove_download(&tree);
+                repo.unlink_segments(&[segment]);
+                Err(err)
+            }
+        }
+    }
+
+    /// Ends a decoding download whose missing data blocks were decoded into its segment: checks the data leaves
+    /// against the original tree, then stores the original dataset (the protected manifest's unprotected view)
+    /// from the same data file and drops the download. A mismatch drops the download and its files.
+    pub(super) fn finish_decode(&mut self, msg: FinishDecode) -> Result<StoredDataset, StoreError> {
+        let Some(partial) = self.partials.get_mut(&msg.tree) else {
+            return Err(StoreError::Corrupt {
+                what: "download",
+                reason: "finishing a decode that is not running".into(),
+            });
+        };
+        let indexes: Vec<u64> = msg.recovered.iter().map(|(index, _)| *index).collect();
+        partial.set_decoded(&indexes);
+        let result = original_leaves(partial, &msg.recovered);
+        let (leaves, view) = match result {
+            Ok(found) => found,
+            Err(err) => {
+                if let Some(partial) = self.partials.remove(&msg.tree) {
+                    self.abort_download(partial, &err.to_string())?;
+                }
+                return Err(err);
+            }
+        };
+        let Some(partial) = self.partials.remove(&msg.tree) else {
+            return Err(StoreError::Corrupt {
+                what: "download",
+                reason: "finishing a decode that is not running".into(),
+            });
+        };
+        let progress = partial.progress.clone();
+        let repo = self.repo()?;
+        let segment = repo.allocate_segment();
+        let (data, tree_path) = (repo.data_path(segment), repo.tree_path(segment));
+        let old_data = partial.paths().data.clone();
+        let old_segment = partial.segment;
+        let claim_source = partial;
+        let stored = (|| -> Result<StoredDataset, StoreError> {
+            std::fs::hard_link(&old_data, &data).map_err(StoreError::io("linking decoded data"))?;
+            let tree = codex_protocol::CodexTree::new(leaves.clone())?;
+            crate::upload::write_tree_file(&tree_path, &tree)?;
+            let file =
+                std::fs::OpenOptions::new().write(true).open(&data).map_err(StoreError::io("opening decoded data"))?;
+            file.set_len(leaves.len() as u64 * view.block_size).map_err(StoreError::io("sizing decoded data"))?;
+            file.sync_all().map_err(StoreError::io("syncing decoded data"))?;
+            Ok(StoredDataset { cid: Manifest::cid_of(&view.encode()), manifest: view.clone() })
+        })();
+        let Partial { claim, .. } = claim_source;
+        self.repo()?.remove_download(&msg.tree)?;
+        self.repo()?.unlink_segments(&[old_segment]);
+        if let Err(err) = stored {
+            progress.fail(err.to_string());
+            self.repo()?.unlink_segments(&[segment]);
+            return Err(err);
+        }
+        let commit = Commit { segment, leaves: &leaves, manifest: &view, claim, download: None };
+        match self.commit(commit) {
+            Ok(stored) => {
+                progress.complete();
+                Ok(stored)
+            }
+            Err(err) => {
+                progress.fail(err.to_string());
+                Err(err)
+            }
+        }
     }
 
     pub(super) fn begin_slot_download(&mut self, msg: BeginSlotDownload) -> Result<SlotDownload, StoreError> {
@@ -244,7 +395,13 @@ impl StoreActor {
             return Ok(SlotDownload { progress, hosted, data_path, slots_path });
         }
         let claim = self.quota.claim_guarded((wanted.end - wanted.start) * msg.manifest.block_size)?;
-        let slot = SlotRecord { index: msg.index, wanted_start: wanted.start, wanted_end: wanted.end, hosted: false };
+        let slot = SlotRecord {
+            mode: LeafMode::Slot,
+            index: msg.index,
+            wanted_start: wanted.start,
+            wanted_end: wanted.end,
+            hosted: false,
+        };
         let repo = self.repo()?;
         let segment = repo.allocate_segment();
         let paths = repo.segment_paths(segment);
@@ -317,6 +474,48 @@ impl StoreActor {
             }
         }
     }
+}
+
+/// The erasure layout of a protected manifest (`None` for others, or parameters out of range).
+pub(super) fn erasure_layout(manifest: &Manifest) -> Option<ErasureLayout> {
+    let erasure = manifest.erasure.as_ref()?;
+    let params = ErasureParams::new(erasure.ec_k, erasure.ec_m).ok()?;
+    ErasureLayout::new(params, erasure.original_dataset_size.div_ceil(manifest.block_size)).ok()
+}
+
+/// The original tree's leaf digests of a decoded download (held leaves from the tree file, decoded ones as
+/// given), checked against `originalTreeCid`, and the unprotected view of its manifest.
+fn original_leaves(partial: &Partial, recovered: &[(u64, Digest)]) -> Result<(Vec<Digest>, Manifest), StoreError> {
+    let manifest = &partial.manifest;
+    let erasure =
+        manifest.erasure.as_ref().ok_or(StoreError::Corrupt { what: "decode", reason: "unprotected".into() })?;
+    let blocks = erasure.original_dataset_size.div_ceil(manifest.block_size);
+    let decoded: HashMap<u64, Digest> = recovered.iter().copied().collect();
+    let mut leaves = Vec::with_capacity(blocks as usize);
+    for index in 0..blocks {
+        let digest = match decoded.get(&index) {
+            Some(digest) => Some(*digest),
+            None => partial.leaf_digest(index)?,
+        };
+        leaves.push(digest.ok_or_else(|| StoreError::Corrupt {
+            what: "decode",
+            reason: format!("data block {index} is neither held nor decoded"),
+        })?);
+    }
+    let tree = codex_protocol::CodexTree::new(leaves.clone())?;
+    if tree.root_cid() != erasure.original_tree_cid {
+        return Err(StoreError::Corrupt {
+            what: "decode",
+            reason: "the decoded data does not match the original tree".into(),
+        });
+    }
+    let view = Manifest {
+        tree_cid: erasure.original_tree_cid,
+        dataset_size: erasure.original_dataset_size,
+        erasure: None,
+        ..manifest.clone()
+    };
+    Ok((leaves, view))
 }
 
 /// The manifest of a saved download, if it is still acceptable.

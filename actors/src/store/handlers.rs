@@ -221,3 +221,17 @@ impl Handler<DropSlot> for StoreActor {
         }
     }
 }
+
+impl Handler<BeginDecodeDownload> for StoreActor {
+    type Result = Result<DecodeDownload, StoreError>;
+    fn handle(&mut self, msg: BeginDecodeDownload, _: &mut Self::Context) -> Self::Result {
+        self.begin_decode_download(msg)
+    }
+}
+
+impl Handler<FinishDecode> for StoreActor {
+    type Result = Result<StoredDataset, StoreError>;
+    fn handle(&mut self, msg: FinishDecode, _: &mut Self::Context) -> Self::Result {
+        self.finish_decode(msg)
+    }
+}

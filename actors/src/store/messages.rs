@@ -201,6 +201,36 @@ pub struct BeginSlotDownload {
     pub wanted: std::ops::Range<u64>,
 }
 
+/// A decoding download (see [`BeginDecodeDownload`]).
+#[derive(Debug, Clone)]
+pub struct DecodeDownload {
+    /// `decodable()` once every erasure group holds K members; complete once the original is stored.
+    pub progress: Arc<Progress>,
+    pub data_path: PathBuf,
+    pub layout: codex_protocol::erasure::ErasureLayout,
+    /// True when the caller must drive the decode (a new download, one resumed at open, or a failed one
+    /// restarted); false when a driver is already waiting on it.
+    pub drive: bool,
+}
+
+/// Command: prepare to read protected dataset `manifest_cid` from the network by fetching any K members of
+/// each erasure group of its encoded tree (or find that download running).
+#[derive(Message)]
+#[rtype(result = "Result<DecodeDownload, StoreError>")]
+pub struct BeginDecodeDownload {
+    pub manifest_cid: Cid,
+    pub manifest: Manifest,
+}
+
+/// Command: the missing data blocks of decoding download `tree` were decoded into its segment (`recovered`:
+/// index and SHA-256): check them against the original tree and store the original dataset.
+#[derive(Message)]
+#[rtype(result = "Result<StoredDataset, StoreError>")]
+pub struct FinishDecode {
+    pub tree: Cid,
+    pub recovered: Vec<(u64, Digest)>,
+}
+
 /// Command: the slot downloaded into `tree` passed its slot-root check: keep it, hosted, for good.
 #[derive(Message)]
 #[rtype(result = "Result<(), StoreError>")]
@@ -223,6 +253,8 @@ pub struct StoredLeaves {
     pub outcomes: Vec<LeafOutcome>,
     /// Set when these leaves completed the dataset, which is now committed and visible.
     pub completed: Option<StoredDataset>,
+    /// Leaves a decoding download no longer needs (their erasure group holds K members).
+    pub unneeded: Vec<u64>,
 }
 
 /// Command: verify and store leaves delivered for the download of `tree`.

@@ -27,11 +27,12 @@
 use super::StoreError;
 use super::progress::{LeafOutcome, Progress};
 use super::quota::QuotaClaim;
-use super::repo::{DownloadRecord, SlotRecord};
+use super::repo::{DownloadRecord, LeafMode, SlotRecord};
 use super::treefile::{TreeFile, sync_dir};
 use bytes::Bytes;
 use codex_protocol::blockexc::{BlockAddress, BlockDelivery, DeliveryError};
 use codex_protocol::cid::{BLOCK_CODEC, cid_from_sha256, sha256_digest};
+use codex_protocol::erasure::ErasureLayout;
 use codex_protocol::{Cid, CodexProof, Digest, Manifest};
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
@@ -77,8 +78,22 @@ pub struct Partial {
     /// The quota claimed for the whole dataset (or slot): settled by the commit, released when the download is
     /// dropped.
     pub claim: QuotaClaim,
-    /// Set for a slot download: the only leaves fetched and stored (see `SlotRecord`).
+    /// Set for a download of part of the leaves (a slot, or decoding: see `SlotRecord`); attach with
+    /// [`Partial::set_mode`].
     pub slot: Option<SlotRecord>,
+    /// For a decoding download: members held per erasure group.
+    groups: Option<GroupCounter>,
+    /// Leaves of groups that became decodable since the last call of [`Partial::take_unneeded`].
+    unneeded: Vec<u64>,
+    /// A decoding download has a driver task waiting on it (see `fetch.rs`).
+    pub driven: bool,
+}
+
+/// Members held per erasure group of a decoding download (padding counts as held).
+struct GroupCounter {
+    layout: ErasureLayout,
+    held: Vec<u16>,
+    satisfied: u64,
 }
 
 impl Partial {
@@ -167,6 +182,9 @@ impl Partial {
             last_checkpoint: Instant::now(),
             claim,
             slot: None,
+            groups: None,
+            unneeded: Vec::new(),
+            driven: false,
         })
     }
 
@@ -210,7 +228,70 @@ impl Partial {
         }
         self.progress.set(index);
         self.unsynced += 1;
+        self.count_group_member(index);
         Ok(LeafOutcome::Stored)
+    }
+
+    /// Makes this a download of part of the leaves. A decoding download needs the dataset's erasure `layout`;
+    /// its group counts start from the leaves already held.
+    pub fn set_mode(&mut self, slot: SlotRecord, layout: Option<ErasureLayout>) {
+        let decoding = slot.mode == LeafMode::Decode;
+        self.slot = Some(slot);
+        let Some(layout) = layout.filter(|_| decoding) else { return };
+        self.progress.decode_groups(layout);
+        let k = layout.params().k() as u16;
+        let mut counter = GroupCounter { layout, held: vec![0; layout.groups() as usize], satisfied: 0 };
+        for group in 0..layout.groups() {
+            let held = layout.group_members(group).filter(|i| layout.is_padding(*i) || self.progress.has(*i)).count();
+            if let Some(count) = counter.held.get_mut(group as usize) {
+                *count = held as u16;
+            }
+            if held as u16 >= k {
+                counter.satisfied += 1;
+                self.progress.set_group_done(group);
+            }
+        }
+        self.groups = Some(counter);
+    }
+
+    fn count_group_member(&mut self, index: u64) {
+        let Some(counter) = &mut self.groups else { return };
+        let Some((group, _)) = counter.layout.group_of(index) else { return };
+        let Some(held) = counter.held.get_mut(group as usize) else { return };
+        *held += 1;
+        if *held == counter.layout.params().k() as u16 {
+            counter.satisfied += 1;
+            self.progress.set_group_done(group);
+            let progress = &self.progress;
+            self.unneeded.extend(counter.layout.group_members(group).filter(|i| !progress.has(*i)));
+        }
+    }
+
+    /// Leaves no longer needed because their group became decodable (to drop from the requester's window).
+    pub fn take_unneeded(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.unneeded)
+    }
+
+    /// The digest of held leaf `index` (read from the tree file), `None` when it is not held.
+    pub fn leaf_digest(&self, index: u64) -> Result<Option<Digest>, StoreError> {
+        if !self.progress.has(index) {
+            return Ok(None);
+        }
+        self.tree_file.read_node(0, index)
+    }
+
+    /// The erasure layout of a decoding download.
+    pub fn decode_layout(&self) -> Option<ErasureLayout> {
+        self.groups.as_ref().map(|g| g.layout)
+    }
+
+    /// Marks leaves written by erasure decoding as held (their data is in the segment, synced by the decoder).
+    pub fn set_decoded(&mut self, indexes: &[u64]) {
+        for index in indexes {
+            if !self.progress.has(*index) {
+                self.progress.set(*index);
+            }
+        }
     }
 
     /// Tells readers that leaves arrived (after a batch of [`Partial::store`]).
@@ -232,11 +313,19 @@ impl Partial {
 
     /// True when leaf `index` is one this download fetches.
     pub fn wants(&self, index: u64) -> bool {
-        self.slot.as_ref().is_none_or(|slot| (slot.wanted_start..slot.wanted_end).contains(&index))
+        match (&self.slot, &self.groups) {
+            (_, Some(counter)) => !counter.layout.is_padding(index),
+            (Some(slot), None) => (slot.wanted_start..slot.wanted_end).contains(&index),
+            (None, None) => true,
+        }
     }
 
-    /// True when every wanted leaf is held (every leaf, unless this is a slot).
+    /// True when every wanted leaf is held (every leaf, unless this is a slot); for a decoding download, when
+    /// every erasure group holds K members.
     pub fn is_complete(&self) -> bool {
+        if let Some(counter) = &self.groups {
+            return counter.satisfied == counter.layout.groups();
+        }
         let wanted = self.slot.as_ref().map_or(self.progress.leaves(), |slot| slot.wanted_end - slot.wanted_start);
         self.progress.received() == wanted
     }

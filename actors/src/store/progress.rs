@@ -3,6 +3,8 @@
 //! watch channels for arrivals and status.
 
 use codex_protocol::blockexc::DeliveryError;
+use codex_protocol::erasure::ErasureLayout;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::watch;
 
@@ -23,6 +25,16 @@ pub struct Progress {
     status: watch::Sender<DownloadStatus>,
     /// Bumped whenever leaves arrive, so waiting readers wake up.
     arrivals: watch::Sender<u64>,
+    /// Set for a download that decodes (any K members of each erasure group will do).
+    groups: OnceLock<Groups>,
+}
+
+/// Which erasure groups of a decoding download hold K members (the rest of such a group is not needed).
+#[derive(Debug)]
+struct Groups {
+    layout: ErasureLayout,
+    done: Vec<AtomicU64>,
+    count: AtomicU64,
 }
 
 impl Progress {
@@ -42,7 +54,48 @@ impl Progress {
             received: AtomicU64::new(received),
             status: watch::channel(DownloadStatus::Running).0,
             arrivals: watch::channel(0).0,
+            groups: OnceLock::new(),
         }
+    }
+
+    /// Makes this the progress of a decoding download over `layout` (once; later calls are ignored).
+    pub(super) fn decode_groups(&self, layout: ErasureLayout) {
+        let words = layout.groups().div_ceil(64) as usize;
+        let done = (0..words).map(|_| AtomicU64::new(0)).collect();
+        let _ = self.groups.set(Groups { layout, done, count: AtomicU64::new(0) });
+    }
+
+    /// Marks erasure group `group` as holding K members.
+    pub(super) fn set_group_done(&self, group: u64) {
+        let Some(groups) = self.groups.get() else { return };
+        let Some(word) = groups.done.get((group / 64) as usize) else { return };
+        let bit = 1u64 << (group % 64);
+        if word.fetch_or(bit, Ordering::AcqRel) & bit == 0 {
+            groups.count.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    fn group_done(&self, index: u64) -> bool {
+        let Some(groups) = self.groups.get() else { return false };
+        let Some((group, _)) = groups.layout.group_of(index) else { return false };
+        groups.done.get((group / 64) as usize).is_some_and(|w| w.load(Ordering::Acquire) & (1u64 << (group % 64)) != 0)
+    }
+
+    /// True when leaf `index` is still worth fetching: not held, and (for a decoding download) not erasure
+    /// padding and not in a group that already holds K members.
+    pub fn needed(&self, index: u64) -> bool {
+        if self.has(index) || index >= self.leaves {
+            return false;
+        }
+        match self.groups.get() {
+            Some(groups) => !groups.layout.is_padding(index) && !self.group_done(index),
+            None => true,
+        }
+    }
+
+    /// For a decoding download: true once every erasure group holds K members (the rest can be decoded).
+    pub fn decodable(&self) -> bool {
+        self.groups.get().is_some_and(|g| g.count.load(Ordering::Acquire) == g.layout.groups())
     }
 
     /// The number of leaves in the dataset.

@@ -61,11 +61,21 @@ pub struct DownloadRecord {
     pub have: Vec<u64>,
 }
 
-/// A download that is one slot of a verifiable dataset (`slots-1`, keyed by tree CID): only leaves
-/// `wanted_start..wanted_end` are fetched; once they are all held and the slot root checked, it is `hosted`: it
-/// stays a partial tree, served leaf by leaf, and is not fetched further.
+/// What a download that fetches only some leaves is for (`slots-1`, keyed by tree CID).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LeafMode {
+    /// One slot: only leaves `wanted_start..wanted_end`; once all are held and the slot root checked, it is
+    /// `hosted`: it stays a partial tree, served leaf by leaf, and is not fetched further.
+    Slot,
+    /// Decode on download: any K members of each erasure group, the missing data blocks are then decoded and
+    /// the original dataset committed.
+    Decode,
+}
+
+/// A download of part of an erasure-coded dataset's leaves (see [`LeafMode`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlotRecord {
+    pub mode: LeafMode,
     pub index: u64,
     pub wanted_start: u64,
     pub wanted_end: u64,
