@@ -485,4 +485,54 @@ fn a_protected_dataset_survives_its_uploader_and_two_slot_holders() {
     let (status, bytes) = reader.get(&format!("/data/{protected}"));
     assert_eq!(status, 200);
     assert!(bytes == file, "reading the protected CID locally gives the original bytes");
+
+    // Repair: a new node rebuilds the lost slot 0 from slots 1, 3 and 4 (decoding data and parity, checking
+    // the whole encoded tree and the slot root); another node then hosts slot 0 from the repairer alone.
+    let repairer = TestNode::start(NodeOptions::bootstrapped_from(survivor));
+    let (status, body) = repairer.post(&format!("/data/{protected}/slots/0/repair"), b"");
+    assert_eq!(status, 200, "{body}");
+    let repaired: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(repaired["blocks"].as_u64(), Some(7), "{repaired}");
+    let space = repairer.space();
+    assert_eq!(space["quotaReservedBytes"].as_u64(), Some(7 * DEFAULT_BLOCK_SIZE as u64), "only slot 0 is kept");
+    for holder in holders.iter_mut().filter_map(Option::take) {
+        holder.stop();
+    }
+    let host = TestNode::start(NodeOptions::bootstrapped_from(&repairer));
+    let (status, body) = host.post(&format!("/data/{protected}/slots/0/network"), b"");
+    assert_eq!(status, 200, "{body}");
+    let hosted: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(hosted["slotRoot"], repaired["slotRoot"], "the repaired slot has the slot root of the manifest");
+}
+
+/// A slot holder whose blocks are corrupted on disk cannot pass them on: every block fails its proof, the
+/// fetching node stores nothing of it and answers 404 once no honest holder is left.
+#[test]
+fn corrupted_blocks_from_a_slot_holder_are_rejected() {
+    let a = TestNode::start_default();
+    let file = data(6 * DEFAULT_BLOCK_SIZE, 12);
+    let cid = a.upload(&file);
+    let (status, body) = a.post(&format!("/data/{cid}/protect"), br#"{"nodes": 3, "tolerance": 1}"#);
+    assert_eq!(status, 200, "{body}");
+    let item: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let protected = item["cid"].as_str().expect("cid").to_owned();
+    let b = TestNode::start(NodeOptions::bootstrapped_from(&a));
+    let (status, body) = b.post(&format!("/data/{protected}/slots/1/network"), b"");
+    assert_eq!(status, 200, "{body}");
+    a.stop();
+    for entry in std::fs::read_dir(b.dir.join("repo/segments")).expect("segments").flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|ext| ext == "blk") {
+            let mut bytes = std::fs::read(&path).expect("read");
+            bytes.iter_mut().for_each(|byte| *byte ^= 0x5a);
+            std::fs::write(&path, bytes).expect("corrupt");
+        }
+    }
+    let exchange = BlockExchangeConfig { stall_timeout: Duration::from_secs(3), ..BlockExchangeConfig::default() };
+    let d = TestNode::start(NodeOptions { exchange, ..NodeOptions::bootstrapped_from(&b) });
+    let (status, body) = d.post(&format!("/data/{protected}/slots/1/network"), b"");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("could not be fetched") && body.contains("no block arrived"), "{body}");
+    let used = d.space()["quotaUsedBytes"].as_u64().expect("used");
+    assert!(used < 1024, "only the manifest is stored, no block: {used} bytes used");
 }

@@ -19,7 +19,7 @@ use crate::fetch;
 use crate::maintenance::{MaintenanceActor, MaintenanceConfig};
 use crate::network::{Dial, GetNetInfo, NetInfo, NetworkActor, NetworkConfig, NetworkError, StopNetwork};
 use crate::protect::{ProtectActors, ProtectError, protect_dataset};
-use crate::slot_host::{HostedSlot, SlotHostError, host_slot};
+use crate::slot_host::{HostedSlot, RepairActors, SlotHostError, host_slot, repair_slot};
 use crate::slots::SlotBuilderActor;
 use crate::store::{
     CloseStore, DeleteData, DeleteOutcome, GetManifest, ListDatasets, OpenDataset, OpenDownload, OpenedDataset,
@@ -254,6 +254,15 @@ pub struct HostSlot {
     pub index: u64,
 }
 
+/// Command: rebuild slot `index` of verifiable dataset `cid` from the other slots (its host is gone) and keep it
+/// once it matches its slot root (see `slot_host::repair_slot`). Answers when the slot is stored.
+#[derive(Message)]
+#[rtype(result = "Result<HostedSlot, NodeError>")]
+pub struct RepairSlot {
+    pub cid: Cid,
+    pub index: u64,
+}
+
 /// Command: stop the node: close the repository (flushing it) and stop the children.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -472,6 +481,24 @@ impl Handler<HostSlot> for NodeActor {
         Box::pin(async move {
             let hosted = host_slot(store, exchange, slots, msg.cid, msg.index).await?;
             // Announced like a dataset: readers of the protected dataset find the slot's holders in the DHT.
+            me.do_send(DatasetStored { cid: hosted.manifest_cid, tree: hosted.tree });
+            Ok(hosted)
+        })
+    }
+}
+
+impl Handler<RepairSlot> for NodeActor {
+    type Result = ResponseFuture<Result<HostedSlot, NodeError>>;
+    fn handle(&mut self, msg: RepairSlot, ctx: &mut Self::Context) -> Self::Result {
+        let actors = RepairActors {
+            store: self.store.clone(),
+            exchange: self.exchange(),
+            erasure: self.protect.erasure.clone(),
+            slots: self.protect.slots.clone(),
+        };
+        let me = ctx.address();
+        Box::pin(async move {
+            let hosted = repair_slot(actors, msg.cid, msg.index).await?;
             me.do_send(DatasetStored { cid: hosted.manifest_cid, tree: hosted.tree });
             Ok(hosted)
         })

@@ -13,14 +13,18 @@
 //!    claim) and answers [`SlotHostError::SlotRootMismatch`].
 
 use crate::blockexc::{BlockExchangeActor, StartDownload};
+use crate::erasure::{DecodeSegment, ErasureActor, Want};
 use crate::fetch;
 use crate::node::NodeError;
 use crate::slots::{BuildSlotTree, SlotBuilderActor, SlotError};
-use crate::store::{BeginSlotDownload, CommitSlot, DownloadStatus, DropSlot, StoreActor};
+use crate::store::{
+    BeginDecodeDownload, BeginSlotDownload, CommitSlot, DownloadStatus, DropSlot, FinishRepair, StoreActor, StoreError,
+};
 use actix::Addr;
-use codex_protocol::Cid;
 use codex_protocol::cid::format_cid;
+use codex_protocol::poseidon2::F;
 use codex_protocol::slots::{SlotLayout, root_from_cid};
+use codex_protocol::{Cid, Manifest};
 use thiserror::Error;
 
 /// Why a slot could not be hosted.
@@ -81,27 +85,7 @@ pub async fn host_slot(
     index: u64,
 ) -> Result<HostedSlot, NodeError> {
     let manifest = fetch::manifest_of(&store, exchange.as_ref(), cid).await?;
-    let verification = manifest
-        .erasure
-        .as_ref()
-        .and_then(|erasure| erasure.verification.as_ref())
-        .ok_or(SlotHostError::NotVerifiable { cid })
-        .map_err(NodeError::from)?;
-    let layout = SlotLayout::from_manifest(&manifest, verification.cell_size)
-        .map_err(|err| NodeError::from(SlotHostError::InvalidSlots { cid, reason: err.to_string() }))?;
-    let no_such_slot = || NodeError::from(SlotHostError::NoSuchSlot { cid, index, slots: layout.num_slots() });
-    let range = layout.slot_blocks(index).ok_or_else(no_such_slot)?;
-    let slot_root = *verification.slot_roots.get(index as usize).ok_or(SlotHostError::NoSuchSlot {
-        cid,
-        index,
-        slots: layout.num_slots(),
-    })?;
-    let expected = root_from_cid(&slot_root).ok_or_else(|| {
-        NodeError::from(SlotHostError::InvalidSlots { cid, reason: "a slot root CID is not a field element".into() })
-    })?;
-    // Erasure padding sits at the end of the last data slot: the stored blocks are a prefix of the range.
-    let end = (range.start..range.end).find(|i| layout.is_empty_block(*i)).unwrap_or(range.end);
-    let wanted = range.start..end;
+    let SlotTarget { wanted, expected, slot_root } = slot_target(cid, &manifest, index)?;
     let blocks = wanted.end - wanted.start;
 
     let begun = store
@@ -135,9 +119,27 @@ pub async fn host_slot(
             }
         }
     }
+    check_and_keep(&store, &slots, &manifest, index, expected, begun.data_path, begun.slots_path).await?;
+    tracing::info!(cid = %format_cid(&cid), slot = index, blocks, "slot stored");
+    Ok(hosted)
+}
+
+/// Hashes slot `index`'s blocks (SlotBuilderActor), and keeps the slot (`CommitSlot`) if its root is
+/// `expected`, else drops it (`DropSlot`) with [`SlotHostError::SlotRootMismatch`].
+async fn check_and_keep(
+    store: &Addr<StoreActor>,
+    slots: &Addr<SlotBuilderActor>,
+    manifest: &Manifest,
+    index: u64,
+    expected: F,
+    data_path: std::path::PathBuf,
+    slots_path: std::path::PathBuf,
+) -> Result<(), NodeError> {
+    let cid = Manifest::cid_of(&manifest.encode());
     let tree = manifest.tree_cid;
-    let built =
-        slots.send(BuildSlotTree { data_path: begun.data_path, digests_out: begun.slots_path, layout, index }).await?;
+    let layout = SlotLayout::from_manifest(manifest, cell_size(manifest))
+        .map_err(|err| NodeError::from(SlotHostError::InvalidSlots { cid, reason: err.to_string() }))?;
+    let built = slots.send(BuildSlotTree { data_path, digests_out: slots_path, layout, index }).await?;
     let root = match built {
         Ok(root) => root,
         Err(err) => {
@@ -152,6 +154,113 @@ pub async fn host_slot(
         return Err(SlotHostError::SlotRootMismatch { cid, index }.into());
     }
     store.send(CommitSlot { tree }).await??;
-    tracing::info!(cid = %format_cid(&cid), slot = index, blocks, "slot stored");
+    Ok(())
+}
+
+fn cell_size(manifest: &Manifest) -> u64 {
+    manifest
+        .erasure
+        .as_ref()
+        .and_then(|erasure| erasure.verification.as_ref())
+        .map_or(codex_protocol::slots::DEFAULT_CELL_SIZE, |verification| verification.cell_size)
+}
+
+/// What hosting or repairing slot `index` of `manifest` needs: the slot's blocks to hold (its erasure padding
+/// excluded), its expected root and root CID.
+struct SlotTarget {
+    wanted: std::ops::Range<u64>,
+    expected: F,
+    slot_root: Cid,
+}
+
+fn slot_target(cid: Cid, manifest: &Manifest, index: u64) -> Result<SlotTarget, NodeError> {
+    let verification = manifest
+        .erasure
+        .as_ref()
+        .and_then(|erasure| erasure.verification.as_ref())
+        .ok_or(SlotHostError::NotVerifiable { cid })
+        .map_err(NodeError::from)?;
+    let layout = SlotLayout::from_manifest(manifest, verification.cell_size)
+        .map_err(|err| NodeError::from(SlotHostError::InvalidSlots { cid, reason: err.to_string() }))?;
+    let no_such_slot = || NodeError::from(SlotHostError::NoSuchSlot { cid, index, slots: layout.num_slots() });
+    let range = layout.slot_blocks(index).ok_or_else(no_such_slot)?;
+    let slot_root = *verification.slot_roots.get(index as usize).ok_or_else(no_such_slot)?;
+    let expected = root_from_cid(&slot_root).ok_or_else(|| {
+        NodeError::from(SlotHostError::InvalidSlots { cid, reason: "a slot root CID is not a field element".into() })
+    })?;
+    // Erasure padding sits at the end of the last data slot: the stored blocks are a prefix of the range.
+    let end = (range.start..range.end).find(|i| layout.is_empty_block(*i)).unwrap_or(range.end);
+    Ok(SlotTarget { wanted: range.start..end, expected, slot_root })
+}
+
+/// Repair (seed 001, a freed slot taken over): rebuilds slot `index` of verifiable dataset `cid` from the other
+/// slots when its host is gone. A decoding download fetches any K members of each erasure group from the
+/// holders of the other slots; the ErasureActor decodes every missing block (data and parity); the whole
+/// encoded tree is rebuilt from the leaves and must equal the dataset's root (the original's re-encode check);
+/// only slot `index`'s blocks are kept, and the slot is kept only if it hashes to `slotRoots[index]`.
+pub async fn repair_slot(actors: RepairActors, cid: Cid, index: u64) -> Result<HostedSlot, NodeError> {
+    let RepairActors { store, exchange, erasure, slots } = actors;
+    let manifest = fetch::manifest_of(&store, exchange.as_ref(), cid).await?;
+    let target = slot_target(cid, &manifest, index)?;
+    let blocks = target.wanted.end - target.wanted.start;
+    let hosted = HostedSlot { manifest_cid: cid, index, slot_root: target.slot_root, tree: manifest.tree_cid, blocks };
+    let begun = store.send(BeginDecodeDownload { manifest_cid: cid, manifest: manifest.clone() }).await??;
+    if !begun.drive {
+        return Err(StoreError::SlotConflict { tree: manifest.tree_cid }.into());
+    }
+    let exchange = exchange.ok_or(NodeError::NoNetwork)?;
+    tracing::info!(cid = %format_cid(&cid), slot = index, "repairing a slot");
+    exchange.do_send(StartDownload {
+        manifest_cid: cid,
+        manifest: manifest.clone(),
+        progress: begun.progress.clone(),
+        leaves: crate::blockexc::LeafSet::Groups(begun.layout),
+    });
+    let progress = begun.progress.clone();
+    let mut arrivals = progress.watch_arrivals();
+    let mut status = progress.watch_status();
+    while !progress.decodable() {
+        if let DownloadStatus::Failed(reason) = progress.status() {
+            return Err(SlotHostError::SlotUnavailable { cid, index, reason }.into());
+        }
+        tokio::select! {
+            changed = arrivals.changed() => if changed.is_err() { break },
+            changed = status.changed() => if changed.is_err() { break },
+        }
+    }
+    let layout = begun.layout;
+    let tree = manifest.tree_cid;
+    let present: Vec<bool> = (0..progress.leaves()).map(|i| progress.has(i)).collect();
+    let groups: Vec<u64> = (0..layout.groups())
+        .filter(|group| layout.group_members(*group).any(|i| !layout.is_padding(i) && !progress.has(i)))
+        .collect();
+    let decode = DecodeSegment {
+        params: layout.params(),
+        original_blocks: layout.original_blocks(),
+        block_size: manifest.block_size as usize,
+        file: begun.data_path,
+        present,
+        groups,
+        want: Want::All,
+    };
+    let recovered = match erasure.send(decode).await? {
+        Ok(decoded) => decoded.recovered,
+        Err(err) => {
+            store.send(DropSlot { tree, reason: err.to_string() }).await??;
+            return Err(SlotHostError::SlotUnavailable { cid, index, reason: err.to_string() }.into());
+        }
+    };
+    let repaired = store.send(FinishRepair { tree, index, wanted: target.wanted, recovered }).await??;
+    check_and_keep(&store, &slots, &manifest, index, target.expected, repaired.data_path, repaired.slots_path).await?;
+    tracing::info!(cid = %format_cid(&cid), slot = index, blocks, "slot repaired and stored");
     Ok(hosted)
+}
+
+/// The actors a repair uses.
+#[derive(Clone)]
+pub struct RepairActors {
+    pub store: Addr<StoreActor>,
+    pub exchange: Option<Addr<BlockExchangeActor>>,
+    pub erasure: Addr<ErasureActor>,
+    pub slots: Addr<SlotBuilderActor>,
 }

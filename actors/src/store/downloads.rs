@@ -14,8 +14,8 @@
 use super::StoreError;
 use super::actor::{Commit, StoreActor};
 use super::messages::{
-    BeginDecodeDownload, BeginDownload, BeginSlotDownload, DecodeDownload, DownloadState, FinishDecode, LeafBlock,
-    OpenedDownload, ReadLeaves, SlotDownload, StoreLeaves, StoredDataset, StoredLeaves,
+    BeginDecodeDownload, BeginDownload, BeginSlotDownload, DecodeDownload, DownloadState, FinishDecode, FinishRepair,
+    LeafBlock, OpenedDownload, ReadLeaves, SlotDownload, StoreLeaves, StoredDataset, StoredLeaves,
 };
 use super::partial::{Partial, Resumed};
 use super::progress::LeafOutcome;
@@ -428,6 +428,39 @@ impl StoreActor {
                 Err(err)
             }
         }
+    }
+
+    pub(super) fn finish_repair(&mut self, msg: FinishRepair) -> Result<SlotDownload, StoreError> {
+        let Some(partial) = self.partials.get_mut(&msg.tree) else {
+            return Err(StoreError::Corrupt {
+                what: "repair",
+                reason: "repairing a download that is not running".into(),
+            });
+        };
+        let slot = SlotRecord {
+            mode: LeafMode::Slot,
+            index: msg.index,
+            wanted_start: msg.wanted.start,
+            wanted_end: msg.wanted.end,
+            hosted: false,
+        };
+        if let Err(err) = partial.become_repaired_slot(&msg.recovered, slot.clone()) {
+            if let Some(partial) = self.partials.remove(&msg.tree) {
+                self.abort_download(partial, &err.to_string())?;
+            }
+            return Err(err);
+        }
+        let (record, progress, segment) = (partial.record(), partial.progress.clone(), partial.segment);
+        let repo = self.repo()?;
+        repo.save_download(&msg.tree, &record)?;
+        repo.save_slot(&msg.tree, &slot)?;
+        tracing::info!(tree = %format_cid(&msg.tree), slot = msg.index, "slot blocks repaired");
+        Ok(SlotDownload {
+            progress,
+            hosted: false,
+            data_path: repo.data_path(segment),
+            slots_path: repo.slots_path(segment),
+        })
     }
 
     /// Marks a complete slot download hosted, durably.

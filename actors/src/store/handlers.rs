@@ -235,3 +235,10 @@ impl Handler<FinishDecode> for StoreActor {
         self.finish_decode(msg)
     }
 }
+
+impl Handler<FinishRepair> for StoreActor {
+    type Result = Result<SlotDownload, StoreError>;
+    fn handle(&mut self, msg: FinishRepair, _: &mut Self::Context) -> Self::Result {
+        self.finish_repair(msg)
+    }
+}

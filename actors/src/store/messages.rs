@@ -231,6 +231,19 @@ pub struct FinishDecode {
     pub recovered: Vec<(u64, Digest)>,
 }
 
+/// Command: repair. Every missing leaf of decoding download `tree` was decoded into its segment (`recovered`:
+/// index and SHA-256): check the whole encoded tree against its root, keep slot `index`'s leaves `wanted`
+/// (its blocks, not its padding) and drop the rest; the download becomes that slot's, complete and not yet
+/// hosted (its slot root is checked next, then `CommitSlot` or `DropSlot`).
+#[derive(Message)]
+#[rtype(result = "Result<SlotDownload, StoreError>")]
+pub struct FinishRepair {
+    pub tree: Cid,
+    pub index: u64,
+    pub wanted: std::ops::Range<u64>,
+    pub recovered: Vec<(u64, Digest)>,
+}
+
 /// Command: the slot downloaded into `tree` passed its slot-root check: keep it, hosted, for good.
 #[derive(Message)]
 #[rtype(result = "Result<(), StoreError>")]

@@ -280,6 +280,55 @@ impl Partial {
         self.tree_file.read_node(0, index)
     }
 
+    /// Repair: every non-padding leaf was decoded into the segment (`recovered` are the decoded ones, with
+    /// their SHA-256): writes their digests (and the empty digest at padding) into the leaf layer, rebuilds the
+    /// tree file and checks the dataset root, then turns this download into slot `slot`'s hosted download:
+    /// only the slot's leaves stay held (the other blocks' space is given back to the file system), the quota
+    /// claim shrinks to the slot, and its progress is complete.
+    pub fn become_repaired_slot(&mut self, recovered: &[(u64, Digest)], slot: SlotRecord) -> Result<(), StoreError> {
+        let layout = self
+            .decode_layout()
+            .ok_or(StoreError::Corrupt { what: "repair", reason: "not a decoding download".into() })?;
+        for (index, digest) in recovered {
+            self.tree_file.write_node(0, *index, digest)?;
+        }
+        for index in layout.original_blocks()..layout.rounded() {
+            self.tree_file.write_node(0, index, &codex_protocol::erasure::EMPTY_DIGEST)?;
+        }
+        let decoded: std::collections::HashSet<u64> = recovered.iter().map(|(index, _)| *index).collect();
+        for index in 0..self.progress.leaves() {
+            let held = layout.is_padding(index) || self.progress.has(index) || decoded.contains(&index);
+            if !held {
+                return Err(StoreError::Corrupt { what: "repair", reason: format!("leaf {index} was not decoded") });
+            }
+        }
+        if self.tree_file.rebuild()? != self.root {
+            return Err(StoreError::Corrupt {
+                what: "repair",
+                reason: "the decoded blocks do not lead to the dataset root".into(),
+            });
+        }
+        self.data.sync_data().map_err(StoreError::io("syncing a repaired segment"))?;
+        self.tree_file.sync()?;
+        let wanted = slot.wanted_start..slot.wanted_end;
+        let mut words = vec![0u64; self.progress.leaves().div_ceil(64) as usize];
+        for index in wanted.clone() {
+            if let Some(word) = words.get_mut((index / 64) as usize) {
+                *word |= 1u64 << (index % 64);
+            }
+        }
+        punch_outside(&self.data, self.block_size, self.progress.leaves(), &wanted);
+        let fresh = Arc::new(Progress::new(self.progress.leaves(), &words));
+        let old = std::mem::replace(&mut self.progress, fresh);
+        old.complete();
+        self.progress.complete();
+        self.claim.shrink_to((wanted.end - wanted.start) * self.block_size);
+        self.groups = None;
+        self.unneeded.clear();
+        self.slot = Some(slot);
+        Ok(())
+    }
+
     /// The erasure layout of a decoding download.
     pub fn decode_layout(&self) -> Option<ErasureLayout> {
         self.groups.as_ref().map(|g| g.layout)
@@ -385,6 +434,30 @@ fn create_files(paths: &SegmentPaths, leaves: u64) -> Result<(File, TreeFile), S
         sync_dir(dir)?;
     }
     Ok((data, tree_file))
+}
+
+/// Gives the space of every block outside `keep` back to the file system (a hole reads as zeros; the bitmap
+/// no longer names those leaves). Best effort: a file system without hole punching keeps the bytes.
+fn punch_outside(file: &File, block_size: u64, leaves: u64, keep: &std::ops::Range<u64>) {
+    use std::os::fd::AsRawFd;
+    let ranges = [(0, keep.start), (keep.end, leaves)];
+    for (start, end) in ranges {
+        if end <= start {
+            continue;
+        }
+        // SAFETY: fallocate only reads the descriptor and integer arguments; the fd is open for the call.
+        let result = unsafe {
+            libc::fallocate(
+                file.as_raw_fd(),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                (start * block_size) as libc::off_t,
+                ((end - start) * block_size) as libc::off_t,
+            )
+        };
+        if result != 0 {
+            tracing::debug!(err = %std::io::Error::last_os_error(), "could not punch a hole in a repaired segment");
+        }
+    }
 }
 
 /// `have` with every leaf at or past `limit` cleared (leaves that do not lie entirely within the data file).

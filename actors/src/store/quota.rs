@@ -120,6 +120,14 @@ impl QuotaClaim {
         self.bytes
     }
 
+    /// Releases what this claim holds beyond `bytes`.
+    pub(super) fn shrink_to(&mut self, bytes: u64) {
+        if self.bytes > bytes {
+            self.gate.release(self.bytes - bytes);
+            self.bytes = bytes;
+        }
+    }
+
     /// Adds `other`'s bytes to this claim.
     pub(super) fn absorb(&mut self, mut other: QuotaClaim) {
         self.bytes += std::mem::take(&mut other.bytes);
