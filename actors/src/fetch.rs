@@ -72,7 +72,7 @@ fn refusal(cid: Cid, err: StoreError) -> NodeError {
 }
 
 /// Fetches dataset `cid` into the store, in the background; answers once the manifest is known. A protected
-/// dataset is decoded on the way ([`fetch_protected`]).
+/// dataset is decoded on the way (`fetch_protected`).
 pub async fn fetch_dataset(
     store: Addr<StoreActor>,
     exchange: Option<Addr<BlockExchangeActor>>,
