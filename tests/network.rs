@@ -200,35 +200,64 @@ fn run_liar(
     stop: Arc<AtomicBool>,
     started: std::sync::mpsc::Sender<RawPeer>,
 ) {
+    let tree_cid = parse_cid(&tree_cid).expect("tree cid");
+    let leaves: Vec<_> = file
+        .chunks(DEFAULT_BLOCK_SIZE)
+        .map(|c| {
+            let mut b = c.to_vec();
+            b.resize(DEFAULT_BLOCK_SIZE, 0);
+            codex_protocol::cid::sha256(&b)
+        })
+        .collect();
+    let tree = CodexTree::new(leaves).expect("tree");
+    assert_eq!(tree.root_cid(), tree_cid);
+    let mut lies = 0usize;
+    serve_raw(victim, victim_addr, stop, started, move |message| {
+        let mut reply = Message::default();
+        for entry in message.wantlist.entries.iter().filter(|e| !e.cancel) {
+            let BlockAddress::Leaf { index, .. } = entry.address else { continue };
+            match entry.want_type {
+                WantType::WantHave => reply.presences.push(BlockPresence {
+                    address: entry.address.clone(),
+                    kind: PresenceType::Have,
+                    price: vec![0; 32],
+                }),
+                WantType::WantBlock => {
+                    reply.payload.push(lie(lies, &tree, tree_cid, &file, index));
+                    lies += 1;
+                }
+            }
+        }
+        reply
+    });
+}
+
+/// A raw libp2p host that dials `victim`, opens a blockexc stream both ways, and answers every message the
+/// victim sends with what `respond` makes of it, until `stop`.
+fn serve_raw(
+    victim: PeerId,
+    victim_addr: Multiaddr,
+    stop: Arc<AtomicBool>,
+    started: std::sync::mpsc::Sender<RawPeer>,
+    mut respond: impl FnMut(&Message) -> Message,
+) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async move {
-        let tree_cid = parse_cid(&tree_cid).expect("tree cid");
-        let leaves: Vec<_> = file
-            .chunks(DEFAULT_BLOCK_SIZE)
-            .map(|c| {
-                let mut b = c.to_vec();
-                b.resize(DEFAULT_BLOCK_SIZE, 0);
-                codex_protocol::cid::sha256(&b)
-            })
-            .collect();
-        let tree = CodexTree::new(leaves).expect("tree");
-        assert_eq!(tree.root_cid(), tree_cid);
-        let liar = RawPeer::spawn(&[victim], &[]);
-        let mut control = liar.control.clone();
+        let peer = RawPeer::spawn(&[victim], &[]);
+        let mut control = peer.control.clone();
         let mut incoming = control.accept(BLOCKEXC).expect("accept");
-        liar.dial(victim, victim_addr);
-        let _ = started.send(liar.clone());
+        peer.dial(victim, victim_addr);
+        let _ = started.send(peer.clone());
         let connected = async {
-            while PeerStats::get(&liar.stats.established) == 0 {
+            while PeerStats::get(&peer.stats.established) == 0 {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         };
-        tokio::time::timeout(WAIT, connected).await.expect("the liar connected");
+        tokio::time::timeout(WAIT, connected).await.expect("the raw peer connected");
         let stream = control.open_stream(victim, BLOCKEXC).await.expect("outbound stream");
         let (_, mut out) = stream.split();
         let (_, inbound) = incoming.next().await.expect("victim opens its stream");
         let mut inbound = frames(inbound);
-        let mut lies = 0usize;
         while !stop.load(Ordering::Relaxed) {
             let bytes = match tokio::time::timeout(Duration::from_millis(200), inbound.recv()).await {
                 Ok(Some(bytes)) => bytes,
@@ -240,21 +269,7 @@ fn run_liar(
                 }
             };
             let Ok(message) = Message::decode(&bytes) else { continue };
-            let mut reply = Message::default();
-            for entry in message.wantlist.entries.iter().filter(|e| !e.cancel) {
-                let BlockAddress::Leaf { index, .. } = entry.address else { continue };
-                match entry.want_type {
-                    WantType::WantHave => reply.presences.push(BlockPresence {
-                        address: entry.address.clone(),
-                        kind: PresenceType::Have,
-                        price: vec![0; 32],
-                    }),
-                    WantType::WantBlock => {
-                        reply.payload.push(lie(lies, &tree, tree_cid, &file, index));
-                        lies += 1;
-                    }
-                }
-            }
+            let mut reply = respond(&message);
             // Like the original, at most 20 blocks per message (the node refuses messages of more than 64).
             let mut messages = vec![Message { presences: std::mem::take(&mut reply.presences), ..Message::default() }];
             messages.extend(
@@ -535,4 +550,131 @@ fn corrupted_blocks_from_a_slot_holder_are_rejected() {
     assert!(body.contains("could not be fetched") && body.contains("no block arrived"), "{body}");
     let used = d.space()["quotaUsedBytes"].as_u64().expect("used");
     assert!(used < 1024, "only the manifest is stored, no block: {used} bytes used");
+}
+
+/// A slot is kept only if it hashes to its slot root. A peer hands out a verifiable manifest of a real
+/// dataset whose slot roots are swapped (slot 1 claims slot 2's root): every block verifies against the tree,
+/// but the slot does not match the root the manifest claims, so it is dropped with a 422.
+#[test]
+fn a_slot_that_does_not_match_its_slot_root_is_dropped() {
+    let a = TestNode::start_default();
+    let file = data(6 * DEFAULT_BLOCK_SIZE + 99, 13);
+    let cid = a.upload(&file);
+    let (status, body) = a.post(&format!("/data/{cid}/protect"), br#"{"nodes": 3, "tolerance": 1}"#);
+    assert_eq!(status, 200, "{body}");
+    let item: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let protected = item["cid"].as_str().expect("cid").to_owned();
+    // The node's manifest, rebuilt independently from the bytes (pure protocol code), then two slot roots
+    // swapped.
+    let manifest = expected_verifiable_manifest(&file, 2, 1);
+    let genuine = codex_protocol::Manifest::cid_of(&manifest.encode());
+    assert_eq!(codex_protocol::cid::format_cid(&genuine), protected, "protect matches the pure pipeline");
+    let mut fake = manifest.clone();
+    let verification = fake.erasure.as_mut().and_then(|e| e.verification.as_mut()).expect("verifiable");
+    verification.slot_roots.swap(1, 2);
+    let fake_bytes = fake.encode();
+    let fake_cid = codex_protocol::Manifest::cid_of(&fake_bytes);
+
+    let victim = TestNode::start(NodeOptions::bootstrapped_from(&a));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let server = {
+        let (id, addr, stop) = (victim.peer_id, victim.p2p_addr.clone(), stop.clone());
+        std::thread::spawn(move || {
+            serve_raw(id, addr, stop, started_tx, move |message| {
+                let mut reply = Message::default();
+                for entry in message.wantlist.entries.iter().filter(|e| !e.cancel) {
+                    if entry.address != BlockAddress::Cid(fake_cid) {
+                        continue;
+                    }
+                    match entry.want_type {
+                        WantType::WantHave => reply.presences.push(BlockPresence {
+                            address: entry.address.clone(),
+                            kind: PresenceType::Have,
+                            price: vec![0; 32],
+                        }),
+                        WantType::WantBlock => reply.payload.push(BlockDelivery {
+                            cid: fake_cid,
+                            data: fake_bytes.clone().into(),
+                            address: entry.address.clone(),
+                            proof: None,
+                        }),
+                    }
+                }
+                reply
+            })
+        })
+    };
+    let peer = started_rx.recv_timeout(WAIT).expect("the manifest server started");
+    wait_until("the victim to see the manifest server", WAIT, || victim.is_connected_to(&peer.peer_id));
+    let fake_text = codex_protocol::cid::format_cid(&fake_cid);
+    let (status, body) = victim.post(&format!("/data/{fake_text}/slots/1/network"), b"");
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("does not match its slot root"), "{body}");
+    let space = victim.space();
+    assert_eq!(space["quotaReservedBytes"].as_u64(), Some(0), "the slot's claim is returned: {space}");
+    // The genuine manifest's slot 1 is fine.
+    let (status, body) = victim.post(&format!("/data/{protected}/slots/1/network"), b"");
+    assert_eq!(status, 200, "{body}");
+    stop.store(true, Ordering::Relaxed);
+    server.join().expect("server thread");
+}
+
+/// The verifiable manifest of `file` protected with K = `k`, M = `m`, computed with the protocol crate alone
+/// (erasure layout and codec, CodexTree, Poseidon2 slot trees): what `POST /data/{cid}/protect` must produce.
+fn expected_verifiable_manifest(file: &[u8], k: u64, m: u64) -> codex_protocol::Manifest {
+    use codex_protocol::erasure::{EMPTY_DIGEST, ErasureCodec, ErasureLayout, ErasureParams};
+    use codex_protocol::manifest::ErasureInfo;
+    use codex_protocol::slots::{DEFAULT_CELL_SIZE, SlotLayout, SlotTree, slot_block_digest, verifiable_manifest};
+    let bs = DEFAULT_BLOCK_SIZE;
+    let params = ErasureParams::new(k, m).expect("params");
+    let layout = ErasureLayout::new(params, file.len().div_ceil(bs) as u64).expect("layout");
+    let mut blocks = vec![vec![0u8; bs]; layout.encoded_blocks() as usize];
+    for (block, chunk) in blocks.iter_mut().zip(file.chunks(bs)) {
+        block[..chunk.len()].copy_from_slice(chunk);
+    }
+    let codec = ErasureCodec::new(params).expect("codec");
+    for group in 0..layout.groups() {
+        let members: Vec<usize> = layout.group_members(group).map(|i| i as usize).collect();
+        let mut shards: Vec<Vec<u8>> = members.iter().map(|i| blocks[*i].clone()).collect();
+        let mut refs: Vec<&mut [u8]> = shards.iter_mut().map(Vec::as_mut_slice).collect();
+        codec.encode_group(&mut refs).expect("encode");
+        for (shard, index) in shards.into_iter().zip(&members).skip(k as usize) {
+            blocks[*index] = shard;
+        }
+    }
+    let leaves: Vec<_> = (0..layout.encoded_blocks())
+        .map(|i| if layout.is_padding(i) { EMPTY_DIGEST } else { codex_protocol::cid::sha256(&blocks[i as usize]) })
+        .collect();
+    let original_tree = CodexTree::new(leaves[..layout.original_blocks() as usize].to_vec()).expect("tree");
+    let original =
+        codex_protocol::Manifest::new_unprotected(original_tree.root_cid(), bs as u64, file.len() as u64, None, None);
+    let protected = codex_protocol::Manifest {
+        tree_cid: CodexTree::new(leaves).expect("tree").root_cid(),
+        dataset_size: layout.encoded_blocks() * bs as u64,
+        erasure: Some(ErasureInfo {
+            ec_k: k,
+            ec_m: m,
+            original_tree_cid: original.tree_cid,
+            original_dataset_size: original.dataset_size,
+            protected_strategy: 1,
+            verification: None,
+        }),
+        ..original
+    };
+    let slots = SlotLayout::from_manifest(&protected, DEFAULT_CELL_SIZE).expect("slot layout");
+    let digests: Vec<_> = (0..layout.encoded_blocks())
+        .map(|i| {
+            let block: &[u8] = if slots.is_empty_block(i) { &[] } else { &blocks[i as usize] };
+            slot_block_digest(&slots, i, block).expect("digest")
+        })
+        .collect();
+    let roots: Vec<_> = (0..slots.num_slots())
+        .map(|s| {
+            let range = slots.slot_blocks(s).expect("slot");
+            SlotTree::new(&slots, &digests[range.start as usize..range.end as usize]).expect("slot tree").root()
+        })
+        .collect();
+    let verify = codex_protocol::slots::verify_root(&roots).expect("verify root");
+    verifiable_manifest(&protected, DEFAULT_CELL_SIZE, &roots, verify).expect("verifiable")
 }
