@@ -10,7 +10,7 @@
 use super::fetch::{Fetches, GiveUp};
 use super::ledger::{self, Admit, Ledger, SendSlot, Verdict};
 use super::provider::{Provider, Want};
-use super::requester::{Delivery, Requester, RequesterConfig, Stored};
+use super::requester::{Delivery, Fallback, Requester, RequesterConfig, Stored};
 use super::{Attach, BlockExchangeConfig, ExchangeError, FetchBlock, LeafSet, StartDownload};
 use crate::discovery::{Announce, DiscoveryActor, Locate};
 use crate::network::{Disconnect, Frame, NetEvent, NetworkActor};
@@ -666,7 +666,25 @@ impl Handler<StartDownload> for BlockExchangeActor {
                     .filter(move |index| progress.needed(*index)),
             ),
         };
-        let Some(added) = self.requester.start(tree, msg.manifest_cid, missing, Instant::now()) else {
+        let fallback = match &msg.leaves {
+            LeafSet::Groups(layout) => {
+                let layout = *layout;
+                let group_data = move |index: u64| {
+                    let (group, position) = layout.group_of(index)?;
+                    (position >= layout.params().k()).then(|| {
+                        layout
+                            .group_members(group)
+                            .take(layout.params().k())
+                            .filter(|member| !layout.is_padding(*member))
+                            .collect()
+                    })
+                };
+                Some(Fallback { group_data: Box::new(group_data) })
+            }
+            LeafSet::All | LeafSet::Range(_) => None,
+        };
+        let Some(added) = self.requester.start_with_fallback(tree, msg.manifest_cid, missing, fallback, Instant::now())
+        else {
             return;
         };
         tracing::info!(

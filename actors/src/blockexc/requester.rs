@@ -18,6 +18,19 @@ use std::time::{Duration, Instant};
 
 /// Leaves nobody has are re-announced (and looked up) this often.
 pub const REASK_INTERVAL: Duration = Duration::from_secs(2);
+/// A decoding download's data leaf that no peer said it has this long after it entered the window is taken as
+/// lost: the fallback (parity) leaves of its group may then be requested.
+pub const FALLBACK_AFTER: Duration = Duration::from_millis(500);
+/// Fallback leaves are requested after this long in the window whatever their group's data looks like.
+pub const FALLBACK_MAX: Duration = Duration::from_secs(5);
+
+/// Which leaves of a download are fallbacks (an erasure-coded dataset's parity): asked for only when a data
+/// leaf of their group looks lost (no peer has it [`FALLBACK_AFTER`] after it entered the window), or after
+/// [`FALLBACK_MAX`]. When nothing is lost, the groups fill from data alone and no parity is transferred.
+pub struct Fallback {
+    /// The data leaves of a fallback leaf's group, or `None` when `index` is not a fallback leaf.
+    pub group_data: Box<dyn Fn(u64) -> Option<Vec<u64>> + Send>,
+}
 
 /// Where a leaf of the window stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +58,9 @@ struct Download {
     /// Indexes not yet taken into the window.
     pending: Box<dyn Iterator<Item = u64> + Send>,
     window: BTreeMap<u64, LeafState>,
+    fallback: Option<Fallback>,
+    /// When each window leaf entered the window (downloads with fallbacks only).
+    entered: HashMap<u64, Instant>,
     started: Instant,
     last_progress: Instant,
     last_reask: Instant,
@@ -138,6 +154,18 @@ impl Requester {
         indexes: Box<dyn Iterator<Item = u64> + Send>,
         now: Instant,
     ) -> Option<Vec<u64>> {
+        self.start_with_fallback(tree, manifest_cid, indexes, None, now)
+    }
+
+    /// [`Requester::start`], with `fallback` leaves held back until they look needed (see [`Fallback`]).
+    pub fn start_with_fallback(
+        &mut self,
+        tree: Cid,
+        manifest_cid: Cid,
+        indexes: Box<dyn Iterator<Item = u64> + Send>,
+        fallback: Option<Fallback>,
+        now: Instant,
+    ) -> Option<Vec<u64>> {
         if self.downloads.contains_key(&tree) {
             return None;
         }
@@ -145,11 +173,13 @@ impl Requester {
             manifest_cid,
             pending: indexes,
             window: BTreeMap::new(),
+            fallback,
+            entered: HashMap::new(),
             started: now,
             last_progress: now,
             last_reask: now,
         };
-        let added = refill(self.config.window, &mut download);
+        let added = refill(self.config.window, &mut download, now);
         self.downloads.insert(tree, download);
         self.dirty = true;
         Some(added)
@@ -178,8 +208,11 @@ impl Requester {
                 }
             }
         }
+        for index in indexes {
+            download.entered.remove(index);
+        }
         download.last_progress = now;
-        let added = refill(self.config.window, download);
+        let added = refill(self.config.window, download, now);
         self.dirty = true;
         added
     }
@@ -283,6 +316,7 @@ impl Requester {
             match outcome {
                 Stored::Kept => {
                     download.window.remove(index);
+                    download.entered.remove(index);
                     download.last_progress = now;
                     kept.push(*index);
                 }
@@ -307,7 +341,7 @@ impl Requester {
                 }
             }
         }
-        let added = refill(self.config.window, download);
+        let added = refill(self.config.window, download, now);
         self.dirty |= rejected > 0 || !added.is_empty();
         (rejected, added)
     }
@@ -324,8 +358,9 @@ impl Requester {
             if !self.peers.values().any(|p| p.in_flight < cap) {
                 break;
             }
+            let held_back = held_back_fallbacks(download, &self.peers, tree, now);
             for (index, state) in download.window.iter_mut() {
-                if *state != LeafState::Wanted {
+                if *state != LeafState::Wanted || held_back.contains(index) {
                     continue;
                 }
                 let best = self
@@ -371,6 +406,10 @@ impl Requester {
                     tick.locate.extend([*tree, download.manifest_cid]);
                 }
             }
+            if download.fallback.is_some() && download.window.values().any(|state| *state == LeafState::Wanted) {
+                // Fallback leaves become eligible with time: look again.
+                self.dirty = true;
+            }
             if now.duration_since(download.last_progress) > self.config.stall_timeout {
                 tick.stalled.push((*tree, download.manifest_cid));
             }
@@ -399,15 +438,45 @@ impl Requester {
 }
 
 /// Takes indexes into the window until it is full; returns the new ones.
-fn refill(window: usize, download: &mut Download) -> Vec<u64> {
+fn refill(window: usize, download: &mut Download, now: Instant) -> Vec<u64> {
     let mut added = Vec::new();
     while download.window.len() < window {
         let Some(index) = download.pending.next() else { break };
         if download.window.insert(index, LeafState::Wanted).is_none() {
             added.push(index);
+            if download.fallback.is_some() {
+                download.entered.insert(index, now);
+            }
         }
     }
     added
+}
+
+/// The fallback leaves of `download` not to request yet: those whose group's data leaves are all held or
+/// still obtainable (in the window for less than [`FALLBACK_AFTER`], or held by a connected peer), unless they
+/// waited [`FALLBACK_MAX`].
+fn held_back_fallbacks(
+    download: &Download,
+    peers: &HashMap<PeerId, PeerWants>,
+    tree: &Cid,
+    now: Instant,
+) -> HashSet<u64> {
+    let Some(fallback) = &download.fallback else { return HashSet::new() };
+    let waited = |index: &u64, at_least: Duration| {
+        download.entered.get(index).is_some_and(|entered| now.duration_since(*entered) >= at_least)
+    };
+    let someone_has = |index: &u64| peers.values().any(|p| p.have.get(tree).is_some_and(|h| h.contains(index)));
+    let lost = |index: &u64| {
+        download.window.get(index) == Some(&LeafState::Wanted) && waited(index, FALLBACK_AFTER) && !someone_has(index)
+    };
+    download
+        .window
+        .iter()
+        .filter(|(_, state)| **state == LeafState::Wanted)
+        .filter_map(|(index, _)| Some((*index, (fallback.group_data)(*index)?)))
+        .filter(|(index, data)| !waited(index, FALLBACK_MAX) && !data.iter().any(lost))
+        .map(|(index, _)| index)
+        .collect()
 }
 
 #[cfg(test)]
@@ -441,6 +510,41 @@ mod tests {
             .collect();
         out.sort_unstable();
         out
+    }
+
+    /// Two groups of a 2 + 1 code: data 0, 1 and parity 4 (group 0); data 2, 3 and parity 5 (group 1).
+    fn two_groups() -> Fallback {
+        Fallback {
+            group_data: Box::new(|index| match index {
+                4 => Some(vec![0, 1]),
+                5 => Some(vec![2, 3]),
+                _ => None,
+            }),
+        }
+    }
+
+    #[test]
+    fn fallback_leaves_are_asked_for_only_when_a_data_leaf_of_their_group_looks_lost() {
+        let mut requester = Requester::new(config(16, 16));
+        let (t, start, peer) = (tree(1), Instant::now(), PeerId::random());
+        requester.peer_connected(peer, start);
+        let leaves = vec![0u64, 1, 4, 2, 3, 5];
+        requester.start_with_fallback(t, tree(9), Box::new(leaves.into_iter()), Some(two_groups()), start);
+        // The peer has every leaf but 3 (lost with its slot).
+        for index in [0, 1, 2, 4, 5] {
+            requester.on_presence(&peer, t, index, true);
+        }
+        let first = requester.schedule(start);
+        assert_eq!(indexes(&first, &peer), vec![0, 1, 2], "data only while every data leaf may still come");
+        // Leaf 3 has had no Have for FALLBACK_AFTER: group 1's parity is asked for; group 0's never is.
+        let later = start + FALLBACK_AFTER;
+        requester.tick(later);
+        let second = requester.schedule(later);
+        assert_eq!(indexes(&second, &peer), vec![5]);
+        // Past FALLBACK_MAX a held-back fallback leaf is asked for anyway.
+        let much_later = start + FALLBACK_MAX;
+        requester.tick(much_later);
+        assert_eq!(indexes(&requester.schedule(much_later), &peer), vec![4]);
     }
 
     #[test]
