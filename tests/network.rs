@@ -453,6 +453,24 @@ fn slots_of_a_protected_dataset_are_hosted_and_served_by_other_nodes() {
     let slot: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(slot["blocks"].as_u64(), Some(3), "the padding block is neither fetched nor stored");
 
+    // A hosted slot is stored like any dataset: it expires (with its manifest), freeing its quota and files.
+    let short = NodeOptions {
+        block_ttl: Duration::from_secs(2),
+        maintenance_interval: Duration::from_secs(1),
+        ..NodeOptions::bootstrapped_from(&a)
+    };
+    let e = TestNode::start(short);
+    let (status, body) = e.post(&format!("/data/{protected}/slots/3/network"), b"");
+    assert_eq!(status, 200, "{body}");
+    assert!(e.space()["quotaReservedBytes"].as_u64().is_some_and(|r| r > 0));
+    wait_until("the slot to expire", WAIT, || {
+        let space = e.space();
+        space["quotaReservedBytes"].as_u64() == Some(0) && space["quotaUsedBytes"].as_u64() == Some(0)
+    });
+    wait_until("the slot's files to go", WAIT, || {
+        std::fs::read_dir(e.dir.join("repo/segments")).map_or(0, |entries| entries.count()) == 0
+    });
+
     // B serves its slot as soon as it holds it: with the uploader gone, D gets slot 1 from B.
     a.stop();
     let d = TestNode::start(NodeOptions::bootstrapped_from(&b));

@@ -155,6 +155,8 @@ async fn drive_decode(
     let layout = begun.layout;
     let original = layout.original_blocks();
     let present: Vec<bool> = (0..progress.leaves()).map(|index| progress.has(index)).collect();
+    let parity_held = present.iter().skip(layout.rounded() as usize).filter(|held| **held).count();
+    tracing::info!(cid = %format_cid(&cid), parity_held, groups = layout.groups(), "every erasure group decodable");
     let groups: Vec<u64> = (0..layout.groups())
         .filter(|group| layout.group_members(*group).any(|index| index < original && !progress.has(index)))
         .collect();

@@ -92,16 +92,16 @@ rm -rf "$WORK/node" "$WORK/F"
 start_node() {
   local name=$1 port=$2 p2p=$3 spr=${4:-}
   local args=(--data-dir "$WORK/$name" --api-port "$port" --listen-addrs "/ip4/127.0.0.1/tcp/$p2p" --nat none
-    --storage-quota "$(( SIZE_MIB * 3 / 1024 + 2 ))GiB" --log-format none)
+    --storage-quota "$(( SIZE_MIB * 3 / 1024 + 2 ))GiB" --log-format nocolors)
   [ -n "$spr" ] && args+=(--bootstrap-node "$spr")
-  "$BIN" "${args[@]}" > /dev/null 2>&1 &
+  "$BIN" "${args[@]}" > "$WORK/$name.log" 2>&1 &
   PIDS+=($!); echo $! > "$WORK/$name.pid"
   for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/api/codex/v1/space" > /dev/null && return; sleep 0.1; done
   echo "node $name did not start" >&2; exit 1
 }
 api_of() { echo "http://127.0.0.1:$1/api/codex/v1"; }
 spr_of() { curl -sf -H 'Accept: text/plain' "$(api_of "$1")/spr"; }
-stop_named() { kill "$(cat "$WORK/$1.pid")"; }
+stop_named() { local pid; pid=$(cat "$WORK/$1.pid"); kill "$pid"; wait "$pid" 2>/dev/null || true; }
 
 download_part() {
   echo "== ${SIZE_MIB} MiB protected (3 + 2) across 5 slot holders: download with 0 and with 2 slots missing =="
@@ -134,6 +134,7 @@ download_part() {
   t0=$(now); curl -sf -o "$WORK/out2" "$(api_of 18412)/data/$protected/network/stream"; t1=$(now)
   local two; two=$(py "print(f'{$t1 - $t0:.3f}')")
   [ "$(sha256sum "$WORK/out2" | cut -d' ' -f1)" = "$want" ] || { echo "bytes differ (2 missing)" >&2; exit 1; }
+  grep -h 'every erasure group decodable' "$WORK/r0.log" "$WORK/r2.log" | sed 's/^.*INFO/  reader:/' || true
   echo "stream, no slot missing        : ${none} s ($(py "print(f'{$SIZE_MIB / $none:.0f}')") MiB/s)"
   echo "stream, 2 data slots missing   : ${two} s ($(py "print(f'{$SIZE_MIB / $two:.0f}')") MiB/s) = $(py "print(f'{$two / $none:.2f}')")x the first (bytes checked: sha256 equal)"
 }

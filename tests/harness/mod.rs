@@ -279,11 +279,21 @@ pub struct NodeOptions {
     pub exchange: BlockExchangeConfig,
     /// The data dir; a fresh temporary one when `None`. The node key is fresh at every start either way.
     pub dir: Option<PathBuf>,
+    /// How long stored data lives, and how often expired data is swept.
+    pub block_ttl: Duration,
+    pub maintenance_interval: Duration,
 }
 
 impl Default for NodeOptions {
     fn default() -> Self {
-        Self { bootstrap: Vec::new(), quota: 2 << 30, exchange: BlockExchangeConfig::default(), dir: None }
+        Self {
+            bootstrap: Vec::new(),
+            quota: 2 << 30,
+            exchange: BlockExchangeConfig::default(),
+            dir: None,
+            block_ttl: Duration::from_secs(30 * 86_400),
+            maintenance_interval: Duration::from_secs(600),
+        }
     }
 }
 
@@ -426,10 +436,10 @@ fn node_config(dir: &Path, key: libp2p::identity::Keypair, options: &NodeOptions
         store: StoreConfig {
             repo_dir: dir.join("repo"),
             quota_max: options.quota,
-            block_ttl: Some(Duration::from_secs(30 * 86_400)),
+            block_ttl: Some(options.block_ttl),
             sweep_batch: 1000,
         },
-        maintenance: MaintenanceConfig { interval: Duration::from_secs(600) },
+        maintenance: MaintenanceConfig { interval: options.maintenance_interval },
         network: Some(NetworkConfig {
             keypair: key,
             listen_addrs: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")],

@@ -240,9 +240,29 @@ impl StoreActor {
         let batch = self.config.sweep_batch;
         let result = self.repo()?.sweep_expired(now, batch, cursor, &mut counters);
         self.quota.set_counters(counters);
-        let (cursor, outcome) = result?;
+        let (cursor, mut outcome) = result?;
         self.sweep_cursor = cursor;
         self.repo()?.unlink_segments(&outcome.segments_to_unlink);
+        // A hosted slot expires with its manifest block: the sweep just removed that, so drop the slot too.
+        let expired: Vec<Cid> = self
+            .partials
+            .iter()
+            .filter(|(_, partial)| partial.slot.as_ref().is_some_and(|slot| slot.hosted))
+            .map(|(tree, partial)| (*tree, partial.manifest_cid))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .filter_map(|(tree, manifest)| match self.repo().and_then(|repo| repo.has_block(&manifest)) {
+                Ok(false) => Some(tree),
+                _ => None,
+            })
+            .collect();
+        for tree in expired {
+            if let Some(partial) = self.partials.remove(&tree) {
+                outcome.freed_bytes += partial.claim.bytes();
+                tracing::info!(cid = %format_cid(&partial.manifest_cid), "hosted slot expired");
+                self.abort_download(partial, "the slot expired")?;
+            }
+        }
         Ok(outcome)
     }
 
