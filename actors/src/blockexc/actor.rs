@@ -243,12 +243,21 @@ impl BlockExchangeActor {
         self.fetches.forget_answers(&peer);
         self.requester.peer_connected(peer, now);
         self.provider.connect(peer, session);
-        let mut entries: Vec<WantEntry> =
-            self.requester.wanted().into_iter().map(|a| want(a, WantType::WantHave, false)).collect();
+        let mut entries: Vec<WantEntry> = self.requester.wanted().into_iter().map(|a| self.want_have(a)).collect();
         entries.extend(self.fetches.wanted().map(|cid| want(BlockAddress::Cid(*cid), WantType::WantBlock, true)));
         if !entries.is_empty() {
             self.send_entries(peer, entries, true, ctx);
         }
+    }
+
+    /// A wantHave entry; a decoding download asks to hear DontHave too (a data leaf nobody has is lost, and
+    /// its group's parity is then asked for at once).
+    fn want_have(&self, address: BlockAddress) -> WantEntry {
+        let dont_have = match &address {
+            BlockAddress::Leaf { tree, .. } => self.requester.has_fallbacks(tree),
+            BlockAddress::Cid(_) => false,
+        };
+        want(address, WantType::WantHave, dont_have)
     }
 
     fn on_message(&mut self, peer: PeerId, message: WireMessage, ctx: &mut Context<Self>) {
@@ -442,8 +451,7 @@ impl BlockExchangeActor {
             self.requester.end(&tree, now);
             return;
         }
-        let entries =
-            added.into_iter().map(|index| want(BlockAddress::Leaf { tree, index }, WantType::WantHave, false));
+        let entries = added.into_iter().map(|index| self.want_have(BlockAddress::Leaf { tree, index }));
         self.broadcast(entries.collect(), ctx);
         self.schedule(ctx);
     }
@@ -501,8 +509,7 @@ impl BlockExchangeActor {
             tracing::debug!(%peer, "a block request timed out; asking elsewhere");
         }
         for (tree, indexes) in tick.reask {
-            let entries =
-                indexes.into_iter().map(|index| want(BlockAddress::Leaf { tree, index }, WantType::WantHave, false));
+            let entries = indexes.into_iter().map(|index| self.want_have(BlockAddress::Leaf { tree, index }));
             self.broadcast(entries.collect(), ctx);
         }
         for cid in tick.locate {
@@ -695,8 +702,7 @@ impl Handler<StartDownload> for BlockExchangeActor {
             "fetching a dataset"
         );
         self.progress.insert(tree, (msg.progress, Instant::now()));
-        let entries =
-            added.into_iter().map(|index| want(BlockAddress::Leaf { tree, index }, WantType::WantHave, false));
+        let entries = added.into_iter().map(|index| self.want_have(BlockAddress::Leaf { tree, index }));
         self.broadcast(entries.collect(), ctx);
         self.locate(tree);
         self.locate(msg.manifest_cid);

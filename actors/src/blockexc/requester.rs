@@ -18,15 +18,16 @@ use std::time::{Duration, Instant};
 
 /// Leaves nobody has are re-announced (and looked up) this often.
 pub const REASK_INTERVAL: Duration = Duration::from_secs(2);
-/// A decoding download's data leaf that no peer said it has this long after it entered the window is taken as
-/// lost: the fallback (parity) leaves of its group may then be requested.
-pub const FALLBACK_AFTER: Duration = Duration::from_millis(500);
+/// A decoding download's data leaf is taken as lost, and the fallback (parity) leaves of its group requested,
+/// when every connected peer said DontHave, or when none said Have this long after it entered the window.
+pub const FALLBACK_AFTER: Duration = Duration::from_secs(2);
 /// Fallback leaves are requested after this long in the window whatever their group's data looks like.
 pub const FALLBACK_MAX: Duration = Duration::from_secs(5);
 
 /// Which leaves of a download are fallbacks (an erasure-coded dataset's parity): asked for only when a data
-/// leaf of their group looks lost (no peer has it [`FALLBACK_AFTER`] after it entered the window), or after
-/// [`FALLBACK_MAX`]. When nothing is lost, the groups fill from data alone and no parity is transferred.
+/// leaf of their group looks lost (every connected peer said DontHave, or none said Have [`FALLBACK_AFTER`]
+/// after it entered the window), or after [`FALLBACK_MAX`]. When nothing is lost, the groups fill from data
+/// alone and no parity is transferred.
 pub struct Fallback {
     /// The data leaves of a fallback leaf's group, or `None` when `index` is not a fallback leaf.
     pub group_data: Box<dyn Fn(u64) -> Option<Vec<u64>> + Send>,
@@ -69,6 +70,8 @@ struct Download {
 struct PeerWants {
     /// Window leaves the peer said it has, per tree.
     have: HashMap<Cid, HashSet<u64>>,
+    /// Window leaves of downloads with fallbacks the peer said it does not have, per tree.
+    dont: HashMap<Cid, HashSet<u64>>,
     in_flight: usize,
     last_delivery: Instant,
 }
@@ -211,10 +214,24 @@ impl Requester {
         for index in indexes {
             download.entered.remove(index);
         }
+        for p in self.peers.values_mut() {
+            for sets in [&mut p.have, &mut p.dont] {
+                if let Some(set) = sets.get_mut(tree) {
+                    for index in indexes {
+                        set.remove(index);
+                    }
+                }
+            }
+        }
         download.last_progress = now;
         let added = refill(self.config.window, download, now);
         self.dirty = true;
         added
+    }
+
+    /// True when the download of `tree` has fallback leaves (it wants to hear DontHave).
+    pub fn has_fallbacks(&self, tree: &Cid) -> bool {
+        self.downloads.get(tree).is_some_and(|d| d.fallback.is_some())
     }
 
     /// Ends the download of `tree` (complete, failed or abandoned).
@@ -222,6 +239,7 @@ impl Requester {
         let download = self.downloads.remove(tree)?;
         for peer in self.peers.values_mut() {
             peer.have.remove(tree);
+            peer.dont.remove(tree);
         }
         // Requests still out for this tree no longer count against their peers.
         for state in download.window.values() {
@@ -235,7 +253,8 @@ impl Requester {
     }
 
     pub fn peer_connected(&mut self, peer: PeerId, now: Instant) {
-        self.peers.insert(peer, PeerWants { have: HashMap::new(), in_flight: 0, last_delivery: now });
+        self.peers
+            .insert(peer, PeerWants { have: HashMap::new(), dont: HashMap::new(), in_flight: 0, last_delivery: now });
     }
 
     /// A peer left: its requests go back to wanted.
@@ -278,6 +297,10 @@ impl Requester {
         }
         if let Some(set) = p.have.get_mut(&tree) {
             set.remove(&index);
+        }
+        if download.fallback.is_some() {
+            p.dont.entry(tree).or_default().insert(index);
+            self.dirty = true;
         }
         if matches!(state, LeafState::Requested { peer: q, .. } if q == peer) {
             *state = LeafState::Wanted;
@@ -335,9 +358,11 @@ impl Requester {
             p.last_delivery = now;
         }
         for p in self.peers.values_mut() {
-            if let Some(set) = p.have.get_mut(&tree) {
-                for index in &kept {
-                    set.remove(index);
+            for sets in [&mut p.have, &mut p.dont] {
+                if let Some(set) = sets.get_mut(&tree) {
+                    for index in &kept {
+                        set.remove(index);
+                    }
                 }
             }
         }
@@ -466,8 +491,12 @@ fn held_back_fallbacks(
         download.entered.get(index).is_some_and(|entered| now.duration_since(*entered) >= at_least)
     };
     let someone_has = |index: &u64| peers.values().any(|p| p.have.get(tree).is_some_and(|h| h.contains(index)));
+    let nobody_has =
+        |index: &u64| !peers.is_empty() && peers.values().all(|p| p.dont.get(tree).is_some_and(|d| d.contains(index)));
     let lost = |index: &u64| {
-        download.window.get(index) == Some(&LeafState::Wanted) && waited(index, FALLBACK_AFTER) && !someone_has(index)
+        download.window.get(index) == Some(&LeafState::Wanted)
+            && !someone_has(index)
+            && (nobody_has(index) || waited(index, FALLBACK_AFTER))
     };
     download
         .window
@@ -536,15 +565,31 @@ mod tests {
         }
         let first = requester.schedule(start);
         assert_eq!(indexes(&first, &peer), vec![0, 1, 2], "data only while every data leaf may still come");
-        // Leaf 3 has had no Have for FALLBACK_AFTER: group 1's parity is asked for; group 0's never is.
-        let later = start + FALLBACK_AFTER;
-        requester.tick(later);
-        let second = requester.schedule(later);
+        // The peer says it does not have leaf 3: group 1's parity is asked for at once; group 0's is not.
+        requester.on_presence(&peer, t, 3, false);
+        let second = requester.schedule(start);
         assert_eq!(indexes(&second, &peer), vec![5]);
+        assert!(requester.has_fallbacks(&t));
         // Past FALLBACK_MAX a held-back fallback leaf is asked for anyway.
         let much_later = start + FALLBACK_MAX;
         requester.tick(much_later);
         assert_eq!(indexes(&requester.schedule(much_later), &peer), vec![4]);
+    }
+
+    #[test]
+    fn without_dont_have_a_data_leaf_is_taken_as_lost_after_a_while() {
+        let mut requester = Requester::new(config(16, 16));
+        let (t, start, peer) = (tree(1), Instant::now(), PeerId::random());
+        requester.peer_connected(peer, start);
+        let leaves = vec![2u64, 3, 5];
+        requester.start_with_fallback(t, tree(9), Box::new(leaves.into_iter()), Some(two_groups()), start);
+        for index in [2, 5] {
+            requester.on_presence(&peer, t, index, true);
+        }
+        assert_eq!(indexes(&requester.schedule(start), &peer), vec![2]);
+        let later = start + FALLBACK_AFTER;
+        requester.tick(later);
+        assert_eq!(indexes(&requester.schedule(later), &peer), vec![5], "no Have for leaf 3 in time");
     }
 
     #[test]
