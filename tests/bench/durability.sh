@@ -11,9 +11,10 @@
 # - slot building (Poseidon2 over every encoded block): seconds, MB/s, and the ratio to the limit
 #   "cores x one-core rate" where the one-core rate is the block-digest rate of tests/bench/poseidon2.sh's binary
 #   measured in the same run (goal >= 0.9); peak RSS of the node (VmHWM).
-# - download: five nodes host one slot each of the protected dataset, the uploader stops; a fresh node streams
-#   the original bytes with no slot missing, then (two data-slot holders stopped) another fresh node streams them
-#   with M = 2 slots missing, every missing block decoded: time, ratio to the first, bytes checked.
+# - download: five nodes host one slot each of the protected dataset; a fresh node streams the unprotected
+#   original from the uploader (the baseline); the uploader stops; a fresh node streams the protected dataset with
+#   no slot missing, then (two data-slot holders stopped) another fresh node streams it with M = 2 slots missing,
+#   every missing block decoded: times, ratios to the baseline and to each other, bytes checked.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/codex-target}"
@@ -122,6 +123,12 @@ download_part() {
   for pid in "${fetches[@]}"; do wait "$pid" || { echo "a slot could not be hosted" >&2; exit 1; }; done
   t1=$(now)
   echo "5 nodes fetched and checked one slot each: $(py "print(f'{$t1 - $t0:.1f}')") s"
+  # Same-run baseline: a plain (unprotected) download of the original from the uploader.
+  start_node rp 18409 18509 "$spr"
+  t0=$(now); curl -sf -o "$WORK/outp" "$(api_of 18409)/data/$cid/network/stream"; t1=$(now)
+  local plain; plain=$(py "print(f'{$t1 - $t0:.3f}')")
+  [ "$(sha256sum "$WORK/outp" | cut -d' ' -f1)" = "$want" ] || { echo "bytes differ (plain)" >&2; exit 1; }
+  rm -f "$WORK/outp"; stop_named rp
   stop_named up
   local spr1; spr1=$(spr_of 18402)
   start_node r0 18410 18510 "$spr1"
@@ -135,8 +142,9 @@ download_part() {
   local two; two=$(py "print(f'{$t1 - $t0:.3f}')")
   [ "$(sha256sum "$WORK/out2" | cut -d' ' -f1)" = "$want" ] || { echo "bytes differ (2 missing)" >&2; exit 1; }
   grep -h 'every erasure group decodable' "$WORK/r0.log" "$WORK/r2.log" | sed 's/^.*INFO/  reader:/' || true
-  echo "stream, no slot missing        : ${none} s ($(py "print(f'{$SIZE_MIB / $none:.0f}')") MiB/s)"
-  echo "stream, 2 data slots missing   : ${two} s ($(py "print(f'{$SIZE_MIB / $two:.0f}')") MiB/s) = $(py "print(f'{$two / $none:.2f}')")x the first (bytes checked: sha256 equal)"
+  echo "plain download of the original (baseline, from the uploader): ${plain} s ($(py "print(f'{$SIZE_MIB / $plain:.0f}')") MiB/s)"
+  echo "stream, no slot missing        : ${none} s ($(py "print(f'{$SIZE_MIB / $none:.0f}')") MiB/s) = $(py "print(f'{$none / $plain:.2f}')")x the baseline"
+  echo "stream, 2 data slots missing   : ${two} s ($(py "print(f'{$SIZE_MIB / $two:.0f}')") MiB/s) = $(py "print(f'{$two / $plain:.2f}')")x the baseline, $(py "print(f'{$two / $none:.2f}')")x no slot missing (bytes checked: sha256 equal)"
 }
 
 [ "$ONLY" = all ] || [ "$ONLY" = protect ] && protect_part
