@@ -333,8 +333,7 @@ impl StoreActor {
         let (data, tree_path) = (repo.data_path(segment), repo.tree_path(segment));
         let old_data = partial.paths().data.clone();
         let old_segment = partial.segment;
-        let claim_source = partial;
-        let stored = (|| -> Result<StoredDataset, StoreError> {
+        let stored = (|| -> Result<(), StoreError> {
             std::fs::hard_link(&old_data, &data).map_err(StoreError::io("linking decoded data"))?;
             let tree = codex_protocol::CodexTree::new(leaves.clone())?;
             crate::upload::write_tree_file(&tree_path, &tree)?;
@@ -342,24 +341,32 @@ impl StoreActor {
                 std::fs::OpenOptions::new().write(true).open(&data).map_err(StoreError::io("opening decoded data"))?;
             file.set_len(leaves.len() as u64 * view.block_size).map_err(StoreError::io("sizing decoded data"))?;
             file.sync_all().map_err(StoreError::io("syncing decoded data"))?;
-            Ok(StoredDataset { cid: Manifest::cid_of(&view.encode()), manifest: view.clone() })
+            if let Some(dir) = data.parent() {
+                super::treefile::sync_dir(dir)?;
+            }
+            Ok(())
         })();
-        let Partial { claim, .. } = claim_source;
-        self.repo()?.remove_download(&msg.tree)?;
-        self.repo()?.unlink_segments(&[old_segment]);
+        let Partial { claim, .. } = partial;
         if let Err(err) = stored {
             progress.fail(err.to_string());
-            self.repo()?.unlink_segments(&[segment]);
+            let repo = self.repo()?;
+            repo.remove_download(&msg.tree)?;
+            repo.unlink_segments(&[old_segment, segment]);
             return Err(err);
         }
-        let commit = Commit { segment, leaves: &leaves, manifest: &view, claim, download: None };
-        match self.commit(commit) {
+        // The commit ends the download record in the same transaction that makes the original visible.
+        let commit = Commit { segment, leaves: &leaves, manifest: &view, claim, download: Some(&msg.tree) };
+        let result = self.commit(commit);
+        let repo = self.repo()?;
+        repo.unlink_segments(&[old_segment]);
+        match result {
             Ok(stored) => {
                 progress.complete();
                 Ok(stored)
             }
             Err(err) => {
                 progress.fail(err.to_string());
+                let _ = repo.remove_download(&msg.tree);
                 Err(err)
             }
         }

@@ -294,6 +294,7 @@ impl Repo {
             t.blocks.insert(manifest_key.as_slice(), encode(&block).as_slice())?;
             if let Some(tree_cid) = download {
                 t.downloads.remove(tree_cid.to_bytes().as_slice())?;
+                t.slots.remove(tree_cid.to_bytes().as_slice())?;
             }
             t.write_counters(&next)?;
             outcome = CommitOutcome {
