@@ -1,0 +1,217 @@
+//! The circuit on the §3 fixture of proof-vectors.md (11 slots × 512 cells, slot 3, entropy 1234567), its
+//! constraint count, the tampered inputs it must refuse, and Groth16 proofs.
+
+use std::str::FromStr;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use ark_ff::{AdditiveGroup, Field};
+use ark_relations::r1cs::{ConstraintSynthesizer, ConstraintSystem};
+use ark_std::rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+use super::groth16::{self, AbiProof};
+use super::*;
+use crate::poseidon2::{F, elements};
+use crate::slots::tests::{BLOCK, CELL, fake_block, slot_seed};
+use crate::slots::{SlotLayout, SlotTree, slot_block_digest};
+
+struct Fixture {
+    layout: SlotLayout,
+    slot_roots: Vec<F>,
+    trees: Vec<SlotTree>,
+    /// blocks[slot][block]
+    blocks: Vec<Vec<Vec<u8>>>,
+}
+
+fn dec(s: &str) -> F {
+    F::from_str(s).unwrap()
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let layout = SlotLayout::new(BLOCK as u64, CELL as u64, 11 * 16, 11).unwrap();
+        let (mut slot_roots, mut trees, mut all) = (Vec::new(), Vec::new(), Vec::new());
+        for slot in 0..11u64 {
+            let blocks: Vec<Vec<u8>> = (0..16).map(|b| fake_block(slot_seed(slot), b)).collect();
+            let digests: Vec<F> = blocks
+                .iter()
+                .zip(layout.slot_blocks(slot).unwrap())
+                .map(|(b, i)| slot_block_digest(&layout, i, b).unwrap())
+                .collect();
+            let tree = SlotTree::new(&layout, &digests).unwrap();
+            slot_roots.push(tree.root());
+            trees.push(tree);
+            all.push(blocks);
+        }
+        Fixture { layout, slot_roots, trees, blocks: all }
+    })
+}
+
+/// The input for `slot` of the fixture with `params`.
+fn input_for(params: &ProofParams, slot: u64, entropy: F) -> ProofInput {
+    let f = fixture();
+    let s = slot as usize;
+    ProofInput::build(params, &f.layout, entropy, &f.slot_roots, slot, &f.trees[s], |b| {
+        f.blocks[s].get(b as usize).cloned()
+    })
+    .unwrap()
+}
+
+fn entropy() -> F {
+    F::from(1234567u64)
+}
+
+/// Synthesizes the circuit with `input` and returns (satisfied, constraints).
+fn satisfied(params: ProofParams, input: ProofInput) -> (bool, usize) {
+    let cs = ConstraintSystem::<F>::new_ref();
+    SampleCircuit::prove(params, input).generate_constraints(cs.clone()).unwrap();
+    (cs.is_satisfied().unwrap(), cs.num_constraints())
+}
+
+#[test]
+fn fixture_input_matches_and_satisfies_the_circuit() {
+    let params = ProofParams::default();
+    let input = input_for(&params, 3, entropy());
+    // The values of input.json (proof-vectors §3.2).
+    assert_eq!(
+        input.dataset_root,
+        dec("16074246370508166450132968585287196391860062495017081813239200574579640171677")
+    );
+    assert_eq!(input.slot_root, dec("20744935707483803411869804102043283881376973626291244537230284476834672019997"));
+    assert_eq!((input.n_cells, input.n_slots, input.slot_index), (512, 11, 3));
+    assert_eq!(
+        input.slot_proof[0],
+        dec("14279309641024220656349577745390262299143357053971618723978902485113885925133")
+    );
+    assert_eq!(input.slot_proof[4..], [F::ZERO; 4]);
+    assert_eq!(input.samples.len(), 5);
+    let s0 = &input.samples[0];
+    assert_eq!(s0.cell_data[0], dec("211066599696340205996365563960462032209214145564176017965177408819390441927"));
+    assert_eq!(s0.cell_data[66], F::from(77407u64));
+    assert_eq!(s0.merkle_path[0], dec("12330511756602656312909435206144412037562550923861053314147193494605624608532"));
+    assert_eq!(s0.merkle_path[9..], [F::ZERO; 23]);
+    assert_eq!(
+        input.samples[4].merkle_path[0],
+        dec("19153513112714782931111012244694922243101677748840856395814929006033044311081")
+    );
+    input.check(&params).unwrap();
+
+    let start = Instant::now();
+    let (ok, constraints) = satisfied(params, input);
+    assert!(ok);
+    println!("constraints, 5 samples, default params: {constraints} (synthesis {:?})", start.elapsed());
+    let (_, one) = satisfied(ProofParams::with_samples(1), input_for(&ProofParams::with_samples(1), 3, entropy()));
+    println!("constraints per sample: {}; with 1 sample: {one}", (constraints - one) / 4);
+}
+
+/// A tampering that both the native check and the circuit refuse.
+fn refused(params: ProofParams, input: ProofInput, what: &str) {
+    assert!(input.check(&params).is_err(), "native check accepts {what}");
+    assert!(!satisfied(params, input).0, "circuit accepts {what}");
+}
+
+#[test]
+fn tampered_inputs_are_refused() {
+    let params = ProofParams::with_samples(2);
+    let good = input_for(&params, 3, entropy());
+    assert!(satisfied(params, good.clone()).0);
+
+    // Wrong slot index: the slot root sits elsewhere in the dataset tree.
+    refused(params, ProofInput { slot_index: 4, ..good.clone() }, "a wrong slot index");
+    // Wrong entropy: other cells are sampled than the ones given.
+    refused(params, ProofInput { entropy: entropy() + F::ONE, ..good.clone() }, "a wrong entropy");
+    // One flipped bit in a sampled cell's bytes.
+    let f = fixture();
+    let cell = crate::slots::cell_index(entropy(), good.slot_root, 2, 512).unwrap();
+    let (block, in_block) = f.layout.cell_position(cell).unwrap();
+    let start = in_block as usize * CELL;
+    let mut bytes = f.blocks[3][block as usize][start..start + CELL].to_vec();
+    assert_eq!(elements(&bytes), good.samples[1].cell_data);
+    bytes[100] ^= 0x08;
+    let mut flipped = good.clone();
+    flipped.samples[1].cell_data = elements(&bytes);
+    refused(params, flipped, "a flipped bit");
+    // The path of the same cell in another slot (slot 2).
+    let other = input_for(&params, 2, entropy());
+    let mut foreign = good.clone();
+    let cells = crate::slots::block_cell_tree(&f.blocks[2][block as usize], CELL).unwrap();
+    foreign.samples[1].merkle_path = f.trees[2].cell_proof(cell, &cells).unwrap();
+    foreign.samples[1].merkle_path.resize(params.max_slot_depth, F::ZERO);
+    refused(params, foreign, "a path from another slot");
+    // The whole witness of another slot under this slot's index.
+    refused(params, ProofInput { slot_index: 3, ..other }, "another slot's witness");
+    // The dataset root of another dataset (slot 0 replaced).
+    let mut roots = f.slot_roots.clone();
+    roots[0] = F::from(42u64);
+    let other_root = crate::poseidon2::merkle_root(&roots).unwrap();
+    refused(params, ProofInput { dataset_root: other_root, ..good.clone() }, "another dataset's root");
+    // Geometry lies: a cell count that is not the slot's.
+    refused(params, ProofInput { n_cells: 1024, ..good.clone() }, "a wrong cell count");
+    // (nSlots may be private: for slot 3, 11 and 16 slots give the same keys along its path, as in the original.)
+    assert!(satisfied(params, ProofInput { n_slots: 16, ..good }).0);
+}
+
+#[test]
+fn damaged_block_is_found_before_proving() {
+    let params = ProofParams::with_samples(5);
+    let f = fixture();
+    let input = input_for(&params, 3, entropy());
+    let cell = crate::slots::cell_index(entropy(), input.slot_root, 1, 512).unwrap();
+    let (block, _) = f.layout.cell_position(cell).unwrap();
+    let err = ProofInput::build(&params, &f.layout, entropy(), &f.slot_roots, 3, &f.trees[3], |b| {
+        let mut bytes = f.blocks[3].get(b as usize).cloned()?;
+        if b == block {
+            bytes[7] ^= 1;
+        }
+        Some(bytes)
+    })
+    .unwrap_err();
+    assert!(matches!(err, ProofError::DamagedBlock { block: b } if b == block), "{err}");
+}
+
+#[test]
+fn groth16_proof_verifies_and_tampering_does_not() {
+    let params = ProofParams::with_samples(1);
+    let start = Instant::now();
+    let (pk, vk) = groth16::setup(params, [7; 32]).unwrap();
+    println!("setup, 1 sample: {:?}", start.elapsed());
+    assert_eq!(vk.gamma_abc_g1.len(), 4);
+
+    let good = input_for(&params, 3, entropy());
+    let public = good.public_inputs();
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    let start = Instant::now();
+    let proof = groth16::prove(&pk, params, good.clone(), &mut rng).unwrap();
+    println!("prove, 1 sample: {:?}", start.elapsed());
+    assert!(groth16::verify(&vk, &public, &proof).unwrap());
+
+    // The same proof under other public inputs.
+    let [e, root, slot] = public;
+    assert!(!groth16::verify(&vk, &[e, root, slot + F::ONE], &proof).unwrap(), "wrong slot index");
+    assert!(!groth16::verify(&vk, &[e + F::ONE, root, slot], &proof).unwrap(), "wrong entropy");
+    assert!(!groth16::verify(&vk, &[e, root + F::ONE, slot], &proof).unwrap(), "another dataset root");
+
+    // A proof from a tampered witness (one flipped cell element), verified against the true public inputs.
+    let mut flipped = good;
+    flipped.samples[0].cell_data[5] += F::ONE;
+    let bad = groth16::prove(&pk, params, flipped, &mut rng).unwrap();
+    assert!(!groth16::verify(&vk, &public, &bad).unwrap(), "flipped cell");
+
+    // ABI form: big-endian coordinates, G2 real = c0, imag = c1.
+    let abi = AbiProof::from(&proof);
+    let be = |f: &ark_bn254::Fq| {
+        use ark_ff::{BigInteger, PrimeField};
+        f.into_bigint().to_bytes_be()
+    };
+    assert_eq!(abi.a.x.to_vec(), be(&proof.a.x));
+    assert_eq!(abi.b.x.real.to_vec(), be(&proof.b.x.c0));
+    assert_eq!(abi.b.x.imag.to_vec(), be(&proof.b.x.c1));
+    assert_eq!(abi.c.y.to_vec(), be(&proof.c.y));
+    assert_eq!(groth16::abi_public(&public)[2][31], 3);
+
+    // The same seed gives the same keys.
+    let (_, vk2) = groth16::setup(params, [7; 32]).unwrap();
+    assert_eq!(vk2, vk);
+}
