@@ -7,6 +7,7 @@
 use ark_bn254::{Bn254, Fq, G1Affine, G2Affine};
 use ark_ec::AffineRepr;
 use ark_ff::{BigInteger, PrimeField};
+use ark_serialize::{CanonicalDeserialize, CanonicalSerialize, SerializationError};
 use ark_snark::SNARK;
 use ark_std::rand::{CryptoRng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -44,6 +45,33 @@ pub fn prove<R: RngCore + CryptoRng>(
 /// Verifies `proof` against the public inputs [entropy, dataSetRoot, slotIndex].
 pub fn verify(vk: &VerifyingKey, public: &[F; 3], proof: &Proof) -> Result<bool, ProofError> {
     Ok(Groth16::verify(vk, public, proof)?)
+}
+
+/// The compressed canonical bytes of a key or proof (arkworks' `CanonicalSerialize`).
+pub fn to_bytes<T: CanonicalSerialize>(value: &T) -> Result<Vec<u8>, SerializationError> {
+    let mut out = Vec::with_capacity(value.compressed_size());
+    value.serialize_compressed(&mut out)?;
+    Ok(out)
+}
+
+/// A key or proof from [`to_bytes`], every point checked to be on the curve and in the subgroup.
+pub fn from_bytes<T: CanonicalDeserialize>(bytes: &[u8]) -> Result<T, SerializationError> {
+    T::deserialize_compressed(bytes)
+}
+
+/// The uncompressed bytes of a key, for a node's own key files: larger, but [`from_key_file_bytes`] loads them
+/// without square roots.
+pub fn to_key_file_bytes<T: CanonicalSerialize>(value: &T) -> Result<Vec<u8>, SerializationError> {
+    let mut out = Vec::with_capacity(value.uncompressed_size());
+    value.serialize_uncompressed(&mut out)?;
+    Ok(out)
+}
+
+/// A key from [`to_key_file_bytes`], *without* the curve and subgroup checks: only for files this node wrote
+/// itself or whose hash it checked (a bad key gives proofs that do not verify, never false verifications of
+/// others' proofs, as long as the verifying key is checked).
+pub fn from_key_file_bytes<T: CanonicalDeserialize>(bytes: &[u8]) -> Result<T, SerializationError> {
+    T::deserialize_uncompressed_unchecked(bytes)
 }
 
 /// A uint256 as the ABI encodes it: 32 big-endian bytes.

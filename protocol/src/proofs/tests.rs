@@ -211,7 +211,50 @@ fn groth16_proof_verifies_and_tampering_does_not() {
     assert_eq!(abi.c.y.to_vec(), be(&proof.c.y));
     assert_eq!(groth16::abi_public(&public)[2][31], 3);
 
+    // Keys and proofs round-trip through bytes.
+    let vk_bytes = groth16::to_bytes(&vk).unwrap();
+    assert_eq!(groth16::from_bytes::<groth16::VerifyingKey>(&vk_bytes).unwrap(), vk);
+    let proof_bytes = groth16::to_bytes(&proof).unwrap();
+    assert_eq!(proof_bytes.len(), 128);
+    assert_eq!(groth16::from_bytes::<groth16::Proof>(&proof_bytes).unwrap(), proof);
+
+    let file = groth16::to_key_file_bytes(&pk).unwrap();
+    assert!(groth16::from_key_file_bytes::<groth16::ProvingKey>(&file).unwrap() == pk);
+
     // The same seed gives the same keys.
     let (_, vk2) = groth16::setup(params, [7; 32]).unwrap();
     assert_eq!(vk2, vk);
+}
+
+/// Figures for the deployed parameter set (5 samples): `cargo test --features proofs proofs::tests::figures
+/// -- --ignored --nocapture`.
+#[test]
+#[ignore = "timing figures, about a minute"]
+fn figures_five_samples() {
+    let params = ProofParams::default();
+    let start = Instant::now();
+    let (pk, vk) = groth16::setup(params, [1; 32]).unwrap();
+    println!("setup, 5 samples: {:?}", start.elapsed());
+    let pk_bytes = groth16::to_bytes(&pk).unwrap();
+    println!("proving key: {} bytes, verifying key: {} bytes", pk_bytes.len(), groth16::to_bytes(&vk).unwrap().len());
+    let start = Instant::now();
+    let pk2: groth16::ProvingKey = groth16::from_bytes(&pk_bytes).unwrap();
+    println!("proving key load (compressed, checked): {:?}", start.elapsed());
+    let file = groth16::to_key_file_bytes(&pk).unwrap();
+    let start = Instant::now();
+    let pk3: groth16::ProvingKey = groth16::from_key_file_bytes(&file).unwrap();
+    println!("proving key load (uncompressed, unchecked, {} bytes): {:?}", file.len(), start.elapsed());
+    assert!(pk3 == pk2);
+    fixture();
+    let start = Instant::now();
+    let input = input_for(&params, 3, entropy());
+    println!("witness (build + native check): {:?}", start.elapsed());
+    let public = input.public_inputs();
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let start = Instant::now();
+    let proof = groth16::prove(&pk2, params, input, &mut rng).unwrap();
+    println!("prove, 5 samples: {:?}", start.elapsed());
+    let start = Instant::now();
+    assert!(groth16::verify(&vk, &public, &proof).unwrap());
+    println!("verify: {:?}", start.elapsed());
 }
