@@ -7,7 +7,7 @@
 //! - Checks:
 //!   1. slotIndex < 2^max_dataset_depth; its bits place slotRoot on slotProof, in a tree of nSlotsPerDataSet
 //!      leaves (ceil(log2) levels, odd keys from the bits of nSlots − 1), and rebuild dataSetRoot;
-//!   2. nCellsPerSlot = 2^L with 1 ≤ L < max_slot_depth, through a monotone bit mask (mask\[i\] = 2^i < nCells);
+//!   2. nCellsPerSlot = 2^L with 1 ≤ L ≤ max_slot_depth, through a monotone bit mask (mask\[i\] = 2^i < nCells);
 //!   3. for k = 1..=samples: the sponge of [entropy, slotRoot, k] is decomposed into 254 bits checked to be
 //!      below r, and its low bits under the mask are the cell index;
 //!   4. each cell's sponge hash climbs the block tree (block_depth levels) and then the slot tree (the rest)

@@ -193,11 +193,16 @@ fn groth16_proof_verifies_and_tampering_does_not() {
     assert!(!groth16::verify(&vk, &[e + F::ONE, root, slot], &proof).unwrap(), "wrong entropy");
     assert!(!groth16::verify(&vk, &[e, root + F::ONE, slot], &proof).unwrap(), "another dataset root");
 
-    // A proof from a tampered witness (one flipped cell element), verified against the true public inputs.
-    let mut flipped = good;
+    // Proofs from tampered witnesses, verified against the true public inputs: the low bit of one cell element
+    // flipped; the sample's path taken from slot 2.
+    let mut flipped = good.clone();
     flipped.samples[0].cell_data[5] += F::ONE;
     let bad = groth16::prove(&pk, params, flipped, &mut rng).unwrap();
     assert!(!groth16::verify(&vk, &public, &bad).unwrap(), "flipped cell");
+    let mut foreign = good.clone();
+    foreign.samples[0].merkle_path = input_for(&params, 2, entropy()).samples[0].merkle_path.clone();
+    let bad = groth16::prove(&pk, params, foreign, &mut rng).unwrap();
+    assert!(!groth16::verify(&vk, &public, &bad).unwrap(), "path of another slot");
 
     // ABI form: big-endian coordinates, G2 real = c0, imag = c1.
     let abi = AbiProof::from(&proof);
@@ -224,6 +229,59 @@ fn groth16_proof_verifies_and_tampering_does_not() {
     // The same seed gives the same keys.
     let (_, vk2) = groth16::setup(params, [7; 32]).unwrap();
     assert_eq!(vk2, vk);
+}
+
+/// A tiny geometry (64-byte blocks of two 32-byte cells, 3 slots of 3 data blocks + 1 pad block, so 8 cells =
+/// 2^max_slot_depth): the native check and the circuit agree on valid inputs and on many tamperings.
+#[test]
+fn native_check_agrees_with_the_circuit() {
+    let params = ProofParams { samples: 3, max_slot_depth: 3, max_dataset_depth: 2, block_depth: 1, cell_elements: 2 };
+    let layout = SlotLayout::new(64, 32, 9, 3).unwrap();
+    assert_eq!((layout.cells_per_slot(), layout.pad_blocks_per_slot()), (8, 1));
+    let block = |slot: u64, b: u64| -> Vec<u8> {
+        if b >= 3 { vec![0; 64] } else { (0..64u64).map(|i| (i * 31 + b * 7 + slot * 101) as u8).collect() }
+    };
+    let trees: Vec<SlotTree> = (0..3u64)
+        .map(|slot| {
+            let digests: Vec<F> = layout
+                .slot_blocks(slot)
+                .unwrap()
+                .zip(0..3)
+                .map(|(i, b)| slot_block_digest(&layout, i, &block(slot, b)).unwrap())
+                .collect();
+            SlotTree::new(&layout, &digests).unwrap()
+        })
+        .collect();
+    let roots: Vec<F> = trees.iter().map(SlotTree::root).collect();
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    let mut verdicts = [0usize; 2];
+    for e in 0..6u64 {
+        for slot in 0..3u64 {
+            let input = ProofInput::build(&params, &layout, F::from(e), &roots, slot, &trees[slot as usize], |b| {
+                Some(block(slot, b))
+            })
+            .unwrap();
+            assert!(satisfied(params, input.clone()).0, "entropy {e}, slot {slot}");
+            // Tamper one value (or none) and compare the verdicts.
+            use ark_std::rand::Rng;
+            let mut bad = input.clone();
+            let s = rng.gen_range(0..3usize);
+            match rng.gen_range(0..7) {
+                0 => bad.slot_index = rng.gen_range(0..4),
+                1 => bad.n_cells = 1 << rng.gen_range(0..4),
+                2 => bad.n_slots = rng.gen_range(1..5),
+                3 => bad.slot_proof[rng.gen_range(0..2)] += F::ONE,
+                4 => bad.samples[s].merkle_path[rng.gen_range(0..3)] = F::ZERO,
+                5 => bad.samples[s].cell_data[rng.gen_range(0..2)] += F::ONE,
+                _ => bad.entropy += F::from(rng.gen_range(0..2u64)),
+            }
+            let native = bad.check(&params).is_ok();
+            assert_eq!(native, satisfied(params, bad.clone()).0, "entropy {e}, slot {slot}: {bad:?}");
+            verdicts[usize::from(native)] += 1;
+        }
+    }
+    println!("tampered inputs refused / still valid: {verdicts:?}");
+    assert!(verdicts[0] >= 6 && verdicts[1] >= 2, "{verdicts:?}");
 }
 
 /// Figures for the deployed parameter set (5 samples): `cargo test --features proofs proofs::tests::figures

@@ -163,8 +163,8 @@ impl ProofInput {
         if top != self.dataset_root {
             return Err(ProofError::Unsatisfied("the slot root does not rebuild the dataset root"));
         }
-        // 2. Cells per slot: 2^L with 1 ≤ L < max_slot_depth.
-        if !self.n_cells.is_power_of_two() || self.n_cells < 2 || self.n_cells >> p.max_slot_depth != 0 {
+        // 2. Cells per slot: 2^L with 1 ≤ L ≤ max_slot_depth.
+        if !self.n_cells.is_power_of_two() || self.n_cells < 2 || self.n_cells > 1 << p.max_slot_depth {
             return Err(ProofError::Unsatisfied("cells per slot is not a power of two in range"));
         }
         let mask = below_mask(self.n_cells, p.max_slot_depth);
