@@ -14,6 +14,8 @@
 //! - [`spr`]: signed peer records (`spr:` text), decoded and verified.
 //! - [`poseidon2`]: Poseidon2 over BN254 as Codex uses it (old HorizenLabs constants): sponge, Merkle tree,
 //!   block digests.
+//! - [`proofs`] (feature `proofs`): the storage-proof sampling circuit (R1CS), its witness and Groth16 keys,
+//!   proofs and verification.
 //! - [`slots`]: slot layout, slot and verify trees and CIDs, the verifiable manifest, proof sampling.
 //! - [`protobuf`]: the minimal protobuf wire reader/writer the encodings above are built on.
 
@@ -28,6 +30,8 @@ pub mod frame;
 pub mod http;
 pub mod manifest;
 pub mod poseidon2;
+#[cfg(feature = "proofs")]
+pub mod proofs;
 pub mod protobuf;
 pub mod slots;
 pub mod spr;

@@ -29,11 +29,11 @@ pub use merkle::{MerkleTree, merkle_root, verify_proof};
 /// Bytes per full field element chunk when hashing bytes.
 pub const CHUNK_BYTES: usize = 31;
 /// Full rounds (half before, half after the partial rounds).
-const FULL_ROUNDS: usize = 8;
+pub(crate) const FULL_ROUNDS: usize = 8;
 /// Partial rounds.
 const PARTIAL_ROUNDS: usize = 56;
 /// The sponge's domain-separation IV for rate 2: 2^64 + 256·t + rate with t = 3.
-const SPONGE_IV_RATE2: F = F::new(BigInt::new([256 * 3 + 2, 1, 0, 0]));
+pub(crate) const SPONGE_IV_RATE2: F = F::new(BigInt::new([256 * 3 + 2, 1, 0, 0]));
 
 /// Parses a 64-digit big-endian hex constant at compile time.
 #[allow(clippy::indexing_slicing, reason = "only evaluated at compile time: a bad index fails the build")]
@@ -68,8 +68,8 @@ const fn parse_all<const N: usize>(hex: &[&str; N]) -> [F; N] {
     out
 }
 
-static EXTERNAL: [F; 3 * FULL_ROUNDS] = parse_all(&constants::EXTERNAL);
-static INTERNAL: [F; PARTIAL_ROUNDS] = parse_all(&constants::INTERNAL);
+pub(crate) static EXTERNAL: [F; 3 * FULL_ROUNDS] = parse_all(&constants::EXTERNAL);
+pub(crate) static INTERNAL: [F; PARTIAL_ROUNDS] = parse_all(&constants::INTERNAL);
 
 #[inline(always)]
 fn sbox(x: &mut F) {

@@ -73,4 +73,4 @@ pub fn verifiable_manifest(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -27,12 +27,12 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-const CELL: usize = 2048;
-const BLOCK: usize = 65536;
+pub(crate) const CELL: usize = 2048;
+pub(crate) const BLOCK: usize = 65536;
 const CELLS_PER_BLOCK: usize = 32;
 
 /// The fixture's fake cell: slot seed `seed`, cell `index` within the slot.
-fn fake_cell(seed: u64, index: u64) -> Vec<u8> {
+pub(crate) fn fake_cell(seed: u64, index: u64) -> Vec<u8> {
     let seed1 = seed.wrapping_add(0xdeadcafe);
     let seed2 = index.wrapping_add(0x98765432);
     let mut state: u64 = 1;
@@ -50,11 +50,11 @@ fn fake_cell(seed: u64, index: u64) -> Vec<u8> {
         .collect()
 }
 
-fn fake_block(seed: u64, block: usize) -> Vec<u8> {
+pub(crate) fn fake_block(seed: u64, block: usize) -> Vec<u8> {
     (0..CELLS_PER_BLOCK).flat_map(|c| fake_cell(seed, (block * CELLS_PER_BLOCK + c) as u64)).collect()
 }
 
-fn slot_seed(slot: u64) -> u64 {
+pub(crate) fn slot_seed(slot: u64) -> u64 {
     12345 + 72 + 1001 * slot
 }
 
