@@ -68,6 +68,11 @@ pub enum ClientCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Storage-proof keys (no node needed).
+    Prover {
+        #[command(subcommand)]
+        command: crate::prover_cli::ProverCommand,
+    },
 }
 
 /// What can go wrong, each with its exit code.
@@ -113,6 +118,7 @@ pub fn run(args: &ClientArgs, command: ClientCommand) -> ExitCode {
         ClientCommand::Download { cid, output, quiet } => client.download(&cid, output.as_deref(), quiet),
         ClientCommand::List { json } => client.list(json),
         ClientCommand::Space { json } => client.space(json),
+        ClientCommand::Prover { command } => return crate::prover_cli::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

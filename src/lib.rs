@@ -6,6 +6,7 @@ pub mod client;
 pub mod config;
 pub mod datadir;
 pub mod metrics;
+pub mod prover_cli;
 pub mod rest;
 pub mod telemetry;
 pub mod units;

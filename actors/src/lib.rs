@@ -6,6 +6,7 @@
 //! - [`error::ErrorKind`]: what kind of failure an error is (the REST layer maps it to a status).
 //! - [`fetch`]: the network fetch flow (manifest fetching and validation, starting downloads).
 //! - [`maintenance::MaintenanceActor`]: the periodic expiry sweep.
+//! - [`prover::ProverActor`]: Groth16 storage proofs of held slots, keys from the circuit directory.
 //! - [`protect`]: the protect flow (erasure coding, slot building, the verifiable manifest).
 //! - [`slot_host`]: slot hosting (fetch one slot of a verifiable dataset, check its slot root, keep it).
 //! - [`slots::SlotBuilderActor`]: Poseidon2 block digests, slot roots and the verify root.
@@ -20,6 +21,7 @@ pub mod maintenance;
 pub mod network;
 pub mod node;
 pub mod protect;
+pub mod prover;
 pub mod slot_host;
 pub mod slots;
 pub mod store;

@@ -42,6 +42,17 @@ pub fn prove<R: RngCore + CryptoRng>(
     Ok(Groth16::prove(pk, SampleCircuit::prove(params, input), rng)?)
 }
 
+/// [`prove`] with a ChaCha20 stream seeded by `seed`: 32 bytes the caller takes from the operating system (the
+/// proof's zero knowledge rests on them being secret and fresh).
+pub fn prove_seeded(
+    pk: &ProvingKey,
+    params: ProofParams,
+    input: ProofInput,
+    seed: [u8; 32],
+) -> Result<Proof, ProofError> {
+    prove(pk, params, input, &mut ChaCha20Rng::from_seed(seed))
+}
+
 /// Verifies `proof` against the public inputs [entropy, dataSetRoot, slotIndex].
 pub fn verify(vk: &VerifyingKey, public: &[F; 3], proof: &Proof) -> Result<bool, ProofError> {
     Ok(Groth16::verify(vk, public, proof)?)
