@@ -156,6 +156,14 @@ pub struct NodeFlags {
     #[arg(short = 'c', long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_size: Option<u64>,
+    /// Directory of the storage-proof keys (`codex prover setup`) [default: <data-dir>/circuits].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub circuit_dir: Option<PathBuf>,
+    /// Make every Nth storage proof invalid on purpose, for testing; 0 = never [default: 0].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub simulate_proof_failures: Option<u32>,
 }
 
 /// The node's settings after layering, every value typed and defaulted.
@@ -192,6 +200,9 @@ pub struct Settings {
     pub block_mn: u64,
     pub block_retries: u64,
     pub cache_size: u64,
+    /// `None`: `<data-dir>/circuits`.
+    pub circuit_dir: Option<PathBuf>,
+    pub simulate_proof_failures: u32,
 }
 
 /// The default data directory: `~/.cache/codex`, as the original on Linux.
@@ -229,6 +240,8 @@ impl Default for Settings {
             block_mn: 1000,
             block_retries: 3000,
             cache_size: 0,
+            circuit_dir: None,
+            simulate_proof_failures: 0,
         }
     }
 }
@@ -382,6 +395,15 @@ impl Settings {
     }
 
     /// The node key path: `net-privkey`, relative to the data dir unless absolute.
+    /// Where the storage-proof keys are.
+    pub fn circuit_path(&self) -> PathBuf {
+        match &self.circuit_dir {
+            Some(dir) if dir.is_absolute() => dir.clone(),
+            Some(dir) => self.data_dir.join(dir),
+            None => self.data_dir.join("circuits"),
+        }
+    }
+
     pub fn key_path(&self) -> PathBuf {
         if self.net_privkey.is_absolute() { self.net_privkey.clone() } else { self.data_dir.join(&self.net_privkey) }
     }

@@ -15,6 +15,7 @@ use codex_actors::blockexc::BlockExchangeConfig;
 use codex_actors::maintenance::MaintenanceConfig;
 use codex_actors::network::{Nat, NetworkConfig, parse_bootstrap};
 use codex_actors::node::{GetSpace, NodeActor, NodeConfig, NodeError, StopNode};
+use codex_actors::prover::ProverConfig;
 use codex_actors::store::StoreConfig;
 use std::process::ExitCode;
 
@@ -69,6 +70,11 @@ fn run_node(settings: Settings) -> anyhow::Result<()> {
             ..BlockExchangeConfig::default()
         },
         coding_threads: settings.http_workers(),
+        prover: Some(ProverConfig {
+            circuit_dir: settings.circuit_path(),
+            simulate_failures: settings.simulate_proof_failures,
+            queue: 4,
+        }),
     };
     actix_web::rt::System::new().block_on(serve(settings, node_config, log))
 }

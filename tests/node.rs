@@ -502,3 +502,38 @@ fn upload_limits_from_the_command_line() {
     assert_eq!(after["totalBlocks"].as_u64(), before["totalBlocks"].as_u64().map(|b| b + 2));
     assert_eq!(after["quotaReservedBytes"], 0);
 }
+
+/// `codex prover setup` writes development keys (saying loudly that they are insecure); a node given that
+/// circuit directory loads them after it starts, and `/debug/info` shows the prover; without keys it is off.
+#[test]
+fn the_prover_loads_keys_from_the_circuit_dir() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let circuits = dir.path().join("circuits");
+    let circuits_arg = circuits.to_str().expect("utf-8 path");
+    let setup = run(&["prover", "setup", "--circuit-dir", circuits_arg, "--proof-samples", "1"]);
+    assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
+    assert!(String::from_utf8_lossy(&setup.stderr).contains("DEVELOPMENT keys"));
+    let hash = String::from_utf8(setup.stdout).expect("utf-8").trim().to_owned();
+    assert_eq!(hash.len(), 64, "{hash}");
+    assert_eq!(run(&["prover", "setup", "--circuit-dir", circuits_arg, "--proof-samples", "0"]).status.code(), Some(2));
+
+    let node =
+        Node::start(&dir.path().join("data"), &["--circuit-dir", circuits_arg, "--simulate-proof-failures", "3"]);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = node.get_text("/debug/info");
+        assert_eq!(status, 200);
+        let info: serde_json::Value = serde_json::from_str(&body).expect("json");
+        if info["prover"]["loaded"] == true {
+            assert_eq!(info["prover"]["keyHash"], hash.as_str());
+            assert_eq!(info["prover"]["samples"], 1);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the prover did not load its keys: {info}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let without = Node::start(&dir.path().join("data2"), &[]);
+    let (_, body) = without.get_text("/debug/info");
+    let info: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(info["prover"], serde_json::Value::Null, "no keys: the prover is off");
+}

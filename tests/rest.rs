@@ -34,6 +34,7 @@ fn node(dir: &Path, quota: u64) -> ApiState {
         network: None,
         exchange: Default::default(),
         coding_threads: 2,
+        prover: None,
     };
     let node = NodeActor::start(config).expect("node starts");
     ApiState::new(node, Metrics::new(), LogControl::detached())

@@ -19,6 +19,7 @@ use crate::fetch;
 use crate::maintenance::{MaintenanceActor, MaintenanceConfig};
 use crate::network::{Dial, GetNetInfo, NetInfo, NetworkActor, NetworkConfig, NetworkError, StopNetwork};
 use crate::protect::{ProtectActors, ProtectError, protect_dataset};
+use crate::prover::{Prover, ProverConfig, ProverInfo};
 use crate::slot_host::{HostedSlot, RepairActors, SlotHostError, host_slot, repair_slot};
 use crate::slots::SlotBuilderActor;
 use crate::store::{
@@ -47,6 +48,8 @@ pub struct NodeConfig {
     pub exchange: BlockExchangeConfig,
     /// Threads for erasure coding and for Poseidon2 slot hashing (each runs its own, at lower priority).
     pub coding_threads: usize,
+    /// The storage prover; started only when its circuit directory holds keys.
+    pub prover: Option<ProverConfig>,
 }
 
 /// Node errors, mapped to HTTP statuses in one place by the REST layer.
@@ -263,6 +266,11 @@ pub struct RepairSlot {
     pub index: u64,
 }
 
+/// Query: the storage prover's keys (`None` when the prover is off).
+#[derive(Message)]
+#[rtype(result = "Option<ProverInfo>")]
+pub struct GetProverInfo;
+
 /// Command: stop the node: close the repository (flushing it) and stop the children.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -276,6 +284,8 @@ pub struct NodeActor {
     _maintenance: Addr<MaintenanceActor>,
     net: Option<Net>,
     protect: ProtectActors,
+    /// Present when proving keys were found (the sales issue proves with it).
+    prover: Option<Prover>,
 }
 
 /// The networking actors.
@@ -308,8 +318,16 @@ impl NodeActor {
             erasure: ErasureActor::start(config.coding_threads),
             slots: SlotBuilderActor::start(config.coding_threads),
         };
+        let prover = config.prover.clone().and_then(|prover| {
+            if prover.circuit_dir.join("keys.sha256").exists() {
+                Some(Prover::start(prover))
+            } else {
+                tracing::info!(dir = %prover.circuit_dir.display(), "no storage-proof keys: the prover is off");
+                None
+            }
+        });
         tracing::info!(data_dir = %config.data_dir.display(), peer_id = %config.peer_id, "node started");
-        Ok(Self { config, store, quota, _maintenance: maintenance, net, protect }.start())
+        Ok(Self { config, store, quota, _maintenance: maintenance, net, protect, prover }.start())
     }
 
     /// The store's address (for tests and future subsystems).
@@ -502,6 +520,14 @@ impl Handler<RepairSlot> for NodeActor {
             me.do_send(DatasetStored { cid: hosted.manifest_cid, tree: hosted.tree });
             Ok(hosted)
         })
+    }
+}
+
+impl Handler<GetProverInfo> for NodeActor {
+    type Result = ResponseFuture<Option<ProverInfo>>;
+    fn handle(&mut self, _: GetProverInfo, _: &mut Self::Context) -> Self::Result {
+        let prover = self.prover.clone();
+        Box::pin(async move { prover?.info().await.ok() })
     }
 }
 

@@ -7,7 +7,7 @@
 use super::{ApiError, ApiState};
 use crate::telemetry::LogDirectives;
 use actix_web::{HttpResponse, web};
-use codex_actors::node::{GetNetworkInfo, GetNodeInfo};
+use codex_actors::node::{GetNetworkInfo, GetNodeInfo, GetProverInfo};
 use serde::{Deserialize, Serialize};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -48,6 +48,16 @@ struct DebugInfo {
     announce_addresses: Vec<String>,
     table: PeersTable,
     codex: CodexVersion,
+    /// The storage prover (an extension): `null` when it is off (no keys in the circuit directory).
+    prover: Option<ProverStatus>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ProverStatus {
+    loaded: bool,
+    key_hash: Option<String>,
+    samples: Option<usize>,
 }
 
 fn node_id(peer: &libp2p::PeerId) -> String {
@@ -57,6 +67,11 @@ fn node_id(peer: &libp2p::PeerId) -> String {
 async fn info(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let info = state.node.send(GetNodeInfo).await?;
     let net = state.node.send(GetNetworkInfo).await??;
+    let prover = state.node.send(GetProverInfo).await?.map(|p| ProverStatus {
+        loaded: p.loaded,
+        key_hash: p.key_hash.map(|h| h.iter().map(|b| format!("{b:02x}")).collect()),
+        samples: p.samples,
+    });
     let peer_id = info.peer_id.to_string();
     let spr = net.spr.clone().filter(|_| !net.announce_addrs.is_empty()).unwrap_or_default();
     let mut nodes: Vec<TableNode> = Vec::new();
@@ -93,6 +108,7 @@ async fn info(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
             revision: option_env!("CODEX_REVISION").unwrap_or("unknown").into(),
             contracts: String::new(),
         },
+        prover,
     };
     let pretty = serde_json::to_string_pretty(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     Ok(HttpResponse::Ok().content_type("application/json").body(pretty))

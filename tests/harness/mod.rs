@@ -450,6 +450,7 @@ fn node_config(dir: &Path, key: libp2p::identity::Keypair, options: &NodeOptions
         }),
         exchange: options.exchange.clone(),
         coding_threads: 2,
+        prover: None,
     }
 }
 
