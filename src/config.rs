@@ -156,7 +156,7 @@ pub struct NodeFlags {
     #[arg(short = 'c', long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_size: Option<u64>,
-    /// Directory of the storage-proof keys (`codex prover setup`) [default: <data-dir>/circuits].
+    /// Directory of the storage-proof keys (`codex prover setup`) [default: circuits/ in the data dir].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub circuit_dir: Option<PathBuf>,
