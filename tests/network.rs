@@ -424,11 +424,7 @@ fn slots_of_a_protected_dataset_are_hosted_and_served_by_other_nodes() {
     let a = TestNode::start_default();
     // 11 blocks, 3 + 2: rounded 12, steps 4; slot 2 = blocks 8, 9, 10 and the padding block 11.
     let file = data(11 * DEFAULT_BLOCK_SIZE - 1000, 7);
-    let cid = a.upload(&file);
-    let (status, body) = a.post(&format!("/data/{cid}/protect"), br#"{"nodes": 5, "tolerance": 2}"#);
-    assert_eq!(status, 200, "{body}");
-    let item: serde_json::Value = serde_json::from_str(&body).expect("json");
-    let protected = item["cid"].as_str().expect("cid").to_owned();
+    let (cid, protected) = upload_and_protect(&a, &file, 5, 2);
 
     let b = TestNode::start(NodeOptions::bootstrapped_from(&a));
     let (status, body) = b.post(&format!("/data/{protected}/slots/1/network"), b"");
@@ -488,11 +484,7 @@ fn a_protected_dataset_survives_its_uploader_and_two_slot_holders() {
     let a = TestNode::start_default();
     // 21 blocks, 3 + 2: steps 7, 35 encoded blocks, 5 slots of 7; group g = blocks g, g+7, g+14, 21+g, 28+g.
     let file = data(20 * DEFAULT_BLOCK_SIZE + 12_345, 11);
-    let cid = a.upload(&file);
-    let (status, body) = a.post(&format!("/data/{cid}/protect"), br#"{"nodes": 5, "tolerance": 2}"#);
-    assert_eq!(status, 200, "{body}");
-    let item: serde_json::Value = serde_json::from_str(&body).expect("json");
-    let protected = item["cid"].as_str().expect("cid").to_owned();
+    let (cid, protected) = upload_and_protect(&a, &file, 5, 2);
     let holders: Vec<TestNode> = (0..5)
         .map(|index| {
             let node = TestNode::start(NodeOptions::bootstrapped_from(&a));
@@ -544,11 +536,7 @@ fn a_protected_dataset_survives_its_uploader_and_two_slot_holders() {
 fn corrupted_blocks_from_a_slot_holder_are_rejected() {
     let a = TestNode::start_default();
     let file = data(6 * DEFAULT_BLOCK_SIZE, 12);
-    let cid = a.upload(&file);
-    let (status, body) = a.post(&format!("/data/{cid}/protect"), br#"{"nodes": 3, "tolerance": 1}"#);
-    assert_eq!(status, 200, "{body}");
-    let item: serde_json::Value = serde_json::from_str(&body).expect("json");
-    let protected = item["cid"].as_str().expect("cid").to_owned();
+    let (_, protected) = upload_and_protect(&a, &file, 3, 1);
     let b = TestNode::start(NodeOptions::bootstrapped_from(&a));
     let (status, body) = b.post(&format!("/data/{protected}/slots/1/network"), b"");
     assert_eq!(status, 200, "{body}");
@@ -577,11 +565,7 @@ fn corrupted_blocks_from_a_slot_holder_are_rejected() {
 fn a_slot_that_does_not_match_its_slot_root_is_dropped() {
     let a = TestNode::start_default();
     let file = data(6 * DEFAULT_BLOCK_SIZE + 99, 13);
-    let cid = a.upload(&file);
-    let (status, body) = a.post(&format!("/data/{cid}/protect"), br#"{"nodes": 3, "tolerance": 1}"#);
-    assert_eq!(status, 200, "{body}");
-    let item: serde_json::Value = serde_json::from_str(&body).expect("json");
-    let protected = item["cid"].as_str().expect("cid").to_owned();
+    let (_, protected) = upload_and_protect(&a, &file, 3, 1);
     // The node's manifest, rebuilt independently from the bytes (pure protocol code), then two slot roots
     // swapped.
     let manifest = expected_verifiable_manifest(&file, 2, 1);
@@ -695,4 +679,15 @@ fn expected_verifiable_manifest(file: &[u8], k: u64, m: u64) -> codex_protocol::
         .collect();
     let verify = codex_protocol::slots::verify_root(&roots).expect("verify root");
     verifiable_manifest(&protected, DEFAULT_CELL_SIZE, &roots, verify).expect("verifiable")
+}
+
+/// Uploads `file` to `node` and protects it into `nodes` slots tolerating `tolerance` lost; (original CID,
+/// protected CID).
+fn upload_and_protect(node: &TestNode, file: &[u8], nodes: u64, tolerance: u64) -> (String, String) {
+    let cid = node.upload(file);
+    let body = format!(r#"{{"nodes": {nodes}, "tolerance": {tolerance}}}"#);
+    let (status, answer) = node.post(&format!("/data/{cid}/protect"), body.as_bytes());
+    assert_eq!(status, 200, "{answer}");
+    let item: serde_json::Value = serde_json::from_str(&answer).expect("json");
+    (cid, item["cid"].as_str().expect("cid").to_owned())
 }

@@ -16,8 +16,8 @@ use crate::blockexc::{BlockExchangeActor, FetchBlock, LeafSet, StartDownload};
 use crate::erasure::{DecodeSegment, ErasureActor, Want};
 use crate::node::{FetchState, Fetched, ManifestFailure, NodeError};
 use crate::store::{
-    BeginDecodeDownload, BeginDownload, DecodeDownload, DownloadState, DownloadStatus, FailDownload, FinishDecode,
-    GetBlock, GetManifest, ListDownloads, OpenDataset, PutManifest, StoreActor, StoreError,
+    BeginDecodeDownload, BeginDownload, DecodeDownload, DownloadState, FailDownload, FinishDecode, GetBlock,
+    GetManifest, ListDownloads, OpenDataset, PutManifest, StoreActor, StoreError,
 };
 use actix::Addr;
 use bytes::Bytes;
@@ -141,16 +141,9 @@ async fn drive_decode(
     begun: DecodeDownload,
 ) {
     let progress = begun.progress;
-    let mut arrivals = progress.watch_arrivals();
-    let mut status = progress.watch_status();
-    while !progress.decodable() {
-        if progress.status() != DownloadStatus::Running {
-            return;
-        }
-        tokio::select! {
-            changed = arrivals.changed() => if changed.is_err() { return },
-            changed = status.changed() => if changed.is_err() { return },
-        }
+    if progress.until_decodable().await.is_err() {
+        // Failed or dropped: the download reports why; a later fetch resumes it with a new driver.
+        return;
     }
     let layout = begun.layout;
     let original = layout.original_blocks();

@@ -13,10 +13,11 @@
 //! `--simulate-proof-failures`). [`Prover`] is the handle callers use: it refuses work beyond `queue` waiting
 //! proofs with [`ProverError::Busy`].
 
+use crate::slots::read_slot_digests;
 use actix::prelude::*;
 use codex_protocol::Manifest;
 use codex_protocol::cid::sha256;
-use codex_protocol::poseidon2::{self, F};
+use codex_protocol::poseidon2::F;
 use codex_protocol::proofs::groth16::{self, AbiProof, Proof, ProvingKey, Uint256, VerifyingKey, abi_public};
 use codex_protocol::proofs::{ProofError, ProofInput, ProofParams};
 use codex_protocol::slots::{SlotLayout, SlotTree, entropy_from_challenge, root_from_cid};
@@ -329,7 +330,7 @@ fn proof_input(params: &ProofParams, slot: &SlotFiles, challenge: &[u8; 32]) -> 
     let blocks = layout
         .slot_blocks(slot.slot_index)
         .ok_or_else(|| ProverError::Slot(format!("the dataset has no slot {}", slot.slot_index)))?;
-    let digests = read_digests(&slot.slots_path, blocks.clone())?;
+    let digests = read_slot_digests(&slot.slots_path, blocks).map_err(|err| ProverError::Slot(err.to_string()))?;
     let tree = SlotTree::new(&layout, &digests).map_err(|err| ProverError::Slot(err.to_string()))?;
     let data = File::open(&slot.data_path).map_err(ProverError::io("opening the slot's data"))?;
     let block_size = layout.block_size() as usize;
@@ -349,21 +350,6 @@ fn proof_input(params: &ProofParams, slot: &SlotFiles, challenge: &[u8; 32]) -> 
     let input = ProofInput::build(params, &layout, entropy, &slot_roots, slot.slot_index, &tree, read_block)?;
     input.check(params)?;
     Ok(input)
-}
-
-fn read_digests(path: &Path, blocks: std::ops::Range<u64>) -> Result<Vec<F>, ProverError> {
-    let file = File::open(path).map_err(ProverError::io("opening the slot digests"))?;
-    let mut bytes = vec![0u8; (blocks.end - blocks.start) as usize * 32];
-    file.read_exact_at(&mut bytes, blocks.start * 32).map_err(ProverError::io("reading the slot digests"))?;
-    bytes
-        .chunks_exact(32)
-        .map(|chunk| {
-            let mut raw = [0u8; 32];
-            raw.copy_from_slice(chunk);
-            poseidon2::from_le_bytes(&raw)
-        })
-        .collect::<Option<Vec<F>>>()
-        .ok_or_else(|| ProverError::Slot("a stored block digest is not a field element".into()))
 }
 
 /// The handle callers use: the prover's address plus the count of proofs waiting, to refuse work beyond the

@@ -85,13 +85,14 @@ pub async fn host_slot(
     index: u64,
 ) -> Result<HostedSlot, NodeError> {
     let manifest = fetch::manifest_of(&store, exchange.as_ref(), cid).await?;
-    let SlotTarget { wanted, expected, slot_root } = slot_target(cid, &manifest, index)?;
+    let target = slot_target(cid, &manifest, index)?;
+    let wanted = target.wanted.clone();
     let blocks = wanted.end - wanted.start;
 
     let begun = store
         .send(BeginSlotDownload { manifest_cid: cid, manifest: manifest.clone(), index, wanted: wanted.clone() })
         .await??;
-    let hosted = HostedSlot { manifest_cid: cid, index, slot_root, tree: manifest.tree_cid, blocks };
+    let hosted = HostedSlot { manifest_cid: cid, index, slot_root: target.slot_root, tree: manifest.tree_cid, blocks };
     if begun.hosted {
         return Ok(hosted);
     }
@@ -119,26 +120,21 @@ pub async fn host_slot(
             }
         }
     }
-    check_and_keep(&store, &slots, &manifest, index, expected, begun.data_path, begun.slots_path).await?;
+    check_and_keep(&store, &slots, target, begun.data_path, begun.slots_path).await?;
     tracing::info!(cid = %format_cid(&cid), slot = index, blocks, "slot stored");
     Ok(hosted)
 }
 
-/// Hashes slot `index`'s blocks (SlotBuilderActor), and keeps the slot (`CommitSlot`) if its root is
-/// `expected`, else drops it (`DropSlot`) with [`SlotHostError::SlotRootMismatch`].
+/// Hashes slot `target.index`'s blocks (SlotBuilderActor), and keeps the slot (`CommitSlot`) if its root is the
+/// expected one, else drops it (`DropSlot`) with [`SlotHostError::SlotRootMismatch`].
 async fn check_and_keep(
     store: &Addr<StoreActor>,
     slots: &Addr<SlotBuilderActor>,
-    manifest: &Manifest,
-    index: u64,
-    expected: F,
+    target: SlotTarget,
     data_path: std::path::PathBuf,
     slots_path: std::path::PathBuf,
 ) -> Result<(), NodeError> {
-    let cid = Manifest::cid_of(&manifest.encode());
-    let tree = manifest.tree_cid;
-    let layout = SlotLayout::from_manifest(manifest, cell_size(manifest))
-        .map_err(|err| NodeError::from(SlotHostError::InvalidSlots { cid, reason: err.to_string() }))?;
+    let SlotTarget { cid, tree, index, layout, expected, .. } = target;
     let built = slots.send(BuildSlotTree { data_path, digests_out: slots_path, layout, index }).await?;
     let root = match built {
         Ok(root) => root,
@@ -157,17 +153,13 @@ async fn check_and_keep(
     Ok(())
 }
 
-fn cell_size(manifest: &Manifest) -> u64 {
-    manifest
-        .erasure
-        .as_ref()
-        .and_then(|erasure| erasure.verification.as_ref())
-        .map_or(codex_protocol::slots::DEFAULT_CELL_SIZE, |verification| verification.cell_size)
-}
-
 /// What hosting or repairing slot `index` of `manifest` needs: the slot's blocks to hold (its erasure padding
 /// excluded), its expected root and root CID.
 struct SlotTarget {
+    cid: Cid,
+    tree: Cid,
+    index: u64,
+    layout: SlotLayout,
     wanted: std::ops::Range<u64>,
     expected: F,
     slot_root: Cid,
@@ -190,7 +182,7 @@ fn slot_target(cid: Cid, manifest: &Manifest, index: u64) -> Result<SlotTarget, 
     })?;
     // Erasure padding sits at the end of the last data slot: the stored blocks are a prefix of the range.
     let end = (range.start..range.end).find(|i| layout.is_empty_block(*i)).unwrap_or(range.end);
-    Ok(SlotTarget { wanted: range.start..end, expected, slot_root })
+    Ok(SlotTarget { cid, tree: manifest.tree_cid, index, layout, wanted: range.start..end, expected, slot_root })
 }
 
 /// Repair (seed 001, a freed slot taken over): rebuilds slot `index` of verifiable dataset `cid` from the other
@@ -217,16 +209,8 @@ pub async fn repair_slot(actors: RepairActors, cid: Cid, index: u64) -> Result<H
         leaves: crate::blockexc::LeafSet::Groups(begun.layout),
     });
     let progress = begun.progress.clone();
-    let mut arrivals = progress.watch_arrivals();
-    let mut status = progress.watch_status();
-    while !progress.decodable() {
-        if let DownloadStatus::Failed(reason) = progress.status() {
-            return Err(SlotHostError::SlotUnavailable { cid, index, reason }.into());
-        }
-        tokio::select! {
-            changed = arrivals.changed() => if changed.is_err() { break },
-            changed = status.changed() => if changed.is_err() { break },
-        }
+    if let Err(reason) = progress.until_decodable().await {
+        return Err(SlotHostError::SlotUnavailable { cid, index, reason }.into());
     }
     let layout = begun.layout;
     let tree = manifest.tree_cid;
@@ -250,8 +234,8 @@ pub async fn repair_slot(actors: RepairActors, cid: Cid, index: u64) -> Result<H
             return Err(SlotHostError::SlotUnavailable { cid, index, reason: err.to_string() }.into());
         }
     };
-    let repaired = store.send(FinishRepair { tree, index, wanted: target.wanted, recovered }).await??;
-    check_and_keep(&store, &slots, &manifest, index, target.expected, repaired.data_path, repaired.slots_path).await?;
+    let repaired = store.send(FinishRepair { tree, index, wanted: target.wanted.clone(), recovered }).await??;
+    check_and_keep(&store, &slots, target, repaired.data_path, repaired.slots_path).await?;
     tracing::info!(cid = %format_cid(&cid), slot = index, blocks, "slot repaired and stored");
     Ok(hosted)
 }

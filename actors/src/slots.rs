@@ -10,11 +10,12 @@
 //! the all-zero block's digest, as do the blocks that pad each slot to a power of two. Progress is logged every
 //! 5 %.
 //!
-//! [`SlotTree`] rebuilds one slot's tree from the `.slots` file (for hosts and, later, the prover).
+//! [`BuildSlotTree`] hashes one slot's blocks (a host's check); [`read_slot_digests`] reads stored digests back
+//! (the prover rebuilds a slot tree from them).
 
 use actix::prelude::*;
 use codex_protocol::poseidon2::{self, F};
-use codex_protocol::slots::{SlotLayout, SlotTree as Tree, slot_block_digest, verify_root};
+use codex_protocol::slots::{SlotLayout, SlotTree, slot_block_digest, verify_root};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -79,15 +80,6 @@ pub struct BuildSlots {
     pub layout: SlotLayout,
 }
 
-/// Query: the root of slot `index`, rebuilt from the block digests of a `.slots` file.
-#[derive(Message)]
-#[rtype(result = "Result<F, SlotError>")]
-pub struct SlotTree {
-    pub digests: PathBuf,
-    pub layout: SlotLayout,
-    pub index: u64,
-}
-
 /// Command: hash the blocks of slot `index` held in the segment at `data_path` (a host's slot download: the
 /// slot's blocks at their dataset positions), write their digests to `digests_out` and answer the slot root.
 #[derive(Message)]
@@ -145,15 +137,7 @@ impl Handler<BuildSlotTree> for SlotBuilderActor {
             .ok_or(SlotError::NoSuchSlot { index: msg.index, slots: layout.num_slots() })?;
         let digests = hash_blocks(&msg.data_path, layout, range.clone(), self.threads)?;
         write_digests(&msg.digests_out, range.start, &digests)?;
-        Ok(Tree::new(layout, &digests)?.root())
-    }
-}
-
-impl Handler<SlotTree> for SlotBuilderActor {
-    type Result = Result<F, SlotError>;
-    fn handle(&mut self, msg: SlotTree, _: &mut Self::Context) -> Self::Result {
-        let digests = slot_digests_from_file(&msg.digests, &msg.layout, msg.index)?;
-        Ok(Tree::new(&msg.layout, &digests)?.root())
+        Ok(SlotTree::new(layout, &digests)?.root())
     }
 }
 
@@ -259,18 +243,17 @@ fn roots_of(layout: &SlotLayout, digests: &[F]) -> Result<SlotRoots, SlotError> 
         let own = digests.get(blocks.start as usize..blocks.end as usize).ok_or(
             codex_protocol::slots::SlotError::DigestCount { count: digests.len(), expected: layout.blocks_count() },
         )?;
-        slot_roots.push(Tree::new(layout, own)?.root());
+        slot_roots.push(SlotTree::new(layout, own)?.root());
     }
     let verify_root = verify_root(&slot_roots)
         .ok_or(codex_protocol::slots::SlotError::SlotRootCount { count: 0, expected: layout.num_slots() })?;
     Ok(SlotRoots { slot_roots, verify_root })
 }
 
-/// Slot `index`'s block digests, read from a `.slots` file.
-fn slot_digests_from_file(path: &std::path::Path, layout: &SlotLayout, index: u64) -> Result<Vec<F>, SlotError> {
-    let blocks = layout.slot_blocks(index).ok_or(SlotError::NoSuchSlot { index, slots: layout.num_slots() })?;
+/// The block digests `blocks` (encoded block indices) stored in a `.slots` file.
+pub fn read_slot_digests(path: &std::path::Path, blocks: std::ops::Range<u64>) -> Result<Vec<F>, SlotError> {
     let file = File::open(path).map_err(SlotError::io("opening the slot digests"))?;
-    let mut bytes = vec![0u8; (blocks.end - blocks.start) as usize * 32];
+    let mut bytes = vec![0u8; blocks.end.saturating_sub(blocks.start) as usize * 32];
     file.read_exact_at(&mut bytes, blocks.start * 32).map_err(SlotError::io("reading the slot digests"))?;
     let mut digests = Vec::with_capacity(bytes.len() / 32);
     for chunk in bytes.chunks_exact(32) {

@@ -5,7 +5,7 @@
 #![no_main]
 
 use codex_protocol::Manifest;
-use codex_protocol::erasure::{ErasureLayout, ErasureParams};
+use codex_protocol::erasure::ErasureLayout;
 use codex_protocol::slots::SlotLayout;
 use libfuzzer_sys::fuzz_target;
 
@@ -20,9 +20,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let Some(erasure) = manifest.erasure.as_ref() else { return };
-    if let Ok(params) = ErasureParams::new(erasure.ec_k, erasure.ec_m)
-        && let Ok(layout) = ErasureLayout::new(params, erasure.original_dataset_size.div_ceil(manifest.block_size))
-    {
+    if let Some(layout) = ErasureLayout::from_manifest(&manifest) {
         let last = layout.encoded_blocks().saturating_sub(1);
         for index in [0, layout.rounded(), last, last + 1] {
             if let Some((group, position)) = layout.group_of(index) {

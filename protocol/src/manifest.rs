@@ -134,6 +134,18 @@ impl Manifest {
         if self.block_size == 0 { 0 } else { self.dataset_size.div_ceil(self.block_size) }
     }
 
+    /// The unprotected view of a protected manifest (codex-facts §3.3): the original dataset's manifest (its
+    /// tree and size, the same name and type); `None` for an unprotected manifest.
+    pub fn unprotected_view(&self) -> Option<Manifest> {
+        let erasure = self.erasure.as_ref()?;
+        Some(Manifest {
+            tree_cid: erasure.original_tree_cid,
+            dataset_size: erasure.original_dataset_size,
+            erasure: None,
+            ..self.clone()
+        })
+    }
+
     /// Bytes a reader gets back: the original size for protected manifests, else the dataset size.
     pub fn content_size(&self) -> u64 {
         self.erasure.as_ref().map_or(self.dataset_size, |e| e.original_dataset_size)

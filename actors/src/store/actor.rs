@@ -214,13 +214,7 @@ impl StoreActor {
     fn open_decoded(&mut self, cid: &Cid) -> Result<Option<OpenedDataset>, StoreError> {
         let Some(bytes) = self.repo()?.block(cid)? else { return Ok(None) };
         let Ok(protected) = Manifest::decode(&bytes) else { return Ok(None) };
-        let Some(erasure) = protected.erasure.as_ref() else { return Ok(None) };
-        let view = Manifest {
-            tree_cid: erasure.original_tree_cid,
-            dataset_size: erasure.original_dataset_size,
-            erasure: None,
-            ..protected.clone()
-        };
+        let Some(view) = protected.unprotected_view() else { return Ok(None) };
         let Some(opened) = self.open_dataset_stored(&Manifest::cid_of(&view.encode()))? else { return Ok(None) };
         Ok(Some(OpenedDataset { manifest: protected, file: opened.file }))
     }

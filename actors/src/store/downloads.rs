@@ -23,8 +23,8 @@ use super::quota::QuotaGate;
 use super::repo::{DownloadRecord, LeafMode, Repo, SlotRecord};
 use bytes::Bytes;
 use codex_protocol::cid::format_cid;
-use codex_protocol::erasure::{ErasureLayout, ErasureParams};
-use codex_protocol::{Cid, Digest, Manifest};
+use codex_protocol::erasure::ErasureLayout;
+use codex_protocol::{Cid, CodexTree, Digest, Manifest};
 use std::collections::HashMap;
 use std::fs::File;
 
@@ -50,7 +50,7 @@ impl StoreActor {
             };
             let claim = quota.claim_forced(leaves * manifest.block_size);
             let paths = repo.segment_paths(record.segment);
-            let layout = erasure_layout(&manifest);
+            let layout = ErasureLayout::from_manifest(&manifest);
             let (mut partial, resumed) = Partial::resume(manifest_cid, manifest, &record, paths, claim)?;
             if let Some(slot) = slot {
                 partial.set_mode(slot, layout);
@@ -78,10 +78,7 @@ impl StoreActor {
         if self.repo()?.manifest(&cid)?.is_some() {
             return Ok(DownloadState::Stored);
         }
-        msg.manifest.validate().map_err(|source| StoreError::InvalidManifest { cid, source: Box::new(source) })?;
-        if Manifest::cid_of(&msg.manifest.encode()) != cid {
-            return Err(StoreError::CidMismatch { cid });
-        }
+        check_manifest(cid, &msg.manifest)?;
         self.check_tree_size(&msg.manifest)?;
         let tree = msg.manifest.tree_cid;
         if let Some(partial) = self.partials.get(&tree) {
@@ -241,11 +238,8 @@ impl StoreActor {
     /// keeps the original's blocks only).
     pub(super) fn begin_decode_download(&mut self, msg: BeginDecodeDownload) -> Result<DecodeDownload, StoreError> {
         let cid = msg.manifest_cid;
-        msg.manifest.validate().map_err(|source| StoreError::InvalidManifest { cid, source: Box::new(source) })?;
-        if Manifest::cid_of(&msg.manifest.encode()) != cid {
-            return Err(StoreError::CidMismatch { cid });
-        }
-        let layout = erasure_layout(&msg.manifest).ok_or_else(|| StoreError::Corrupt {
+        check_manifest(cid, &msg.manifest)?;
+        let layout = ErasureLayout::from_manifest(&msg.manifest).ok_or_else(|| StoreError::Corrupt {
             what: "manifest",
             reason: "not a protected manifest with valid erasure parameters".into(),
         })?;
@@ -273,13 +267,29 @@ impl StoreActor {
             wanted_end: msg.manifest.blocks_count(),
             hosted: false,
         };
+        let (progress, segment) = self.create_part_download(cid, msg.manifest, slot, Some(layout), claim)?;
+        tracing::info!(cid = %format_cid(&cid), groups = layout.groups(), k = layout.params().k(), "decoding download started");
+        let data_path = self.repo()?.data_path(segment);
+        Ok(DecodeDownload { progress, data_path, layout, drive: true })
+    }
+
+    /// Creates a download of part of `manifest`'s leaves (`slot` says which), its files and its records, and
+    /// registers it; on failure nothing is left (the claim goes with the failed download).
+    fn create_part_download(
+        &mut self,
+        cid: Cid,
+        manifest: Manifest,
+        slot: SlotRecord,
+        layout: Option<ErasureLayout>,
+        claim: super::QuotaClaim,
+    ) -> Result<(std::sync::Arc<super::Progress>, u64), StoreError> {
+        let tree = manifest.tree_cid;
         let repo = self.repo()?;
         let segment = repo.allocate_segment();
         let paths = repo.segment_paths(segment);
-        let data_path = paths.data.clone();
-        let created = Partial::create(cid, msg.manifest, segment, paths, claim).and_then(|mut partial| {
-            partial.set_mode(slot.clone(), Some(layout));
-            partial.driven = true;
+        let created = Partial::create(cid, manifest, segment, paths, claim).and_then(|mut partial| {
+            partial.set_mode(slot.clone(), layout);
+            partial.driven = slot.mode == LeafMode::Decode;
             repo.save_download(&tree, &partial.record())?;
             repo.save_slot(&tree, &slot)?;
             Ok(partial)
@@ -287,9 +297,11 @@ impl StoreActor {
         match created {
             Ok(partial) => {
                 let progress = partial.progress.clone();
-                tracing::info!(cid = %format_cid(&cid), groups = layout.groups(), k = layout.params().k(), "decoding download started");
+                if partial.is_complete() && slot.mode == LeafMode::Slot {
+                    progress.complete();
+                }
                 self.partials.insert(tree, partial);
-                Ok(DecodeDownload { progress, data_path, layout, drive: true })
+                Ok((progress, segment))
             }
             Err(err) => {
                 let _ = repo.remove_download(&tree);
@@ -311,8 +323,8 @@ impl StoreActor {
         };
         let indexes: Vec<u64> = msg.recovered.iter().map(|(index, _)| *index).collect();
         partial.set_decoded(&indexes);
-        let result = original_leaves(partial, &msg.recovered);
-        let (leaves, view) = match result {
+        let result = original_tree(partial, &msg.recovered);
+        let (tree, view) = match result {
             Ok(found) => found,
             Err(err) => {
                 if let Some(partial) = self.partials.remove(&msg.tree) {
@@ -335,11 +347,10 @@ impl StoreActor {
         let old_segment = partial.segment;
         let stored = (|| -> Result<(), StoreError> {
             std::fs::hard_link(&old_data, &data).map_err(StoreError::io("linking decoded data"))?;
-            let tree = codex_protocol::CodexTree::new(leaves.clone())?;
             crate::upload::write_tree_file(&tree_path, &tree)?;
             let file =
                 std::fs::OpenOptions::new().write(true).open(&data).map_err(StoreError::io("opening decoded data"))?;
-            file.set_len(leaves.len() as u64 * view.block_size).map_err(StoreError::io("sizing decoded data"))?;
+            file.set_len(view.blocks_count() * view.block_size).map_err(StoreError::io("sizing decoded data"))?;
             file.sync_all().map_err(StoreError::io("syncing decoded data"))?;
             if let Some(dir) = data.parent() {
                 super::treefile::sync_dir(dir)?;
@@ -355,6 +366,7 @@ impl StoreActor {
             return Err(err);
         }
         // The commit ends the download record in the same transaction that makes the original visible.
+        let leaves = tree.into_leaves();
         let commit = Commit { segment, leaves: &leaves, manifest: &view, claim, download: Some(&msg.tree) };
         let result = self.commit(commit);
         let repo = self.repo()?;
@@ -374,10 +386,7 @@ impl StoreActor {
 
     pub(super) fn begin_slot_download(&mut self, msg: BeginSlotDownload) -> Result<SlotDownload, StoreError> {
         let cid = msg.manifest_cid;
-        msg.manifest.validate().map_err(|source| StoreError::InvalidManifest { cid, source: Box::new(source) })?;
-        if Manifest::cid_of(&msg.manifest.encode()) != cid {
-            return Err(StoreError::CidMismatch { cid });
-        }
+        check_manifest(cid, &msg.manifest)?;
         let tree = msg.manifest.tree_cid;
         let wanted = msg.wanted.clone();
         if wanted.end > msg.manifest.blocks_count() || wanted.start > wanted.end {
@@ -409,32 +418,11 @@ impl StoreActor {
             wanted_end: wanted.end,
             hosted: false,
         };
-        let repo = self.repo()?;
-        let segment = repo.allocate_segment();
-        let paths = repo.segment_paths(segment);
-        let created = Partial::create(cid, msg.manifest, segment, paths, claim).and_then(|mut partial| {
-            partial.slot = Some(slot.clone());
-            repo.save_download(&tree, &partial.record())?;
-            repo.save_slot(&tree, &slot)?;
-            Ok(partial)
-        });
-        match created {
-            Ok(partial) => {
-                let progress = partial.progress.clone();
-                if partial.is_complete() {
-                    progress.complete();
-                }
-                tracing::info!(cid = %format_cid(&cid), slot = msg.index, leaves = wanted.end - wanted.start, "slot download started");
-                self.partials.insert(tree, partial);
-                let (data_path, slots_path) = repo_paths(self.repo()?, segment);
-                Ok(SlotDownload { progress, hosted: false, data_path, slots_path })
-            }
-            Err(err) => {
-                let _ = repo.remove_download(&tree);
-                repo.unlink_segments(&[segment]);
-                Err(err)
-            }
-        }
+        let leaves = wanted.end - wanted.start;
+        let (progress, segment) = self.create_part_download(cid, msg.manifest, slot, None, claim)?;
+        tracing::info!(cid = %format_cid(&cid), slot = msg.index, leaves, "slot download started");
+        let (data_path, slots_path) = repo_paths(self.repo()?, segment);
+        Ok(SlotDownload { progress, hosted: false, data_path, slots_path })
     }
 
     pub(super) fn finish_repair(&mut self, msg: FinishRepair) -> Result<SlotDownload, StoreError> {
@@ -516,46 +504,34 @@ impl StoreActor {
     }
 }
 
-/// The erasure layout of a protected manifest (`None` for others, or parameters out of range).
-pub(super) fn erasure_layout(manifest: &Manifest) -> Option<ErasureLayout> {
-    let erasure = manifest.erasure.as_ref()?;
-    let params = ErasureParams::new(erasure.ec_k, erasure.ec_m).ok()?;
-    ErasureLayout::new(params, erasure.original_dataset_size.div_ceil(manifest.block_size)).ok()
+/// A manifest about to be downloaded must be valid and be the one its CID names.
+fn check_manifest(cid: Cid, manifest: &Manifest) -> Result<(), StoreError> {
+    manifest.validate().map_err(|source| StoreError::InvalidManifest { cid, source: Box::new(source) })?;
+    if Manifest::cid_of(&manifest.encode()) != cid {
+        return Err(StoreError::CidMismatch { cid });
+    }
+    Ok(())
 }
 
-/// The original tree's leaf digests of a decoded download (held leaves from the tree file, decoded ones as
-/// given), checked against `originalTreeCid`, and the unprotected view of its manifest.
-fn original_leaves(partial: &Partial, recovered: &[(u64, Digest)]) -> Result<(Vec<Digest>, Manifest), StoreError> {
-    let manifest = &partial.manifest;
-    let erasure =
-        manifest.erasure.as_ref().ok_or(StoreError::Corrupt { what: "decode", reason: "unprotected".into() })?;
-    let blocks = erasure.original_dataset_size.div_ceil(manifest.block_size);
+/// The original tree of a decoded download (its leaves: held ones from the tree file, decoded ones as given),
+/// checked against `originalTreeCid`, and the unprotected view of its manifest.
+fn original_tree(partial: &Partial, recovered: &[(u64, Digest)]) -> Result<(CodexTree, Manifest), StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt { what: "decode", reason };
+    let view = partial.manifest.unprotected_view().ok_or_else(|| corrupt("not a protected manifest".into()))?;
     let decoded: HashMap<u64, Digest> = recovered.iter().copied().collect();
-    let mut leaves = Vec::with_capacity(blocks as usize);
-    for index in 0..blocks {
+    let mut leaves = Vec::with_capacity(view.blocks_count() as usize);
+    for index in 0..view.blocks_count() {
         let digest = match decoded.get(&index) {
             Some(digest) => Some(*digest),
             None => partial.leaf_digest(index)?,
         };
-        leaves.push(digest.ok_or_else(|| StoreError::Corrupt {
-            what: "decode",
-            reason: format!("data block {index} is neither held nor decoded"),
-        })?);
+        leaves.push(digest.ok_or_else(|| corrupt(format!("data block {index} is neither held nor decoded")))?);
     }
-    let tree = codex_protocol::CodexTree::new(leaves.clone())?;
-    if tree.root_cid() != erasure.original_tree_cid {
-        return Err(StoreError::Corrupt {
-            what: "decode",
-            reason: "the decoded data does not match the original tree".into(),
-        });
+    let tree = CodexTree::new(leaves)?;
+    if tree.root_cid() != view.tree_cid {
+        return Err(corrupt("the decoded data does not match the original tree".into()));
     }
-    let view = Manifest {
-        tree_cid: erasure.original_tree_cid,
-        dataset_size: erasure.original_dataset_size,
-        erasure: None,
-        ..manifest.clone()
-    };
-    Ok((leaves, view))
+    Ok((tree, view))
 }
 
 /// The manifest of a saved download, if it is still acceptable.

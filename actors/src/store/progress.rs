@@ -93,6 +93,30 @@ impl Progress {
         }
     }
 
+    /// Waits until every erasure group of a decoding download holds K members; `Err` with the reason when the
+    /// download fails or ends before that.
+    pub async fn until_decodable(&self) -> Result<(), String> {
+        let mut arrivals = self.watch_arrivals();
+        let mut status = self.watch_status();
+        loop {
+            if self.decodable() {
+                return Ok(());
+            }
+            match self.status() {
+                DownloadStatus::Running => {}
+                DownloadStatus::Failed(reason) => return Err(reason),
+                DownloadStatus::Complete => return Err("the download ended before it could be decoded".into()),
+            }
+            let dropped = tokio::select! {
+                changed = arrivals.changed() => changed.is_err(),
+                changed = status.changed() => changed.is_err(),
+            };
+            if dropped {
+                return Err("the download was dropped".into());
+            }
+        }
+    }
+
     /// For a decoding download: true once every erasure group holds K members (the rest can be decoded).
     pub fn decodable(&self) -> bool {
         self.groups.get().is_some_and(|g| g.count.load(Ordering::Acquire) == g.layout.groups())

@@ -73,6 +73,16 @@ impl ErasureLayout {
         Ok(Self { params, original_blocks, rounded, steps, encoded_blocks })
     }
 
+    /// The layout of a protected manifest (`None` for an unprotected one or parameters out of range).
+    pub fn from_manifest(manifest: &crate::Manifest) -> Option<Self> {
+        let erasure = manifest.erasure.as_ref()?;
+        let params = ErasureParams::new(erasure.ec_k, erasure.ec_m).ok()?;
+        if manifest.block_size == 0 {
+            return None;
+        }
+        Self::new(params, erasure.original_dataset_size.div_ceil(manifest.block_size)).ok()
+    }
+
     pub fn params(&self) -> ErasureParams {
         self.params
     }
