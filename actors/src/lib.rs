@@ -13,6 +13,7 @@
 //! - [`upload::UploadSession`]: the streaming upload pipeline (hasher and writer threads), not an actor.
 
 pub mod blockexc;
+pub mod chain;
 pub mod discovery;
 pub mod erasure;
 pub mod error;

@@ -4,7 +4,7 @@
 //! The setup here is a *development* setup: anyone who knows the seed can forge proofs. Every node of a testnet
 //! that uses the same seed and parameters derives the same keys.
 
-use ark_bn254::{Bn254, Fq, G1Affine, G2Affine};
+use ark_bn254::{Bn254, G1Affine, G2Affine};
 use ark_ec::AffineRepr;
 use ark_ff::{BigInteger, PrimeField};
 use ark_serialize::{CanonicalDeserialize, CanonicalSerialize, SerializationError};
@@ -117,7 +117,7 @@ pub struct AbiProof {
     pub c: G1Point,
 }
 
-fn uint(f: &Fq) -> Uint256 {
+fn uint<P: PrimeField>(f: &P) -> Uint256 {
     let mut out = [0u8; 32];
     for (dst, src) in out.iter_mut().zip(f.into_bigint().to_bytes_be()) {
         *dst = src;
@@ -145,13 +145,30 @@ impl From<&Proof> for AbiProof {
     }
 }
 
+/// `VerifyingKey { alpha1, beta2, gamma2, delta2, ic }`: the constructor argument of `Groth16Verifier.sol`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AbiVerifyingKey {
+    pub alpha1: G1Point,
+    pub beta2: G2Point,
+    pub gamma2: G2Point,
+    pub delta2: G2Point,
+    /// IC: one point per public input plus one (4 for the sampling circuit).
+    pub ic: Vec<G1Point>,
+}
+
+impl From<&VerifyingKey> for AbiVerifyingKey {
+    fn from(vk: &VerifyingKey) -> Self {
+        Self {
+            alpha1: g1(&vk.alpha_g1),
+            beta2: g2(&vk.beta_g2),
+            gamma2: g2(&vk.gamma_g2),
+            delta2: g2(&vk.delta_g2),
+            ic: vk.gamma_abc_g1.iter().map(g1).collect(),
+        }
+    }
+}
+
 /// The public inputs as the contract's `uint256[] pubSignals`.
 pub fn abi_public(public: &[F; 3]) -> [Uint256; 3] {
-    public.map(|f| {
-        let mut out = [0u8; 32];
-        for (dst, src) in out.iter_mut().zip(f.into_bigint().to_bytes_be()) {
-            *dst = src;
-        }
-        out
-    })
+    public.map(|f| uint(&f))
 }

@@ -1,0 +1,7 @@
+//! The chain side of the node: contract bindings generated from the committed artifacts in `contracts/out`
+//! ([`bindings`]) and a local anvil chain for tests and development testnets ([`anvil`]).
+//!
+//! Only this module touches alloy. The contracts themselves live in `contracts/` (see its README).
+
+pub mod anvil;
+pub mod bindings;
