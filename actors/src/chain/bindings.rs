@@ -12,6 +12,20 @@ alloy::sol!(
     "../contracts/out/Groth16Verifier.json"
 );
 
+alloy::sol!(
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
+    Marketplace,
+    "../contracts/out/Marketplace.json"
+);
+
+alloy::sol!(
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
+    TestToken,
+    "../contracts/out/TestToken.json"
+);
+
 fn uint(word: &groth16::Uint256) -> U256 {
     U256::from_be_bytes(*word)
 }
@@ -28,11 +42,21 @@ fn g2(p: &groth16::G2Point) -> Groth16Verifier::G2Point {
     Groth16Verifier::G2Point { x: fp2(&p.x), y: fp2(&p.y) }
 }
 
-impl From<&AbiProof> for Groth16Verifier::Groth16Proof {
-    fn from(proof: &AbiProof) -> Self {
-        Self { a: g1(&proof.a), b: g2(&proof.b), c: g1(&proof.c) }
-    }
+/// `From<&AbiProof>` for the `Groth16Proof` of each contract's bindings (each `sol!` module has its own copy of
+/// the ABI structs).
+macro_rules! proof_from_abi {
+    ($($module:ident),*) => {$(
+        impl From<&AbiProof> for $module::Groth16Proof {
+            fn from(proof: &AbiProof) -> Self {
+                let g1 = |p: &groth16::G1Point| $module::G1Point { x: uint(&p.x), y: uint(&p.y) };
+                let fp2 = |e: &groth16::Fp2Element| $module::Fp2Element { real: uint(&e.real), imag: uint(&e.imag) };
+                let g2 = |p: &groth16::G2Point| $module::G2Point { x: fp2(&p.x), y: fp2(&p.y) };
+                Self { a: g1(&proof.a), b: g2(&proof.b), c: g1(&proof.c) }
+            }
+        }
+    )*};
 }
+proof_from_abi!(Groth16Verifier, Marketplace);
 
 impl From<&AbiVerifyingKey> for Groth16Verifier::VerifyingKey {
     fn from(key: &AbiVerifyingKey) -> Self {

@@ -5,3 +5,4 @@
 
 pub mod anvil;
 pub mod bindings;
+pub mod deploy;
