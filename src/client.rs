@@ -73,6 +73,11 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: crate::prover_cli::ProverCommand,
     },
+    /// Marketplace contracts (no node needed).
+    Contracts {
+        #[command(subcommand)]
+        command: crate::contracts_cli::ContractsCommand,
+    },
 }
 
 /// What can go wrong, each with its exit code.
@@ -119,6 +124,7 @@ pub fn run(args: &ClientArgs, command: ClientCommand) -> ExitCode {
         ClientCommand::List { json } => client.list(json),
         ClientCommand::Space { json } => client.space(json),
         ClientCommand::Prover { command } => return crate::prover_cli::run(command),
+        ClientCommand::Contracts { command } => return crate::contracts_cli::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod config;
+pub mod contracts_cli;
 pub mod datadir;
 pub mod metrics;
 pub mod prover_cli;

@@ -537,3 +537,70 @@ fn the_prover_loads_keys_from_the_circuit_dir() {
     let info: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(info["prover"], serde_json::Value::Null, "no keys: the prover is off");
 }
+
+/// `codex contracts deploy` on anvil: token, verifier (with the circuit directory's key) and marketplace are
+/// deployed, the configuration carries the key hash and the given period, `--fund` addresses get test tokens,
+/// and the addresses come out as one JSON object. A key file others can read is refused.
+#[test]
+fn contracts_deploy_prints_addresses_and_funds_accounts() {
+    use alloy::primitives::U256;
+    use codex_actors::chain::anvil::LocalChain;
+    use codex_actors::chain::bindings::{Marketplace, TestToken};
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let circuits = dir.path().join("circuits");
+    let circuits_arg = circuits.to_str().expect("utf-8 path");
+    let setup = run(&["prover", "setup", "--circuit-dir", circuits_arg, "--proof-samples", "1"]);
+    assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
+    let hash = String::from_utf8(setup.stdout).expect("utf-8").trim().to_owned();
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let chain = runtime.block_on(LocalChain::start()).expect("anvil");
+    let key = dir.path().join("deployer.key");
+    std::fs::write(&key, format!("0x{}\n", alloy::hex::encode(chain.signer(0).to_bytes()))).expect("key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let funded = chain.address(3);
+    let funded_arg = funded.to_string();
+    let endpoint = chain.ws_endpoint();
+    let key_arg = key.to_str().expect("utf-8 path");
+    let args = [
+        "contracts",
+        "deploy",
+        "--eth-provider",
+        &endpoint,
+        "--eth-private-key",
+        key_arg,
+        "--circuit-dir",
+        circuits_arg,
+        "--period",
+        "12",
+        "--fund",
+        &funded_arg,
+        "--fund-amount",
+        "5000",
+    ];
+    let out = run(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    assert_eq!(json["chainId"], chain.chain_id());
+    let address = |field: &str| json[field].as_str().expect(field).parse::<alloy::primitives::Address>().expect(field);
+
+    let provider = chain.provider(0);
+    let market = Marketplace::new(address("marketplace"), provider.clone());
+    let config = runtime.block_on(async { market.configuration().call().await }).expect("configuration");
+    assert_eq!(config.proofs.zkeyHash, hash);
+    assert_eq!(config.proofs.period, 12);
+    assert_eq!(runtime.block_on(async { market.token().call().await }).expect("token"), address("token"));
+    let token = TestToken::new(address("token"), provider);
+    assert_eq!(runtime.block_on(async { token.balanceOf(funded).call().await }).expect("balance"), U256::from(5000u64));
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let refused = run(&args);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("chmod 600"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}

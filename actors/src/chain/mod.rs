@@ -3,6 +3,7 @@
 //!
 //! Only this module touches alloy. The contracts themselves live in `contracts/` (see its README).
 
+pub mod account;
 pub mod anvil;
 pub mod bindings;
 pub mod deploy;
