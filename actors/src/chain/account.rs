@@ -43,7 +43,9 @@ pub async fn connect(url: &str, signer: PrivateKeySigner) -> Result<DynProvider,
     let failed = |message: String| AccountError::Provider { url: url.to_owned(), message };
     let builder = ProviderBuilder::new().wallet(EthereumWallet::from(signer));
     if url.starts_with("ws://") || url.starts_with("wss://") {
-        let provider = builder.connect_ws(WsConnect::new(url)).await.map_err(|e| failed(e.to_string()))?;
+        // A dropped WebSocket is reconnected every second for a minute; past that, callers reconnect.
+        let ws = WsConnect::new(url).with_max_retries(60).with_retry_interval(std::time::Duration::from_secs(1));
+        let provider = builder.connect_ws(ws).await.map_err(|e| failed(e.to_string()))?;
         Ok(provider.erased())
     } else if url.starts_with("http://") || url.starts_with("https://") {
         let parsed = url.parse().map_err(|e| failed(format!("not a URL: {e}")))?;

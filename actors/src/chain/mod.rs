@@ -4,6 +4,8 @@
 //! Only this module touches alloy. The contracts themselves live in `contracts/` (see its README).
 
 pub mod account;
+pub mod actor;
 pub mod anvil;
 pub mod bindings;
 pub mod deploy;
+pub mod market;

@@ -4,7 +4,8 @@
 //! [`HasBlock`],
 //! [`GetBlock`], [`GetLeaf`], [`OpenDataset`], [`DeleteData`], [`GetSpace`], [`SweepExpired`], [`CloseStore`],
 //! and for network downloads [`BeginDownload`], [`StoreLeaves`], [`ReadLeaves`], [`HasLeaves`], [`HasAddresses`],
-//! [`ListDownloads`], [`OpenDownload`]. Delivered leaves are verified (SHA-256 and Merkle proof) here, on the
+//! [`ListDownloads`], [`OpenDownload`]; for the marketplace [`GetChainCursor`], [`SaveChainCursor`] (`market.rs`).
+//! Delivered leaves are verified (SHA-256 and Merkle proof) here, on the
 //! store's thread, before they are written.
 //! Emits nothing; callers await the typed results. Runs on a one-thread `SyncArbiter`: every handler does
 //! blocking redb/file I/O, so it never shares a thread with HTTP or networking. Bulk block bytes do not pass
@@ -20,6 +21,7 @@
 mod actor;
 mod downloads;
 mod handlers;
+mod market;
 mod messages;
 mod partial;
 mod progress;
@@ -29,6 +31,7 @@ mod tables;
 mod treefile;
 
 pub use actor::StoreActor;
+pub use market::{GetChainCursor, SaveChainCursor};
 pub use messages::*;
 pub use progress::{DownloadStatus, LeafOutcome, Progress};
 pub use quota::{QuotaClaim, QuotaGate, Space};

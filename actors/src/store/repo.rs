@@ -147,6 +147,7 @@ impl Repo {
         let txn = db.begin_write()?;
         // Creates every table, so readers never meet a missing one; refuses an unknown schema.
         init_schema(&txn)?;
+        super::market::create_tables(&txn)?;
         txn.commit()?;
         let mut repo = Self { db, segments_dir, next_segment: 0 };
         let live = repo.live_segments()?;
@@ -154,6 +155,11 @@ impl Repo {
         repo.remove_orphan_segments(&live)?;
         let counters = repo.counters()?;
         Ok((repo, counters))
+    }
+
+    /// The database, for the marketplace tables (`market.rs`).
+    pub(super) fn db(&self) -> &Database {
+        &self.db
     }
 
     fn live_segments(&self) -> Result<HashSet<u64>, StoreError> {

@@ -1,0 +1,501 @@
+//! The marketplace as the node uses it: the [`Market`] trait (seed 001 §6.1's calls, the client's calls and the
+//! logs of §5.6), its one implementation on a real chain ([`OnChainMarket`], alloy), and the error type every
+//! call returns.
+//!
+//! Every call retries with exponential backoff on transport errors ([`RetryPolicy`]); a revert comes back as
+//! [`MarketError::Reverted`] naming the contract's custom error. Transactions are sent one at a time (a lock
+//! held from nonce assignment until the node has the transaction), so concurrent callers never reuse a nonce,
+//! and receipts are awaited without the lock. Their gas is the estimate plus 50 %, as the original pads it:
+//! the same call costs more when it lands in a later block (a fill that completes a request, a proof that
+//! frees a slot).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::contract::{CallBuilder, CallDecoder, Error as ContractCallError};
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::providers::{DynProvider, Provider};
+use alloy::rpc::types::{Filter, TransactionReceipt};
+use alloy::sol_types::{SolEventInterface, SolInterface};
+use alloy::transports::{RpcError, TransportErrorKind};
+
+use super::bindings::{Marketplace, TestToken};
+
+pub use Marketplace::{Ask, Content, Groth16Proof, MarketplaceConfig, Request};
+
+/// A request's id: keccak256 of its ABI encoding.
+pub type RequestId = B256;
+/// A slot's id: keccak256(abi.encode(requestId, slotIndex)).
+pub type SlotId = B256;
+
+/// The id of `request` (marketplace-facts §1.5).
+pub fn request_id(request: &Request) -> RequestId {
+    alloy::primitives::keccak256(alloy::sol_types::SolValue::abi_encode(request))
+}
+
+/// The id of slot `index` of request `id` (marketplace-facts §1.5).
+pub fn slot_id(id: RequestId, index: u64) -> SlotId {
+    alloy::primitives::keccak256(alloy::sol_types::SolValue::abi_encode(&(id, U256::from(index))))
+}
+
+/// A request's state, as the contract computes it (ordinals are the ABI's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum RequestState {
+    New,
+    Started,
+    Cancelled,
+    Finished,
+    Failed,
+}
+
+/// A slot's state, as the contract computes it (ordinals are the ABI's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SlotState {
+    Free,
+    Filled,
+    Finished,
+    Failed,
+    Paid,
+    Cancelled,
+    Repair,
+}
+
+impl TryFrom<u8> for RequestState {
+    type Error = MarketError;
+    fn try_from(value: u8) -> Result<Self, MarketError> {
+        use RequestState::*;
+        [New, Started, Cancelled, Finished, Failed]
+            .get(usize::from(value))
+            .copied()
+            .ok_or_else(|| MarketError::Decode(format!("request state {value}")))
+    }
+}
+
+impl TryFrom<u8> for SlotState {
+    type Error = MarketError;
+    fn try_from(value: u8) -> Result<Self, MarketError> {
+        use SlotState::*;
+        [Free, Filled, Finished, Failed, Paid, Cancelled, Repair]
+            .get(usize::from(value))
+            .copied()
+            .ok_or_else(|| MarketError::Decode(format!("slot state {value}")))
+    }
+}
+
+/// A custom error the contracts revert with.
+#[derive(Debug)]
+pub enum ContractError {
+    /// One of the Marketplace's errors (`Marketplace_*`, `Proofs_*`, `Periods_*`, `SlotReservations_*`).
+    Marketplace(Marketplace::MarketplaceErrors),
+    /// One of the token's ERC-20 errors (`ERC20InsufficientAllowance`, `ERC20InsufficientBalance`, …), raised
+    /// when the marketplace pulls tokens.
+    Token(TestToken::TestTokenErrors),
+}
+
+impl ContractError {
+    /// The error's name as the contract declares it (`Marketplace_SlotNotFree`).
+    pub fn name(&self) -> String {
+        // The generated enums' Debug output is `Variant(Variant)`: the variant is the Solidity name.
+        let text = match self {
+            Self::Marketplace(e) => format!("{e:?}"),
+            Self::Token(e) => format!("{e:?}"),
+        };
+        text.split(['(', ' ', '{']).next().unwrap_or_default().to_owned()
+    }
+}
+
+/// Why a market call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MarketError {
+    #[error("the contract reverted with {}", .0.name())]
+    Reverted(ContractError),
+    #[error("the contract reverted: {0}")]
+    RevertedOther(String),
+    #[error("the chain is unreachable ({attempts} attempts): {message}")]
+    Transport { attempts: u32, message: String },
+    #[error("the transaction {tx} was mined but failed")]
+    TransactionFailed { tx: B256 },
+    #[error("cannot decode the chain's answer: {0}")]
+    Decode(String),
+    #[error("chain call failed: {0}")]
+    Other(String),
+}
+
+impl MarketError {
+    /// The contract error's name, if this is a decoded revert.
+    pub fn revert_name(&self) -> Option<String> {
+        match self {
+            Self::Reverted(e) => Some(e.name()),
+            _ => None,
+        }
+    }
+}
+
+/// How transport errors are retried: `attempts` tries in all, waiting `base`, 2·`base`, … up to `max` between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { attempts: 8, base: Duration::from_millis(250), max: Duration::from_secs(30) }
+    }
+}
+
+/// What one attempt's error means.
+enum Verdict {
+    Retry(String),
+    Fail(MarketError),
+}
+
+fn classify_rpc<E: std::fmt::Display>(
+    err: &RpcError<TransportErrorKind, E>,
+    revert: Option<Bytes>,
+) -> Verdict {
+    if let Some(data) = revert {
+        if let Ok(e) = Marketplace::MarketplaceErrors::abi_decode(&data) {
+            return Verdict::Fail(MarketError::Reverted(ContractError::Marketplace(e)));
+        }
+        if let Ok(e) = TestToken::TestTokenErrors::abi_decode(&data) {
+            return Verdict::Fail(MarketError::Reverted(ContractError::Token(e)));
+        }
+        return Verdict::Fail(MarketError::RevertedOther(format!("{err} (data {data})")));
+    }
+    match err {
+        RpcError::Transport(kind) => Verdict::Retry(kind.to_string()),
+        RpcError::ErrorResp(resp) if resp.is_retry_err() => Verdict::Retry(resp.to_string()),
+        RpcError::ErrorResp(resp) if resp.message.contains("revert") => {
+            Verdict::Fail(MarketError::RevertedOther(resp.to_string()))
+        }
+        other => Verdict::Fail(MarketError::Other(other.to_string())),
+    }
+}
+
+fn classify_call(err: &ContractCallError) -> Verdict {
+    match err {
+        ContractCallError::TransportError(e) => classify_rpc(e, err.as_revert_data()),
+        ContractCallError::PendingTransactionError(e) => Verdict::Retry(e.to_string()),
+        other => Verdict::Fail(MarketError::Other(other.to_string())),
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or `policy.attempts` transport errors happened.
+async fn retry<T, E, F, Fut>(policy: RetryPolicy, classify: fn(&E) -> Verdict, mut attempt: F) -> Result<T, MarketError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut wait = policy.base;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(err) => match classify(&err) {
+                Verdict::Fail(err) => return Err(err),
+                Verdict::Retry(message) if tries >= policy.attempts => {
+                    return Err(MarketError::Transport { attempts: tries, message });
+                }
+                Verdict::Retry(message) => {
+                    tracing::debug!(%message, tries, "chain call failed, retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(policy.max);
+                }
+            },
+        }
+    }
+}
+
+/// A marketplace log, decoded (marketplace-facts §4.6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MarketEvent {
+    StorageRequested { id: RequestId, ask: Ask, expires_at: u64 },
+    RequestFulfilled { id: RequestId },
+    RequestCancelled { id: RequestId },
+    RequestFailed { id: RequestId },
+    SlotFilled { id: RequestId, index: u64 },
+    SlotFreed { id: RequestId, index: u64 },
+    SlotReservationsFull { id: RequestId, index: u64 },
+    ProofSubmitted { slot: SlotId },
+}
+
+/// A [`MarketEvent`] with where it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainEvent {
+    pub block: u64,
+    pub log_index: u64,
+    pub event: MarketEvent,
+}
+
+fn decode_event(log: &alloy::rpc::types::Log) -> Option<MarketEvent> {
+    use Marketplace::MarketplaceEvents as E;
+    let decoded = E::decode_log(&log.inner).ok()?;
+    Some(match decoded.data {
+        E::StorageRequested(e) => {
+            MarketEvent::StorageRequested { id: e.requestId.into(), ask: e.ask, expires_at: e.expiry }
+        }
+        E::RequestFulfilled(e) => MarketEvent::RequestFulfilled { id: e.requestId.into() },
+        E::RequestCancelled(e) => MarketEvent::RequestCancelled { id: e.requestId.into() },
+        E::RequestFailed(e) => MarketEvent::RequestFailed { id: e.requestId.into() },
+        E::SlotFilled(e) => MarketEvent::SlotFilled { id: e.requestId.into(), index: e.slotIndex },
+        E::SlotFreed(e) => MarketEvent::SlotFreed { id: e.requestId.into(), index: e.slotIndex },
+        E::SlotReservationsFull(e) => MarketEvent::SlotReservationsFull { id: e.requestId.into(), index: e.slotIndex },
+        E::ProofSubmitted(e) => MarketEvent::ProofSubmitted { slot: e.id.into() },
+    })
+}
+
+/// The marketplace calls the node makes. [`OnChainMarket`] is the implementation; tests of the actors that
+/// use a market may plug in their own.
+#[allow(async_fn_in_trait, reason = "used on actix arbiters, whose futures need not be Send")]
+pub trait Market: Clone + 'static {
+    /// The account that signs.
+    fn signer(&self) -> Address;
+    /// The marketplace's address.
+    fn address(&self) -> Address;
+    async fn configuration(&self) -> Result<MarketplaceConfig, MarketError>;
+    /// The timestamp of the latest block: the market's clock.
+    async fn chain_time(&self) -> Result<u64, MarketError>;
+    async fn block_number(&self) -> Result<u64, MarketError>;
+    async fn chain_id(&self) -> Result<u64, MarketError>;
+    /// The request, or `None` if the contract does not know it.
+    async fn get_request(&self, id: RequestId) -> Result<Option<Request>, MarketError>;
+    /// The request's state, or `None` if the contract does not know it.
+    async fn request_state(&self, id: RequestId) -> Result<Option<RequestState>, MarketError>;
+    async fn request_expires_at(&self, id: RequestId) -> Result<u64, MarketError>;
+    async fn request_end(&self, id: RequestId) -> Result<u64, MarketError>;
+    async fn slot_state(&self, slot: SlotId) -> Result<SlotState, MarketError>;
+    /// The slot's host, `None` when free or in repair.
+    async fn get_host(&self, id: RequestId, index: u64) -> Result<Option<Address>, MarketError>;
+    async fn current_collateral(&self, slot: SlotId) -> Result<U256, MarketError>;
+    async fn my_slots(&self) -> Result<Vec<SlotId>, MarketError>;
+    async fn my_requests(&self) -> Result<Vec<RequestId>, MarketError>;
+    /// Approves the request's maximum price, then submits it; the request id.
+    async fn request_storage(&self, request: Request) -> Result<RequestId, MarketError>;
+    async fn withdraw_funds(&self, id: RequestId) -> Result<(), MarketError>;
+    async fn reserve_slot(&self, id: RequestId, index: u64) -> Result<(), MarketError>;
+    /// Approves `collateral`, then fills the slot with `proof`.
+    async fn fill_slot(&self, id: RequestId, index: u64, proof: Groth16Proof, collateral: U256)
+    -> Result<(), MarketError>;
+    async fn submit_proof(&self, slot: SlotId, proof: Groth16Proof) -> Result<(), MarketError>;
+    async fn free_slot(&self, slot: SlotId) -> Result<(), MarketError>;
+    /// The decoded marketplace logs of blocks `from..=to`, in chain order.
+    async fn events(&self, from: u64, to: u64) -> Result<Vec<ChainEvent>, MarketError>;
+}
+
+/// The marketplace on a real chain, through alloy.
+#[derive(Clone)]
+pub struct OnChainMarket {
+    provider: DynProvider,
+    market: Address,
+    signer: Address,
+    retry: RetryPolicy,
+    /// Held from nonce assignment until the node accepted the transaction.
+    send_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl OnChainMarket {
+    /// The marketplace at `market`, through `provider`, which signs as `signer`.
+    pub fn new(provider: DynProvider, market: Address, signer: Address, retry: RetryPolicy) -> Self {
+        Self { provider, market, signer, retry, send_lock: Arc::new(tokio::sync::Mutex::new(())) }
+    }
+
+    fn contract(&self) -> Marketplace::MarketplaceInstance<DynProvider> {
+        Marketplace::new(self.market, self.provider.clone())
+    }
+
+    async fn token(&self) -> Result<TestToken::TestTokenInstance<DynProvider>, MarketError> {
+        let contract = self.contract();
+        let token = retry(self.retry, classify_call, || async { contract.token().call().await }).await?;
+        Ok(TestToken::new(token, self.provider.clone()))
+    }
+
+    /// Sends the transaction `build` makes (gas: estimate + 50 %) and waits for its receipt. The send lock is
+    /// held only until the node accepted the transaction, so the next one gets the next nonce.
+    async fn transact<P, D>(&self, build: impl Fn() -> CallBuilder<P, D>) -> Result<TransactionReceipt, MarketError>
+    where
+        P: Provider,
+        D: CallDecoder,
+    {
+        let pending = {
+            let _turn = self.send_lock.lock().await;
+            retry(self.retry, classify_call, || async {
+                let call = build();
+                let gas = call.estimate_gas().await?;
+                call.gas(gas.saturating_add(gas / 2)).send().await
+            })
+            .await?
+        };
+        let receipt = pending
+            .with_timeout(Some(RECEIPT_TIMEOUT))
+            .get_receipt()
+            .await
+            .map_err(|e| MarketError::Other(format!("waiting for the receipt: {e}")))?;
+        if receipt.status() { Ok(receipt) } else { Err(MarketError::TransactionFailed { tx: receipt.transaction_hash }) }
+    }
+
+    /// A view call, retried on transport errors.
+    async fn view<P, D>(&self, build: impl Fn() -> CallBuilder<P, D>) -> Result<D::CallOutput, MarketError>
+    where
+        P: Provider,
+        D: CallDecoder,
+    {
+        retry(self.retry, classify_call, || async { build().call().await }).await
+    }
+
+    async fn approve(&self, amount: U256) -> Result<(), MarketError> {
+        let token = self.token().await?;
+        self.transact(|| token.approve(self.market, amount)).await.map(drop)
+    }
+}
+
+/// How long a sent transaction may take to be mined before the call reports an error.
+const RECEIPT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Most blocks one `eth_getLogs` asks for (public endpoints cap ranges).
+pub const MAX_LOG_RANGE: u64 = 1000;
+
+impl Market for OnChainMarket {
+    fn signer(&self) -> Address {
+        self.signer
+    }
+
+    fn address(&self) -> Address {
+        self.market
+    }
+
+    async fn configuration(&self) -> Result<MarketplaceConfig, MarketError> {
+        let c = self.contract();
+        self.view(|| c.configuration()).await
+    }
+
+    async fn chain_time(&self) -> Result<u64, MarketError> {
+        let provider = &self.provider;
+        let block = retry(self.retry, |e| classify_rpc(e, None), || async {
+            provider.get_block_by_number(alloy::eips::BlockNumberOrTag::Latest).await
+        })
+        .await?;
+        block.map(|b| b.header.timestamp).ok_or_else(|| MarketError::Decode("no latest block".into()))
+    }
+
+    async fn block_number(&self) -> Result<u64, MarketError> {
+        let provider = &self.provider;
+        retry(self.retry, |e| classify_rpc(e, None), || async { provider.get_block_number().await }).await
+    }
+
+    async fn chain_id(&self) -> Result<u64, MarketError> {
+        let provider = &self.provider;
+        retry(self.retry, |e| classify_rpc(e, None), || async { provider.get_chain_id().await }).await
+    }
+
+    async fn get_request(&self, id: RequestId) -> Result<Option<Request>, MarketError> {
+        let c = self.contract();
+        match self.view(|| c.getRequest(id.into())).await {
+            Ok(request) => Ok(Some(request)),
+            Err(e) if e.revert_name().as_deref() == Some("Marketplace_UnknownRequest") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn request_state(&self, id: RequestId) -> Result<Option<RequestState>, MarketError> {
+        let c = self.contract();
+        match self.view(|| c.requestState(id.into())).await {
+            Ok(state) => Ok(Some(RequestState::try_from(state)?)),
+            Err(e) if e.revert_name().as_deref() == Some("Marketplace_UnknownRequest") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn request_expires_at(&self, id: RequestId) -> Result<u64, MarketError> {
+        let c = self.contract();
+        self.view(|| c.requestExpiry(id.into())).await
+    }
+
+    async fn request_end(&self, id: RequestId) -> Result<u64, MarketError> {
+        let c = self.contract();
+        self.view(|| c.requestEnd(id.into())).await
+    }
+
+    async fn slot_state(&self, slot: SlotId) -> Result<SlotState, MarketError> {
+        let c = self.contract();
+        SlotState::try_from(self.view(|| c.slotState(slot.into())).await?)
+    }
+
+    async fn get_host(&self, id: RequestId, index: u64) -> Result<Option<Address>, MarketError> {
+        let c = self.contract();
+        let host = self.view(|| c.getHost(slot_id(id, index).into())).await?;
+        Ok((host != Address::ZERO).then_some(host))
+    }
+
+    async fn current_collateral(&self, slot: SlotId) -> Result<U256, MarketError> {
+        let c = self.contract();
+        self.view(|| c.currentCollateral(slot.into())).await
+    }
+
+    async fn my_slots(&self) -> Result<Vec<SlotId>, MarketError> {
+        let c = self.contract();
+        let ids = self.view(|| c.mySlots().from(self.signer)).await?;
+        Ok(ids.into_iter().map(Into::into).collect())
+    }
+
+    async fn my_requests(&self) -> Result<Vec<RequestId>, MarketError> {
+        let c = self.contract();
+        let ids = self.view(|| c.myRequests().from(self.signer)).await?;
+        Ok(ids.into_iter().map(Into::into).collect())
+    }
+
+    async fn request_storage(&self, request: Request) -> Result<RequestId, MarketError> {
+        let ask = &request.ask;
+        let max_price = U256::from(ask.slots) * U256::from(ask.duration) * ask.pricePerBytePerSecond * U256::from(ask.slotSize);
+        self.approve(max_price).await?;
+        let c = self.contract();
+        self.transact(|| c.requestStorage(request.clone())).await?;
+        Ok(request_id(&request))
+    }
+
+    async fn withdraw_funds(&self, id: RequestId) -> Result<(), MarketError> {
+        let c = self.contract();
+        self.transact(|| c.withdrawFunds_0(id.into())).await.map(drop)
+    }
+
+    async fn reserve_slot(&self, id: RequestId, index: u64) -> Result<(), MarketError> {
+        let c = self.contract();
+        self.transact(|| c.reserveSlot(id.into(), index)).await.map(drop)
+    }
+
+    async fn fill_slot(
+        &self,
+        id: RequestId,
+        index: u64,
+        proof: Groth16Proof,
+        collateral: U256,
+    ) -> Result<(), MarketError> {
+        self.approve(collateral).await?;
+        let c = self.contract();
+        self.transact(|| c.fillSlot(id.into(), index, proof.clone())).await.map(drop)
+    }
+
+    async fn submit_proof(&self, slot: SlotId, proof: Groth16Proof) -> Result<(), MarketError> {
+        let c = self.contract();
+        self.transact(|| c.submitProof(slot.into(), proof.clone())).await.map(drop)
+    }
+
+    async fn free_slot(&self, slot: SlotId) -> Result<(), MarketError> {
+        let c = self.contract();
+        self.transact(|| c.freeSlot_1(slot.into())).await.map(drop)
+    }
+
+    async fn events(&self, from: u64, to: u64) -> Result<Vec<ChainEvent>, MarketError> {
+        let filter = Filter::new().address(self.market).from_block(from).to_block(to);
+        let provider = &self.provider;
+        let logs = retry(self.retry, |e| classify_rpc(e, None), || async { provider.get_logs(&filter).await }).await?;
+        Ok(logs
+            .iter()
+            .filter_map(|log| {
+                let event = decode_event(log)?;
+                Some(ChainEvent { block: log.block_number?, log_index: log.log_index?, event })
+            })
+            .collect())
+    }
+}
