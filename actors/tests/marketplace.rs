@@ -36,7 +36,11 @@ async fn constructor_error(
     token: Address,
     verifier: Address,
 ) -> Option<String> {
-    Marketplace::deploy_builder(provider.clone(), config, token, verifier).call_raw().await.err().map(|e| error_name(&e))
+    Marketplace::deploy_builder(provider.clone(), config, token, verifier)
+        .call_raw()
+        .await
+        .err()
+        .map(|e| error_name(&e))
 }
 
 #[actix_rt::test]
@@ -88,7 +92,7 @@ async fn constructor_checks() {
 
     // A token address without code: the transfer "succeeds" with empty return data, which the marketplace refuses.
     let tokenless = Address::repeat_byte(0x77);
-    let market = Marketplace::deploy(env.admin.clone(), test_config(), tokenless, verifier).await.unwrap();
+    let market = Marketplace::deploy(env.chain.provider(0), test_config(), tokenless, verifier).await.unwrap();
     let client = Marketplace::new(*market.address(), env.chain.provider(CLIENT));
     assert_eq!(
         env.revert(CLIENT, client.requestStorage(env.request(1, 1))).await,
@@ -189,7 +193,10 @@ async fn request_validation_ids_and_views() {
     assert_eq!(env.revert(HOST_A, env.actor(HOST_A).market.freeSlot_1(free)).await, "Marketplace_SlotIsFree");
     let validator = &env.actor(VALIDATOR).market;
     let period = period_of(created);
-    assert_eq!(env.revert(VALIDATOR, validator.markProofAsMissing(free, period)).await, "Marketplace_SlotNotAcceptingProofs");
+    assert_eq!(
+        env.revert(VALIDATOR, validator.markProofAsMissing(free, period)).await,
+        "Marketplace_SlotNotAcceptingProofs"
+    );
     assert_eq!(
         env.revert(VALIDATOR, validator.canMarkProofAsMissing(free, period)).await,
         "Marketplace_SlotNotAcceptingProofs"
@@ -393,6 +400,12 @@ async fn finished_request_with_proofs_a_missed_proof_and_payouts() {
     // The next period: a proof is due once the pointer leaves downtime.
     let proof_period = fill_period + 1;
     env.jump(period_end(fill_period) + 1).await;
+    let validator = &env.actor(VALIDATOR).market;
+    assert_eq!(
+        env.revert(VALIDATOR, validator.canMarkProofAsMissing(slots[1], fill_period)).await,
+        "Proofs_ProofNotMissing",
+        "the fill's proof counts for the fill period"
+    );
     env.mine_until_pointer(slots[0], proof_period, |p| p < DOWNTIME).await;
     env.mine(1).await;
     assert!(reader.getPointer(slots[0]).call().await.unwrap() < DOWNTIME);
@@ -414,21 +427,37 @@ async fn finished_request_with_proofs_a_missed_proof_and_payouts() {
     );
     assert_eq!(env.revert(HOST_B, host_b.submitProof(slots[1], proof_0)).await, "Proofs_InvalidProof");
     env.submit_proof(HOST_C, id, 2).await;
-    // Host B misses this period.
-    let validator = &env.actor(VALIDATOR).market;
-    assert_eq!(env.revert(VALIDATOR, validator.canMarkProofAsMissing(slots[1], proof_period)).await, "Proofs_PeriodNotEnded");
-
+    // Host B misses this period, which can be marked from just after its end.
+    assert_eq!(
+        env.revert(VALIDATOR, validator.canMarkProofAsMissing(slots[1], proof_period)).await,
+        "Proofs_PeriodNotEnded"
+    );
+    env.jump(period_end(proof_period)).await;
+    assert_eq!(
+        env.revert(VALIDATOR, validator.canMarkProofAsMissing(slots[1], proof_period)).await,
+        "Proofs_PeriodNotEnded",
+        "at the period's end"
+    );
     env.jump(period_end(proof_period) + 1).await;
     assert_eq!(
         env.revert(VALIDATOR, validator.canMarkProofAsMissing(slots[1], fill_period)).await,
         "Proofs_ValidationTimedOut"
     );
-    assert_eq!(env.revert(VALIDATOR, validator.canMarkProofAsMissing(slots[0], proof_period)).await, "Proofs_ProofNotMissing");
-    assert_eq!(env.revert(VALIDATOR, validator.markProofAsMissing(slots[2], proof_period)).await, "Proofs_ProofNotMissing");
+    assert_eq!(
+        env.revert(VALIDATOR, validator.canMarkProofAsMissing(slots[0], proof_period)).await,
+        "Proofs_ProofNotMissing"
+    );
+    assert_eq!(
+        env.revert(VALIDATOR, validator.markProofAsMissing(slots[2], proof_period)).await,
+        "Proofs_ProofNotMissing"
+    );
     // Recomputed with the current block: with the pointer in downtime, no proof was required.
     env.mine_until_pointer(slots[1], proof_period, |p| p < DOWNTIME).await;
     env.mine(1).await;
-    assert_eq!(env.revert(VALIDATOR, validator.canMarkProofAsMissing(slots[1], proof_period)).await, "Proofs_ProofNotRequired");
+    assert_eq!(
+        env.revert(VALIDATOR, validator.canMarkProofAsMissing(slots[1], proof_period)).await,
+        "Proofs_ProofNotRequired"
+    );
     env.mine_until_pointer(slots[1], proof_period, |p| (DOWNTIME..255).contains(&p)).await;
     env.mine(1).await;
     validator.canMarkProofAsMissing(slots[1], proof_period).call().await.expect("can be marked");
@@ -462,10 +491,7 @@ async fn finished_request_with_proofs_a_missed_proof_and_payouts() {
         assert!(env.my_slots(host).await.is_empty());
     }
 
-    assert_eq!(
-        env.revert(OTHER, other.withdrawFunds_0(id)).await,
-        "Marketplace_InvalidClientAddress"
-    );
+    assert_eq!(env.revert(OTHER, other.withdrawFunds_0(id)).await, "Marketplace_InvalidClientAddress");
     let receipt = env.ok(client.withdrawFunds_0(id)).await;
     println!("gas withdrawFunds: {}", receipt.gas_used);
     assert_eq!(env.request_state(id).await, FINISHED);
@@ -545,6 +571,7 @@ async fn cancelled_request_with_a_fill_at_expiry() {
     env.ok(env.actor(HOST_A).market.freeSlot_1(slot_id(id, 0))).await;
     env.ok(env.actor(HOST_B).market.freeSlot_1(slot_id(id, 1))).await;
     assert_eq!(env.slot_state(id, 1).await, PAID);
+    assert!(env.my_slots(HOST_A).await.is_empty() && env.my_slots(HOST_B).await.is_empty());
     let paid = u128::from(expires - filled_at) * PRICE_PER_SLOT_SECOND;
     env.assert_moved(&before, &[(CLIENT, -i(paid)), (HOST_A, i(paid))]).await;
     assert_eq!(env.balances().await[MARKET], 0, "nothing left in the contract");
@@ -646,6 +673,19 @@ async fn missed_proofs_free_a_slot_and_abandonment_fails_the_request() {
     let receipt = env.mark_missing(id, 1, fill_period + 1).await;
     assert!(events::<Marketplace::SlotFreed>(&receipt).is_empty());
     assert_eq!(reader.missingProofs(slot).call().await.unwrap(), 1);
+    assert_eq!(reader.currentCollateral(slot).call().await.unwrap(), u(COLLATERAL - SLASH));
+    // Host C did not prove either: the validation window of that period ends `timeout` seconds after it.
+    let (slot_c, missed) = (slot_id(id, 2), fill_period + 1);
+    let validator = &env.actor(VALIDATOR).market;
+    env.jump(period_end(missed) + TIMEOUT - 1).await;
+    env.mine_until_pointer(slot_c, missed, |p| (DOWNTIME..255).contains(&p)).await;
+    env.mine(1).await;
+    validator.canMarkProofAsMissing(slot_c, missed).call().await.expect("the last second of the window");
+    env.jump(period_end(missed) + TIMEOUT).await;
+    assert_eq!(
+        env.revert(VALIDATOR, validator.canMarkProofAsMissing(slot_c, missed)).await,
+        "Proofs_ValidationTimedOut"
+    );
     let receipt = env.mark_missing(id, 1, fill_period + 2).await;
     println!("gas markProofAsMissing: {} (the last slash, which frees the slot)", receipt.gas_used);
     assert_eq!(events::<Marketplace::SlotFreed>(&receipt), [Marketplace::SlotFreed { requestId: id, slotIndex: 1 }]);
@@ -676,7 +716,6 @@ async fn missed_proofs_free_a_slot_and_abandonment_fails_the_request() {
     for n in 0..SLOTS {
         assert_eq!(env.slot_state(id, n).await, SLOT_FAILED);
     }
-    let validator = &env.actor(VALIDATOR).market;
     assert_eq!(
         env.revert(VALIDATOR, validator.markProofAsMissing(slot_id(id, 2), period_of(ends) - 1)).await,
         "Marketplace_SlotNotAcceptingProofs"

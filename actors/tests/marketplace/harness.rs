@@ -413,7 +413,10 @@ impl Env {
     pub async fn fill(&self, host: usize, id: B256, slot: u64) -> TransactionReceipt {
         let proof = self.next_block_proof(id, slot).await;
         let receipt = self.ok(self.actor(host).market.fillSlot(id, slot, proof)).await;
-        assert_eq!(events::<Marketplace::SlotFilled>(&receipt), [Marketplace::SlotFilled { requestId: id, slotIndex: slot }]);
+        assert_eq!(
+            events::<Marketplace::SlotFilled>(&receipt),
+            [Marketplace::SlotFilled { requestId: id, slotIndex: slot }]
+        );
         receipt
     }
 
