@@ -21,6 +21,9 @@ use codex_actors::chain::anvil::anvil_binary;
 use codex_actors::chain::bindings::Marketplace;
 use harness::*;
 
+/// A change to a valid request.
+type EditRequest = fn(&mut Marketplace::Request);
+
 fn u(value: u128) -> U256 {
     U256::from(value)
 }
@@ -125,7 +128,7 @@ async fn request_validation_ids_and_views() {
 
     let base = env.request(1, 2);
     let client = &env.actor(CLIENT).market;
-    let cases: [(&str, fn(&mut Marketplace::Request)); 11] = [
+    let cases: [(&str, EditRequest); 11] = [
         ("Marketplace_InvalidExpiry", |r| r.expiry = 0),
         ("Marketplace_InvalidExpiry", |r| r.expiry = r.ask.duration),
         ("Marketplace_InsufficientSlots", |r| r.ask.slots = 0),
@@ -392,6 +395,7 @@ async fn finished_request_with_proofs_a_missed_proof_and_payouts() {
     }
     assert_eq!(reader.slotProbability(slots[0]).call().await.unwrap(), U256::ZERO, "1 × 192 / 256");
     assert!(!reader.isProofRequired(slots[0]).call().await.unwrap(), "not in the fill period");
+    assert_eq!(reader.requestEnd(id).call().await.unwrap(), created + DURATION);
     assert!(!env.can_reserve(OTHER, id, 0).await);
     assert_eq!(env.revert(OTHER, other.reserveSlot(id, 0)).await, "SlotReservations_ReservationNotAllowed");
     let client = &env.actor(CLIENT).market;
