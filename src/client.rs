@@ -73,6 +73,9 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: crate::prover_cli::ProverCommand,
     },
+    /// Run the node with the marketplace: `persistence --eth-provider URL --eth-private-key FILE
+    /// --marketplace-address ADDR [prover --circuit-dir DIR]`.
+    Persistence(crate::persistence::PersistenceArgs),
     /// Marketplace contracts (no node needed).
     Contracts {
         #[command(subcommand)]
@@ -125,6 +128,8 @@ pub fn run(args: &ClientArgs, command: ClientCommand) -> ExitCode {
         ClientCommand::Space { json } => client.space(json),
         ClientCommand::Prover { command } => return crate::prover_cli::run(command),
         ClientCommand::Contracts { command } => return crate::contracts_cli::run(command),
+        // `main` runs the node for `persistence` before it gets here.
+        ClientCommand::Persistence(_) => return ExitCode::from(2),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -164,6 +164,11 @@ pub struct NodeFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub simulate_proof_failures: Option<u32>,
+    /// The marketplace options: set by the `persistence` command (see `persistence.rs`), or in the file and
+    /// environment (`persistence = true`, `eth-provider = …`).
+    #[arg(skip)]
+    #[serde(flatten)]
+    pub market: crate::persistence::MarketFlags,
 }
 
 /// The node's settings after layering, every value typed and defaulted.
@@ -203,6 +208,16 @@ pub struct Settings {
     /// `None`: `<data-dir>/circuits`.
     pub circuit_dir: Option<PathBuf>,
     pub simulate_proof_failures: u32,
+    /// The marketplace is on (the `persistence` command, or `persistence = true`).
+    pub persistence: bool,
+    pub eth_provider: String,
+    /// The account to use; must be the private key's (checked at start).
+    pub eth_account: Option<String>,
+    /// File with the account's private key in hex (mode 0600).
+    pub eth_private_key: Option<PathBuf>,
+    pub marketplace_address: Option<String>,
+    /// Samples per proof the keys in the circuit directory must have been made for.
+    pub proof_samples: Option<usize>,
 }
 
 /// The default data directory: `~/.cache/codex`, as the original on Linux.
@@ -242,6 +257,12 @@ impl Default for Settings {
             cache_size: 0,
             circuit_dir: None,
             simulate_proof_failures: 0,
+            persistence: false,
+            eth_provider: "ws://localhost:8545".into(),
+            eth_account: None,
+            eth_private_key: None,
+            marketplace_address: None,
+            proof_samples: None,
         }
     }
 }
@@ -391,6 +412,9 @@ impl Settings {
         }
         crate::telemetry::LogDirectives::parse(&self.log_level)
             .map_err(|err| ConfigError::Invalid { option: "log-level", reason: err.to_string() })?;
+        if self.persistence {
+            crate::persistence::validate(self)?;
+        }
         Ok(())
     }
 

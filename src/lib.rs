@@ -7,6 +7,7 @@ pub mod config;
 pub mod contracts_cli;
 pub mod datadir;
 pub mod metrics;
+pub mod persistence;
 pub mod prover_cli;
 pub mod rest;
 pub mod telemetry;

@@ -6,6 +6,7 @@ use actix_web::http::header::HeaderValue;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context as _;
 use clap::Parser;
+use codex::client::ClientCommand;
 use codex::config::{Cli, Settings};
 use codex::metrics::Metrics;
 use codex::rest::{self, AllowedHosts, ApiState, CorsOrigin, UploadLimits};
@@ -20,9 +21,11 @@ use codex_actors::store::StoreConfig;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Some(command) = cli.command {
-        return client::run(&cli.client, command);
+    let mut cli = Cli::parse();
+    match cli.command.take() {
+        Some(ClientCommand::Persistence(args)) => args.apply(&mut cli.node),
+        Some(command) => return client::run(&cli.client, command),
+        None => {}
     }
     let settings = match Settings::load(&cli.node) {
         Ok(settings) => settings,
@@ -97,6 +100,9 @@ async fn serve(settings: Settings, node_config: NodeConfig, log: telemetry::LogC
             });
         }
     };
+    if settings.persistence {
+        enable_marketplace(&settings, &node).await?;
+    }
     let metrics = Metrics::new();
     let mut state = ApiState::new(node.clone(), metrics.clone(), log);
     state.hosts = AllowedHosts::new(settings.api_bindaddr, &settings.api_allowed_hosts);
@@ -165,6 +171,53 @@ async fn serve(settings: Settings, node_config: NodeConfig, log: telemetry::LogC
     }
     node.send(StopNode).await.context("stopping the node")?;
     tracing::info!("node stopped cleanly");
+    Ok(())
+}
+
+/// Connects the marketplace (the `persistence` command): the account from the key file, the chain, the
+/// contract, the purchasing actor. Any failure stops the node with a message naming what to fix.
+async fn enable_marketplace(settings: &Settings, node: &actix::Addr<NodeActor>) -> anyhow::Result<()> {
+    use codex_actors::chain::account::read_private_key;
+    use codex_actors::chain::actor::ChainConfig;
+    use codex_actors::chain::market::RetryPolicy;
+    use codex_actors::node::EnableMarketplace;
+    use codex_actors::purchasing::PurchasingConfig;
+    let key_file = settings.eth_private_key.as_deref().context("--eth-private-key is required with persistence")?;
+    let signer = read_private_key(key_file)?;
+    if let Some(account) = &settings.eth_account
+        && account.parse::<alloy::primitives::Address>().ok() != Some(signer.address())
+    {
+        anyhow::bail!("--eth-account {account} is not the account of --eth-private-key ({})", signer.address());
+    }
+    if let Some(samples) = settings.proof_samples {
+        let params = codex_actors::prover::key_params(&settings.circuit_path())?;
+        anyhow::ensure!(
+            params.samples == samples,
+            "--proof-samples {samples}: the keys in {} are for {} samples (run `codex prover setup --proof-samples \
+             {samples}`)",
+            settings.circuit_path().display(),
+            params.samples
+        );
+    }
+    let marketplace = settings
+        .marketplace_address
+        .as_deref()
+        .context("--marketplace-address is required with persistence")?
+        .parse()
+        .context("--marketplace-address")?;
+    let chain = ChainConfig {
+        eth_provider: settings.eth_provider.clone(),
+        signer,
+        marketplace,
+        retry: RetryPolicy::default(),
+        poll_interval: std::time::Duration::from_secs(1),
+    };
+    let info = node
+        .send(EnableMarketplace { chain, purchasing: PurchasingConfig::default() })
+        .await
+        .context("the node stopped")?
+        .context("cannot enable the marketplace")?;
+    tracing::info!(account = %info.account, marketplace = %info.marketplace, "persistence enabled");
     Ok(())
 }
 

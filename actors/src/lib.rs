@@ -23,6 +23,7 @@ pub mod network;
 pub mod node;
 pub mod protect;
 pub mod prover;
+pub mod purchasing;
 pub mod slot_host;
 pub mod slots;
 pub mod store;

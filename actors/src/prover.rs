@@ -140,6 +140,14 @@ pub fn write_keys(dir: &Path, params: ProofParams, seed: [u8; 32]) -> Result<[u8
     Ok(hash)
 }
 
+/// The circuit parameters the keys in `dir` were made for (their `params.json`), without loading the keys.
+pub fn key_params(dir: &Path) -> Result<ProofParams, ProverError> {
+    let bytes = std::fs::read(dir.join(PARAMS)).map_err(|_| ProverError::NoKeys { dir: dir.to_owned() })?;
+    let stored: StoredParams = serde_json::from_slice(&bytes)
+        .map_err(|e| ProverError::BadKeys { dir: dir.to_owned(), reason: format!("params.json: {e}") })?;
+    Ok(stored.into())
+}
+
 /// Loads the key set of `dir`, refusing files that do not hash to `keys.sha256`.
 pub fn load_keys(dir: &Path) -> Result<Keys, ProverError> {
     let read = |name: &str| std::fs::read(dir.join(name));

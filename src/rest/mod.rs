@@ -13,6 +13,7 @@
 pub mod data;
 pub mod debug;
 pub mod durability;
+pub mod market;
 pub mod node;
 
 use crate::metrics::Metrics;
@@ -263,6 +264,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/api/codex/v1")
             .configure(data::routes)
             .configure(durability::routes)
+            .configure(market::routes)
             .configure(node::routes)
             .configure(debug::routes)
             .default_service(web::to(not_found)),

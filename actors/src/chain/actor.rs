@@ -18,8 +18,8 @@ use alloy::signers::local::PrivateKeySigner;
 
 use super::account::{AccountError, connect};
 use super::market::{
-    ChainEvent, MAX_LOG_RANGE, Market, MarketError, MarketplaceConfig, OnChainMarket, Request, RequestId,
-    RequestState, RetryPolicy,
+    ChainEvent, MAX_LOG_RANGE, Market, MarketError, MarketplaceConfig, OnChainMarket, Request, RequestId, RequestState,
+    RetryPolicy,
 };
 use crate::store::{GetChainCursor, SaveChainCursor, StoreActor};
 
@@ -153,15 +153,15 @@ impl ChainActor {
         if matches!(err, MarketError::Transport { .. }) && self.failures >= 2 {
             // The connection may be beyond repair (a WebSocket whose reconnects ran out): make a new one.
             let config = self.config.clone();
-            ctx.spawn(async move { connect_market(&config).await }.into_actor(self).map(|result, act, _| {
-                match result {
+            ctx.spawn(async move { connect_market(&config).await }.into_actor(self).map(
+                |result, act, _| match result {
                     Ok(market) => {
                         tracing::info!("reconnected to the chain");
                         act.market = market;
                     }
                     Err(err) => tracing::warn!(%err, "reconnecting to the chain failed"),
-                }
-            }));
+                },
+            ));
         }
     }
 }

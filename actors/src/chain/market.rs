@@ -151,10 +151,7 @@ enum Verdict {
     Fail(MarketError),
 }
 
-fn classify_rpc<E: std::fmt::Display>(
-    err: &RpcError<TransportErrorKind, E>,
-    revert: Option<Bytes>,
-) -> Verdict {
+fn classify_rpc<E: std::fmt::Display>(err: &RpcError<TransportErrorKind, E>, revert: Option<Bytes>) -> Verdict {
     if let Some(data) = revert {
         if let Ok(e) = Marketplace::MarketplaceErrors::abi_decode(&data) {
             return Verdict::Fail(MarketError::Reverted(ContractError::Marketplace(e)));
@@ -235,15 +232,15 @@ fn decode_event(log: &alloy::rpc::types::Log) -> Option<MarketEvent> {
     let decoded = E::decode_log(&log.inner).ok()?;
     Some(match decoded.data {
         E::StorageRequested(e) => {
-            MarketEvent::StorageRequested { id: e.requestId.into(), ask: e.ask, expires_at: e.expiry }
+            MarketEvent::StorageRequested { id: e.requestId, ask: e.ask, expires_at: e.expiry }
         }
-        E::RequestFulfilled(e) => MarketEvent::RequestFulfilled { id: e.requestId.into() },
-        E::RequestCancelled(e) => MarketEvent::RequestCancelled { id: e.requestId.into() },
-        E::RequestFailed(e) => MarketEvent::RequestFailed { id: e.requestId.into() },
-        E::SlotFilled(e) => MarketEvent::SlotFilled { id: e.requestId.into(), index: e.slotIndex },
-        E::SlotFreed(e) => MarketEvent::SlotFreed { id: e.requestId.into(), index: e.slotIndex },
-        E::SlotReservationsFull(e) => MarketEvent::SlotReservationsFull { id: e.requestId.into(), index: e.slotIndex },
-        E::ProofSubmitted(e) => MarketEvent::ProofSubmitted { slot: e.id.into() },
+        E::RequestFulfilled(e) => MarketEvent::RequestFulfilled { id: e.requestId },
+        E::RequestCancelled(e) => MarketEvent::RequestCancelled { id: e.requestId },
+        E::RequestFailed(e) => MarketEvent::RequestFailed { id: e.requestId },
+        E::SlotFilled(e) => MarketEvent::SlotFilled { id: e.requestId, index: e.slotIndex },
+        E::SlotFreed(e) => MarketEvent::SlotFreed { id: e.requestId, index: e.slotIndex },
+        E::SlotReservationsFull(e) => MarketEvent::SlotReservationsFull { id: e.requestId, index: e.slotIndex },
+        E::ProofSubmitted(e) => MarketEvent::ProofSubmitted { slot: e.id },
     })
 }
 
@@ -277,8 +274,13 @@ pub trait Market: Clone + 'static {
     async fn withdraw_funds(&self, id: RequestId) -> Result<(), MarketError>;
     async fn reserve_slot(&self, id: RequestId, index: u64) -> Result<(), MarketError>;
     /// Approves `collateral`, then fills the slot with `proof`.
-    async fn fill_slot(&self, id: RequestId, index: u64, proof: Groth16Proof, collateral: U256)
-    -> Result<(), MarketError>;
+    async fn fill_slot(
+        &self,
+        id: RequestId,
+        index: u64,
+        proof: Groth16Proof,
+        collateral: U256,
+    ) -> Result<(), MarketError>;
     async fn submit_proof(&self, slot: SlotId, proof: Groth16Proof) -> Result<(), MarketError>;
     async fn free_slot(&self, slot: SlotId) -> Result<(), MarketError>;
     /// The decoded marketplace logs of blocks `from..=to`, in chain order.
@@ -333,7 +335,11 @@ impl OnChainMarket {
             .get_receipt()
             .await
             .map_err(|e| MarketError::Other(format!("waiting for the receipt: {e}")))?;
-        if receipt.status() { Ok(receipt) } else { Err(MarketError::TransactionFailed { tx: receipt.transaction_hash }) }
+        if receipt.status() {
+            Ok(receipt)
+        } else {
+            Err(MarketError::TransactionFailed { tx: receipt.transaction_hash })
+        }
     }
 
     /// A view call, retried on transport errors.
@@ -372,9 +378,11 @@ impl Market for OnChainMarket {
 
     async fn chain_time(&self) -> Result<u64, MarketError> {
         let provider = &self.provider;
-        let block = retry(self.retry, |e| classify_rpc(e, None), || async {
-            provider.get_block_by_number(alloy::eips::BlockNumberOrTag::Latest).await
-        })
+        let block = retry(
+            self.retry,
+            |e| classify_rpc(e, None),
+            || async { provider.get_block_by_number(alloy::eips::BlockNumberOrTag::Latest).await },
+        )
         .await?;
         block.map(|b| b.header.timestamp).ok_or_else(|| MarketError::Decode("no latest block".into()))
     }
@@ -391,7 +399,7 @@ impl Market for OnChainMarket {
 
     async fn get_request(&self, id: RequestId) -> Result<Option<Request>, MarketError> {
         let c = self.contract();
-        match self.view(|| c.getRequest(id.into())).await {
+        match self.view(|| c.getRequest(id)).await {
             Ok(request) => Ok(Some(request)),
             Err(e) if e.revert_name().as_deref() == Some("Marketplace_UnknownRequest") => Ok(None),
             Err(e) => Err(e),
@@ -400,7 +408,7 @@ impl Market for OnChainMarket {
 
     async fn request_state(&self, id: RequestId) -> Result<Option<RequestState>, MarketError> {
         let c = self.contract();
-        match self.view(|| c.requestState(id.into())).await {
+        match self.view(|| c.requestState(id)).await {
             Ok(state) => Ok(Some(RequestState::try_from(state)?)),
             Err(e) if e.revert_name().as_deref() == Some("Marketplace_UnknownRequest") => Ok(None),
             Err(e) => Err(e),
@@ -409,45 +417,46 @@ impl Market for OnChainMarket {
 
     async fn request_expires_at(&self, id: RequestId) -> Result<u64, MarketError> {
         let c = self.contract();
-        self.view(|| c.requestExpiry(id.into())).await
+        self.view(|| c.requestExpiry(id)).await
     }
 
     async fn request_end(&self, id: RequestId) -> Result<u64, MarketError> {
         let c = self.contract();
-        self.view(|| c.requestEnd(id.into())).await
+        self.view(|| c.requestEnd(id)).await
     }
 
     async fn slot_state(&self, slot: SlotId) -> Result<SlotState, MarketError> {
         let c = self.contract();
-        SlotState::try_from(self.view(|| c.slotState(slot.into())).await?)
+        SlotState::try_from(self.view(|| c.slotState(slot)).await?)
     }
 
     async fn get_host(&self, id: RequestId, index: u64) -> Result<Option<Address>, MarketError> {
         let c = self.contract();
-        let host = self.view(|| c.getHost(slot_id(id, index).into())).await?;
+        let host = self.view(|| c.getHost(slot_id(id, index))).await?;
         Ok((host != Address::ZERO).then_some(host))
     }
 
     async fn current_collateral(&self, slot: SlotId) -> Result<U256, MarketError> {
         let c = self.contract();
-        self.view(|| c.currentCollateral(slot.into())).await
+        self.view(|| c.currentCollateral(slot)).await
     }
 
     async fn my_slots(&self) -> Result<Vec<SlotId>, MarketError> {
         let c = self.contract();
         let ids = self.view(|| c.mySlots().from(self.signer)).await?;
-        Ok(ids.into_iter().map(Into::into).collect())
+        Ok(ids.into_iter().collect())
     }
 
     async fn my_requests(&self) -> Result<Vec<RequestId>, MarketError> {
         let c = self.contract();
         let ids = self.view(|| c.myRequests().from(self.signer)).await?;
-        Ok(ids.into_iter().map(Into::into).collect())
+        Ok(ids.into_iter().collect())
     }
 
     async fn request_storage(&self, request: Request) -> Result<RequestId, MarketError> {
         let ask = &request.ask;
-        let max_price = U256::from(ask.slots) * U256::from(ask.duration) * ask.pricePerBytePerSecond * U256::from(ask.slotSize);
+        let max_price =
+            U256::from(ask.slots) * U256::from(ask.duration) * ask.pricePerBytePerSecond * U256::from(ask.slotSize);
         self.approve(max_price).await?;
         let c = self.contract();
         self.transact(|| c.requestStorage(request.clone())).await?;
@@ -456,12 +465,12 @@ impl Market for OnChainMarket {
 
     async fn withdraw_funds(&self, id: RequestId) -> Result<(), MarketError> {
         let c = self.contract();
-        self.transact(|| c.withdrawFunds_0(id.into())).await.map(drop)
+        self.transact(|| c.withdrawFunds_0(id)).await.map(drop)
     }
 
     async fn reserve_slot(&self, id: RequestId, index: u64) -> Result<(), MarketError> {
         let c = self.contract();
-        self.transact(|| c.reserveSlot(id.into(), index)).await.map(drop)
+        self.transact(|| c.reserveSlot(id, index)).await.map(drop)
     }
 
     async fn fill_slot(
@@ -473,17 +482,17 @@ impl Market for OnChainMarket {
     ) -> Result<(), MarketError> {
         self.approve(collateral).await?;
         let c = self.contract();
-        self.transact(|| c.fillSlot(id.into(), index, proof.clone())).await.map(drop)
+        self.transact(|| c.fillSlot(id, index, proof.clone())).await.map(drop)
     }
 
     async fn submit_proof(&self, slot: SlotId, proof: Groth16Proof) -> Result<(), MarketError> {
         let c = self.contract();
-        self.transact(|| c.submitProof(slot.into(), proof.clone())).await.map(drop)
+        self.transact(|| c.submitProof(slot, proof.clone())).await.map(drop)
     }
 
     async fn free_slot(&self, slot: SlotId) -> Result<(), MarketError> {
         let c = self.contract();
-        self.transact(|| c.freeSlot_1(slot.into())).await.map(drop)
+        self.transact(|| c.freeSlot_1(slot)).await.map(drop)
     }
 
     async fn events(&self, from: u64, to: u64) -> Result<Vec<ChainEvent>, MarketError> {

@@ -4,7 +4,8 @@
 //! [`HasBlock`],
 //! [`GetBlock`], [`GetLeaf`], [`OpenDataset`], [`DeleteData`], [`GetSpace`], [`SweepExpired`], [`CloseStore`],
 //! and for network downloads [`BeginDownload`], [`StoreLeaves`], [`ReadLeaves`], [`HasLeaves`], [`HasAddresses`],
-//! [`ListDownloads`], [`OpenDownload`]; for the marketplace [`GetChainCursor`], [`SaveChainCursor`] (`market.rs`).
+//! [`ListDownloads`], [`OpenDownload`]; for the marketplace [`GetChainCursor`], [`SaveChainCursor`], [`PutPurchase`],
+//! [`ListPurchases`] (`market.rs`).
 //! Delivered leaves are verified (SHA-256 and Merkle proof) here, on the
 //! store's thread, before they are written.
 //! Emits nothing; callers await the typed results. Runs on a one-thread `SyncArbiter`: every handler does
@@ -31,7 +32,7 @@ mod tables;
 mod treefile;
 
 pub use actor::StoreActor;
-pub use market::{GetChainCursor, SaveChainCursor};
+pub use market::{GetChainCursor, ListPurchases, PutPurchase, SaveChainCursor};
 pub use messages::*;
 pub use progress::{DownloadStatus, LeafOutcome, Progress};
 pub use quota::{QuotaClaim, QuotaGate, Space};

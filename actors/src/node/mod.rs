@@ -9,7 +9,13 @@
 //! system arbiter; it never blocks: storage work happens on the StoreActor's thread or an upload's own threads,
 //! networking on the network thread. Downloads left unfinished by a stop are resumed when the node starts.
 //! The network fetch flow itself (manifest fetching and validation, starting downloads) is in `fetch.rs`; this
-//! file only wires the actors and routes messages.
+//! file only wires the actors and routes messages. With persistence, `market.rs` adds the marketplace: it
+//! starts the ChainActor and PurchasingActor ([`EnableMarketplace`]), routes the storage endpoints to them and
+//! the chain's events to their consumers.
+
+mod market;
+
+pub use market::{EnableMarketplace, GetPurchase, ListPurchases, MarketInfo, RequestPurchase};
 
 use crate::blockexc::{Attach, BlockExchangeActor, BlockExchangeConfig, ExchangeError};
 use crate::discovery::{Announce, DiscoveryActor};
@@ -72,6 +78,12 @@ pub enum NodeError {
     Protect(#[from] ProtectError),
     #[error(transparent)]
     Slot(#[from] Box<SlotHostError>),
+    #[error("the marketplace is not enabled on this node: start it with `codex persistence …`")]
+    NoPersistence,
+    #[error(transparent)]
+    Purchase(#[from] crate::purchasing::PurchaseError),
+    #[error(transparent)]
+    Chain(#[from] crate::chain::actor::ChainError),
 }
 
 /// Why a manifest could not be had from the network.
@@ -104,6 +116,9 @@ impl NodeError {
             NodeError::NoNetwork => ErrorKind::Unavailable,
             NodeError::Protect(err) => err.kind(),
             NodeError::Slot(err) => err.kind(),
+            NodeError::NoPersistence => ErrorKind::Unavailable,
+            NodeError::Purchase(err) => err.kind(),
+            NodeError::Chain(_) => ErrorKind::Unavailable,
         }
     }
 }
@@ -286,6 +301,8 @@ pub struct NodeActor {
     protect: ProtectActors,
     /// Present when proving keys were found (the sales issue proves with it).
     prover: Option<Prover>,
+    /// Present with persistence (after [`EnableMarketplace`]).
+    market: Option<market::MarketActors>,
 }
 
 /// The networking actors.
@@ -327,7 +344,7 @@ impl NodeActor {
             }
         });
         tracing::info!(data_dir = %config.data_dir.display(), peer_id = %config.peer_id, "node started");
-        Ok(Self { config, store, quota, _maintenance: maintenance, net, protect, prover }.start())
+        Ok(Self { config, store, quota, _maintenance: maintenance, net, protect, prover, market: None }.start())
     }
 
     /// The store's address (for tests and future subsystems).
@@ -536,6 +553,9 @@ impl Handler<StopNode> for NodeActor {
     fn handle(&mut self, _: StopNode, _: &mut Self::Context) -> Self::Result {
         if let Some(net) = &self.net {
             net.network.do_send(StopNetwork);
+        }
+        if let Some(market) = &self.market {
+            market.stop();
         }
         let store = self.store.clone();
         Box::pin(async move { store.send(CloseStore).await.unwrap_or(()) }.into_actor(self).map(|_, _, ctx| ctx.stop()))

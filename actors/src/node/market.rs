@@ -1,0 +1,151 @@
+//! The NodeActor's marketplace side (with persistence): [`EnableMarketplace`] connects the ChainActor (its
+//! events come back here as [`ChainEvents`]) and starts the PurchasingActor; [`RequestPurchase`],
+//! [`ListPurchases`] and [`GetPurchase`] serve the storage endpoints. Without persistence they answer
+//! [`NodeError::NoPersistence`].
+
+use super::{DatasetStored, NodeActor, NodeError};
+use crate::chain::actor::{ChainActor, ChainConfig, ChainEvents, GetConfiguration, StopChain};
+use crate::chain::market::{MarketEvent, RequestId};
+use crate::protect::protect_dataset;
+use crate::purchasing::{
+    CheckStorageParams, GetPurchase as GetPurchaseRecord, ListPurchaseIds, Purchase, PurchaseError, PurchaseEvent,
+    PurchasingActor, PurchasingConfig, StopPurchasing, StorageParams, SubmitPurchase,
+};
+use actix::prelude::*;
+use alloy::primitives::Address;
+use codex_protocol::Cid;
+
+/// The marketplace actors of a node with persistence.
+#[derive(Clone)]
+pub(super) struct MarketActors {
+    chain: Addr<ChainActor>,
+    purchasing: Addr<PurchasingActor>,
+}
+
+/// What [`EnableMarketplace`] connected to.
+#[derive(Debug, Clone)]
+pub struct MarketInfo {
+    pub account: Address,
+    pub marketplace: Address,
+}
+
+/// Command: connect to the chain and start the marketplace actors (once, at start).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<MarketInfo, NodeError>")]
+pub struct EnableMarketplace {
+    pub chain: ChainConfig,
+    pub purchasing: PurchasingConfig,
+}
+
+/// Command: buy storage for stored dataset `cid` (erasure coding, slots, the request on chain); the request id.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<RequestId, NodeError>")]
+pub struct RequestPurchase {
+    pub cid: Cid,
+    pub params: StorageParams,
+}
+
+/// Query: this node's purchase ids.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Result<Vec<RequestId>, NodeError>")]
+pub struct ListPurchases;
+
+/// Query: one purchase.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Result<Option<Purchase>, NodeError>")]
+pub struct GetPurchase {
+    pub id: RequestId,
+}
+
+impl MarketActors {
+    /// Stops checking purchases and watching the chain (at node stop).
+    pub(super) fn stop(&self) {
+        self.purchasing.do_send(StopPurchasing);
+        self.chain.do_send(StopChain);
+    }
+}
+
+impl NodeActor {
+    fn market(&self) -> Result<MarketActors, NodeError> {
+        self.market.clone().ok_or(NodeError::NoPersistence)
+    }
+}
+
+impl Handler<EnableMarketplace> for NodeActor {
+    type Result = ResponseActFuture<Self, Result<MarketInfo, NodeError>>;
+    fn handle(&mut self, msg: EnableMarketplace, ctx: &mut Self::Context) -> Self::Result {
+        let (store, me) = (self.store.clone(), ctx.address());
+        let account = msg.chain.signer.address();
+        let marketplace = msg.chain.marketplace;
+        Box::pin(
+            async move {
+                let chain = ChainActor::start(msg.chain, store.clone(), me.recipient()).await?;
+                let config = chain
+                    .send(GetConfiguration {})
+                    .await
+                    .map_err(|_| PurchaseError::ChainGone)?
+                    .map_err(PurchaseError::from)?;
+                let purchasing = PurchasingActor::start(msg.purchasing, config, account, chain.clone(), store).await?;
+                Ok(MarketActors { chain, purchasing })
+            }
+            .into_actor(self)
+            .map(move |result: Result<MarketActors, NodeError>, act, _| {
+                act.market = Some(result?);
+                tracing::info!(%account, %marketplace, "marketplace enabled");
+                Ok(MarketInfo { account, marketplace })
+            }),
+        )
+    }
+}
+
+impl Handler<ChainEvents> for NodeActor {
+    type Result = ();
+    fn handle(&mut self, msg: ChainEvents, _: &mut Self::Context) {
+        let Some(market) = &self.market else { return };
+        for event in msg.events {
+            match event.event {
+                MarketEvent::RequestFulfilled { id }
+                | MarketEvent::RequestCancelled { id }
+                | MarketEvent::RequestFailed { id } => market.purchasing.do_send(PurchaseEvent { id }),
+                // Hosts and validators (issues 13, 14) consume the rest.
+                _ => {}
+            }
+        }
+    }
+}
+
+impl Handler<RequestPurchase> for NodeActor {
+    type Result = ResponseFuture<Result<RequestId, NodeError>>;
+    fn handle(&mut self, msg: RequestPurchase, ctx: &mut Self::Context) -> Self::Result {
+        let (market, actors, me) = (self.market(), self.protect.clone(), ctx.address());
+        Box::pin(async move {
+            let market = market?;
+            let checked = CheckStorageParams { params: msg.params.clone() };
+            market.purchasing.send(checked).await.map_err(|_| PurchaseError::ChainGone)??;
+            let stored = protect_dataset(actors, msg.cid, msg.params.nodes, msg.params.tolerance).await?;
+            me.do_send(DatasetStored { cid: stored.cid, tree: stored.manifest.tree_cid });
+            let submit = SubmitPurchase { cid: stored.cid, manifest: stored.manifest, params: msg.params };
+            Ok(market.purchasing.send(submit).await.map_err(|_| PurchaseError::ChainGone)??)
+        })
+    }
+}
+
+impl Handler<ListPurchases> for NodeActor {
+    type Result = ResponseFuture<Result<Vec<RequestId>, NodeError>>;
+    fn handle(&mut self, _: ListPurchases, _: &mut Self::Context) -> Self::Result {
+        let market = self.market();
+        Box::pin(
+            async move { Ok(market?.purchasing.send(ListPurchaseIds).await.map_err(|_| PurchaseError::ChainGone)?) },
+        )
+    }
+}
+
+impl Handler<GetPurchase> for NodeActor {
+    type Result = ResponseFuture<Result<Option<Purchase>, NodeError>>;
+    fn handle(&mut self, msg: GetPurchase, _: &mut Self::Context) -> Self::Result {
+        let market = self.market();
+        Box::pin(async move {
+            Ok(market?.purchasing.send(GetPurchaseRecord { id: msg.id }).await.map_err(|_| PurchaseError::ChainGone)?)
+        })
+    }
+}

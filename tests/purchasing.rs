@@ -1,0 +1,202 @@
+//! Buying storage through the REST API on a real chain (anvil with 1-second blocks, the real contracts): the
+//! storage endpoints answer 503 without persistence; parameters are checked (422 with a message per rule); a
+//! request is submitted and is on chain with the right ask and content; the purchase survives a node restart;
+//! nobody fills it, so at expiry it ends cancelled and the client's tokens are back where they started (only
+//! gas, paid in ETH, is spent).
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on purpose")]
+
+use actix_web::http::StatusCode;
+use actix_web::test::{self, TestRequest};
+use alloy::primitives::{B256, U256};
+use alloy::providers::Provider;
+use codex::metrics::Metrics;
+use codex::rest::{ApiState, CorsOrigin, app};
+use codex::telemetry::LogControl;
+use codex_actors::chain::actor::ChainConfig;
+use codex_actors::chain::anvil::LocalChain;
+use codex_actors::chain::bindings::{Marketplace, TestToken};
+use codex_actors::chain::deploy::{Deployment, deploy, mint, testnet_config};
+use codex_actors::chain::market::RetryPolicy;
+use codex_actors::maintenance::MaintenanceConfig;
+use codex_actors::node::{EnableMarketplace, NodeActor, NodeConfig, StopNode};
+use codex_actors::purchasing::PurchasingConfig;
+use codex_actors::store::StoreConfig;
+use codex_protocol::proofs::ProofParams;
+use codex_protocol::proofs::groth16::{self, AbiVerifyingKey};
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const API: &str = "/api/codex/v1";
+/// The client's dev account.
+const CLIENT: usize = 1;
+
+fn node(dir: &Path) -> actix::Addr<NodeActor> {
+    let key = libp2p_identity::Keypair::generate_secp256k1();
+    let config = NodeConfig {
+        data_dir: dir.to_owned(),
+        peer_id: key.public().to_peer_id(),
+        store: StoreConfig { repo_dir: dir.join("repo"), quota_max: 1 << 30, block_ttl: None, sweep_batch: 1000 },
+        maintenance: MaintenanceConfig { interval: Duration::from_secs(600) },
+        network: None,
+        exchange: Default::default(),
+        coding_threads: 2,
+        prover: None,
+    };
+    NodeActor::start(config).expect("node starts")
+}
+
+macro_rules! service {
+    ($node:expr) => {
+        test::init_service(app(ApiState::new($node, Metrics::new(), LogControl::detached()), CorsOrigin(None))).await
+    };
+}
+
+/// Token, verifier (a tiny circuit's key: nothing is proven here) and marketplace on `chain`.
+async fn contracts(chain: &LocalChain) -> Deployment {
+    let params = ProofParams { samples: 1, max_slot_depth: 2, max_dataset_depth: 2, block_depth: 1, cell_elements: 2 };
+    let (_, vk) = groth16::setup(params, [1; 32]).unwrap();
+    deploy(&chain.provider(0), testnet_config("test".into()), &AbiVerifyingKey::from(&vk)).await.expect("deploy")
+}
+
+async fn enable(node: &actix::Addr<NodeActor>, chain: &LocalChain, deployment: &Deployment) {
+    let chain_config = ChainConfig {
+        eth_provider: chain.ws_endpoint(),
+        signer: chain.signer(CLIENT),
+        marketplace: deployment.marketplace,
+        retry: RetryPolicy { attempts: 3, base: Duration::from_millis(100), max: Duration::from_secs(1) },
+        poll_interval: Duration::from_millis(200),
+    };
+    let purchasing = PurchasingConfig { check_interval: Duration::from_millis(300) };
+    node.send(EnableMarketplace { chain: chain_config, purchasing }).await.unwrap().expect("marketplace enabled");
+}
+
+fn body(duration: u64, expiry: u64) -> String {
+    format!(
+        r#"{{"duration": {duration}, "pricePerBytePerSecond": "3", "proofProbability": "2", "nodes": 3, "tolerance": 1,
+            "collateralPerByte": "1", "expiry": {expiry}}}"#
+    )
+}
+
+#[actix_web::test]
+async fn storage_endpoints_answer_503_without_persistence() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = service!(node(dir.path()));
+    let cid = "zDvZRwzmC3Q7e7NLkfsPmtgSCfectUc1ssn5xK2rzC9yRz1yeZuK";
+    for request in [
+        TestRequest::post().uri(&format!("{API}/storage/request/{cid}")).set_payload(body(600, 60)),
+        TestRequest::get().uri(&format!("{API}/storage/purchases")),
+        TestRequest::get().uri(&format!("{API}/storage/purchases/0x{}", "ab".repeat(32))),
+        TestRequest::get().uri(&format!("{API}/sales/availability")),
+    ] {
+        let response = test::call_service(&app, request.to_request()).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let text = String::from_utf8(test::read_body(response).await.to_vec()).unwrap();
+        assert!(text.contains("marketplace is not enabled"), "{text}");
+    }
+}
+
+#[actix_web::test]
+async fn an_unfilled_purchase_is_cancelled_at_expiry_and_the_client_refunded_across_a_restart() {
+    let chain = LocalChain::start_with(&["--block-time", "1"]).await.expect("anvil");
+    let deployment = contracts(&chain).await;
+    let client = chain.address(CLIENT);
+    let provider = chain.provider(CLIENT);
+    mint(&chain.provider(0), deployment.token, client, U256::from(10u64).pow(U256::from(24u64))).await.unwrap();
+    let token = TestToken::new(deployment.token, provider.clone());
+    let tokens_before = token.balanceOf(client).call().await.unwrap();
+    let eth_before = provider.get_balance(client).await.unwrap();
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = node(dir.path());
+    enable(&first, &chain, &deployment).await;
+    let app = service!(first.clone());
+    let request = TestRequest::post().uri(&format!("{API}/data")).set_payload(vec![7u8; 3 * 65536 - 100]);
+    let cid = String::from_utf8(test::call_and_read_body(&app, request.to_request()).await.to_vec()).unwrap();
+
+    // Each rule answers 422 with its message; nothing is submitted.
+    let limit = 30 * 24 * 3600;
+    let bad = [
+        (body(600, 60).replace(r#""tolerance": 1"#, r#""tolerance": 0"#), "tolerance must be at least 1"),
+        (body(600, 60).replace(r#""nodes": 3"#, r#""nodes": 2"#), "nodes must be at least 3"),
+        (body(600, 60).replace(r#""nodes": 3, "tolerance": 1"#, r#""nodes": 5, "tolerance": 3"#), "too large"),
+        (body(600, 600), "expiry must be greater than zero and less than"),
+        (body(600, 0), "expiry must be greater than zero"),
+        (body(limit + 1, 60), "exceeds the marketplace's limit"),
+        (body(600, 60).replace(r#""3""#, r#""0""#), "pricePerBytePerSecond must be greater than zero"),
+        (body(600, 60).replace(r#""collateralPerByte": "1""#, r#""collateralPerByte": "0""#), "collateralPerByte"),
+    ];
+    for (json, message) in bad {
+        let request = TestRequest::post().uri(&format!("{API}/storage/request/{cid}")).set_payload(json.clone());
+        let response = test::call_service(&app, request.to_request()).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{json}");
+        let text = String::from_utf8(test::read_body(response).await.to_vec()).unwrap();
+        assert!(text.contains(message), "{json}: {text}");
+    }
+    let request = TestRequest::post().uri(&format!("{API}/storage/request/{cid}")).set_payload("{not json");
+    assert_eq!(test::call_service(&app, request.to_request()).await.status(), StatusCode::BAD_REQUEST);
+    let unknown = "zDvZRwzmC3Q7e7NLkfsPmtgSCfectUc1ssn5xK2rzC9yRz1yeZuK";
+    let request = TestRequest::post().uri(&format!("{API}/storage/request/{unknown}")).set_payload(body(600, 60));
+    assert_eq!(test::call_service(&app, request.to_request()).await.status(), StatusCode::NOT_FOUND);
+    let listed: Value =
+        test::call_and_read_body_json(&app, TestRequest::get().uri(&format!("{API}/storage/purchases")).to_request())
+            .await;
+    assert_eq!(listed, serde_json::json!([]), "refused requests leave no purchase");
+
+    // A good request: submitted, on chain with the right ask and content, paid for in full.
+    let expiry = 12;
+    let request = TestRequest::post().uri(&format!("{API}/storage/request/{cid}")).set_payload(body(600, expiry));
+    let response = test::call_service(&app, request.to_request()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let id_text = String::from_utf8(test::read_body(response).await.to_vec()).unwrap();
+    let id: B256 = id_text.parse().expect("a 32-byte hex id");
+    let purchase: Value = test::call_and_read_body_json(
+        &app,
+        TestRequest::get().uri(&format!("{API}/storage/purchases/{id_text}")).to_request(),
+    )
+    .await;
+    assert_eq!(purchase["state"], "submitted", "{purchase}");
+    assert_eq!(purchase["requestId"], id_text.as_str());
+    let market = Marketplace::new(deployment.marketplace, provider.clone());
+    let on_chain = market.getRequest(id).call().await.expect("the request is on chain");
+    assert_eq!(on_chain.client, client);
+    assert_eq!((on_chain.ask.slots, on_chain.ask.maxSlotLoss, on_chain.ask.duration), (3, 1, 600));
+    assert_eq!(on_chain.ask.pricePerBytePerSecond, U256::from(3u64));
+    assert_eq!(on_chain.ask.proofProbability, U256::from(2u64));
+    assert_eq!(on_chain.expiry, expiry);
+    assert_eq!(purchase["request"]["ask"]["slotSize"], on_chain.ask.slotSize);
+    assert_eq!(on_chain.ask.slotSize, 2 * 65536, "3 blocks, K = 2: 2 blocks per slot");
+    // The content is the verifiable manifest stored here, and the merkle root its verify root.
+    let content_cid = purchase["request"]["content"]["cid"].as_str().expect("content cid").to_owned();
+    let request = TestRequest::get().uri(&format!("{API}/data/{content_cid}")).to_request();
+    assert_eq!(test::call_service(&app, request).await.status(), StatusCode::OK, "the verifiable dataset is stored");
+    assert_ne!(on_chain.content.merkleRoot, B256::ZERO);
+    let max_price = U256::from(3u64 * 600 * 3 * 2 * 65536);
+    assert_eq!(token.balanceOf(client).call().await.unwrap(), tokens_before - max_price);
+
+    // The node stops and starts again over the same repository: the purchase is still there, and followed.
+    first.send(StopNode).await.unwrap();
+    drop(app);
+    let second = node(dir.path());
+    enable(&second, &chain, &deployment).await;
+    let app = service!(second.clone());
+    let listed: Value =
+        test::call_and_read_body_json(&app, TestRequest::get().uri(&format!("{API}/storage/purchases")).to_request())
+            .await;
+    assert_eq!(listed, serde_json::json!([id_text]));
+
+    // Nobody fills it: past expiry it is cancelled and the client's tokens come back.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let request = TestRequest::get().uri(&format!("{API}/storage/purchases/{id_text}")).to_request();
+        let purchase: Value = test::call_and_read_body_json(&app, request).await;
+        if purchase["state"] == "cancelled" && token.balanceOf(client).call().await.unwrap() == tokens_before {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not cancelled and refunded in time: {purchase}");
+        actix_rt::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(market.requestState(id).call().await.unwrap(), 2, "Cancelled on chain");
+    assert!(provider.get_balance(client).await.unwrap() < eth_before, "gas is paid in ETH");
+    second.send(StopNode).await.unwrap();
+}
