@@ -122,10 +122,19 @@ impl Handler<RequestPurchase> for NodeActor {
             let market = market?;
             let checked = CheckStorageParams { params: msg.params.clone() };
             market.purchasing.send(checked).await.map_err(|_| PurchaseError::ChainGone)??;
+            let started = std::time::Instant::now();
             let stored = protect_dataset(actors, msg.cid, msg.params.nodes, msg.params.tolerance).await?;
             me.do_send(DatasetStored { cid: stored.cid, tree: stored.manifest.tree_cid });
+            let protected = std::time::Instant::now();
             let submit = SubmitPurchase { cid: stored.cid, manifest: stored.manifest, params: msg.params };
-            Ok(market.purchasing.send(submit).await.map_err(|_| PurchaseError::ChainGone)??)
+            let id = market.purchasing.send(submit).await.map_err(|_| PurchaseError::ChainGone)??;
+            tracing::info!(
+                %id,
+                protect_ms = protected.duration_since(started).as_millis() as u64,
+                chain_ms = protected.elapsed().as_millis() as u64,
+                "storage requested"
+            );
+            Ok(id)
         })
     }
 }
