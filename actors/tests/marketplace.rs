@@ -749,3 +749,15 @@ async fn missed_proofs_free_a_slot_and_abandonment_fails_the_request() {
     )
     .await;
 }
+
+/// The end-to-end scenario of `contracts/test/scenario.mjs` (its own anvil, window rule from the logs' blocks,
+/// fills, slashes, payouts, repair, constructor checks) passes.
+#[test]
+fn contracts_scenario_script_passes() {
+    anvil_binary().expect("the pinned toolchain");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../contracts/test/scenario.mjs");
+    let out = std::process::Command::new("node").arg(&script).output().expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("all passed") && !stdout.contains("FAIL"), "{stdout}");
+}
