@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Storage-proof figures (issue 11) for several sample counts, one process each (peak RSS is per count):
 # constraints, Groth16 setup time, proving-key size and load time, witness time (built and checked natively),
-# proving time on all cores, verification time.
+# proving time on all cores, verification time; and the gas of an on-chain verification (Groth16Verifier on anvil).
 #
 #   tests/bench/proofs.sh            # 5, 20 and 100 samples
 #   SAMPLES="5 20" tests/bench/proofs.sh
@@ -17,3 +17,5 @@ echo "cores: $(nproc)"
 for samples in ${SAMPLES:-5 20 100}; do
   "$CARGO_TARGET_DIR/release/examples/proof_bench" "$samples"
 done
+# On-chain verification gas: the Solidity verifier on anvil against a proof made in Rust (actors/tests/verifier.rs).
+cargo test --quiet -p codex-actors --test verifier -- --nocapture 2>/dev/null | grep 'verify gas'
