@@ -8,9 +8,9 @@
 //! ([`PurchaseEvent`]), the actor reads the request's state: Started → *started*; Cancelled (expired unfilled),
 //! Finished or Failed → the client's funds are withdrawn (`withdrawFunds`) and the purchase ends *cancelled*,
 //! *finished* or *failed*. Purchases survive restarts: each state change is written before it is reported, and
-//! at start every purchase that has not ended is checked again; one left *pending* by a crash is submitted
-//! again (a request's id depends only on its content, so a resend of a request that did land is refused by the
-//! contract, and the chain's state is read instead).
+//! at start every purchase that has not ended is checked again; one left *pending* (by a crash, or by a chain
+//! that could not be reached) is submitted again (a request's id depends only on its content, so a resend of a
+//! request that did land is refused by the contract, and the chain's state is read instead).
 //!
 //! Owns: the purchases (a map mirrored in `purchases-1`). Runs on the node's arbiter; all chain calls are
 //! futures, never blocking it.
@@ -372,9 +372,9 @@ impl PurchasingActor {
             if next.state == PurchaseState::Pending {
                 // Left pending by a restart: submit again (refused as a duplicate if it had landed).
                 match chain.send(RequestStorage { request: next.request.clone() }).await {
-                    Ok(Ok(_)) => next.state = PurchaseState::Submitted,
+                    Ok(Ok(_)) => (next.state, next.error) = (PurchaseState::Submitted, None),
                     Ok(Err(e)) if e.revert_name().as_deref() == Some("Marketplace_RequestAlreadyExists") => {
-                        next.state = PurchaseState::Submitted;
+                        (next.state, next.error) = (PurchaseState::Submitted, None);
                     }
                     Ok(Err(e)) => return Err(e),
                     Err(_) => return Err(MarketError::Other("the chain actor stopped".into())),
@@ -473,6 +473,11 @@ impl Handler<SubmitPurchase> for PurchasingActor {
                 if let Some(p) = purchase.as_mut() {
                     match &result {
                         Ok(_) => p.state = PurchaseState::Submitted,
+                        // The chain could not be reached: the request may or may not have landed. It stays
+                        // pending; the periodic check submits it again or finds it on chain.
+                        Err(err @ PurchaseError::Market(MarketError::Transport { .. })) => {
+                            p.error = Some(err.to_string());
+                        }
                         Err(err) => {
                             p.state = PurchaseState::Errored;
                             p.error = Some(err.to_string());

@@ -82,8 +82,10 @@ impl ChainActor {
     ) -> Result<Addr<Self>, ChainError> {
         let market = connect_market(&config).await?;
         let chain_id = market.chain_id().await?;
-        if market.configuration().await.is_err() {
-            return Err(ChainError::NoMarketplace { address: config.marketplace, chain_id });
+        match market.configuration().await {
+            Ok(_) => {}
+            Err(err @ MarketError::Transport { .. }) => return Err(err.into()),
+            Err(_) => return Err(ChainError::NoMarketplace { address: config.marketplace, chain_id }),
         }
         let cursor_key = format!("{chain_id}:{:#x}", config.marketplace);
         let saved = store

@@ -231,9 +231,7 @@ fn decode_event(log: &alloy::rpc::types::Log) -> Option<MarketEvent> {
     use Marketplace::MarketplaceEvents as E;
     let decoded = E::decode_log(&log.inner).ok()?;
     Some(match decoded.data {
-        E::StorageRequested(e) => {
-            MarketEvent::StorageRequested { id: e.requestId, ask: e.ask, expires_at: e.expiry }
-        }
+        E::StorageRequested(e) => MarketEvent::StorageRequested { id: e.requestId, ask: e.ask, expires_at: e.expiry },
         E::RequestFulfilled(e) => MarketEvent::RequestFulfilled { id: e.requestId },
         E::RequestCancelled(e) => MarketEvent::RequestCancelled { id: e.requestId },
         E::RequestFailed(e) => MarketEvent::RequestFailed { id: e.requestId },
