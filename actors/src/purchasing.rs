@@ -517,3 +517,80 @@ impl Handler<PurchaseEvent> for PurchasingActor {
         self.check(msg.id, ctx);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::deploy::testnet_config;
+
+    fn params() -> StorageParams {
+        StorageParams {
+            duration: 3600,
+            price_per_byte_per_second: U256::from(1u64),
+            proof_probability: U256::from(4u64),
+            nodes: 5,
+            tolerance: 2,
+            collateral_per_byte: U256::from(1u64),
+            expiry: 600,
+        }
+    }
+
+    fn refused(edit: impl FnOnce(&mut StorageParams), message: &str) {
+        let mut p = params();
+        edit(&mut p);
+        match check_params(&p, &testnet_config(String::new())) {
+            Err(PurchaseError::Invalid(text)) => assert!(text.contains(message), "{text}"),
+            other => panic!("{p:?} should be refused with '{message}': {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parameter_rules() {
+        assert!(check_params(&params(), &testnet_config(String::new())).is_ok());
+        refused(|p| p.tolerance = 0, "tolerance must be at least 1");
+        refused(|p| p.nodes = 2, "nodes must be at least 3");
+        refused(|p| p.nodes = 257, "at most 256");
+        refused(|p| p.tolerance = 3, "too large");
+        refused(|p| (p.nodes, p.tolerance) = (3, 2), "too large");
+        refused(|p| p.duration = 0, "duration must be greater than zero");
+        refused(|p| p.duration = 30 * 24 * 3600 + 1, "exceeds the marketplace's limit");
+        refused(|p| p.expiry = 0, "expiry must be greater than zero");
+        refused(|p| p.expiry = 3600, "less than the request's duration");
+        refused(|p| p.price_per_byte_per_second = U256::ZERO, "pricePerBytePerSecond");
+        refused(|p| p.proof_probability = U256::ZERO, "proofProbability");
+        refused(|p| p.collateral_per_byte = U256::ZERO, "collateralPerByte");
+        // The boundaries that pass: K = M, 256 nodes, expiry one second short of the duration.
+        let edits: [fn(&mut StorageParams); 3] =
+            [|p| (p.nodes, p.tolerance) = (4, 2), |p| p.nodes = 256, |p| p.expiry = 3599];
+        for edit in edits {
+            let mut p = params();
+            edit(&mut p);
+            assert!(check_params(&p, &testnet_config(String::new())).is_ok(), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_junk_is_skipped() {
+        let request = Request {
+            client: Address::repeat_byte(7),
+            ask: Ask {
+                proofProbability: U256::from(1u64),
+                pricePerBytePerSecond: U256::from(2u64),
+                collateralPerByte: U256::from(3u64),
+                slots: 4,
+                slotSize: 65536,
+                duration: 3600,
+                maxSlotLoss: 1,
+            },
+            content: Content { cid: vec![1, 2, 3].into(), merkleRoot: B256::repeat_byte(5) },
+            expiry: 60,
+            nonce: B256::repeat_byte(9),
+        };
+        let id = crate::chain::market::request_id(&request);
+        let purchase =
+            Purchase { id, request, state: PurchaseState::Cancelled, error: Some("x".into()), withdrawn: true };
+        assert_eq!(decode(id.0, &encode(&purchase)), Some(purchase.clone()));
+        assert!(purchase.settled());
+        assert_eq!(decode(id.0, b"junk"), None);
+    }
+}
