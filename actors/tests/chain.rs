@@ -57,7 +57,8 @@ impl Chain {
     async fn start() -> Self {
         let local = LocalChain::start().await.expect("anvil");
         let admin = local.provider(0);
-        let deployment = deploy(&admin, testnet_config("placeholder".into()), &placeholder_key()).await.expect("deploy");
+        let deployment =
+            deploy(&admin, testnet_config("placeholder".into()), &placeholder_key()).await.expect("deploy");
         for account in [CLIENT, NODE] {
             let amount = U256::from(10u64).pow(U256::from(15));
             mint(&admin, deployment.token, local.address(account), amount).await.expect("mint");
@@ -205,17 +206,24 @@ impl Seen {
     }
 }
 
-/// Records every [`ChainEvents`] it gets.
+/// Records every [`ChainEvents`] it gets, and takes [`Probe::SLOW`] to handle one that holds events (a recipient
+/// with work to do): the chain actor is still waiting for it when the test already sees the events.
 struct Probe(Seen);
+
+impl Probe {
+    const SLOW: Duration = Duration::from_millis(300);
+}
 
 impl Actor for Probe {
     type Context = Context<Self>;
 }
 
 impl Handler<ChainEvents> for Probe {
-    type Result = ();
-    fn handle(&mut self, msg: ChainEvents, _: &mut Self::Context) {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, msg: ChainEvents, _: &mut Self::Context) -> Self::Result {
+        let busy = if msg.events.is_empty() { Duration::ZERO } else { Self::SLOW };
         self.0.0.lock().unwrap().push(msg);
+        Box::pin(tokio::time::sleep(busy))
     }
 }
 
@@ -257,7 +265,11 @@ async fn events_arrive_once_across_a_dropped_websocket_and_a_restart() {
     let mut previous: Option<u64> = None;
     for batch in &batches {
         if let Some(previous) = previous {
-            assert!(batch.through_block > previous, "range through {} repeats blocks up to {previous}", batch.through_block);
+            assert!(
+                batch.through_block > previous,
+                "range through {} repeats blocks up to {previous}",
+                batch.through_block
+            );
         }
         for event in &batch.events {
             assert!(event.block <= batch.through_block, "{event:?} is past its range");

@@ -153,10 +153,7 @@ enum Verdict {
     Fail(MarketError),
 }
 
-fn classify_rpc<E: std::fmt::Display>(
-    err: &RpcError<TransportErrorKind, E>,
-    revert: Option<Bytes>,
-) -> Verdict {
+fn classify_rpc<E: std::fmt::Display>(err: &RpcError<TransportErrorKind, E>, revert: Option<Bytes>) -> Verdict {
     if let Some(data) = revert {
         if let Ok(e) = Marketplace::MarketplaceErrors::abi_decode(&data) {
             return Verdict::Fail(MarketError::Reverted(ContractError::Marketplace(e)));
@@ -279,8 +276,13 @@ pub trait Market: Clone + 'static {
     async fn withdraw_funds(&self, id: RequestId) -> Result<(), MarketError>;
     async fn reserve_slot(&self, id: RequestId, index: u64) -> Result<(), MarketError>;
     /// Approves `collateral`, then fills the slot with `proof`.
-    async fn fill_slot(&self, id: RequestId, index: u64, proof: Groth16Proof, collateral: U256)
-    -> Result<(), MarketError>;
+    async fn fill_slot(
+        &self,
+        id: RequestId,
+        index: u64,
+        proof: Groth16Proof,
+        collateral: U256,
+    ) -> Result<(), MarketError>;
     async fn submit_proof(&self, slot: SlotId, proof: Groth16Proof) -> Result<(), MarketError>;
     async fn free_slot(&self, slot: SlotId) -> Result<(), MarketError>;
     /// The decoded marketplace logs of blocks `from..=to`, in chain order.
@@ -339,7 +341,11 @@ impl OnChainMarket {
             .get_receipt()
             .await
             .map_err(|e| MarketError::Other(format!("waiting for the receipt: {e}")))?;
-        if receipt.status() { Ok(receipt) } else { Err(MarketError::TransactionFailed { tx: receipt.transaction_hash }) }
+        if receipt.status() {
+            Ok(receipt)
+        } else {
+            Err(MarketError::TransactionFailed { tx: receipt.transaction_hash })
+        }
     }
 
     /// A view call, retried on transport errors.
@@ -378,9 +384,11 @@ impl Market for OnChainMarket {
 
     async fn chain_time(&self) -> Result<u64, MarketError> {
         let provider = &self.provider;
-        let block = retry(self.retry, |e| classify_rpc(e, None), || async {
-            provider.get_block_by_number(alloy::eips::BlockNumberOrTag::Latest).await
-        })
+        let block = retry(
+            self.retry,
+            |e| classify_rpc(e, None),
+            || async { provider.get_block_by_number(alloy::eips::BlockNumberOrTag::Latest).await },
+        )
         .await?;
         block.map(|b| b.header.timestamp).ok_or_else(|| MarketError::Decode("no latest block".into()))
     }
@@ -453,7 +461,8 @@ impl Market for OnChainMarket {
 
     async fn request_storage(&self, request: Request) -> Result<RequestId, MarketError> {
         let ask = &request.ask;
-        let max_price = U256::from(ask.slots) * U256::from(ask.duration) * ask.pricePerBytePerSecond * U256::from(ask.slotSize);
+        let max_price =
+            U256::from(ask.slots) * U256::from(ask.duration) * ask.pricePerBytePerSecond * U256::from(ask.slotSize);
         let _approval = self.approval_lock.lock().await;
         self.approve(max_price).await?;
         let c = self.contract();
