@@ -233,16 +233,14 @@ fn decode_event(log: &alloy::rpc::types::Log) -> Option<MarketEvent> {
     use Marketplace::MarketplaceEvents as E;
     let decoded = E::decode_log(&log.inner).ok()?;
     Some(match decoded.data {
-        E::StorageRequested(e) => {
-            MarketEvent::StorageRequested { id: e.requestId.into(), ask: e.ask, expires_at: e.expiry }
-        }
-        E::RequestFulfilled(e) => MarketEvent::RequestFulfilled { id: e.requestId.into() },
-        E::RequestCancelled(e) => MarketEvent::RequestCancelled { id: e.requestId.into() },
-        E::RequestFailed(e) => MarketEvent::RequestFailed { id: e.requestId.into() },
-        E::SlotFilled(e) => MarketEvent::SlotFilled { id: e.requestId.into(), index: e.slotIndex },
-        E::SlotFreed(e) => MarketEvent::SlotFreed { id: e.requestId.into(), index: e.slotIndex },
-        E::SlotReservationsFull(e) => MarketEvent::SlotReservationsFull { id: e.requestId.into(), index: e.slotIndex },
-        E::ProofSubmitted(e) => MarketEvent::ProofSubmitted { slot: e.id.into() },
+        E::StorageRequested(e) => MarketEvent::StorageRequested { id: e.requestId, ask: e.ask, expires_at: e.expiry },
+        E::RequestFulfilled(e) => MarketEvent::RequestFulfilled { id: e.requestId },
+        E::RequestCancelled(e) => MarketEvent::RequestCancelled { id: e.requestId },
+        E::RequestFailed(e) => MarketEvent::RequestFailed { id: e.requestId },
+        E::SlotFilled(e) => MarketEvent::SlotFilled { id: e.requestId, index: e.slotIndex },
+        E::SlotFreed(e) => MarketEvent::SlotFreed { id: e.requestId, index: e.slotIndex },
+        E::SlotReservationsFull(e) => MarketEvent::SlotReservationsFull { id: e.requestId, index: e.slotIndex },
+        E::ProofSubmitted(e) => MarketEvent::ProofSubmitted { slot: e.id },
     })
 }
 
@@ -405,7 +403,7 @@ impl Market for OnChainMarket {
 
     async fn get_request(&self, id: RequestId) -> Result<Option<Request>, MarketError> {
         let c = self.contract();
-        match self.view(|| c.getRequest(id.into())).await {
+        match self.view(|| c.getRequest(id)).await {
             Ok(request) => Ok(Some(request)),
             Err(e) if e.revert_name().as_deref() == Some("Marketplace_UnknownRequest") => Ok(None),
             Err(e) => Err(e),
@@ -414,7 +412,7 @@ impl Market for OnChainMarket {
 
     async fn request_state(&self, id: RequestId) -> Result<Option<RequestState>, MarketError> {
         let c = self.contract();
-        match self.view(|| c.requestState(id.into())).await {
+        match self.view(|| c.requestState(id)).await {
             Ok(state) => Ok(Some(RequestState::try_from(state)?)),
             Err(e) if e.revert_name().as_deref() == Some("Marketplace_UnknownRequest") => Ok(None),
             Err(e) => Err(e),
@@ -423,40 +421,40 @@ impl Market for OnChainMarket {
 
     async fn request_expires_at(&self, id: RequestId) -> Result<u64, MarketError> {
         let c = self.contract();
-        self.view(|| c.requestExpiry(id.into())).await
+        self.view(|| c.requestExpiry(id)).await
     }
 
     async fn request_end(&self, id: RequestId) -> Result<u64, MarketError> {
         let c = self.contract();
-        self.view(|| c.requestEnd(id.into())).await
+        self.view(|| c.requestEnd(id)).await
     }
 
     async fn slot_state(&self, slot: SlotId) -> Result<SlotState, MarketError> {
         let c = self.contract();
-        SlotState::try_from(self.view(|| c.slotState(slot.into())).await?)
+        SlotState::try_from(self.view(|| c.slotState(slot)).await?)
     }
 
     async fn get_host(&self, id: RequestId, index: u64) -> Result<Option<Address>, MarketError> {
         let c = self.contract();
-        let host = self.view(|| c.getHost(slot_id(id, index).into())).await?;
+        let host = self.view(|| c.getHost(slot_id(id, index))).await?;
         Ok((host != Address::ZERO).then_some(host))
     }
 
     async fn current_collateral(&self, slot: SlotId) -> Result<U256, MarketError> {
         let c = self.contract();
-        self.view(|| c.currentCollateral(slot.into())).await
+        self.view(|| c.currentCollateral(slot)).await
     }
 
     async fn my_slots(&self) -> Result<Vec<SlotId>, MarketError> {
         let c = self.contract();
         let ids = self.view(|| c.mySlots().from(self.signer)).await?;
-        Ok(ids.into_iter().map(Into::into).collect())
+        Ok(ids.into_iter().collect())
     }
 
     async fn my_requests(&self) -> Result<Vec<RequestId>, MarketError> {
         let c = self.contract();
         let ids = self.view(|| c.myRequests().from(self.signer)).await?;
-        Ok(ids.into_iter().map(Into::into).collect())
+        Ok(ids.into_iter().collect())
     }
 
     async fn request_storage(&self, request: Request) -> Result<RequestId, MarketError> {
@@ -472,12 +470,12 @@ impl Market for OnChainMarket {
 
     async fn withdraw_funds(&self, id: RequestId) -> Result<(), MarketError> {
         let c = self.contract();
-        self.transact(|| c.withdrawFunds_0(id.into())).await.map(drop)
+        self.transact(|| c.withdrawFunds_0(id)).await.map(drop)
     }
 
     async fn reserve_slot(&self, id: RequestId, index: u64) -> Result<(), MarketError> {
         let c = self.contract();
-        self.transact(|| c.reserveSlot(id.into(), index)).await.map(drop)
+        self.transact(|| c.reserveSlot(id, index)).await.map(drop)
     }
 
     async fn fill_slot(
@@ -490,17 +488,17 @@ impl Market for OnChainMarket {
         let _approval = self.approval_lock.lock().await;
         self.approve(collateral).await?;
         let c = self.contract();
-        self.transact(|| c.fillSlot(id.into(), index, proof.clone())).await.map(drop)
+        self.transact(|| c.fillSlot(id, index, proof.clone())).await.map(drop)
     }
 
     async fn submit_proof(&self, slot: SlotId, proof: Groth16Proof) -> Result<(), MarketError> {
         let c = self.contract();
-        self.transact(|| c.submitProof(slot.into(), proof.clone())).await.map(drop)
+        self.transact(|| c.submitProof(slot, proof.clone())).await.map(drop)
     }
 
     async fn free_slot(&self, slot: SlotId) -> Result<(), MarketError> {
         let c = self.contract();
-        self.transact(|| c.freeSlot_1(slot.into())).await.map(drop)
+        self.transact(|| c.freeSlot_1(slot)).await.map(drop)
     }
 
     async fn events(&self, from: u64, to: u64) -> Result<Vec<ChainEvent>, MarketError> {
