@@ -2,8 +2,9 @@
 //! chain order, across a dropped WebSocket (a TCP proxy between the actor and anvil cuts every connection and
 //! refuses new ones for a while) and across a restart on the same repository, and its cursor in redb is the last
 //! block it handed over; [`OnChainMarket`] decodes reverts into the contracts' error names, retries transport
-//! errors within its budget and gives up after it, keeps the nonces of concurrent transactions of one account
-//! apart; the actor's chain time is the latest block's timestamp.
+//! errors within its budget and gives up after it, and sends concurrent transactions of one account (approvals
+//! and the transfers that spend them among them) without a nonce or an allowance getting in another's way; the
+//! actor's chain time is the latest block's timestamp.
 //!
 //! The contracts are deployed with a placeholder verifying key: no test here submits a proof.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on purpose")]
@@ -20,6 +21,7 @@ use alloy::providers::Provider;
 use codex_actors::chain::account::connect;
 use codex_actors::chain::actor::{ChainActor, ChainConfig, ChainEvents, GetChainTime, StopChain};
 use codex_actors::chain::anvil::LocalChain;
+use codex_actors::chain::bindings::TestToken;
 use codex_actors::chain::deploy::{Deployment, deploy, mint, testnet_config};
 use codex_actors::chain::market::{
     Ask, ChainEvent, Content, ContractError, Market, MarketError, MarketEvent, OnChainMarket, Request, RequestId,
@@ -350,10 +352,14 @@ async fn transport_errors_are_retried_within_the_budget() {
     assert!(started.elapsed() < Duration::from_secs(5), "gave up after {:?}", started.elapsed());
 }
 
+/// Six requests of one account at once (each approves its price and then spends it), then, once they expired, six
+/// withdrawals at once (transactions that only contend for the nonces): every one goes through.
 #[actix_rt::test]
-async fn concurrent_transactions_of_one_account_get_distinct_nonces() {
+async fn concurrent_transactions_of_one_account_all_go_through() {
     let chain = Chain::start().await;
     let client = chain.market(CLIENT);
+    let token = TestToken::new(chain.deployment.token, chain.local.provider(0));
+    let funds = token.balanceOf(chain.local.address(CLIENT)).call().await.unwrap();
     let requests: Vec<Request> = (1..=6).map(|nonce| chain.request(CLIENT, nonce)).collect();
 
     let results = futures::future::join_all(requests.iter().map(|r| client.request_storage(r.clone()))).await;
@@ -368,9 +374,22 @@ async fn concurrent_transactions_of_one_account_get_distinct_nonces() {
     let mut expected = ids.clone();
     expected.sort();
     assert_eq!(mine, expected);
-    // An approval and a request each, every one mined under its own nonce.
+    assert!(token.balanceOf(chain.local.address(CLIENT)).call().await.unwrap() < funds);
+
+    chain.local.advance(700).await.unwrap();
+    let results = futures::future::join_all(ids.iter().map(|id| client.withdraw_funds(*id))).await;
+
+    for result in results {
+        result.expect("every withdrawal goes through");
+    }
+    for id in &ids {
+        assert_eq!(client.request_state(*id).await.unwrap(), Some(RequestState::Cancelled), "{id}");
+    }
+    assert!(client.my_requests().await.unwrap().is_empty(), "withdrawn requests are no longer the client's");
+    assert_eq!(token.balanceOf(chain.local.address(CLIENT)).call().await.unwrap(), funds, "all paid back");
+    // Six approvals, six requests and six withdrawals, each mined under its own nonce.
     let sent = chain.local.provider(0).get_transaction_count(chain.local.address(CLIENT)).await.unwrap();
-    assert_eq!(sent, 12);
+    assert_eq!(sent, 18);
 }
 
 #[actix_rt::test]
