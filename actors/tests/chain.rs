@@ -29,7 +29,7 @@ use codex_actors::chain::market::{
 };
 use codex_actors::store::{GetChainCursor, StoreActor, StoreConfig};
 use codex_protocol::proofs::groth16::{AbiVerifyingKey, Fp2Element, G1Point, G2Point};
-use tokio::io::copy_bidirectional;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -120,7 +120,8 @@ fn open_store(dir: &std::path::Path) -> Addr<StoreActor> {
     StoreActor::open(config).expect("repo opens").start()
 }
 
-/// A TCP proxy to anvil that can cut every open connection and refuse new ones until it is reopened.
+/// A TCP proxy to anvil that can cut every open connection and refuse new ones until it is reopened, or drop the
+/// connection that carries the next `eth_sendRawTransaction` before it reaches anvil.
 struct Proxy {
     addr: SocketAddr,
     open: Arc<AtomicBool>,
@@ -128,34 +129,34 @@ struct Proxy {
     cuts: Arc<watch::Sender<u64>>,
     /// Connections refused while cut.
     refused: Arc<AtomicUsize>,
+    /// Set: the next transaction sent is lost on the way.
+    lose_send: Arc<AtomicBool>,
 }
 
 impl Proxy {
     async fn start(port: u16) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let open = Arc::new(AtomicBool::new(true));
-        let cuts = Arc::new(watch::channel(0u64).0);
-        let refused = Arc::new(AtomicUsize::new(0));
-        let (is_open, cut, refusals) = (open.clone(), cuts.clone(), refused.clone());
+        let proxy = Self {
+            addr,
+            open: Arc::new(AtomicBool::new(true)),
+            cuts: Arc::new(watch::channel(0u64).0),
+            refused: Arc::default(),
+            lose_send: Arc::default(),
+        };
+        let (open, cuts, refused, lose_send) =
+            (proxy.open.clone(), proxy.cuts.clone(), proxy.refused.clone(), proxy.lose_send.clone());
         tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if !is_open.load(Ordering::SeqCst) {
-                    refusals.fetch_add(1, Ordering::SeqCst);
+            while let Ok((inbound, _)) = listener.accept().await {
+                if !open.load(Ordering::SeqCst) {
+                    refused.fetch_add(1, Ordering::SeqCst);
                     drop(inbound);
                     continue;
                 }
-                let mut cut = cut.subscribe();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(("127.0.0.1", port)).await else { return };
-                    tokio::select! {
-                        _ = copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut.changed() => {}
-                    }
-                });
+                tokio::spawn(forward(inbound, port, cuts.subscribe(), lose_send.clone()));
             }
         });
-        Self { addr, open, cuts, refused }
+        proxy
     }
 
     /// Closes every open connection and refuses new ones.
@@ -171,7 +172,45 @@ impl Proxy {
     fn refused(&self) -> usize {
         self.refused.load(Ordering::SeqCst)
     }
+
+    fn lose_next_send(&self) {
+        self.lose_send.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a send was lost since [`Proxy::lose_next_send`].
+    fn lost_a_send(&self) -> bool {
+        !self.lose_send.load(Ordering::SeqCst)
+    }
 }
+
+/// Forwards one connection to anvil until either side closes, the proxy cuts, or (when `lose_send` is set) the
+/// client sends a transaction: that request is not forwarded and the connection closes.
+async fn forward(inbound: TcpStream, port: u16, mut cut: watch::Receiver<u64>, lose_send: Arc<AtomicBool>) {
+    let Ok(outbound) = TcpStream::connect(("127.0.0.1", port)).await else { return };
+    let (mut in_read, mut in_write) = inbound.into_split();
+    let (mut out_read, mut out_write) = outbound.into_split();
+    let upstream = async move {
+        let mut buf = vec![0; 1 << 16];
+        loop {
+            let n = in_read.read(&mut buf).await.unwrap_or(0);
+            let chunk = &buf[..n];
+            let is_send = chunk.windows(SEND.len()).any(|w| w == SEND);
+            if n == 0 || (is_send && lose_send.swap(false, Ordering::SeqCst)) {
+                return;
+            }
+            if out_write.write_all(chunk).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        () = upstream => {}
+        _ = tokio::io::copy(&mut out_read, &mut in_write) => {}
+        _ = cut.changed() => {}
+    }
+}
+
+const SEND: &[u8] = b"eth_sendRawTransaction";
 
 /// What a [`Probe`] received, shared with the test.
 #[derive(Clone, Default)]
@@ -390,6 +429,29 @@ async fn concurrent_transactions_of_one_account_all_go_through() {
     // Six approvals, six requests and six withdrawals, each mined under its own nonce.
     let sent = chain.local.provider(0).get_transaction_count(chain.local.address(CLIENT)).await.unwrap();
     assert_eq!(sent, 18);
+}
+
+/// A transaction whose first send never reaches the chain is sent again and mined, and the account's next
+/// transactions still go through: the lost send left no gap in the nonces.
+#[actix_rt::test]
+async fn a_lost_send_is_retried_without_a_nonce_gap() {
+    let chain = Chain::start().await;
+    let proxy = Proxy::start(chain.port()).await;
+    let provider = connect(&format!("http://{}", proxy.addr), chain.local.signer(CLIENT)).await.unwrap();
+    let policy = RetryPolicy { attempts: 5, base: Duration::from_millis(50), max: Duration::from_millis(200) };
+    let market = OnChainMarket::new(provider, chain.deployment.marketplace, chain.local.address(CLIENT), policy);
+    let bounded = |call| async move { tokio::time::timeout(WAIT, call).await.expect("mined, not stuck") };
+
+    bounded(market.request_storage(chain.request(CLIENT, 1))).await.unwrap();
+    proxy.lose_next_send();
+    let id = bounded(market.request_storage(chain.request(CLIENT, 2))).await.expect("goes through on a retry");
+    assert!(proxy.lost_a_send());
+    bounded(market.request_storage(chain.request(CLIENT, 3))).await.unwrap();
+
+    assert_eq!(market.request_state(id).await.unwrap(), Some(RequestState::New));
+    assert_eq!(market.my_requests().await.unwrap().len(), 3);
+    let sent = chain.local.provider(0).get_transaction_count(chain.local.address(CLIENT)).await.unwrap();
+    assert_eq!(sent, 6, "an approval and a request each");
 }
 
 #[actix_rt::test]
