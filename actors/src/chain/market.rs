@@ -4,8 +4,9 @@
 //!
 //! Every call retries with exponential backoff on transport errors ([`RetryPolicy`]); a revert comes back as
 //! [`MarketError::Reverted`] naming the contract's custom error. Transactions are sent one at a time (a lock
-//! held from nonce assignment until the node has the transaction), so concurrent callers never reuse a nonce,
-//! and receipts are awaited without the lock. A call that approves tokens and then spends them (`request_storage`,
+//! held from nonce assignment, the node's pending count, until the node has the transaction), so concurrent
+//! callers never reuse a nonce and a send lost on the way leaves no gap; receipts are awaited without the
+//! lock. A call that approves tokens and then spends them (`request_storage`,
 //! `fill_slot`) holds a second lock until the spending transaction is mined, because `approve` sets the allowance
 //! instead of adding to it: concurrent calls would otherwise share one allowance. Their gas is the estimate plus
 //! 50 %, as the original pads it: the same call costs more when it lands in a later block (a fill that completes
@@ -330,7 +331,10 @@ impl OnChainMarket {
             retry(self.retry, classify_call, || async {
                 let call = build();
                 let gas = call.estimate_gas().await?;
-                call.gas(gas.saturating_add(gas / 2)).send().await
+                // The nonce is the node's pending count, asked on every attempt under the lock: a cached nonce
+                // would skip the one of a send lost on the way, and the gap would hold every later transaction.
+                let nonce = self.provider.get_transaction_count(self.signer).pending().await?;
+                call.gas(gas.saturating_add(gas / 2)).nonce(nonce).send().await
             })
             .await?
         };
