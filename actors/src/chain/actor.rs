@@ -70,6 +70,10 @@ pub struct ChainActor {
     cursor: u64,
     polling: bool,
     failures: u32,
+    /// A [`StopChain`] came: no new poll starts, and the actor stops once the poll under way has finished.
+    stopping: bool,
+    /// Dropped with the actor: the [`StopChain`] callers wait for that.
+    stop_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl ChainActor {
@@ -101,11 +105,23 @@ impl ChainActor {
             marketplace = %config.marketplace, chain_id, account = %market.signer(), from_block = cursor + 1,
             "chain connected"
         );
-        Ok(Self { config, market, store, recipient, cursor_key, cursor, polling: false, failures: 0 }.start())
+        let actor = Self {
+            config,
+            market,
+            store,
+            recipient,
+            cursor_key,
+            cursor,
+            polling: false,
+            failures: 0,
+            stopping: false,
+            stop_waiters: Vec::new(),
+        };
+        Ok(actor.start())
     }
 
     fn poll(&mut self, ctx: &mut Context<Self>) {
-        if self.polling {
+        if self.polling || self.stopping {
             return;
         }
         self.polling = true;
@@ -145,6 +161,9 @@ impl ChainActor {
                 }
                 Ok(None) => act.failures = 0,
                 Err(err) => act.poll_failed(err, ctx),
+            }
+            if act.stopping {
+                ctx.stop();
             }
         }));
     }
@@ -193,15 +212,23 @@ impl Handler<Poll> for ChainActor {
     }
 }
 
-/// Command: stop watching and drop the connection.
+/// Command: stop watching and drop the connection. A poll under way finishes first (its events handed over, the
+/// cursor saved), so an actor started afterwards on the same repository neither repeats nor skips events; the
+/// answer comes once the actor has stopped.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct StopChain;
 
 impl Handler<StopChain> for ChainActor {
-    type Result = ();
-    fn handle(&mut self, _: StopChain, ctx: &mut Self::Context) {
-        ctx.stop();
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, _: StopChain, ctx: &mut Self::Context) -> Self::Result {
+        self.stopping = true;
+        let (stopped, done) = tokio::sync::oneshot::channel();
+        self.stop_waiters.push(stopped);
+        if !self.polling {
+            ctx.stop();
+        }
+        Box::pin(async move { done.await.unwrap_or(()) })
     }
 }
 

@@ -4,10 +4,13 @@
 //!
 //! Every call retries with exponential backoff on transport errors ([`RetryPolicy`]); a revert comes back as
 //! [`MarketError::Reverted`] naming the contract's custom error. Transactions are sent one at a time (a lock
-//! held from nonce assignment until the node has the transaction), so concurrent callers never reuse a nonce,
-//! and receipts are awaited without the lock. Their gas is the estimate plus 50 %, as the original pads it:
-//! the same call costs more when it lands in a later block (a fill that completes a request, a proof that
-//! frees a slot).
+//! held from nonce assignment, the node's pending count, until the node has the transaction), so concurrent
+//! callers never reuse a nonce and a send lost on the way leaves no gap; receipts are awaited without the
+//! lock. A call that approves tokens and then spends them (`request_storage`,
+//! `fill_slot`) holds a second lock until the spending transaction is mined, because `approve` sets the allowance
+//! instead of adding to it: concurrent calls would otherwise share one allowance. Their gas is the estimate plus
+//! 50 %, as the original pads it: the same call costs more when it lands in a later block (a fill that completes
+//! a request, a proof that frees a slot).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -294,12 +297,16 @@ pub struct OnChainMarket {
     retry: RetryPolicy,
     /// Held from nonce assignment until the node accepted the transaction.
     send_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Held from an approval until the transaction that spends it is mined: `approve` sets the allowance, so
+    /// two calls approving at once would leave one allowance for two transfers.
+    approval_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl OnChainMarket {
     /// The marketplace at `market`, through `provider`, which signs as `signer`.
     pub fn new(provider: DynProvider, market: Address, signer: Address, retry: RetryPolicy) -> Self {
-        Self { provider, market, signer, retry, send_lock: Arc::new(tokio::sync::Mutex::new(())) }
+        let (send_lock, approval_lock) = (Arc::default(), Arc::default());
+        Self { provider, market, signer, retry, send_lock, approval_lock }
     }
 
     fn contract(&self) -> Marketplace::MarketplaceInstance<DynProvider> {
@@ -324,7 +331,10 @@ impl OnChainMarket {
             retry(self.retry, classify_call, || async {
                 let call = build();
                 let gas = call.estimate_gas().await?;
-                call.gas(gas.saturating_add(gas / 2)).send().await
+                // The nonce is the node's pending count, asked on every attempt under the lock: a cached nonce
+                // would skip the one of a send lost on the way, and the gap would hold every later transaction.
+                let nonce = self.provider.get_transaction_count(self.signer).pending().await?;
+                call.gas(gas.saturating_add(gas / 2)).nonce(nonce).send().await
             })
             .await?
         };
@@ -455,6 +465,7 @@ impl Market for OnChainMarket {
         let ask = &request.ask;
         let max_price =
             U256::from(ask.slots) * U256::from(ask.duration) * ask.pricePerBytePerSecond * U256::from(ask.slotSize);
+        let _approval = self.approval_lock.lock().await;
         self.approve(max_price).await?;
         let c = self.contract();
         self.transact(|| c.requestStorage(request.clone())).await?;
@@ -478,6 +489,7 @@ impl Market for OnChainMarket {
         proof: Groth16Proof,
         collateral: U256,
     ) -> Result<(), MarketError> {
+        let _approval = self.approval_lock.lock().await;
         self.approve(collateral).await?;
         let c = self.contract();
         self.transact(|| c.fillSlot(id, index, proof.clone())).await.map(drop)

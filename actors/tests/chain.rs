@@ -1,0 +1,473 @@
+//! Chain-client tests on anvil (issue 12): the [`ChainActor`] hands every marketplace event over exactly once, in
+//! chain order, across a dropped WebSocket (a TCP proxy between the actor and anvil cuts every connection and
+//! refuses new ones for a while) and across a restart on the same repository, and its cursor in redb is the last
+//! block it handed over; [`OnChainMarket`] decodes reverts into the contracts' error names, retries transport
+//! errors within its budget and gives up after it, and sends concurrent transactions of one account (approvals
+//! and the transfers that spend them among them) without a nonce or an allowance getting in another's way; the
+//! actor's chain time is the latest block's timestamp.
+//!
+//! The contracts are deployed with a placeholder verifying key: no test here submits a proof.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on purpose")]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use alloy::eips::BlockNumberOrTag;
+use alloy::primitives::{B256, Bytes, U256};
+use alloy::providers::Provider;
+use codex_actors::chain::account::connect;
+use codex_actors::chain::actor::{ChainActor, ChainConfig, ChainEvents, GetChainTime, StopChain};
+use codex_actors::chain::anvil::LocalChain;
+use codex_actors::chain::bindings::TestToken;
+use codex_actors::chain::deploy::{Deployment, deploy, mint, testnet_config};
+use codex_actors::chain::market::{
+    Ask, ChainEvent, Content, ContractError, Market, MarketError, MarketEvent, OnChainMarket, Request, RequestId,
+    RequestState, RetryPolicy, request_id,
+};
+use codex_actors::store::{GetChainCursor, StoreActor, StoreConfig};
+use codex_protocol::proofs::groth16::{AbiVerifyingKey, Fp2Element, G1Point, G2Point};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// Dev accounts and their roles: the client that creates requests, the node's account, one without tokens.
+const CLIENT: usize = 1;
+const NODE: usize = 2;
+const BROKE: usize = 3;
+
+/// How long any wait on the chain actor may take.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A verifying key of the right shape (4 IC points) whose points are all zero: the verifier deploys with it.
+fn placeholder_key() -> AbiVerifyingKey {
+    let g1 = G1Point { x: [0; 32], y: [0; 32] };
+    let fp2 = Fp2Element { real: [0; 32], imag: [0; 32] };
+    let g2 = G2Point { x: fp2, y: fp2 };
+    AbiVerifyingKey { alpha1: g1, beta2: g2, gamma2: g2, delta2: g2, ic: vec![g1; 4] }
+}
+
+/// Anvil with the contracts deployed and tokens minted to [`CLIENT`] and [`NODE`].
+struct Chain {
+    local: LocalChain,
+    deployment: Deployment,
+}
+
+impl Chain {
+    async fn start() -> Self {
+        let local = LocalChain::start().await.expect("anvil");
+        let admin = local.provider(0);
+        let deployment =
+            deploy(&admin, testnet_config("placeholder".into()), &placeholder_key()).await.expect("deploy");
+        for account in [CLIENT, NODE] {
+            let amount = U256::from(10u64).pow(U256::from(15));
+            mint(&admin, deployment.token, local.address(account), amount).await.expect("mint");
+        }
+        Self { local, deployment }
+    }
+
+    /// Anvil's port (it listens on the loopback).
+    fn port(&self) -> u16 {
+        self.local.endpoint().rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port in the endpoint")
+    }
+
+    /// A market on anvil's HTTP endpoint that signs as dev account `account`.
+    fn market(&self, account: usize) -> OnChainMarket {
+        let provider = self.local.provider(account);
+        OnChainMarket::new(provider, self.deployment.marketplace, self.local.address(account), RetryPolicy::default())
+    }
+
+    /// A valid request of `account` (3 slots of 1 KiB for an hour, expiring after 10 minutes).
+    fn request(&self, account: usize, nonce: u8) -> Request {
+        Request {
+            client: self.local.address(account),
+            ask: Ask {
+                proofProbability: U256::from(3u64),
+                pricePerBytePerSecond: U256::from(1u64),
+                collateralPerByte: U256::from(100u64),
+                slots: 3,
+                slotSize: 1024,
+                duration: 3600,
+                maxSlotLoss: 1,
+            },
+            content: Content { cid: Bytes::from_static(b"zDvZRwzm-manifest"), merkleRoot: B256::repeat_byte(7) },
+            expiry: 600,
+            nonce: B256::repeat_byte(nonce),
+        }
+    }
+
+    /// The chain actor's configuration for `url`, signing as [`NODE`], polling every 100 ms.
+    fn config(&self, url: String) -> ChainConfig {
+        ChainConfig {
+            eth_provider: url,
+            signer: self.local.signer(NODE),
+            marketplace: self.deployment.marketplace,
+            retry: RetryPolicy { attempts: 4, base: Duration::from_millis(100), max: Duration::from_secs(1) },
+            poll_interval: Duration::from_millis(100),
+        }
+    }
+
+    /// The key the chain actor saves its cursor under.
+    fn cursor_key(&self) -> String {
+        format!("{}:{:#x}", self.local.chain_id(), self.deployment.marketplace)
+    }
+}
+
+fn open_store(dir: &std::path::Path) -> Addr<StoreActor> {
+    let config = StoreConfig { repo_dir: dir.join("repo"), quota_max: 1 << 30, block_ttl: None, sweep_batch: 1000 };
+    StoreActor::open(config).expect("repo opens").start()
+}
+
+/// A TCP proxy to anvil that can cut every open connection and refuse new ones until it is reopened, or drop the
+/// connection that carries the next `eth_sendRawTransaction` before it reaches anvil.
+struct Proxy {
+    addr: SocketAddr,
+    open: Arc<AtomicBool>,
+    /// Bumped on every cut; each forwarding task ends when it changes.
+    cuts: Arc<watch::Sender<u64>>,
+    /// Connections refused while cut.
+    refused: Arc<AtomicUsize>,
+    /// Set: the next transaction sent is lost on the way.
+    lose_send: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    async fn start(port: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let proxy = Self {
+            addr,
+            open: Arc::new(AtomicBool::new(true)),
+            cuts: Arc::new(watch::channel(0u64).0),
+            refused: Arc::default(),
+            lose_send: Arc::default(),
+        };
+        let (open, cuts, refused, lose_send) =
+            (proxy.open.clone(), proxy.cuts.clone(), proxy.refused.clone(), proxy.lose_send.clone());
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                if !open.load(Ordering::SeqCst) {
+                    refused.fetch_add(1, Ordering::SeqCst);
+                    drop(inbound);
+                    continue;
+                }
+                tokio::spawn(forward(inbound, port, cuts.subscribe(), lose_send.clone()));
+            }
+        });
+        proxy
+    }
+
+    /// Closes every open connection and refuses new ones.
+    fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        self.cuts.send_modify(|n| *n += 1);
+    }
+
+    fn reopen(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+
+    fn refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
+    }
+
+    fn lose_next_send(&self) {
+        self.lose_send.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a send was lost since [`Proxy::lose_next_send`].
+    fn lost_a_send(&self) -> bool {
+        !self.lose_send.load(Ordering::SeqCst)
+    }
+}
+
+/// Forwards one connection to anvil until either side closes, the proxy cuts, or (when `lose_send` is set) the
+/// client sends a transaction: that request is not forwarded and the connection closes.
+async fn forward(inbound: TcpStream, port: u16, mut cut: watch::Receiver<u64>, lose_send: Arc<AtomicBool>) {
+    let Ok(outbound) = TcpStream::connect(("127.0.0.1", port)).await else { return };
+    let (mut in_read, mut in_write) = inbound.into_split();
+    let (mut out_read, mut out_write) = outbound.into_split();
+    let upstream = async move {
+        let mut buf = vec![0; 1 << 16];
+        loop {
+            let n = in_read.read(&mut buf).await.unwrap_or(0);
+            let chunk = &buf[..n];
+            let is_send = chunk.windows(SEND.len()).any(|w| w == SEND);
+            if n == 0 || (is_send && lose_send.swap(false, Ordering::SeqCst)) {
+                return;
+            }
+            if out_write.write_all(chunk).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        () = upstream => {}
+        _ = tokio::io::copy(&mut out_read, &mut in_write) => {}
+        _ = cut.changed() => {}
+    }
+}
+
+const SEND: &[u8] = b"eth_sendRawTransaction";
+
+/// What a [`Probe`] received, shared with the test.
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<Vec<ChainEvents>>>);
+
+impl Seen {
+    fn batches(&self) -> Vec<ChainEvents> {
+        self.0.lock().unwrap().clone()
+    }
+
+    fn events(&self) -> Vec<ChainEvent> {
+        self.batches().into_iter().flat_map(|b| b.events).collect()
+    }
+
+    /// The ids of the StorageRequested events received, in order.
+    fn requested(&self) -> Vec<RequestId> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e.event {
+                MarketEvent::StorageRequested { id, .. } => Some(id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Waits (at most [`WAIT`]) until the StorageRequested events received are `ids`.
+    async fn wait_requested(&self, ids: &[RequestId]) {
+        let deadline = Instant::now() + WAIT;
+        while self.requested().len() < ids.len() {
+            assert!(Instant::now() < deadline, "timed out waiting for {} requests: {:?}", ids.len(), self.requested());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(self.requested(), ids);
+    }
+}
+
+/// Records every [`ChainEvents`] it gets, and takes [`Probe::SLOW`] to handle one that holds events (a recipient
+/// with work to do): the chain actor is still waiting for it when the test already sees the events.
+struct Probe(Seen);
+
+impl Probe {
+    const SLOW: Duration = Duration::from_millis(300);
+}
+
+impl Actor for Probe {
+    type Context = Context<Self>;
+}
+
+impl Handler<ChainEvents> for Probe {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, msg: ChainEvents, _: &mut Self::Context) -> Self::Result {
+        let busy = if msg.events.is_empty() { Duration::ZERO } else { Self::SLOW };
+        self.0.0.lock().unwrap().push(msg);
+        Box::pin(tokio::time::sleep(busy))
+    }
+}
+
+#[actix_rt::test]
+async fn events_arrive_once_across_a_dropped_websocket_and_a_restart() {
+    let chain = Chain::start().await;
+    let proxy = Proxy::start(chain.port()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path());
+    let seen = Seen::default();
+    let probe = Probe(seen.clone()).start();
+    let config = chain.config(format!("ws://{}", proxy.addr));
+    let actor = ChainActor::start(config.clone(), store.clone(), probe.clone().recipient()).await.expect("starts");
+    let client = chain.market(CLIENT);
+
+    let a = client.request_storage(chain.request(CLIENT, 1)).await.unwrap();
+    seen.wait_requested(&[a]).await;
+
+    // The WebSocket drops; B and C are created while the proxy refuses connections.
+    proxy.cut();
+    let cut_at = Instant::now();
+    let b = client.request_storage(chain.request(CLIENT, 2)).await.unwrap();
+    let c = client.request_storage(chain.request(CLIENT, 3)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3).saturating_sub(cut_at.elapsed())).await;
+    assert_eq!(seen.requested(), [a], "nothing gets through a cut connection");
+    assert!(proxy.refused() > 0, "the actor tried to reconnect while the proxy refused");
+    proxy.reopen();
+    seen.wait_requested(&[a, b, c]).await;
+
+    // The node stops; D is created while it is down; a new actor on the same repository picks up from the cursor.
+    actor.send(StopChain).await.unwrap();
+    let d = client.request_storage(chain.request(CLIENT, 4)).await.unwrap();
+    let actor = ChainActor::start(config, store.clone(), probe.recipient()).await.expect("restarts");
+    seen.wait_requested(&[a, b, c, d]).await;
+    actor.send(StopChain).await.unwrap();
+
+    // Exactly once and in chain order: the ranges handed over follow one another, each event lies in its range.
+    let batches = seen.batches();
+    let mut previous: Option<u64> = None;
+    for batch in &batches {
+        if let Some(previous) = previous {
+            assert!(
+                batch.through_block > previous,
+                "range through {} repeats blocks up to {previous}",
+                batch.through_block
+            );
+        }
+        for event in &batch.events {
+            assert!(event.block <= batch.through_block, "{event:?} is past its range");
+            assert!(previous.is_none_or(|p| event.block > p), "{event:?} was in an earlier range");
+        }
+        previous = Some(batch.through_block);
+    }
+    let events = seen.events();
+    assert_eq!(events.len(), 4, "only the four requests: {events:?}");
+    assert!(events.windows(2).all(|w| (w[0].block, w[0].log_index) < (w[1].block, w[1].log_index)), "{events:?}");
+    let head = chain.local.provider(0).get_block_number().await.unwrap();
+    assert_eq!(previous, Some(head), "everything up to the head was handed over");
+
+    let cursor = store.send(GetChainCursor { key: chain.cursor_key() }).await.unwrap().unwrap();
+    assert_eq!(cursor, previous, "the saved cursor is the last block handed over");
+}
+
+#[actix_rt::test]
+async fn reverts_come_back_as_the_contracts_error_names() {
+    let chain = Chain::start().await;
+    let client = chain.market(CLIENT);
+
+    let mut request = chain.request(CLIENT, 1);
+    request.expiry = request.ask.duration;
+    let err = client.request_storage(request).await.unwrap_err();
+    assert_eq!(err.revert_name().as_deref(), Some("Marketplace_InvalidExpiry"), "{err}");
+
+    let unknown = B256::repeat_byte(0xee);
+    let err = client.reserve_slot(unknown, 0).await.unwrap_err();
+    assert_eq!(err.revert_name().as_deref(), Some("SlotReservations_ReservationNotAllowed"), "{err}");
+    assert!(client.get_request(unknown).await.unwrap().is_none());
+    assert_eq!(client.request_state(unknown).await.unwrap(), None);
+
+    // The marketplace pulls the price with transferFrom: the token's own error comes back.
+    let err = chain.market(BROKE).request_storage(chain.request(BROKE, 2)).await.unwrap_err();
+    match &err {
+        MarketError::Reverted(e @ ContractError::Token(_)) => assert_eq!(e.name(), "ERC20InsufficientBalance"),
+        other => panic!("not a token revert: {other:?}"),
+    }
+    assert_eq!(err.to_string(), "the contract reverted with ERC20InsufficientBalance");
+
+    // A known request is found, and a request that exists cannot be created again.
+    let request = chain.request(CLIENT, 3);
+    let id = client.request_storage(request.clone()).await.unwrap();
+    assert_eq!(client.get_request(id).await.unwrap().as_ref().map(request_id), Some(id));
+    assert_eq!(client.request_state(id).await.unwrap(), Some(RequestState::New));
+    let err = client.request_storage(request).await.unwrap_err();
+    assert_eq!(err.revert_name().as_deref(), Some("Marketplace_RequestAlreadyExists"), "{err}");
+}
+
+#[actix_rt::test]
+async fn transport_errors_are_retried_within_the_budget() {
+    let chain = Chain::start().await;
+    let proxy = Proxy::start(chain.port()).await;
+    let marketplace = chain.deployment.marketplace;
+
+    // Refused for 800 ms; the budget (50 + 100 + 200 + 8 × 400 ms of waits) is larger.
+    proxy.cut();
+    let provider = connect(&format!("http://{}", proxy.addr), chain.local.signer(CLIENT)).await.unwrap();
+    let policy = RetryPolicy { attempts: 12, base: Duration::from_millis(50), max: Duration::from_millis(400) };
+    let market = OnChainMarket::new(provider, marketplace, chain.local.address(CLIENT), policy);
+    let reopen = async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        proxy.reopen();
+    };
+    let (config, ()) = tokio::join!(market.configuration(), reopen);
+    assert_eq!(config.expect("answers once the proxy reopens").proofs.period, 30);
+    assert!(proxy.refused() >= 2, "retried while refused ({} refusals)", proxy.refused());
+
+    // Nobody listens: three attempts, then a transport error (within the budget of 10 + 20 ms of waits).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let provider = connect(&format!("http://127.0.0.1:{port}"), chain.local.signer(CLIENT)).await.unwrap();
+    let policy = RetryPolicy { attempts: 3, base: Duration::from_millis(10), max: Duration::from_millis(100) };
+    let market = OnChainMarket::new(provider, marketplace, chain.local.address(CLIENT), policy);
+    let started = Instant::now();
+    let err = market.configuration().await.unwrap_err();
+    assert!(matches!(err, MarketError::Transport { attempts: 3, .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "gave up after {:?}", started.elapsed());
+}
+
+/// Six requests of one account at once (each approves its price and then spends it), then, once they expired, six
+/// withdrawals at once (transactions that only contend for the nonces): every one goes through.
+#[actix_rt::test]
+async fn concurrent_transactions_of_one_account_all_go_through() {
+    let chain = Chain::start().await;
+    let client = chain.market(CLIENT);
+    let token = TestToken::new(chain.deployment.token, chain.local.provider(0));
+    let funds = token.balanceOf(chain.local.address(CLIENT)).call().await.unwrap();
+    let requests: Vec<Request> = (1..=6).map(|nonce| chain.request(CLIENT, nonce)).collect();
+
+    let results = futures::future::join_all(requests.iter().map(|r| client.request_storage(r.clone()))).await;
+
+    let ids: Vec<RequestId> = results.into_iter().map(|r| r.expect("every request goes through")).collect();
+    assert_eq!(ids, requests.iter().map(request_id).collect::<Vec<_>>());
+    for id in &ids {
+        assert_eq!(client.request_state(*id).await.unwrap(), Some(RequestState::New), "{id}");
+    }
+    let mut mine = client.my_requests().await.unwrap();
+    mine.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(mine, expected);
+    assert!(token.balanceOf(chain.local.address(CLIENT)).call().await.unwrap() < funds);
+
+    chain.local.advance(700).await.unwrap();
+    let results = futures::future::join_all(ids.iter().map(|id| client.withdraw_funds(*id))).await;
+
+    for result in results {
+        result.expect("every withdrawal goes through");
+    }
+    for id in &ids {
+        assert_eq!(client.request_state(*id).await.unwrap(), Some(RequestState::Cancelled), "{id}");
+    }
+    assert!(client.my_requests().await.unwrap().is_empty(), "withdrawn requests are no longer the client's");
+    assert_eq!(token.balanceOf(chain.local.address(CLIENT)).call().await.unwrap(), funds, "all paid back");
+    // Six approvals, six requests and six withdrawals, each mined under its own nonce.
+    let sent = chain.local.provider(0).get_transaction_count(chain.local.address(CLIENT)).await.unwrap();
+    assert_eq!(sent, 18);
+}
+
+/// A transaction whose first send never reaches the chain is sent again and mined, and the account's next
+/// transactions still go through: the lost send left no gap in the nonces.
+#[actix_rt::test]
+async fn a_lost_send_is_retried_without_a_nonce_gap() {
+    let chain = Chain::start().await;
+    let proxy = Proxy::start(chain.port()).await;
+    let provider = connect(&format!("http://{}", proxy.addr), chain.local.signer(CLIENT)).await.unwrap();
+    let policy = RetryPolicy { attempts: 5, base: Duration::from_millis(50), max: Duration::from_millis(200) };
+    let market = OnChainMarket::new(provider, chain.deployment.marketplace, chain.local.address(CLIENT), policy);
+    let bounded = |call| async move { tokio::time::timeout(WAIT, call).await.expect("mined, not stuck") };
+
+    bounded(market.request_storage(chain.request(CLIENT, 1))).await.unwrap();
+    proxy.lose_next_send();
+    let id = bounded(market.request_storage(chain.request(CLIENT, 2))).await.expect("goes through on a retry");
+    assert!(proxy.lost_a_send());
+    bounded(market.request_storage(chain.request(CLIENT, 3))).await.unwrap();
+
+    assert_eq!(market.request_state(id).await.unwrap(), Some(RequestState::New));
+    assert_eq!(market.my_requests().await.unwrap().len(), 3);
+    let sent = chain.local.provider(0).get_transaction_count(chain.local.address(CLIENT)).await.unwrap();
+    assert_eq!(sent, 6, "an approval and a request each");
+}
+
+#[actix_rt::test]
+async fn chain_time_is_the_latest_blocks_timestamp() {
+    let chain = Chain::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path());
+    let probe = Probe(Seen::default()).start();
+    let actor = ChainActor::start(chain.config(chain.local.endpoint()), store, probe.recipient()).await.unwrap();
+
+    chain.local.advance(100_000).await.unwrap();
+    let clock = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let time = actor.send(GetChainTime {}).await.unwrap().unwrap();
+
+    let latest = chain.local.provider(0).get_block_by_number(BlockNumberOrTag::Latest).await.unwrap().unwrap();
+    assert_eq!(time, latest.header.timestamp);
+    assert!(time >= clock + 99_000, "chain time {time}, local clock {clock}");
+    actor.send(StopChain).await.unwrap();
+}
