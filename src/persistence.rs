@@ -13,6 +13,9 @@ use std::path::PathBuf;
 pub struct PersistenceArgs {
     #[command(flatten)]
     pub market: MarketFlags,
+    /// Make every Nth storage proof invalid on purpose, for testing (as the top-level option) [default: 0].
+    #[arg(long)]
+    pub simulate_proof_failures: Option<u32>,
     #[command(subcommand)]
     pub prover: Option<PersistenceCommand>,
 }
@@ -68,6 +71,9 @@ impl PersistenceArgs {
     /// Folds the command's options into the node's flags (the marketplace on, prover options included).
     pub fn apply(self, flags: &mut crate::config::NodeFlags) {
         flags.market = MarketFlags { persistence: Some(true), ..self.market };
+        if self.simulate_proof_failures.is_some() {
+            flags.simulate_proof_failures = self.simulate_proof_failures;
+        }
         if let Some(PersistenceCommand::Prover(prover)) = self.prover {
             if prover.circuit_dir.is_some() {
                 flags.circuit_dir = prover.circuit_dir;

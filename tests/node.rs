@@ -604,3 +604,43 @@ fn contracts_deploy_prints_addresses_and_funds_accounts() {
         String::from_utf8_lossy(&refused.stderr)
     );
 }
+
+/// `codex persistence` without a key file or a marketplace address stops at once (exit 2) naming the option; a
+/// key file others can read is refused.
+#[test]
+fn persistence_refuses_missing_or_unsafe_options() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().expect("utf-8 path");
+    let out = run(&["--data-dir", data_arg, "persistence", "--marketplace-address", &format!("0x{}", "11".repeat(20))]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("eth-private-key"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = dir.path().join("node.key");
+    std::fs::write(&key, format!("0x{}\n", "22".repeat(32))).expect("key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let key_arg = key.to_str().expect("utf-8 path");
+    let out = run(&["--data-dir", data_arg, "persistence", "--eth-private-key", key_arg]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("marketplace-address"));
+    let args = [
+        "--data-dir",
+        data_arg,
+        "--api-port",
+        "0",
+        "persistence",
+        "--eth-private-key",
+        key_arg,
+        "--marketplace-address",
+        "0x1111111111111111111111111111111111111111",
+        "--eth-provider",
+        "http://127.0.0.1:1",
+    ];
+    let out = run(&args);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"), "{}", String::from_utf8_lossy(&out.stderr));
+}
