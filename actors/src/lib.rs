@@ -24,6 +24,7 @@ pub mod node;
 pub mod protect;
 pub mod prover;
 pub mod purchasing;
+pub mod sales;
 pub mod slot_host;
 pub mod slots;
 pub mod store;

@@ -17,6 +17,8 @@
 //! - [`proofs`] (feature `proofs`): the storage-proof sampling circuit (R1CS), its witness and Groth16 keys,
 //!   proofs and verification.
 //! - [`slots`]: slot layout, slot and verify trees and CIDs, the verifiable manifest, proof sampling.
+//! - [`sales`]: the host's side of the marketplace as pure code: availability and reservation accounting, the
+//!   slot queue, the expanding reservation window, the sale state machine.
 //! - [`protobuf`]: the minimal protobuf wire reader/writer the encodings above are built on.
 
 // Everything here may see bytes from peers: no indexing that could panic on them.
@@ -33,6 +35,7 @@ pub mod poseidon2;
 #[cfg(feature = "proofs")]
 pub mod proofs;
 pub mod protobuf;
+pub mod sales;
 pub mod slots;
 pub mod spr;
 pub mod tree;

@@ -7,6 +7,7 @@ use super::{DatasetStored, NodeActor, NodeError};
 use crate::chain::actor::{ChainActor, ChainConfig, ChainEvents, GetConfiguration, StopChain};
 use crate::chain::market::{MarketEvent, RequestId};
 use crate::protect::protect_dataset;
+use crate::sales::SalesActor;
 use crate::purchasing::{
     CheckStorageParams, GetPurchase as GetPurchaseRecord, ListPurchaseIds, Purchase, PurchaseError, PurchaseEvent,
     PurchasingActor, PurchasingConfig, StopPurchasing, StorageParams, SubmitPurchase,
@@ -20,6 +21,8 @@ use codex_protocol::Cid;
 pub(super) struct MarketActors {
     chain: Addr<ChainActor>,
     purchasing: Addr<PurchasingActor>,
+    /// The host's side (issue 13).
+    pub(super) sales: Addr<SalesActor>,
 }
 
 /// What [`EnableMarketplace`] connected to.
@@ -69,6 +72,11 @@ impl NodeActor {
     fn market(&self) -> Result<MarketActors, NodeError> {
         self.market.clone().ok_or(NodeError::NoPersistence)
     }
+
+    /// The SalesActor, or [`NodeError::NoPersistence`].
+    pub(super) fn sales(&self) -> Result<Addr<SalesActor>, NodeError> {
+        Ok(self.market()?.sales)
+    }
 }
 
 impl Handler<EnableMarketplace> for NodeActor {
@@ -86,7 +94,8 @@ impl Handler<EnableMarketplace> for NodeActor {
                     .map_err(|_| PurchaseError::ChainGone)?
                     .map_err(PurchaseError::from)?;
                 let purchasing = PurchasingActor::start(msg.purchasing, config, account, chain.clone(), store).await?;
-                Ok(MarketActors { chain, purchasing })
+                let sales = SalesActor {}.start();
+                Ok(MarketActors { chain, purchasing, sales })
             }
             .into_actor(self)
             .map(move |result: Result<MarketActors, NodeError>, act, _| {

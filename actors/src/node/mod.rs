@@ -84,6 +84,8 @@ pub enum NodeError {
     Purchase(#[from] crate::purchasing::PurchaseError),
     #[error(transparent)]
     Chain(#[from] crate::chain::actor::ChainError),
+    #[error(transparent)]
+    Sales(#[from] crate::sales::SalesError),
 }
 
 /// Why a manifest could not be had from the network.
@@ -119,6 +121,7 @@ impl NodeError {
             NodeError::NoPersistence => ErrorKind::Unavailable,
             NodeError::Purchase(err) => err.kind(),
             NodeError::Chain(_) => ErrorKind::Unavailable,
+            NodeError::Sales(err) => err.kind(),
         }
     }
 }
