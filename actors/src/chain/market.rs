@@ -284,6 +284,18 @@ pub trait Market: Clone + 'static {
     ) -> Result<(), MarketError>;
     async fn submit_proof(&self, slot: SlotId, proof: Groth16Proof) -> Result<(), MarketError>;
     async fn free_slot(&self, slot: SlotId) -> Result<(), MarketError>;
+    /// Whether this signer may reserve the slot now (state, reservation count, the expanding window).
+    async fn can_reserve_slot(&self, id: RequestId, index: u64) -> Result<bool, MarketError>;
+    /// The slot's challenge for the current period (32 bytes of on-chain randomness).
+    async fn get_challenge(&self, slot: SlotId) -> Result<B256, MarketError>;
+    /// The slot's position in the current period's pointer cycle (0..256).
+    async fn get_pointer(&self, slot: SlotId) -> Result<u8, MarketError>;
+    async fn is_proof_required(&self, slot: SlotId) -> Result<bool, MarketError>;
+    async fn will_proof_be_required(&self, slot: SlotId) -> Result<bool, MarketError>;
+    /// The request and index of a slot that is not free, `None` when free.
+    async fn get_active_slot(&self, slot: SlotId) -> Result<Option<(Request, u64)>, MarketError>;
+    /// Block `number`'s timestamp and parent hash (a reservation window's start and seed), `None` if unknown.
+    async fn block_info(&self, number: u64) -> Result<Option<(u64, B256)>, MarketError>;
     /// The decoded marketplace logs of blocks `from..=to`, in chain order.
     async fn events(&self, from: u64, to: u64) -> Result<Vec<ChainEvent>, MarketError>;
 }
@@ -503,6 +515,51 @@ impl Market for OnChainMarket {
     async fn free_slot(&self, slot: SlotId) -> Result<(), MarketError> {
         let c = self.contract();
         self.transact(|| c.freeSlot_1(slot)).await.map(drop)
+    }
+
+    async fn can_reserve_slot(&self, id: RequestId, index: u64) -> Result<bool, MarketError> {
+        let c = self.contract();
+        self.view(|| c.canReserveSlot(id, index).from(self.signer)).await
+    }
+
+    async fn get_challenge(&self, slot: SlotId) -> Result<B256, MarketError> {
+        let c = self.contract();
+        self.view(|| c.getChallenge(slot)).await
+    }
+
+    async fn get_pointer(&self, slot: SlotId) -> Result<u8, MarketError> {
+        let c = self.contract();
+        self.view(|| c.getPointer(slot)).await
+    }
+
+    async fn is_proof_required(&self, slot: SlotId) -> Result<bool, MarketError> {
+        let c = self.contract();
+        self.view(|| c.isProofRequired(slot)).await
+    }
+
+    async fn will_proof_be_required(&self, slot: SlotId) -> Result<bool, MarketError> {
+        let c = self.contract();
+        self.view(|| c.willProofBeRequired(slot)).await
+    }
+
+    async fn get_active_slot(&self, slot: SlotId) -> Result<Option<(Request, u64)>, MarketError> {
+        let c = self.contract();
+        match self.view(|| c.getActiveSlot(slot)).await {
+            Ok(active) => Ok(Some((active.request, active.slotIndex))),
+            Err(e) if e.revert_name().as_deref() == Some("Marketplace_SlotIsFree") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn block_info(&self, number: u64) -> Result<Option<(u64, B256)>, MarketError> {
+        let provider = &self.provider;
+        let block = retry(
+            self.retry,
+            |e| classify_rpc(e, None),
+            || async { provider.get_block_by_number(alloy::eips::BlockNumberOrTag::Number(number)).await },
+        )
+        .await?;
+        Ok(block.map(|b| (b.header.timestamp, b.header.parent_hash)))
     }
 
     async fn events(&self, from: u64, to: u64) -> Result<Vec<ChainEvent>, MarketError> {
