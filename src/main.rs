@@ -15,7 +15,7 @@ use codex::{client, datadir};
 use codex_actors::blockexc::BlockExchangeConfig;
 use codex_actors::maintenance::MaintenanceConfig;
 use codex_actors::network::{Nat, NetworkConfig, parse_bootstrap};
-use codex_actors::node::{GetSpace, NodeActor, NodeConfig, NodeError, StopNode};
+use codex_actors::node::{GetSalesMetrics, GetSpace, NodeActor, NodeConfig, NodeError, StopNode};
 use codex_actors::prover::ProverConfig;
 use codex_actors::store::StoreConfig;
 use std::process::ExitCode;
@@ -75,7 +75,8 @@ fn run_node(settings: Settings) -> anyhow::Result<()> {
         coding_threads: settings.http_workers(),
         prover: Some(ProverConfig {
             circuit_dir: settings.circuit_path(),
-            simulate_failures: settings.simulate_proof_failures,
+            // With persistence the sales spoil proofs themselves (SaleProvingSimulated); without it the prover does.
+            simulate_failures: if settings.persistence { 0 } else { settings.simulate_proof_failures },
             queue: 4,
         }),
     };
@@ -138,10 +139,11 @@ async fn serve(settings: Settings, node_config: NodeConfig, log: telemetry::LogC
                 web::get().to(move || {
                     let (metrics, node) = (metrics.clone(), node.clone());
                     async move {
+                        let sales = node.send(GetSalesMetrics).await.ok().flatten();
                         match node.send(GetSpace).await {
                             Ok(space) => HttpResponse::Ok()
                                 .content_type("text/plain; version=0.0.4")
-                                .body(metrics.render(&space)),
+                                .body(metrics.render(&space, sales.as_ref())),
                             Err(_) => HttpResponse::ServiceUnavailable().body("node stopping"),
                         }
                     }
@@ -182,6 +184,7 @@ async fn enable_marketplace(settings: &Settings, node: &actix::Addr<NodeActor>) 
     use codex_actors::chain::market::RetryPolicy;
     use codex_actors::node::EnableMarketplace;
     use codex_actors::purchasing::PurchasingConfig;
+    use codex_actors::sales::SalesConfig;
     let key_file = settings.eth_private_key.as_deref().context("--eth-private-key is required with persistence")?;
     let signer = read_private_key(key_file)?;
     if let Some(account) = &settings.eth_account
@@ -213,7 +216,11 @@ async fn enable_marketplace(settings: &Settings, node: &actix::Addr<NodeActor>) 
         poll_interval: std::time::Duration::from_secs(1),
     };
     let info = node
-        .send(EnableMarketplace { chain, purchasing: PurchasingConfig::default() })
+        .send(EnableMarketplace {
+            chain,
+            purchasing: PurchasingConfig::default(),
+            sales: SalesConfig { simulate_proof_failures: settings.simulate_proof_failures, ..SalesConfig::default() },
+        })
         .await
         .context("the node stopped")?
         .context("cannot enable the marketplace")?;

@@ -1,10 +1,14 @@
 //! Prometheus metrics with the original node's names: `codex_api_uploads`, `codex_api_downloads` (counters,
 //! bumped by the REST handlers on success) and `codex_repostore_blocks`, `codex_repostore_bytes_used`,
-//! `codex_repostore_bytes_reserved` (gauges, read from the store when scraped).
+//! `codex_repostore_bytes_reserved` (gauges, read from the store when scraped); with persistence, the host's
+//! sales: `codex_sales{state}` (running sales by state), `codex_sales_bytes_reserved`,
+//! `codex_sales_collateral_locked` (tokens; saturates at i64::MAX), `codex_sales_proofs_submitted` and
+//! `codex_sales_proofs_failed` (since start), read from the SalesActor when scraped.
 
+use codex_actors::sales::SalesSummary;
 use codex_actors::store::Space;
 use prometheus::core::Collector;
-use prometheus::{Encoder, IntCounter, IntGauge, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// The node's metrics. Cheap to clone (handles to shared values).
 #[derive(Clone)]
@@ -15,6 +19,11 @@ pub struct Metrics {
     blocks: IntGauge,
     bytes_used: IntGauge,
     bytes_reserved: IntGauge,
+    sales: IntGaugeVec,
+    sales_reserved: IntGauge,
+    sales_collateral: IntGauge,
+    proofs_submitted: IntGauge,
+    proofs_failed: IntGauge,
 }
 
 impl Metrics {
@@ -28,12 +37,30 @@ impl Metrics {
             blocks: gauge("codex_repostore_blocks", "Blocks in the repository"),
             bytes_used: gauge("codex_repostore_bytes_used", "Bytes of quota used by stored blocks"),
             bytes_reserved: gauge("codex_repostore_bytes_reserved", "Bytes of quota reserved"),
+            sales: register(
+                &registry,
+                IntGaugeVec::new(Opts::new("codex_sales", "Running sales by state"), &["state"]),
+            ),
+            sales_reserved: gauge("codex_sales_bytes_reserved", "Bytes of quota reserved for sales"),
+            sales_collateral: gauge("codex_sales_collateral_locked", "Collateral locked by reservations (tokens)"),
+            proofs_submitted: gauge("codex_sales_proofs_submitted", "Storage proofs submitted since start"),
+            proofs_failed: gauge("codex_sales_proofs_failed", "Storage proofs missed (failed) since start"),
             registry,
         }
     }
 
     /// The Prometheus text exposition, with the repository gauges set from `space`.
-    pub fn render(&self, space: &Space) -> String {
+    pub fn render(&self, space: &Space, sales: Option<&SalesSummary>) -> String {
+        if let Some(sales) = sales {
+            self.sales.reset();
+            for (state, count) in &sales.by_state {
+                self.sales.with_label_values(&[*state]).set(*count as i64);
+            }
+            self.sales_reserved.set(sales.reserved_bytes as i64);
+            self.sales_collateral.set(i64::try_from(sales.locked_collateral).unwrap_or(i64::MAX));
+            self.proofs_submitted.set(sales.proofs_submitted as i64);
+            self.proofs_failed.set(sales.proofs_failed as i64);
+        }
         self.blocks.set(space.total_blocks as i64);
         self.bytes_used.set(space.quota_used_bytes as i64);
         self.bytes_reserved.set(space.quota_reserved_bytes as i64);

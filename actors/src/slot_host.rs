@@ -74,6 +74,9 @@ pub struct HostedSlot {
     pub tree: Cid,
     /// Blocks of the slot stored here (its erasure padding is not stored).
     pub blocks: u64,
+    /// The segment holding the slot's blocks, and its `.slots` file (block digests): what proofs read.
+    pub data_path: std::path::PathBuf,
+    pub slots_path: std::path::PathBuf,
 }
 
 /// Fetches and checks slot `index` of verifiable dataset `cid` (see the module documentation).
@@ -92,7 +95,15 @@ pub async fn host_slot(
     let begun = store
         .send(BeginSlotDownload { manifest_cid: cid, manifest: manifest.clone(), index, wanted: wanted.clone() })
         .await??;
-    let hosted = HostedSlot { manifest_cid: cid, index, slot_root: target.slot_root, tree: manifest.tree_cid, blocks };
+    let hosted = HostedSlot {
+        manifest_cid: cid,
+        index,
+        slot_root: target.slot_root,
+        tree: manifest.tree_cid,
+        blocks,
+        data_path: begun.data_path.clone(),
+        slots_path: begun.slots_path.clone(),
+    };
     if begun.hosted {
         return Ok(hosted);
     }
@@ -195,7 +206,6 @@ pub async fn repair_slot(actors: RepairActors, cid: Cid, index: u64) -> Result<H
     let manifest = fetch::manifest_of(&store, exchange.as_ref(), cid).await?;
     let target = slot_target(cid, &manifest, index)?;
     let blocks = target.wanted.end - target.wanted.start;
-    let hosted = HostedSlot { manifest_cid: cid, index, slot_root: target.slot_root, tree: manifest.tree_cid, blocks };
     let begun = store.send(BeginDecodeDownload { manifest_cid: cid, manifest: manifest.clone() }).await??;
     if !begun.drive {
         return Err(StoreError::SlotConflict { tree: manifest.tree_cid }.into());
@@ -235,6 +245,15 @@ pub async fn repair_slot(actors: RepairActors, cid: Cid, index: u64) -> Result<H
         }
     };
     let repaired = store.send(FinishRepair { tree, index, wanted: target.wanted.clone(), recovered }).await??;
+    let hosted = HostedSlot {
+        manifest_cid: cid,
+        index,
+        slot_root: target.slot_root,
+        tree: manifest.tree_cid,
+        blocks,
+        data_path: repaired.data_path.clone(),
+        slots_path: repaired.slots_path.clone(),
+    };
     check_and_keep(&store, &slots, target, repaired.data_path, repaired.slots_path).await?;
     tracing::info!(cid = %format_cid(&cid), slot = index, blocks, "slot repaired and stored");
     Ok(hosted)

@@ -7,7 +7,8 @@ use super::{DatasetStored, NodeActor, NodeError};
 use crate::chain::actor::{ChainActor, ChainConfig, ChainEvents, GetConfiguration, StopChain};
 use crate::chain::market::{MarketEvent, RequestId};
 use crate::protect::protect_dataset;
-use crate::sales::SalesActor;
+use crate::chain::actor::GetMarket;
+use crate::sales::{GetSalesSummary, SalesActor, SalesConfig, SalesEvents, SalesSummary};
 use crate::purchasing::{
     CheckStorageParams, GetPurchase as GetPurchaseRecord, ListPurchaseIds, Purchase, PurchaseError, PurchaseEvent,
     PurchasingActor, PurchasingConfig, StopPurchasing, StorageParams, SubmitPurchase,
@@ -38,6 +39,7 @@ pub struct MarketInfo {
 pub struct EnableMarketplace {
     pub chain: ChainConfig,
     pub purchasing: PurchasingConfig,
+    pub sales: SalesConfig,
 }
 
 /// Command: buy storage for stored dataset `cid` (erasure coding, slots, the request on chain); the request id.
@@ -64,6 +66,7 @@ impl MarketActors {
     /// Stops checking purchases and watching the chain (at node stop).
     pub(super) fn stop(&self) {
         self.purchasing.do_send(StopPurchasing);
+        self.sales.do_send(crate::sales::StopSales);
         self.chain.do_send(StopChain);
     }
 }
@@ -82,7 +85,7 @@ impl NodeActor {
 impl Handler<EnableMarketplace> for NodeActor {
     type Result = ResponseActFuture<Self, Result<MarketInfo, NodeError>>;
     fn handle(&mut self, msg: EnableMarketplace, ctx: &mut Self::Context) -> Self::Result {
-        let (store, me) = (self.store.clone(), ctx.address());
+        let (store, me, prover) = (self.store.clone(), ctx.address(), self.prover.clone());
         let account = msg.chain.signer.address();
         let marketplace = msg.chain.marketplace;
         Box::pin(
@@ -93,8 +96,10 @@ impl Handler<EnableMarketplace> for NodeActor {
                     .await
                     .map_err(|_| PurchaseError::ChainGone)?
                     .map_err(PurchaseError::from)?;
-                let purchasing = PurchasingActor::start(msg.purchasing, config, account, chain.clone(), store).await?;
-                let sales = SalesActor {}.start();
+                let purchasing =
+                    PurchasingActor::start(msg.purchasing, config.clone(), account, chain.clone(), store.clone()).await?;
+                let market = chain.send(GetMarket).await.map_err(|_| PurchaseError::ChainGone)?;
+                let sales = SalesActor::start(msg.sales, market, config, store, me, prover).await?;
                 Ok(MarketActors { chain, purchasing, sales })
             }
             .into_actor(self)
@@ -111,14 +116,17 @@ impl Handler<ChainEvents> for NodeActor {
     type Result = ();
     fn handle(&mut self, msg: ChainEvents, _: &mut Self::Context) {
         let Some(market) = &self.market else { return };
-        for event in msg.events {
+        for event in &msg.events {
             match event.event {
                 MarketEvent::RequestFulfilled { id }
                 | MarketEvent::RequestCancelled { id }
                 | MarketEvent::RequestFailed { id } => market.purchasing.do_send(PurchaseEvent { id }),
-                // Hosts and validators (issues 13, 14) consume the rest.
                 _ => {}
             }
+        }
+        // The host's side takes every event in chain order (the validator, issue 14, will take its own).
+        if !msg.events.is_empty() {
+            market.sales.do_send(SalesEvents { events: msg.events });
         }
     }
 }
@@ -165,5 +173,18 @@ impl Handler<GetPurchase> for NodeActor {
         Box::pin(async move {
             Ok(market?.purchasing.send(GetPurchaseRecord { id: msg.id }).await.map_err(|_| PurchaseError::ChainGone)?)
         })
+    }
+}
+
+/// Query: the sales figures for metrics (`None` without persistence).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Option<SalesSummary>")]
+pub struct GetSalesMetrics;
+
+impl Handler<GetSalesMetrics> for NodeActor {
+    type Result = ResponseFuture<Option<SalesSummary>>;
+    fn handle(&mut self, _: GetSalesMetrics, _: &mut Self::Context) -> Self::Result {
+        let sales = self.sales().ok();
+        Box::pin(async move { sales?.send(GetSalesSummary).await.ok() })
     }
 }

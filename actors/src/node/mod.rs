@@ -15,7 +15,7 @@
 
 mod market;
 
-pub use market::{EnableMarketplace, GetPurchase, ListPurchases, MarketInfo, RequestPurchase};
+pub use market::{EnableMarketplace, GetPurchase, GetSalesMetrics, ListPurchases, MarketInfo, RequestPurchase};
 
 use crate::blockexc::{Attach, BlockExchangeActor, BlockExchangeConfig, ExchangeError};
 use crate::discovery::{Announce, DiscoveryActor};

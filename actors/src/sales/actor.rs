@@ -1,32 +1,940 @@
-//! SalesActor: placeholder while issue 13 is built (the handlers answer `Gone`).
+//! SalesActor: the host's sales (seed 001 §5.1–5.2, §5.6–5.7, §5.10).
+//!
+//! - **Availabilities and reservations**: the pure [`Ledger`], mirrored in redb. Every change is computed on a
+//!   copy, written with the new reservation counter in one transaction ([`CommitSales`]: refused when an
+//!   availability would not fit the quota), and only then installed; handlers that change it run one at a time
+//!   ([`AtomicResponse`]), so two sales never take the same bytes.
+//! - **Marketplace events** ([`SalesEvents`], from the NodeActor): `StorageRequested` → one queue item per slot,
+//!   unless no availability could ever take the request (it is then not loaded at all); `SlotFreed` → a repair
+//!   item (collateral less the repair reward); `RequestCancelled`, `RequestFulfilled`, `RequestFailed` → the
+//!   request leaves the queue, and its agents hear of a cancellation or failure; `SlotFilled` → the slot leaves
+//!   the queue and its agent hears of it; `SlotReservationsFull` → the slot leaves the queue.
+//! - **The window**: each item carries the chain time from which the contract's expanding window admits this
+//!   host (`not_before`, computed from the log's block: `codex_protocol::sales::window`), so the queue does not
+//!   spend a worker on a slot the contract would refuse.
+//! - **Agents**: one [`SalesAgent`] per slot taken from the queue, with the queue's worker until the slot is
+//!   filled or the sale ends ([`AgentFilled`], [`AgentEnded`]); at the end the reservation is deleted and its
+//!   bytes and collateral return to the availability (onCleanUp), and the slot may go back to the queue.
+//! - **Recovery** (seed 001 §5.2.4): at start, every slot this host holds on chain gets an agent in Unknown,
+//!   which reads the chain and jumps to the right state; a sale persisted before its fill resumes where it was
+//!   if its request is still open, and everything else (reservations of sales that cannot go on) is cleaned up.
+//! - When an availability is added, the `StorageRequested` logs of the last `past_events_blocks` blocks whose
+//!   requests are still open are replayed into the queue.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use actix::prelude::*;
+use alloy::primitives::{Address, B256, U256};
+use codex_protocol::sales::ledger::Ledger;
+use codex_protocol::sales::machine::{Collateral, Event, Reprocess, Sale};
+use codex_protocol::sales::queue::WorkerId;
+use codex_protocol::sales::window::Window;
+use codex_protocol::sales::{Availability, RequestId, Reservation, SlotId, SlotQueueItem};
 
+use super::agent::{AgentDeps, GetSaleInfo, SaleInput, SaleRecord, SalesAgent, StopAgent};
+use super::queue::{AvailabilityChanged, ProcessSlot, PushSlots, RemoveRequest, RemoveSlot, ReturnWorker, SlotQueueActor};
 use super::*;
+use crate::chain::market::{
+    Ask, ChainEvent, Market, MarketEvent, MarketplaceConfig, OnChainMarket, RequestState, SlotState, slot_id,
+};
+use crate::node::NodeActor;
+use crate::prover::Prover;
+use crate::store::{CommitSales, DropSlot, GetManifest, LoadSales, StoreActor};
 
-/// The sales actor.
-pub struct SalesActor {}
+/// Sales settings.
+#[derive(Debug, Clone)]
+pub struct SalesConfig {
+    /// Sales processed at once before their fill (the queue's workers).
+    pub max_workers: usize,
+    /// Most slots queued.
+    pub queue_size: usize,
+    /// Every Nth proof is spoiled on purpose while proving (testing validators); 0 never.
+    pub simulate_proof_failures: u32,
+    /// How far back (blocks) open requests are looked for when an availability is added.
+    pub past_events_blocks: u64,
+}
+
+impl Default for SalesConfig {
+    fn default() -> Self {
+        Self {
+            max_workers: codex_protocol::sales::queue::DEFAULT_MAX_WORKERS,
+            queue_size: codex_protocol::sales::queue::DEFAULT_CAPACITY,
+            simulate_proof_failures: 0,
+            past_events_blocks: 10_000,
+        }
+    }
+}
+
+/// An agent and what the actor keeps of it.
+struct AgentEntry {
+    addr: Addr<SalesAgent>,
+    request_id: RequestId,
+    item: SlotQueueItem,
+    window_open: u64,
+    worker: Option<WorkerId>,
+}
+
+/// The sales actor (see the module documentation).
+pub struct SalesActor {
+    config: SalesConfig,
+    market: OnChainMarket,
+    market_config: MarketplaceConfig,
+    store: Addr<StoreActor>,
+    node: Addr<NodeActor>,
+    prover: Option<Prover>,
+    clock: ChainClock,
+    ledger: Ledger,
+    queue: Option<Addr<SlotQueueActor>>,
+    agents: HashMap<SlotId, AgentEntry>,
+    /// Per queued slot: when its window admits every host.
+    windows: HashMap<(RequestId, u64), u64>,
+    /// `sales-1` rows read at start, for recovery.
+    recovering: Option<Vec<(B256, Vec<u8>)>>,
+    proofs_submitted: u64,
+    proofs_failed: u64,
+}
+
+impl SalesActor {
+    /// Loads the sales records and starts the actor (and its queue) on the current arbiter; recovery runs
+    /// right after.
+    pub async fn start(
+        config: SalesConfig,
+        market: OnChainMarket,
+        market_config: MarketplaceConfig,
+        store: Addr<StoreActor>,
+        node: Addr<NodeActor>,
+        prover: Option<Prover>,
+    ) -> Result<Addr<Self>, SalesError> {
+        let records = store.send(LoadSales).await??;
+        let ledger = Ledger::new(records.availabilities, records.reservations);
+        if let Err(problem) = ledger.check() {
+            tracing::error!(%problem, "the sales records are inconsistent");
+        }
+        if ledger.store_reserved() != records.reserved {
+            tracing::warn!(
+                persisted = records.reserved,
+                computed = ledger.store_reserved(),
+                "the reserved-bytes counter disagrees with the availabilities; rewriting it"
+            );
+            let fix = CommitSales { reserved: Some(ledger.store_reserved()), ..Default::default() };
+            if let Err(err) = store.send(fix).await? {
+                tracing::error!(%err, "cannot rewrite the reserved-bytes counter");
+            }
+        }
+        let clock = ChainClock::new(market.chain_time().await?);
+        let actor = Self {
+            config,
+            market,
+            market_config,
+            store,
+            node,
+            prover,
+            clock,
+            ledger,
+            queue: None,
+            agents: HashMap::new(),
+            windows: HashMap::new(),
+            recovering: Some(records.sales),
+            proofs_submitted: 0,
+            proofs_failed: 0,
+        };
+        Ok(actor.start())
+    }
+
+    fn queue(&self) -> Option<&Addr<SlotQueueActor>> {
+        self.queue.as_ref()
+    }
+
+    fn deps(&self, ctx: &Context<Self>) -> AgentDeps {
+        AgentDeps {
+            market: self.market.clone(),
+            sales: ctx.address(),
+            node: self.node.clone(),
+            store: self.store.clone(),
+            prover: self.prover.clone(),
+            clock: self.clock.clone(),
+            period: self.market_config.proofs.period,
+            downtime: self.market_config.proofs.downtime,
+        }
+    }
+
+    /// Writes `commit` with `next`'s reservation counter and installs `next` once it is durable.
+    fn commit(
+        &mut self,
+        next: Ledger,
+        mut commit: CommitSales,
+    ) -> impl ActorFuture<Self, Output = Result<(), SalesError>> + 'static {
+        commit.reserved = Some(next.store_reserved());
+        let store = self.store.clone();
+        async move { Ok::<_, SalesError>(store.send(commit).await??) }.into_actor(self).map(move |result, act, _| {
+            if result.is_ok() {
+                act.ledger = next;
+            }
+            result
+        })
+    }
+
+    /// The queue items of a request's slots, with the window of the log at `block`; none when no availability
+    /// could take the request.
+    fn items_for(
+        &self,
+        id: RequestId,
+        ask: &Ask,
+        expiry: Option<u64>,
+        window: &Window,
+        indices: impl IntoIterator<Item = u64>,
+        collateral: U256,
+    ) -> Vec<(SlotQueueItem, u64)> {
+        let signer: Address = self.market.signer();
+        let valid_until = self.clock.now().saturating_add(ask.duration);
+        let matches = self
+            .ledger
+            .find_availability(ask.slotSize, ask.duration, ask.pricePerBytePerSecond, collateral, valid_until)
+            .is_some();
+        if !matches {
+            tracing::debug!(request_id = %id, "no availability can take this request: not queued");
+            return Vec::new();
+        }
+        indices
+            .into_iter()
+            .map(|index| {
+                let item = SlotQueueItem {
+                    request_id: id,
+                    slot_index: index,
+                    slot_size: ask.slotSize,
+                    duration: ask.duration,
+                    price_per_byte_per_second: ask.pricePerBytePerSecond,
+                    collateral,
+                    expiry,
+                    seen: false,
+                    not_before: window.first_eligible(id, index, 0, signer),
+                };
+                (item, window.open_to_all_at())
+            })
+            .collect()
+    }
+
+    fn push(&mut self, items: Vec<(SlotQueueItem, u64)>) {
+        if items.is_empty() {
+            return;
+        }
+        let mut queued = Vec::with_capacity(items.len());
+        for (item, window_open) in items {
+            self.windows.insert((item.request_id, item.slot_index), window_open);
+            queued.push(item);
+        }
+        if let Some(queue) = self.queue() {
+            queue.do_send(PushSlots { items: queued });
+        }
+    }
+
+    /// Handles one marketplace event.
+    fn on_event(&mut self, event: ChainEvent, ctx: &mut Context<Self>) {
+        match event.event {
+            MarketEvent::StorageRequested { id, ask, expires_at } => {
+                let market = self.market.clone();
+                let block = event.block;
+                ctx.spawn(async move { market.block_info(block).await }.into_actor(self).map(
+                    move |info, act, _| match info {
+                        Ok(Some((start, seed))) => {
+                            let window = Window { seed, start, expiry: expires_at.saturating_sub(start) };
+                            let collateral = ask.collateralPerByte.saturating_mul(U256::from(ask.slotSize));
+                            let items =
+                                act.items_for(id, &ask, Some(expires_at), &window, 0..ask.slots, collateral);
+                            act.push(items);
+                        }
+                        Ok(None) => tracing::warn!(block, "the block of a StorageRequested log is unknown"),
+                        Err(err) => tracing::warn!(%err, request_id = %id, "cannot read a request's block"),
+                    },
+                ));
+            }
+            MarketEvent::SlotFreed { id, index } => {
+                let (market, block) = (self.market.clone(), event.block);
+                let repair_percent = U256::from(self.market_config.collateral.repairRewardPercentage);
+                let work = async move {
+                    let request = market.get_request(id).await?;
+                    let info = market.block_info(block).await?;
+                    Ok::<_, crate::chain::market::MarketError>((request, info))
+                };
+                ctx.spawn(work.into_actor(self).map(move |result, act, _| match result {
+                    Ok((Some(request), Some((start, seed)))) => {
+                        let ask = request.ask;
+                        let window = Window { seed, start, expiry: request.expiry };
+                        let full = ask.collateralPerByte.saturating_mul(U256::from(ask.slotSize));
+                        let collateral = full - full * repair_percent.min(U256::from(100u8)) / U256::from(100u8);
+                        let items = act.items_for(id, &ask, None, &window, [index], collateral);
+                        act.push(items);
+                    }
+                    Ok(_) => tracing::warn!(request_id = %id, "a freed slot's request or block is unknown"),
+                    Err(err) => tracing::warn!(%err, request_id = %id, "cannot read a freed slot's request"),
+                }));
+            }
+            MarketEvent::RequestCancelled { id } => {
+                self.remove_request(id);
+                self.tell_request(id, Event::Cancelled);
+            }
+            MarketEvent::RequestFailed { id } => {
+                self.remove_request(id);
+                self.tell_request(id, Event::RequestFailed);
+            }
+            MarketEvent::RequestFulfilled { id } => self.remove_request(id),
+            MarketEvent::SlotFilled { id, index } => {
+                self.remove_slot(id, index);
+                if let Some(agent) = self.agents.get(&slot_id(id, index)) {
+                    agent.addr.do_send(SaleInput(Event::SlotFilled));
+                }
+            }
+            MarketEvent::SlotReservationsFull { id, index } => self.remove_slot(id, index),
+            MarketEvent::ProofSubmitted { .. } => {}
+        }
+    }
+
+    fn remove_request(&mut self, id: RequestId) {
+        self.windows.retain(|(request, _), _| *request != id);
+        if let Some(queue) = self.queue() {
+            queue.do_send(RemoveRequest { id });
+        }
+    }
+
+    fn remove_slot(&mut self, id: RequestId, index: u64) {
+        self.windows.remove(&(id, index));
+        if let Some(queue) = self.queue() {
+            queue.do_send(RemoveSlot { id, index });
+        }
+    }
+
+    fn tell_request(&self, id: RequestId, event: Event) {
+        for agent in self.agents.values().filter(|agent| agent.request_id == id) {
+            agent.addr.do_send(SaleInput(event.clone()));
+        }
+    }
+
+    fn start_agent(
+        &mut self,
+        ctx: &Context<Self>,
+        item: SlotQueueItem,
+        window_open: u64,
+        sale: (Sale, Vec<codex_protocol::sales::machine::Effect>),
+        reservation: Option<Reservation>,
+        worker: Option<WorkerId>,
+    ) {
+        let slot = slot_id(item.request_id, item.slot_index);
+        let agent = SalesAgent::new(self.deps(ctx), item.clone(), window_open, sale, reservation).start();
+        let entry = AgentEntry { addr: agent, request_id: item.request_id, item, window_open, worker };
+        self.agents.insert(slot, entry);
+    }
+
+    /// Replays the `StorageRequested` logs of recent blocks whose requests are still open (seed 004).
+    fn replay_past_requests(&mut self, ctx: &mut Context<Self>) {
+        let (market, lookback) = (self.market.clone(), self.config.past_events_blocks);
+        let work = async move {
+            let head = market.block_number().await?;
+            let mut from = head.saturating_sub(lookback).max(1);
+            let mut open = Vec::new();
+            while from <= head {
+                let to = head.min(from + crate::chain::market::MAX_LOG_RANGE - 1);
+                for event in market.events(from, to).await? {
+                    if let MarketEvent::StorageRequested { id, .. } = &event.event {
+                        if market.request_state(*id).await? == Some(RequestState::New) {
+                            open.push(event);
+                        }
+                    }
+                }
+                from = to + 1;
+            }
+            Ok::<_, crate::chain::market::MarketError>(open)
+        };
+        ctx.spawn(work.into_actor(self).map(|result, act, ctx| match result {
+            Ok(open) => {
+                if !open.is_empty() {
+                    tracing::info!(requests = open.len(), "open storage requests replayed into the queue");
+                }
+                for event in open {
+                    act.on_event(event, ctx);
+                }
+            }
+            Err(err) => tracing::warn!(%err, "cannot replay past storage requests"),
+        }));
+    }
+
+    /// Recovery at start (see the module documentation).
+    fn recover(&mut self, rows: Vec<(B256, Vec<u8>)>, ctx: &mut Context<Self>) {
+        let market = self.market.clone();
+        let mut records = Vec::new();
+        for (slot, bytes) in rows {
+            match bincode::serde::decode_from_slice::<SaleRecord, _>(&bytes, bincode::config::standard()) {
+                Ok((record, _)) => records.push((slot, record)),
+                Err(err) => tracing::error!(%slot, %err, "an unreadable sale record is dropped"),
+            }
+        }
+        let work = async move {
+            let mine: HashSet<SlotId> = market.my_slots().await?.into_iter().collect();
+            let mut resumable = HashMap::new();
+            for (slot, record) in &records {
+                if mine.contains(slot) || record.sale.state.resumable().is_none() {
+                    continue;
+                }
+                let open = market.request_state(record.item.request_id).await? == Some(RequestState::New)
+                    && matches!(market.slot_state(*slot).await?, SlotState::Free | SlotState::Repair);
+                resumable.insert(*slot, open);
+            }
+            let mut unrecorded = Vec::new();
+            for slot in &mine {
+                if !records.iter().any(|(s, _)| s == slot) {
+                    if let Some((request, index)) = market.get_active_slot(*slot).await? {
+                        unrecorded.push((*slot, request, index));
+                    }
+                }
+            }
+            Ok::<_, crate::chain::market::MarketError>((records, mine, resumable, unrecorded))
+        };
+        ctx.spawn(work.into_actor(self).map(|result, act, ctx| {
+            let (records, mine, resumable, unrecorded) = match result {
+                Ok(found) => found,
+                Err(err) => {
+                    tracing::error!(%err, "sales recovery could not read the chain; retrying in 10 s");
+                    ctx.run_later(Duration::from_secs(10), |act, ctx| act.restart_recovery(ctx));
+                    return;
+                }
+            };
+            act.finish_recovery(records, mine, resumable, unrecorded, ctx);
+        }));
+    }
+
+    fn restart_recovery(&mut self, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
+        ctx.spawn(async move { store.send(LoadSales).await }.into_actor(self).map(|result, act, ctx| match result {
+            Ok(Ok(records)) => act.recover(records.sales, ctx),
+            _ => tracing::error!("sales recovery cannot read the sales records"),
+        }));
+    }
+
+    fn finish_recovery(
+        &mut self,
+        records: Vec<(SlotId, SaleRecord)>,
+        mine: HashSet<SlotId>,
+        resumable: HashMap<SlotId, bool>,
+        unrecorded: Vec<(SlotId, crate::chain::market::Request, u64)>,
+        ctx: &mut Context<Self>,
+    ) {
+        let simulate = self.config.simulate_proof_failures;
+        let mut kept_reservations = HashSet::new();
+        let mut dropped = Vec::new();
+        for (slot, record) in records {
+            let reservation = record.reservation.and_then(|id| self.ledger.reservation(&id).cloned());
+            if mine.contains(&slot) {
+                tracing::info!(%slot, "recovering a sale from the chain (SaleUnknown)");
+                kept_reservations.extend(reservation.as_ref().map(|r| r.id));
+                self.start_agent(ctx, record.item, record.window_open, Sale::recover(simulate), reservation, None);
+            } else if let (Some(state), Some(true)) = (record.sale.state.resumable(), resumable.get(&slot)) {
+                tracing::info!(%slot, state = state.name(), "resuming a sale");
+                kept_reservations.extend(reservation.as_ref().map(|r| r.id));
+                let sale = Sale::resume(state, record.sale.is_repairing, simulate);
+                self.start_agent(ctx, record.item, record.window_open, sale, reservation, None);
+            } else {
+                tracing::info!(%slot, state = record.sale.state.name(), "a sale that cannot go on is cleaned up");
+                dropped.push((slot, record));
+            }
+        }
+        for (slot, request, index) in unrecorded {
+            tracing::info!(%slot, "recovering an unrecorded slot of this host (SaleUnknown)");
+            let ask = &request.ask;
+            let item = SlotQueueItem {
+                request_id: crate::chain::market::request_id(&request),
+                slot_index: index,
+                slot_size: ask.slotSize,
+                duration: ask.duration,
+                price_per_byte_per_second: ask.pricePerBytePerSecond,
+                collateral: ask.collateralPerByte.saturating_mul(U256::from(ask.slotSize)),
+                expiry: None,
+                seen: true,
+                not_before: 0,
+            };
+            let reservation = self.ledger.reservation_for(&item.request_id, index).cloned();
+            kept_reservations.extend(reservation.as_ref().map(|r| r.id));
+            self.start_agent(ctx, item, 0, Sale::recover(simulate), reservation, None);
+        }
+        // Reservations no sale goes on with: their bytes and collateral go back.
+        let mut next = self.ledger.clone();
+        let orphans: Vec<Reservation> =
+            next.reservations().filter(|r| !kept_reservations.contains(&r.id)).cloned().collect();
+        let mut commit = CommitSales::default();
+        for reservation in &orphans {
+            if next.delete_reservation(&reservation.id, reservation.collateral).is_ok() {
+                commit.delete_reservations.push(reservation.id);
+            }
+        }
+        commit.delete_sales = dropped.iter().map(|(slot, _)| *slot).collect();
+        commit.availabilities = next.availabilities().cloned().collect();
+        if !orphans.is_empty() || !dropped.is_empty() {
+            tracing::info!(reservations = orphans.len(), sales = dropped.len(), "stale sales cleaned up");
+        }
+        let market = self.market.clone();
+        let store = self.store.clone();
+        ctx.spawn(self.commit(next, commit).map(|result, _, _| {
+            if let Err(err) = result {
+                tracing::error!(%err, "cleaning up stale sales failed");
+            }
+        }));
+        // Their data goes too (onClear).
+        ctx.spawn(
+            async move {
+                for (_, record) in dropped {
+                    clear_request_data(&market, &store, record.item.request_id).await;
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+/// Drops the hosted slot (or unfinished download) of request `id`'s dataset, if any.
+async fn clear_request_data(market: &OnChainMarket, store: &Addr<StoreActor>, id: RequestId) {
+    let Ok(Some(request)) = market.get_request(id).await else { return };
+    let Ok(cid) = codex_protocol::cid::cid_from_bytes(&request.content.cid) else { return };
+    if let Ok(Ok(manifest)) = store.send(GetManifest { cid }).await {
+        let reason = "the sale is over".to_owned();
+        let _ = store.send(DropSlot { tree: manifest.tree_cid, reason }).await;
+    }
+}
 
 impl Actor for SalesActor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let queue =
+            SlotQueueActor::new(self.config.queue_size, self.config.max_workers, self.clock.clone(), ctx.address().recipient())
+                .start();
+        self.queue = Some(queue);
+        // The chain's clock, read every few seconds (agents and the queue extrapolate between reads).
+        ctx.run_interval(Duration::from_secs(5), |act, ctx| {
+            let (market, clock) = (act.market.clone(), act.clock.clone());
+            ctx.spawn(
+                async move {
+                    if let Ok(now) = market.chain_time().await {
+                        clock.set(now);
+                    }
+                }
+                .into_actor(act),
+            );
+        });
+        if let Some(rows) = self.recovering.take() {
+            self.recover(rows, ctx);
+        }
+        if self.ledger.availabilities().next().is_some() {
+            self.replay_past_requests(ctx);
+        }
+    }
 }
 
-macro_rules! placeholder {
-    ($($msg:ty => $out:ty),*) => {$(
-        impl Handler<$msg> for SalesActor {
-            type Result = Result<$out, SalesError>;
-            fn handle(&mut self, _: $msg, _: &mut Self::Context) -> Self::Result {
-                Err(SalesError::Gone)
+/// The marketplace events the sales care about (from the NodeActor), in chain order.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct SalesEvents {
+    pub events: Vec<ChainEvent>,
+}
+
+impl Handler<SalesEvents> for SalesActor {
+    type Result = ();
+    fn handle(&mut self, msg: SalesEvents, ctx: &mut Self::Context) {
+        for event in msg.events {
+            self.on_event(event, ctx);
+        }
+    }
+}
+
+impl Handler<ProcessSlot> for SalesActor {
+    type Result = ();
+    fn handle(&mut self, msg: ProcessSlot, ctx: &mut Self::Context) {
+        let slot = slot_id(msg.item.request_id, msg.item.slot_index);
+        if self.agents.contains_key(&slot) {
+            if let Some(queue) = self.queue() {
+                queue.do_send(ReturnWorker { worker: msg.worker });
+            }
+            return;
+        }
+        if self.agents.values().any(|agent| agent.request_id == msg.item.request_id) {
+            // One slot of a dataset per host (the store keeps one slot per dataset): the other slots of a
+            // request this host is selling wait, in case that sale ends without a fill.
+            if let Some(queue) = self.queue() {
+                queue.do_send(ReturnWorker { worker: msg.worker });
+            }
+            let window_open = self.windows.get(&(msg.item.request_id, msg.item.slot_index)).copied().unwrap_or(0);
+            let mut item = msg.item;
+            item.not_before = self.clock.now() + self.market_config.proofs.period.max(10);
+            self.push(vec![(item, window_open)]);
+            return;
+        }
+        let window_open = self.windows.get(&(msg.item.request_id, msg.item.slot_index)).copied().unwrap_or(0);
+        let sale = Sale::new(self.config.simulate_proof_failures);
+        self.start_agent(ctx, msg.item, window_open, sale, None, Some(msg.worker));
+    }
+}
+
+/// From an agent: find an availability for its slot and reserve bytes and collateral; `None` when none fits.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Option<Reservation>, SalesError>")]
+pub struct Reserve {
+    pub slot: SlotId,
+    pub item: SlotQueueItem,
+    /// The request's end.
+    pub valid_until: u64,
+}
+
+impl Handler<Reserve> for SalesActor {
+    type Result = AtomicResponse<Self, Result<Option<Reservation>, SalesError>>;
+    fn handle(&mut self, msg: Reserve, _: &mut Self::Context) -> Self::Result {
+        let item = &msg.item;
+        let found = self.ledger.find_availability(
+            item.slot_size,
+            item.duration,
+            item.price_per_byte_per_second,
+            item.collateral,
+            msg.valid_until,
+        );
+        let Some(availability) = found else {
+            return AtomicResponse::new(Box::pin(fut::ready(Ok(None))));
+        };
+        let mut next = self.ledger.clone();
+        let created = next.create_reservation(
+            B256::random(),
+            availability,
+            item.slot_size,
+            item.request_id,
+            item.slot_index,
+            item.collateral,
+            msg.valid_until,
+        );
+        let reservation = match created {
+            Ok(reservation) => reservation,
+            Err(err) => {
+                tracing::info!(%err, "no reservation made");
+                return AtomicResponse::new(Box::pin(fut::ready(Ok(None))));
+            }
+        };
+        let commit = CommitSales {
+            availabilities: next.availability(&availability).cloned().into_iter().collect(),
+            reservations: vec![reservation.clone()],
+            ..Default::default()
+        };
+        AtomicResponse::new(Box::pin(self.commit(next, commit).map(move |result, _, _| result.map(|()| Some(reservation)))))
+    }
+}
+
+/// From an agent: `bytes` of its reservation are now held by the slot's download (they leave the store's
+/// reservation for sales).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Result<(), SalesError>")]
+pub struct ReleaseReservedBytes {
+    pub reservation: B256,
+    pub bytes: u64,
+}
+
+impl Handler<ReleaseReservedBytes> for SalesActor {
+    type Result = AtomicResponse<Self, Result<(), SalesError>>;
+    fn handle(&mut self, msg: ReleaseReservedBytes, _: &mut Self::Context) -> Self::Result {
+        let mut next = self.ledger.clone();
+        let released = match next.release_bytes(&msg.reservation, msg.bytes) {
+            Ok(released) => released,
+            Err(err) => return AtomicResponse::new(Box::pin(fut::ready(Err(SalesError::Invalid(err.to_string()))))),
+        };
+        if released == 0 {
+            return AtomicResponse::new(Box::pin(fut::ready(Ok(()))));
+        }
+        let commit =
+            CommitSales { reservations: next.reservation(&msg.reservation).cloned().into_iter().collect(), ..Default::default() };
+        AtomicResponse::new(Box::pin(self.commit(next, commit)))
+    }
+}
+
+/// From an agent: its `sales-1` record.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct SaveSale {
+    pub slot: SlotId,
+    pub record: Vec<u8>,
+}
+
+impl Handler<SaveSale> for SalesActor {
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, msg: SaveSale, _: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        let commit = CommitSales { sales: vec![(msg.slot, msg.record)], ..Default::default() };
+        AtomicResponse::new(Box::pin(
+            async move {
+                match store.send(commit).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => tracing::error!(%err, "cannot save a sale record"),
+                    Err(err) => tracing::error!(%err, "cannot save a sale record"),
+                }
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+/// From an agent: its slot is filled; the worker goes back to the queue.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct AgentFilled {
+    pub slot: SlotId,
+}
+
+impl Handler<AgentFilled> for SalesActor {
+    type Result = ();
+    fn handle(&mut self, msg: AgentFilled, _: &mut Self::Context) {
+        let worker = self.agents.get_mut(&msg.slot).and_then(|agent| agent.worker.take());
+        if let (Some(worker), Some(queue)) = (worker, self.queue()) {
+            queue.do_send(ReturnWorker { worker });
+        }
+    }
+}
+
+/// From an agent: its sale is over (onCleanUp): the reservation ends, returning its bytes and `collateral`, the
+/// sale record goes, the worker goes back, and the slot may be queued again.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct AgentEnded {
+    pub slot: SlotId,
+    pub collateral: Collateral,
+    pub reprocess: Reprocess,
+}
+
+impl Handler<AgentEnded> for SalesActor {
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, msg: AgentEnded, _: &mut Self::Context) -> Self::Result {
+        let Some(agent) = self.agents.remove(&msg.slot) else {
+            return AtomicResponse::new(Box::pin(fut::ready(())));
+        };
+        if let (Some(worker), Some(queue)) = (agent.worker, self.queue()) {
+            queue.do_send(ReturnWorker { worker });
+        }
+        let mut next = self.ledger.clone();
+        let mut commit = CommitSales { delete_sales: vec![msg.slot], ..Default::default() };
+        let reservation = next.reservation_for(&agent.item.request_id, agent.item.slot_index).cloned();
+        if let Some(reservation) = reservation {
+            let returned = match msg.collateral {
+                Collateral::Reserved => reservation.collateral,
+                Collateral::Amount(amount) => amount,
+            };
+            if next.delete_reservation(&reservation.id, returned).is_ok() {
+                commit.delete_reservations.push(reservation.id);
+                commit.availabilities = next.availability(&reservation.availability_id).cloned().into_iter().collect();
             }
         }
-    )*};
+        let mut item = agent.item;
+        let requeue = match msg.reprocess {
+            Reprocess::No => None,
+            Reprocess::AsSeen => {
+                item.seen = true;
+                Some(item)
+            }
+            Reprocess::WhenWindowOpens => {
+                item.seen = false;
+                item.not_before = agent.window_open;
+                Some(item)
+            }
+        };
+        AtomicResponse::new(Box::pin(self.commit(next, commit).map(move |result, act, _| {
+            if let Err(err) = result {
+                tracing::error!(%err, slot = %msg.slot, "cleaning up a sale failed");
+            }
+            if let Some(queue) = act.queue() {
+                queue.do_send(AvailabilityChanged { grew: true });
+            }
+            if let Some(item) = requeue {
+                act.push(vec![(item, agent.window_open)]);
+            }
+        })))
+    }
 }
 
-placeholder!(
-    CreateAvailability => Availability,
-    UpdateAvailability => (),
-    ListAvailabilities => Vec<Availability>,
-    ListReservations => Vec<Reservation>,
-    ListActiveSlots => Vec<ActiveSlot>,
-    GetSlotAgent => Option<SlotAgentInfo>
-);
+impl Handler<CreateAvailability> for SalesActor {
+    type Result = AtomicResponse<Self, Result<Availability, SalesError>>;
+    fn handle(&mut self, msg: CreateAvailability, _: &mut Self::Context) -> Self::Result {
+        let mut next = self.ledger.clone();
+        let created = match next.create_availability(B256::random(), msg.new, self.clock.now()) {
+            Ok(created) => created,
+            Err(err) => return AtomicResponse::new(Box::pin(fut::ready(Err(SalesError::Invalid(err.to_string()))))),
+        };
+        let commit = CommitSales { availabilities: vec![created.clone()], ..Default::default() };
+        AtomicResponse::new(Box::pin(self.commit(next, commit).map(move |result, act, ctx| {
+            result.map_err(quota_refusal)?;
+            tracing::info!(availability_id = %created.id, total_size = created.total_size, "availability created");
+            if let Some(queue) = act.queue() {
+                queue.do_send(AvailabilityChanged { grew: true });
+            }
+            act.replay_past_requests(ctx);
+            Ok(created)
+        })))
+    }
+}
+
+/// A quota refusal is the caller's to fix (422), with the store's message.
+fn quota_refusal(err: SalesError) -> SalesError {
+    match err {
+        SalesError::Store(store @ crate::store::StoreError::QuotaExceeded { .. }) => {
+            SalesError::Invalid(format!("not enough storage quota for this availability: {store}"))
+        }
+        other => other,
+    }
+}
+
+impl Handler<UpdateAvailability> for SalesActor {
+    type Result = AtomicResponse<Self, Result<(), SalesError>>;
+    fn handle(&mut self, msg: UpdateAvailability, _: &mut Self::Context) -> Self::Result {
+        if self.ledger.availability(&msg.id).is_none() {
+            let missing = SalesError::NotFound(format!("availability {} not found", msg.id));
+            return AtomicResponse::new(Box::pin(fut::ready(Err(missing))));
+        }
+        let mut next = self.ledger.clone();
+        let outcome = match next.update_availability(&msg.id, msg.patch, self.clock.now()) {
+            Ok(outcome) => outcome,
+            Err(err) => return AtomicResponse::new(Box::pin(fut::ready(Err(SalesError::Invalid(err.to_string()))))),
+        };
+        let commit = CommitSales { availabilities: vec![outcome.availability.clone()], ..Default::default() };
+        let grew = outcome.grew;
+        AtomicResponse::new(Box::pin(self.commit(next, commit).map(move |result, act, _| {
+            result.map_err(quota_refusal)?;
+            if let Some(queue) = act.queue() {
+                queue.do_send(AvailabilityChanged { grew });
+            }
+            Ok(())
+        })))
+    }
+}
+
+impl Handler<ListAvailabilities> for SalesActor {
+    type Result = Result<Vec<Availability>, SalesError>;
+    fn handle(&mut self, _: ListAvailabilities, _: &mut Self::Context) -> Self::Result {
+        Ok(self.ledger.availabilities().cloned().collect())
+    }
+}
+
+impl Handler<ListReservations> for SalesActor {
+    type Result = Result<Vec<Reservation>, SalesError>;
+    fn handle(&mut self, msg: ListReservations, _: &mut Self::Context) -> Self::Result {
+        if self.ledger.availability(&msg.availability).is_none() {
+            return Err(SalesError::NotFound(format!("availability {} not found", msg.availability)));
+        }
+        Ok(self.ledger.reservations_of(&msg.availability))
+    }
+}
+
+impl Handler<ListActiveSlots> for SalesActor {
+    type Result = ResponseFuture<Result<Vec<ActiveSlot>, SalesError>>;
+    fn handle(&mut self, _: ListActiveSlots, _: &mut Self::Context) -> Self::Result {
+        let market = self.market.clone();
+        Box::pin(async move {
+            let mut slots = Vec::new();
+            for id in market.my_slots().await? {
+                if let Some((request, slot_index)) = market.get_active_slot(id).await? {
+                    slots.push(ActiveSlot { id, request, slot_index });
+                }
+            }
+            Ok(slots)
+        })
+    }
+}
+
+impl Handler<GetSlotAgent> for SalesActor {
+    type Result = ResponseFuture<Result<Option<SlotAgentInfo>, SalesError>>;
+    fn handle(&mut self, msg: GetSlotAgent, _: &mut Self::Context) -> Self::Result {
+        let agent = self.agents.get(&msg.slot).map(|agent| agent.addr.clone());
+        Box::pin(async move {
+            match agent {
+                Some(agent) => Ok(agent.send(GetSaleInfo).await.ok()),
+                None => Ok(None),
+            }
+        })
+    }
+}
+
+/// Query: figures for metrics and tests.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "SalesSummary")]
+pub struct GetSalesSummary;
+
+/// What [`GetSalesSummary`] answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SalesSummary {
+    /// Running sales by state name.
+    pub by_state: Vec<(&'static str, u64)>,
+    /// Bytes the store keeps reserved for sales.
+    pub reserved_bytes: u64,
+    /// Collateral locked by reservations.
+    pub locked_collateral: U256,
+    pub availabilities: usize,
+    pub reservations: usize,
+    pub agents: usize,
+    /// Proofs submitted (periodic, not the fills' initial proofs) since start.
+    pub proofs_submitted: u64,
+    /// Proofs that could not be made or were refused since start (their periods are missed).
+    pub proofs_failed: u64,
+}
+
+impl Handler<GetSalesSummary> for SalesActor {
+    type Result = ResponseFuture<SalesSummary>;
+    fn handle(&mut self, _: GetSalesSummary, _: &mut Self::Context) -> Self::Result {
+        let agents: Vec<Addr<SalesAgent>> = self.agents.values().map(|agent| agent.addr.clone()).collect();
+        let mut summary = SalesSummary {
+            by_state: Vec::new(),
+            reserved_bytes: self.ledger.store_reserved(),
+            locked_collateral: self.ledger.locked_collateral(),
+            availabilities: self.ledger.availabilities().count(),
+            reservations: self.ledger.reservations().count(),
+            agents: agents.len(),
+            proofs_submitted: self.proofs_submitted,
+            proofs_failed: self.proofs_failed,
+        };
+        Box::pin(async move {
+            let mut counts: HashMap<&'static str, u64> = HashMap::new();
+            for agent in agents {
+                if let Ok(info) = agent.send(GetSaleInfo).await {
+                    *counts.entry(info.state).or_default() += 1;
+                }
+            }
+            let mut by_state: Vec<_> = counts.into_iter().collect();
+            by_state.sort();
+            summary.by_state = by_state;
+            summary
+        })
+    }
+}
+
+/// Command: stop the sales (the node stops): agents stop where they are (their records stay for recovery).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct StopSales;
+
+impl Handler<StopSales> for SalesActor {
+    type Result = ();
+    fn handle(&mut self, _: StopSales, ctx: &mut Self::Context) {
+        for agent in self.agents.values() {
+            agent.addr.do_send(StopAgent);
+        }
+        if let Some(queue) = self.queue.take() {
+            queue.do_send(super::queue::StopQueue);
+        }
+        ctx.stop();
+    }
+}
+
+/// From an agent: a periodic proof was submitted (`submitted`) or failed.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct ProofCounted {
+    pub submitted: bool,
+}
+
+impl Handler<ProofCounted> for SalesActor {
+    type Result = ();
+    fn handle(&mut self, msg: ProofCounted, _: &mut Self::Context) {
+        if msg.submitted {
+            self.proofs_submitted += 1;
+        } else {
+            self.proofs_failed += 1;
+        }
+    }
+}

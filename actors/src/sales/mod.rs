@@ -108,4 +108,31 @@ pub struct GetSlotAgent {
 }
 
 mod actor;
-pub use actor::SalesActor;
+mod agent;
+mod queue;
+
+pub use actor::{GetSalesSummary, SalesActor, SalesConfig, SalesEvents, SalesSummary, StopSales};
+pub use agent::{SaleRecord, SalesAgent};
+pub use queue::{ListQueue, SlotQueueActor, Unpause};
+
+/// The market's clock (chain time, Unix seconds), read from the chain every few seconds and extrapolated with
+/// the local clock in between: the queue's window checks and the agents' period waits use it.
+#[derive(Debug, Clone)]
+pub struct ChainClock(std::sync::Arc<std::sync::Mutex<(u64, std::time::Instant)>>);
+
+impl ChainClock {
+    pub fn new(chain_time: u64) -> Self {
+        Self(std::sync::Arc::new(std::sync::Mutex::new((chain_time, std::time::Instant::now()))))
+    }
+
+    /// Records a fresh reading of the chain's time.
+    pub fn set(&self, chain_time: u64) {
+        *self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = (chain_time, std::time::Instant::now());
+    }
+
+    /// The chain's time now, as far as this node can tell.
+    pub fn now(&self) -> u64 {
+        let (at, read) = *self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        at.saturating_add(read.elapsed().as_secs())
+    }
+}

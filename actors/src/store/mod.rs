@@ -23,6 +23,7 @@ mod actor;
 mod downloads;
 mod handlers;
 mod market;
+mod sales;
 mod messages;
 mod partial;
 mod progress;
@@ -33,6 +34,7 @@ mod treefile;
 
 pub use actor::StoreActor;
 pub use market::{GetChainCursor, ListPurchases, PutPurchase, SaveChainCursor};
+pub use sales::{CommitSales, LoadSales, SalesRecords, SetBlockExpiry};
 pub use messages::*;
 pub use progress::{DownloadStatus, LeafOutcome, Progress};
 pub use quota::{QuotaClaim, QuotaGate, Space};

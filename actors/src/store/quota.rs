@@ -86,6 +86,28 @@ impl QuotaGate {
         QuotaClaim { gate: self.clone(), bytes }
     }
 
+    /// Sets the persisted reservation counter in memory (the caller persists it), refusing growth past the
+    /// quota. Answers the counters before.
+    pub(super) fn set_reserved(&self, reserved: u64) -> Result<Counters, StoreError> {
+        let mut state = self.lock();
+        let before = state.counters;
+        if reserved > before.reserved {
+            let taken = before.used.saturating_add(before.reserved).saturating_add(state.claimed);
+            let free = state.max.saturating_sub(taken);
+            let needed = reserved - before.reserved;
+            if needed > free {
+                return Err(StoreError::QuotaExceeded { needed, free, max: state.max });
+            }
+        }
+        state.counters.reserved = reserved;
+        Ok(before)
+    }
+
+    /// Puts the reservation counter back (a failed write).
+    pub(super) fn set_reserved_unchecked(&self, reserved: u64) {
+        self.lock().counters.reserved = reserved;
+    }
+
     pub(super) fn counters(&self) -> Counters {
         self.lock().counters
     }

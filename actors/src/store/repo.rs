@@ -148,6 +148,7 @@ impl Repo {
         // Creates every table, so readers never meet a missing one; refuses an unknown schema.
         init_schema(&txn)?;
         super::market::create_tables(&txn)?;
+        super::sales::create_tables(&txn)?;
         txn.commit()?;
         let mut repo = Self { db, segments_dir, next_segment: 0 };
         let live = repo.live_segments()?;

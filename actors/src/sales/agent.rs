@@ -1,0 +1,616 @@
+//! SalesAgent: one actor per slot this host sells (seed 001 §5.3). It holds the slot's [`Sale`] (the pure
+//! machine of `codex_protocol::sales::machine`) and executes its effects: chain calls through the market
+//! handle (each retried by the market's policy), the slot download through the NodeActor (onStore), proofs
+//! through the ProverActor (onProve, on its own thread: a proof never blocks another sale), and records through
+//! the SalesActor. Each effect runs as a future on the agent's arbiter; its outcome comes back as an
+//! [`Event`] and is applied only if the sale has not moved to another state meanwhile (a stale outcome of an
+//! interrupted state is dropped). Every state change is logged with the request, slot, reservation and
+//! availability ids, and persisted (`sales-1`) before the new state's effects start.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use alloy::primitives::{B256, U256};
+use codex_protocol::cid::cid_from_bytes;
+use codex_protocol::sales::machine::{ChainSlotState, Effect, Event, Sale, State};
+use codex_protocol::sales::{Reservation, SlotId, SlotQueueItem};
+use serde::{Deserialize, Serialize};
+
+use super::actor::{AgentEnded, AgentFilled, ProofCounted, ReleaseReservedBytes, Reserve, SaveSale, SalesActor};
+use super::{ChainClock, SlotAgentInfo};
+use crate::chain::market::{Groth16Proof, Market, MarketError, OnChainMarket, Request, RequestId, SlotState, slot_id};
+use crate::node::{HostSlot, NodeActor, RepairSlot};
+use crate::prover::{Prover, SlotFiles};
+use crate::slot_host::HostedSlot;
+use crate::store::{DropSlot, GetManifest, SetBlockExpiry, StoreActor};
+
+/// What every agent needs.
+#[derive(Clone)]
+pub struct AgentDeps {
+    pub market: OnChainMarket,
+    pub sales: Addr<SalesActor>,
+    pub node: Addr<NodeActor>,
+    pub store: Addr<StoreActor>,
+    pub prover: Option<Prover>,
+    pub clock: ChainClock,
+    /// Seconds per period.
+    pub period: u64,
+    /// Blocks of the pointer's downtime at the end of the 256-step cycle.
+    pub downtime: u8,
+}
+
+/// The `sales-1` record of a sale.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SaleRecord {
+    pub item: SlotQueueItem,
+    /// Chain time from which the slot's reservation window admits every host.
+    pub window_open: u64,
+    pub sale: Sale,
+    pub reservation: Option<B256>,
+}
+
+/// The sale of one slot.
+pub struct SalesAgent {
+    deps: AgentDeps,
+    slot: SlotId,
+    item: SlotQueueItem,
+    window_open: u64,
+    sale: Sale,
+    /// Bumped at every state change: outcomes of effects started in an earlier state are dropped.
+    epoch: u64,
+    /// Effects to run once the agent is started.
+    pending: Vec<Effect>,
+    request: Option<Request>,
+    request_end: u64,
+    reservation: Option<Reservation>,
+    hosted: Option<HostedSlot>,
+    proof: Option<Groth16Proof>,
+}
+
+impl SalesAgent {
+    pub fn new(
+        deps: AgentDeps,
+        item: SlotQueueItem,
+        window_open: u64,
+        (sale, effects): (Sale, Vec<Effect>),
+        reservation: Option<Reservation>,
+    ) -> Self {
+        let slot = slot_id(item.request_id, item.slot_index);
+        Self {
+            deps,
+            slot,
+            item,
+            window_open,
+            sale,
+            epoch: 0,
+            pending: effects,
+            request: None,
+            request_end: 0,
+            reservation,
+            hosted: None,
+            proof: None,
+        }
+    }
+
+    fn request_id(&self) -> RequestId {
+        self.item.request_id
+    }
+
+    fn index(&self) -> u64 {
+        self.item.slot_index
+    }
+
+    fn info(&self) -> SlotAgentInfo {
+        SlotAgentInfo {
+            request_id: self.request_id(),
+            slot_index: self.index(),
+            request: self.request.clone(),
+            reservation: self.reservation.clone(),
+            state: self.sale.state.name(),
+        }
+    }
+
+    fn record(&self) -> SaleRecord {
+        SaleRecord {
+            item: self.item.clone(),
+            window_open: self.window_open,
+            sale: self.sale.clone(),
+            reservation: self.reservation.as_ref().map(|r| r.id),
+        }
+    }
+
+    /// Applies `event` and runs the effects that follow.
+    fn apply(&mut self, event: Event, ctx: &mut Context<Self>) {
+        match &event {
+            Event::ProofSubmitted => self.deps.sales.do_send(ProofCounted { submitted: true }),
+            Event::ProofFailed(error) => {
+                tracing::warn!(request_id = %self.request_id(), slot_index = self.index(), %error, "proof failed");
+                self.deps.sales.do_send(ProofCounted { submitted: false });
+            }
+            _ => {}
+        }
+        let before = self.sale.state.clone();
+        let described = format!("{event:?}");
+        let effects = self.sale.step(event);
+        if self.sale.state != before {
+            self.epoch += 1;
+            self.transitioned(&before, &described);
+        }
+        self.run(effects, ctx);
+    }
+
+    /// Logs and persists a state change; tells the SalesActor when the slot was filled (its worker is free).
+    fn transitioned(&mut self, before: &State, event: &str) {
+        let state = &self.sale.state;
+        tracing::info!(
+            request_id = %self.request_id(),
+            slot_index = self.index(),
+            slot_id = %self.slot,
+            reservation_id = ?self.reservation.as_ref().map(|r| r.id),
+            availability_id = ?self.reservation.as_ref().map(|r| r.availability_id),
+            from = before.name(),
+            to = state.name(),
+            %event,
+            "sale state"
+        );
+        if let State::Errored { error } = state {
+            tracing::warn!(request_id = %self.request_id(), slot_index = self.index(), %error, "sale errored");
+        }
+        if matches!(state, State::Filled) {
+            self.deps.sales.do_send(AgentFilled { slot: self.slot });
+        }
+        if !self.sale.done {
+            let record = bincode::serde::encode_to_vec(self.record(), bincode::config::standard());
+            match record {
+                Ok(record) => self.deps.sales.do_send(SaveSale { slot: self.slot, record }),
+                Err(err) => tracing::error!(%err, "cannot encode a sale record"),
+            }
+        }
+    }
+
+    fn run(&mut self, effects: Vec<Effect>, ctx: &mut Context<Self>) {
+        for effect in effects {
+            self.execute(effect, ctx);
+        }
+    }
+
+    /// Runs `work` and applies the event it ends with, unless the state changed meanwhile.
+    fn spawn_event<F>(&mut self, ctx: &mut Context<Self>, work: F)
+    where
+        F: ActorFuture<Self, Output = Event> + 'static,
+    {
+        let epoch = self.epoch;
+        ctx.spawn(work.map(move |event, act, ctx| {
+            if act.epoch == epoch {
+                act.apply(event, ctx);
+            } else {
+                tracing::debug!(?event, "stale sale outcome dropped");
+            }
+        }));
+    }
+
+    fn execute(&mut self, effect: Effect, ctx: &mut Context<Self>) {
+        let deps = self.deps.clone();
+        let (id, index, slot) = (self.request_id(), self.index(), self.slot);
+        match effect {
+            Effect::LoadRequest => {
+                let work = async move {
+                    let request = deps.market.get_request(id).await?;
+                    let expires_at = deps.market.request_expires_at(id).await?;
+                    let end = deps.market.request_end(id).await?;
+                    Ok::<_, MarketError>((request, expires_at, end))
+                };
+                self.spawn_event(
+                    ctx,
+                    work.into_actor(self).map(|result, act, _| match result {
+                        Ok((Some(request), expires_at, end)) => {
+                            act.request = Some(request);
+                            act.request_end = end;
+                            Event::RequestLoaded { expires_at }
+                        }
+                        Ok((None, ..)) => Event::Error("the request is unknown to the marketplace".into()),
+                        Err(err) => Event::Error(format!("reading the request: {err}")),
+                    }),
+                );
+            }
+            Effect::ArmCancelTimer { expires_at } => self.arm_cancel_timer(expires_at, ctx),
+            Effect::ReadSlotState => {
+                let work = async move { deps.market.slot_state(slot).await };
+                self.spawn_event(
+                    ctx,
+                    work.into_actor(self).map(|result, _, _| match result {
+                        Ok(state) => Event::SlotStateRead(chain_state(state)),
+                        Err(err) => Event::Error(format!("reading the slot state: {err}")),
+                    }),
+                );
+            }
+            Effect::FindAndReserve => {
+                let reserve = Reserve { slot, item: self.item.clone(), valid_until: self.request_end };
+                let work = async move { deps.sales.send(reserve).await };
+                self.spawn_event(
+                    ctx,
+                    work.into_actor(self).map(|result, act, _| match result {
+                        Ok(Ok(Some(reservation))) => {
+                            act.reservation = Some(reservation);
+                            Event::ReservationMade
+                        }
+                        Ok(Ok(None)) => Event::NoAvailability,
+                        Ok(Err(err)) => Event::Error(format!("reserving space: {err}")),
+                        Err(err) => Event::Error(format!("reserving space: {err}")),
+                    }),
+                );
+            }
+            Effect::CanReserveSlot => {
+                let window_open = self.window_open;
+                let work = async move {
+                    let allowed = deps.market.can_reserve_slot(id, index).await?;
+                    Ok::<_, MarketError>((allowed, deps.clock.now() < window_open))
+                };
+                self.spawn_event(
+                    ctx,
+                    work.into_actor(self).map(|result, _, _| match result {
+                        Ok((allowed, window_later)) => Event::CanReserve { allowed, window_later },
+                        Err(err) => Event::Error(format!("canReserveSlot: {err}")),
+                    }),
+                );
+            }
+            Effect::ReserveSlot => {
+                let work = async move { deps.market.reserve_slot(id, index).await };
+                self.spawn_event(
+                    ctx,
+                    work.into_actor(self).map(|result, _, _| match result {
+                        Ok(()) => Event::Reserved,
+                        Err(err @ MarketError::Reverted(_)) => {
+                            tracing::info!(request_id = %id, slot_index = index, %err, "reservation refused");
+                            Event::ReserveRefused
+                        }
+                        Err(err) => Event::Error(format!("reserveSlot: {err}")),
+                    }),
+                );
+            }
+            Effect::Store { is_repairing } => self.store(is_repairing, ctx),
+            Effect::WaitStableChallenge => {
+                let work = async move {
+                    // A challenge stays the same for the whole period unless the pointer enters the downtime:
+                    // start proving at a period's start, one period later when the pointer is too close.
+                    loop {
+                        sleep_until_next_period(&deps.clock, deps.period).await;
+                        let pointer = deps.market.get_pointer(slot).await?;
+                        if u16::from(pointer) < 256 - u16::from(deps.downtime) {
+                            break;
+                        }
+                    }
+                    Ok::<_, MarketError>(())
+                };
+                self.spawn_event(
+                    ctx,
+                    work.into_actor(self).map(|result, _, _| match result {
+                        Ok(()) => Event::ChallengeReady,
+                        Err(err) => Event::Error(format!("waiting for a stable challenge: {err}")),
+                    }),
+                );
+            }
+            Effect::Prove { invalid } => self.prove(invalid, ctx),
+            Effect::FillSlot { .. } => {
+                let (proof, collateral) = (self.proof.clone(), self.item.collateral);
+                let work = async move {
+                    let proof = proof.ok_or_else(|| MarketError::Other("no proof to fill with".into()))?;
+                    deps.market.fill_slot(id, index, proof, collateral).await
+                };
+                self.spawn_event(
+                    ctx,
+                    work.into_actor(self).map(|result, _, _| match result {
+                        Ok(()) => Event::FillMined,
+                        Err(err) if err.revert_name().as_deref() == Some("Marketplace_SlotNotFree") => {
+                            Event::SlotNotFree
+                        }
+                        Err(err) => Event::Error(format!("fillSlot: {err}")),
+                    }),
+                );
+            }
+            Effect::GetHost => {
+                let me = deps.market.signer();
+                let work = async move { deps.market.get_host(id, index).await };
+                self.spawn_event(
+                    ctx,
+                    work.into_actor(self).map(move |result, _, _| match result {
+                        Ok(host) => Event::HostRead { is_me: host == Some(me) },
+                        Err(err) => Event::Error(format!("getHost: {err}")),
+                    }),
+                );
+            }
+            Effect::UpdateExpiry => {
+                let (cid, end) = (self.manifest_cid(), self.request_end);
+                tracing::info!(request_id = %id, slot_index = index, "slot sold (onSale)");
+                let work = async move {
+                    let cid = cid.ok_or_else(|| "the request's content is not a CID".to_owned())?;
+                    match deps.store.send(SetBlockExpiry { cid, expiry: end }).await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(err)) => Err(err.to_string()),
+                        Err(err) => Err(err.to_string()),
+                    }
+                };
+                self.spawn_event(
+                    ctx,
+                    work.into_actor(self).map(|result, _, _| match result {
+                        Ok(()) => Event::ExpiryUpdated,
+                        Err(err) => Event::Error(format!("updating the slot's expiry: {err}")),
+                    }),
+                );
+            }
+            Effect::ReadProofStatus => {
+                let work = async move {
+                    let state = deps.market.slot_state(slot).await?;
+                    let required = state == SlotState::Filled
+                        && (deps.market.is_proof_required(slot).await?
+                            || deps.market.will_proof_be_required(slot).await?);
+                    Ok::<_, MarketError>((state, required))
+                };
+                self.spawn_event(
+                    ctx,
+                    work.into_actor(self).map(|result, _, _| match result {
+                        Ok((state, required)) => Event::ProofStatus { slot: chain_state(state), required },
+                        Err(err) => Event::Error(format!("reading the proof status: {err}")),
+                    }),
+                );
+            }
+            Effect::SubmitProof => {
+                let proof = self.proof.clone();
+                let work = async move {
+                    let proof = proof.ok_or_else(|| MarketError::Other("no proof to submit".into()))?;
+                    deps.market.submit_proof(slot, proof).await
+                };
+                self.spawn_event(
+                    ctx,
+                    work.into_actor(self).map(|result, _, _| match result {
+                        Ok(()) => Event::ProofSubmitted,
+                        Err(err) => Event::ProofFailed(format!("submitProof: {err}")),
+                    }),
+                );
+            }
+            Effect::WaitNextPeriod => {
+                let work = async move { sleep_until_next_period(&deps.clock, deps.period).await };
+                self.spawn_event(ctx, work.into_actor(self).map(|(), _, _| Event::PeriodStarted));
+            }
+            Effect::FreeSlot => {
+                let me = deps.market.signer();
+                let work = async move {
+                    if deps.market.get_host(id, index).await? != Some(me) {
+                        return Ok(None);
+                    }
+                    match deps.market.slot_state(slot).await? {
+                        SlotState::Finished | SlotState::Cancelled => {
+                            let collateral = deps.market.current_collateral(slot).await?;
+                            deps.market.free_slot(slot).await?;
+                            Ok(Some(collateral))
+                        }
+                        SlotState::Failed => {
+                            deps.market.free_slot(slot).await?;
+                            Ok(Some(U256::ZERO))
+                        }
+                        _ => Ok::<_, MarketError>(None),
+                    }
+                };
+                self.spawn_event(
+                    ctx,
+                    work.into_actor(self).map(|result, _, _| match result {
+                        Ok(returned) => Event::Freed { returned },
+                        Err(err) => Event::Error(format!("freeSlot: {err}")),
+                    }),
+                );
+            }
+            Effect::Clear => {
+                let (cid, tree) = (self.manifest_cid(), self.hosted.as_ref().map(|h| h.tree));
+                let work = async move {
+                    let tree = match (tree, cid) {
+                        (Some(tree), _) => Some(tree),
+                        (None, Some(cid)) => match deps.store.send(GetManifest { cid }).await {
+                            Ok(Ok(manifest)) => Some(manifest.tree_cid),
+                            _ => None,
+                        },
+                        (None, None) => None,
+                    };
+                    if let Some(tree) = tree {
+                        let reason = "the sale is over".to_owned();
+                        deps.store.send(DropSlot { tree, reason }).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+                    }
+                    Ok::<_, String>(())
+                };
+                self.spawn_event(
+                    ctx,
+                    work.into_actor(self).map(|result, _, _| match result {
+                        Ok(()) => Event::Cleared,
+                        Err(err) => Event::Error(format!("clearing the slot's data: {err}")),
+                    }),
+                );
+            }
+            Effect::CleanUp { collateral, reprocess } => {
+                deps.sales.do_send(AgentEnded { slot, collateral, reprocess });
+                ctx.stop();
+            }
+        }
+    }
+
+    fn manifest_cid(&self) -> Option<codex_protocol::Cid> {
+        self.request.as_ref().and_then(|r| cid_from_bytes(&r.content.cid).ok())
+    }
+
+    /// At the request's expiry, asks the chain whether the request was cancelled (it was if no fill completed
+    /// it); if so the sale is interrupted.
+    fn arm_cancel_timer(&mut self, expires_at: u64, ctx: &mut Context<Self>) {
+        let wait = expires_at.saturating_sub(self.deps.clock.now()) + 1;
+        ctx.run_later(Duration::from_secs(wait), move |act, ctx| {
+            let (market, id) = (act.deps.market.clone(), act.request_id());
+            ctx.spawn(async move { market.request_state(id).await }.into_actor(act).map(
+                move |state, act, ctx| match state {
+                    Ok(Some(crate::chain::market::RequestState::Cancelled)) => act.apply(Event::Cancelled, ctx),
+                    Ok(Some(crate::chain::market::RequestState::New)) | Err(_) => {
+                        // The chain's clock lags ours, or it did not answer: ask again shortly.
+                        act.arm_cancel_timer(act.deps.clock.now() + 2, ctx)
+                    }
+                    _ => {}
+                },
+            ));
+        });
+    }
+
+    /// onStore: the reservation's bytes leave the store's reservation (the download claims the space it
+    /// writes), then the slot is fetched (or rebuilt) and checked against its slot root.
+    fn store(&mut self, is_repairing: bool, ctx: &mut Context<Self>) {
+        let deps = self.deps.clone();
+        let (cid, index) = (self.manifest_cid(), self.index());
+        let reservation = self.reservation.clone();
+        let work = async move {
+            let cid = cid.ok_or_else(|| "the request's content is not a CID".to_owned())?;
+            if let Some(reservation) = reservation {
+                let release = ReleaseReservedBytes { reservation: reservation.id, bytes: reservation.size };
+                deps.sales.send(release).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+            }
+            let hosted = if is_repairing {
+                deps.node.send(RepairSlot { cid, index }).await
+            } else {
+                deps.node.send(HostSlot { cid, index }).await
+            };
+            hosted.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
+        };
+        self.spawn_event(
+            ctx,
+            work.into_actor(self).map(|result, act, _| match result {
+                Ok(hosted) => {
+                    act.hosted = Some(hosted);
+                    Event::Stored
+                }
+                Err(err) => Event::Error(format!("storing the slot: {err}")),
+            }),
+        );
+    }
+
+    /// onProve: the current challenge, proven by the ProverActor; `invalid` spoils the proof (simulated
+    /// failures).
+    fn prove(&mut self, invalid: bool, ctx: &mut Context<Self>) {
+        let deps = self.deps.clone();
+        let (cid, index, slot, hosted) = (self.manifest_cid(), self.index(), self.slot, self.hosted.clone());
+        let proving = !matches!(self.sale.state, State::InitialProving);
+        let work = async move {
+            let prover = deps.prover.clone().ok_or("no prover: the node has no proving keys (--circuit-dir)")?;
+            let cid = cid.ok_or("the request's content is not a CID")?;
+            let manifest = match deps.store.send(GetManifest { cid }).await {
+                Ok(Ok(manifest)) => manifest,
+                _ => return Err("the slot's manifest is not stored here".to_owned()),
+            };
+            let (data_path, slots_path) = match hosted {
+                Some(hosted) => (hosted.data_path, hosted.slots_path),
+                None => {
+                    // After a restart: the slot is hosted; the store finds it again.
+                    let again = deps.node.send(HostSlot { cid, index }).await;
+                    let hosted = again.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+                    (hosted.data_path, hosted.slots_path)
+                }
+            };
+            if proving {
+                // A proof is due or will be once the pointer leaves the downtime: wait for the latter.
+                let deadline = deps.clock.now() + deps.period;
+                while !deps.market.is_proof_required(slot).await.map_err(|e| e.to_string())? {
+                    if deps.clock.now() >= deadline {
+                        return Err("no proof became due this period".into());
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            let challenge = deps.market.get_challenge(slot).await.map_err(|e| e.to_string())?;
+            let files = SlotFiles { manifest, slot_index: index, data_path, slots_path };
+            let proof = prover.prove(files, challenge.0).await.map_err(|e| e.to_string())?;
+            let mut proof = Groth16Proof::from(&proof.proof);
+            if invalid {
+                proof.a.x ^= U256::from(1u8);
+            }
+            Ok::<_, String>(proof)
+        };
+        self.spawn_event(
+            ctx,
+            work.into_actor(self).map(move |result, act, _| match result {
+                Ok(proof) => {
+                    if invalid {
+                        tracing::info!(request_id = %act.request_id(), slot_index = act.index(), "simulated proof failure");
+                    }
+                    act.proof = Some(proof);
+                    Event::ProofReady
+                }
+                Err(err) if proving => Event::ProofFailed(format!("proving: {err}")),
+                Err(err) => Event::Error(format!("proving: {err}")),
+            }),
+        );
+    }
+}
+
+/// The machine's view of a slot state.
+fn chain_state(state: SlotState) -> ChainSlotState {
+    match state {
+        SlotState::Free => ChainSlotState::Free,
+        SlotState::Filled => ChainSlotState::Filled,
+        SlotState::Finished => ChainSlotState::Finished,
+        SlotState::Failed => ChainSlotState::Failed,
+        SlotState::Paid => ChainSlotState::Paid,
+        SlotState::Cancelled => ChainSlotState::Cancelled,
+        SlotState::Repair => ChainSlotState::Repair,
+    }
+}
+
+/// Sleeps until one second into the next period (chain time).
+async fn sleep_until_next_period(clock: &ChainClock, period: u64) {
+    let now = clock.now();
+    let next = (now / period.max(1) + 1) * period.max(1);
+    tokio::time::sleep(Duration::from_secs(next - now + 1)).await;
+}
+
+impl Actor for SalesAgent {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        tracing::info!(
+            request_id = %self.request_id(),
+            slot_index = self.index(),
+            slot_id = %self.slot,
+            state = self.sale.state.name(),
+            "sale started"
+        );
+        let effects = std::mem::take(&mut self.pending);
+        self.run(effects, ctx);
+    }
+}
+
+/// An event for the sale from the marketplace (routed by the SalesActor).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct SaleInput(pub Event);
+
+impl Handler<SaleInput> for SalesAgent {
+    type Result = ();
+    fn handle(&mut self, msg: SaleInput, ctx: &mut Self::Context) {
+        self.apply(msg.0, ctx);
+    }
+}
+
+/// Query: what the REST API shows of this sale.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "SlotAgentInfo")]
+pub struct GetSaleInfo;
+
+impl Handler<GetSaleInfo> for SalesAgent {
+    type Result = MessageResult<GetSaleInfo>;
+    fn handle(&mut self, _: GetSaleInfo, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.info())
+    }
+}
+
+/// Command: stop the agent (the node stops); its record stays for recovery.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct StopAgent;
+
+impl Handler<StopAgent> for SalesAgent {
+    type Result = ();
+    fn handle(&mut self, _: StopAgent, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}

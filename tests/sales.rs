@@ -1,0 +1,286 @@
+//! Selling storage end to end (issue 13), with real `codex` processes on a real chain (anvil with 1-second
+//! blocks, the real contracts and verifier, proofs made by each host's ProverActor with 1-sample keys):
+//!
+//! - three hosts with availabilities take the three slots of a 2+1 request, one of them killed (SIGKILL) before
+//!   its fill and restarted, fill them with real proofs, prove through the request's periods, and are paid at
+//!   the end: each host's token balance grows by exactly the contract's payout for its slot (price × slot size ×
+//!   (end − filledAt)), and every availability is whole again (bytes and collateral);
+//! - a request that only two hosts can take expires unfilled: both sales end Cancelled, and each host gets its
+//!   bytes and collateral back.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on purpose")]
+
+mod harness;
+
+use alloy::primitives::{B256, U256};
+use alloy::providers::Provider;
+use alloy::rpc::types::Filter;
+use alloy::sol_types::SolEvent;
+use codex_actors::chain::anvil::LocalChain;
+use codex_actors::chain::bindings::{Marketplace, TestToken};
+use codex_actors::chain::deploy::{Deployment, deploy, mint, testnet_config};
+use codex_actors::chain::market::slot_id;
+use codex_protocol::proofs::groth16::AbiVerifyingKey;
+use harness::binary::BinaryNode;
+use harness::{data, free_port, wait_for};
+use serde_json::{Value, json};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_codex");
+/// Seconds per proof period in these tests.
+const PERIOD: u64 = 10;
+const CLIENT: usize = 1;
+/// Per host: 64 MiB for sale, collateral for a few slots.
+const AVAILABILITY: &str =
+    r#"{"totalSize": 67108864, "duration": 3600, "minPricePerBytePerSecond": "1", "totalCollateral": "100000000"}"#;
+
+/// A chain with the contracts, keys for proofs, and a directory for the nodes.
+struct Testnet {
+    runtime: tokio::runtime::Runtime,
+    chain: LocalChain,
+    deployment: Deployment,
+    circuits: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Testnet {
+    fn start() -> Testnet {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let circuits = dir.path().join("circuits");
+        let setup = Command::new(BIN)
+            .args(["prover", "setup", "--circuit-dir", circuits.to_str().unwrap(), "--proof-samples", "1"])
+            .output()
+            .expect("codex runs");
+        assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
+        let hash = String::from_utf8(setup.stdout).unwrap().trim().to_owned();
+        let keys = codex_actors::prover::load_keys(&circuits).expect("keys");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let chain = runtime.block_on(LocalChain::start_with(&["--block-time", "1"])).expect("anvil");
+        let mut config = testnet_config(hash);
+        config.proofs.period = PERIOD;
+        config.proofs.timeout = 5;
+        let deployment = runtime
+            .block_on(deploy(&chain.provider(0), config, &AbiVerifyingKey::from(&keys.verifying)))
+            .expect("deploy");
+        for account in 1..=4 {
+            let amount = U256::from(10u64).pow(U256::from(24u64));
+            runtime.block_on(mint(&chain.provider(0), deployment.token, chain.address(account), amount)).unwrap();
+        }
+        Testnet { runtime, chain, deployment, circuits, dir }
+    }
+
+    /// A node signing as dev account `account`, bootstrapped from `bootstrap`.
+    fn node(&self, name: &str, account: usize, bootstrap: Option<&str>, ports: Option<(u16, u16)>) -> BinaryNode {
+        let key = self.dir.path().join(format!("{name}.key"));
+        std::fs::write(&key, format!("0x{}\n", alloy::hex::encode(self.chain.signer(account).to_bytes()))).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let (endpoint, market) = (self.chain.ws_endpoint(), self.deployment.marketplace.to_string());
+        let mut extra = vec!["--circuit-dir", self.circuits.to_str().unwrap(), "--block-retries", "10"];
+        if let Some(spr) = bootstrap {
+            extra.extend(["--bootstrap-node", spr]);
+        }
+        let key = key.to_str().unwrap().to_owned();
+        extra.extend(["persistence", "--eth-provider", &endpoint, "--eth-private-key", &key]);
+        extra.extend(["--marketplace-address", &market]);
+        let (api, p2p) = ports.unwrap_or_else(|| (free_port(), free_port()));
+        BinaryNode::start_on(&self.dir.path().join(name), api, p2p, None, &extra)
+    }
+
+    fn balance(&self, account: usize) -> U256 {
+        let token = TestToken::new(self.deployment.token, self.chain.provider(0));
+        self.runtime.block_on(async { token.balanceOf(self.chain.address(account)).call().await }).unwrap()
+    }
+
+    fn market(&self) -> Marketplace::MarketplaceInstance<alloy::providers::DynProvider> {
+        Marketplace::new(self.deployment.marketplace, self.chain.provider(0))
+    }
+
+    fn chain_time(&self) -> u64 {
+        let provider = self.chain.provider(0);
+        self.runtime.block_on(async {
+            let block = provider.get_block_by_number(alloy::eips::BlockNumberOrTag::Latest).await.unwrap().unwrap();
+            block.header.timestamp
+        })
+    }
+
+    /// The timestamps at which slots of `id` were filled, by slot index.
+    fn filled_at(&self, id: B256) -> Vec<(u64, u64)> {
+        let provider = self.chain.provider(0);
+        let filter = Filter::new()
+            .address(self.deployment.marketplace)
+            .event_signature(Marketplace::SlotFilled::SIGNATURE_HASH)
+            .from_block(0);
+        self.runtime.block_on(async {
+            let mut out = Vec::new();
+            for log in provider.get_logs(&filter).await.unwrap() {
+                let event = Marketplace::SlotFilled::decode_log(&log.inner).unwrap();
+                if event.requestId == id {
+                    let block = provider
+                        .get_block_by_number(log.block_number.unwrap().into())
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    out.push((event.slotIndex, block.header.timestamp));
+                }
+            }
+            out
+        })
+    }
+
+    /// Proofs submitted for `slot`.
+    fn proofs_of(&self, slot: B256) -> usize {
+        let provider = self.chain.provider(0);
+        let filter = Filter::new()
+            .address(self.deployment.marketplace)
+            .event_signature(Marketplace::ProofSubmitted::SIGNATURE_HASH)
+            .from_block(0);
+        self.runtime.block_on(async {
+            let logs = provider.get_logs(&filter).await.unwrap();
+            logs.iter().filter(|log| Marketplace::ProofSubmitted::decode_log(&log.inner).unwrap().id == slot).count()
+        })
+    }
+}
+
+fn offer(host: &BinaryNode) -> Value {
+    let (status, body) = host.post("/sales/availability", AVAILABILITY.as_bytes());
+    assert_eq!(status, 201, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// The request id (0x…) of a purchase of `cid`.
+fn buy(client: &BinaryNode, cid: &str, duration: u64, expiry: u64) -> B256 {
+    let body = json!({
+        "duration": duration, "pricePerBytePerSecond": "1", "proofProbability": "1", "nodes": 3, "tolerance": 1,
+        "collateralPerByte": "1", "expiry": expiry
+    });
+    let (status, id) = client.post(&format!("/storage/request/{cid}"), body.to_string().as_bytes());
+    assert_eq!(status, 200, "{id}");
+    id.trim().trim_matches('"').parse().expect("a request id")
+}
+
+/// Every availability of `host` is whole again: nothing reserved, no collateral locked.
+fn assert_whole(host: &BinaryNode, name: &str) {
+    let availabilities = host.json("/sales/availability");
+    for availability in availabilities.as_array().unwrap() {
+        assert_eq!(availability["freeSize"], availability["totalSize"], "{name}: {availability}");
+        assert_eq!(availability["totalRemainingCollateral"], availability["totalCollateral"], "{name}: {availability}");
+        let id = availability["id"].as_str().unwrap();
+        assert_eq!(host.json(&format!("/sales/availability/{id}/reservations")), json!([]), "{name}");
+    }
+}
+
+fn state_of(host: &BinaryNode, slot: B256) -> Option<String> {
+    let (status, body) = host.get_text(&format!("/sales/slots/{slot}"));
+    (status == 200).then(|| serde_json::from_str::<Value>(&body).unwrap()["state"].as_str().unwrap().to_owned())
+}
+
+fn log_of(node: &BinaryNode) -> String {
+    node.log_text().lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn three_hosts_fill_prove_and_are_paid_one_surviving_a_kill() {
+    let net = Testnet::start();
+    let client = net.node("client", CLIENT, None, None);
+    let spr = client.spr();
+    let mut hosts: Vec<(BinaryNode, usize)> =
+        (2..=4).map(|account| (net.node(&format!("host{account}"), account, Some(&spr), None), account)).collect();
+    for (host, _) in &hosts {
+        offer(host);
+    }
+    let before: Vec<U256> = hosts.iter().map(|(_, account)| net.balance(*account)).collect();
+
+    let cid = client.upload(&data(1 << 20, 5));
+    let (duration, expiry) = (150, 90);
+    let id = buy(&client, &cid, duration, expiry);
+    let slots: Vec<B256> = (0..3).map(|index| slot_id(id, index)).collect();
+
+    // Kill the second host as soon as it is selling a slot before the fill; restart it on the same data.
+    let (victim, account) = hosts.remove(1);
+    let (killed_in, slot) = wait_for("the second host to start a sale", Duration::from_secs(120), || {
+        slots.iter().find_map(|slot| state_of(&victim, *slot).map(|state| (state, *slot)))
+    });
+    let ports = (victim.api_port, victim.p2p_port);
+    victim.kill();
+    println!("host killed in {killed_in} (slot {slot})");
+    let restarted = net.node(&format!("host{account}"), account, Some(&spr), Some(ports));
+    hosts.insert(1, (restarted, account));
+
+    // The request starts: every slot filled, one per host.
+    let purchase = format!("/storage/purchases/{id}");
+    wait_for("the request to start", Duration::from_secs(expiry + 60), || {
+        let state = client.json(&purchase)["state"].as_str().unwrap_or_default().to_owned();
+        assert!(!["cancelled", "failed", "errored"].contains(&state.as_str()), "purchase {state}");
+        (state == "started").then_some(())
+    });
+    for (host, account) in &hosts {
+        let held = host.json("/sales/slots");
+        assert_eq!(held.as_array().unwrap().len(), 1, "host {account} holds one slot: {held}\n{}", log_of(host));
+    }
+
+    // Proofs through the periods, payout at the end.
+    let end = net.runtime.block_on(async { net.market().requestEnd(id).call().await }).unwrap();
+    wait_for("every sale to end", Duration::from_secs(end.saturating_sub(net.chain_time()) + 90), || {
+        hosts.iter().all(|(host, _)| host.json("/sales/slots").as_array().unwrap().is_empty()).then_some(())
+    });
+    wait_for("the purchase to finish", Duration::from_secs(30), || {
+        (client.json(&purchase)["state"] == "finished").then_some(())
+    });
+    let filled = net.filled_at(id);
+    assert_eq!(filled.len(), 3, "three fills: {filled:?}");
+    let slot_size = U256::from(net.runtime.block_on(async { net.market().getRequest(id).call().await }).unwrap().ask.slotSize);
+    let mut payouts = Vec::new();
+    for ((host, account), before) in hosts.iter().zip(&before) {
+        let after = net.balance(*account);
+        let earned = after.checked_sub(*before).unwrap_or_else(|| panic!("host {account} lost tokens"));
+        // The host's slot: the one whose payout matches (price 1 per byte per second).
+        let expected: Vec<U256> =
+            filled.iter().map(|(_, at)| slot_size * U256::from(end.saturating_sub(*at))).collect();
+        assert!(expected.contains(&earned), "host {account} earned {earned}, expected one of {expected:?}");
+        payouts.push(earned);
+        assert_whole(host, &format!("host {account}"));
+    }
+    for slot in &slots {
+        let proofs = net.proofs_of(*slot);
+        let missed = net.runtime.block_on(async { net.market().missingProofs(*slot).call().await }).unwrap();
+        println!("slot {slot}: {proofs} proofs submitted, {missed} marked missing");
+        assert!(proofs >= 2, "slot {slot} proved through several periods: {proofs}");
+    }
+    println!("payouts: {payouts:?}; host killed in {killed_in}");
+}
+
+#[test]
+fn an_unfilled_request_expires_and_hosts_get_everything_back() {
+    let net = Testnet::start();
+    let client = net.node("client", CLIENT, None, None);
+    let spr = client.spr();
+    let hosts: Vec<(BinaryNode, usize)> =
+        (2..=3).map(|account| (net.node(&format!("host{account}"), account, Some(&spr), None), account)).collect();
+    let space_before: Vec<Value> = hosts.iter().map(|(host, _)| host.space()).collect();
+    for (host, _) in &hosts {
+        offer(host);
+    }
+    let before: Vec<U256> = hosts.iter().map(|(_, account)| net.balance(*account)).collect();
+    let cid = client.upload(&data(1 << 20, 6));
+    let id = buy(&client, &cid, 300, 40);
+    let purchase = format!("/storage/purchases/{id}");
+    wait_for("the request to be cancelled", Duration::from_secs(120), || {
+        (client.json(&purchase)["state"] == "cancelled").then_some(())
+    });
+    wait_for("both hosts' sales to end", Duration::from_secs(60), || {
+        let busy = (0..3).any(|index| hosts.iter().any(|(host, _)| state_of(host, slot_id(id, index)).is_some()));
+        (!busy).then_some(())
+    });
+    let filled = net.filled_at(id);
+    println!("slots filled before expiry: {filled:?}");
+    for (((host, account), before), space) in hosts.iter().zip(&before).zip(&space_before) {
+        assert_whole(host, &format!("host {account}"));
+        assert!(net.balance(*account) >= *before, "host {account} got its collateral back");
+        let now = host.space();
+        assert_eq!(now["quotaUsedBytes"], space["quotaUsedBytes"], "host {account}: the slot's data is gone");
+        let reserved = now["quotaReservedBytes"].as_u64().unwrap() - space["quotaReservedBytes"].as_u64().unwrap();
+        assert_eq!(reserved, 67108864, "host {account}: only the availability stays reserved");
+    }
+}
