@@ -309,7 +309,7 @@ impl Sale {
     /// The proof to make next while proving: spoiled every `simulate_every`th time.
     fn next_proof(&mut self) -> Effect {
         self.proofs += 1;
-        let invalid = self.simulate_every > 0 && self.proofs % u64::from(self.simulate_every) == 0;
+        let invalid = self.simulate_every > 0 && self.proofs.is_multiple_of(u64::from(self.simulate_every));
         Effect::Prove { invalid }
     }
 

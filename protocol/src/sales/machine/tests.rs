@@ -874,7 +874,7 @@ fn a_sale_runs_from_preparing_to_finished() {
 
 // --- Random event sequences ---
 
-/// One step of a random run: `guided` picks among the events that apply to the current state (so that runs reach
+/// One step of a random run: `guided` picks among the events that move the current state on (so that runs reach
 /// the late states), otherwise among all events; `pick` chooses within the list.
 #[derive(Debug, Clone)]
 struct Pick {
@@ -882,8 +882,21 @@ struct Pick {
     pick: usize,
 }
 
+/// Whether `event` takes `sale` on without ending or failing it: failures, interrupts and the exits to Ignored
+/// or Errored apply almost everywhere, so a run that picked among all the events that apply would seldom get past
+/// Preparing.
+fn moves_on(sale: &Sale, event: &Event) -> bool {
+    let disrupts = matches!(event, Event::Error(_) | Event::ProofFailed(_) | Event::Cancelled | Event::RequestFailed);
+    if disrupts || !applies(&sale.state, event) {
+        return false;
+    }
+    let mut next = sale.clone();
+    next.step(event.clone());
+    !next.done && !matches!(next.state, State::Errored { .. } | State::Ignored { .. })
+}
+
 fn picks() -> impl Strategy<Value = Vec<Pick>> {
-    prop::collection::vec((prop::bool::weighted(0.8), any::<usize>()), 0..80)
+    prop::collection::vec((prop::bool::weighted(0.9), any::<usize>()), 0..80)
         .prop_map(|picks| picks.into_iter().map(|(guided, pick)| Pick { guided, pick }).collect())
 }
 
@@ -899,14 +912,16 @@ proptest! {
         let events = every_event();
         let mut clean_ups = 0;
         for Pick { guided, pick } in picks {
-            let candidates: Vec<&Event> = if guided {
-                events.iter().filter(|event| applies(&sale.state, event)).collect()
-            } else {
-                events.iter().collect()
-            };
-            let Some(event) = candidates.get(pick % candidates.len().max(1)) else { continue };
+            let mut candidates: Vec<&Event> = Vec::new();
+            if guided {
+                candidates = events.iter().filter(|event| moves_on(&sale, event)).collect();
+            }
+            if candidates.is_empty() {
+                candidates = events.iter().collect();
+            }
+            let event = candidates[pick % candidates.len()];
             let before = sale.clone();
-            let effects = sale.step((*event).clone());
+            let effects = sale.step(event.clone());
             if before.done {
                 prop_assert!(effects.is_empty(), "done, yet {:?} gave {:?}", event, effects);
                 prop_assert_eq!(&sale, &before);
