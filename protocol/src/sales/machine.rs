@@ -21,7 +21,7 @@
 //! | Cancelled | FreeSlot, Clear, then CleanUp | (terminal) |
 //! | Ignored | CleanUp | (terminal) |
 //! | Errored | Clear, then CleanUp | (terminal) |
-//! | Unknown | LoadRequest, then ArmCancelTimer + ReadSlotState | Filled → Filled; Finished → Payout; Paid → Finished; Failed → Failed; Cancelled → Cancelled; Free, Repair → Errored |
+//! | Unknown | LoadRequest, then ArmCancelTimer + ReadSlotState (a resumed sale: ArmCancelTimer, then its state) | Filled → Filled; Finished → Payout; Paid → Finished; Failed → Failed; Cancelled → Cancelled; Free, Repair → Errored |
 //!
 //! Every effect's failure ([`Event::Error`]) leads to Errored, except a failed proof or proof submission while
 //! proving (the next period is awaited) and a failure inside Errored itself (clean-up goes on). The cancellation
@@ -237,6 +237,9 @@ pub struct Sale {
     pub proofs: u64,
     /// `CleanUp` was emitted: the sale is over and takes no more events.
     pub done: bool,
+    /// A resumed sale: the state it goes back to once its request is loaded.
+    #[serde(default)]
+    pub resume_to: Option<State>,
 }
 
 impl Sale {
@@ -250,11 +253,12 @@ impl Sale {
         Sale::enter_new(State::Unknown, simulate_every, true)
     }
 
-    /// A sale persisted before its fill, resumed in `state` (see [`State::resumable`]).
+    /// A sale persisted before its fill, resumed in `state` (see [`State::resumable`]): the request is loaded
+    /// and the cancellation timer armed again (in Unknown), then the sale goes back to `state`.
     pub fn resume(state: State, is_repairing: bool, simulate_every: u32) -> (Sale, Vec<Effect>) {
-        let (mut sale, _) = Sale::enter_new(State::Unknown, simulate_every, false);
+        let (mut sale, effects) = Sale::enter_new(State::Unknown, simulate_every, false);
         sale.is_repairing = is_repairing;
-        let effects = sale.enter(state);
+        sale.resume_to = Some(state);
         (sale, effects)
     }
 
@@ -267,6 +271,7 @@ impl Sale {
             simulate_every,
             proofs: 0,
             done: false,
+            resume_to: None,
         };
         let effects = sale.enter(state);
         (sale, effects)
@@ -327,11 +332,20 @@ impl Sale {
         }
         match (self.state.clone(), event) {
             // Errors inside Errored do not loop: clean-up goes on.
-            (State::Errored { .. }, Event::Error(_) | Event::Cleared) => self.clean_up(Reprocess::No),
+            (State::Errored { .. }, Event::Error(_) | Event::ProofFailed(_) | Event::Cleared) => {
+                self.clean_up(Reprocess::No)
+            }
             // While proving, a failed proof waits for the next period.
             (State::Proving | State::ProvingSimulated, Event::ProofFailed(_)) => vec![Effect::WaitNextPeriod],
             (_, Event::Error(error)) | (_, Event::ProofFailed(error)) => self.errored(error),
 
+            (State::Unknown, Event::RequestLoaded { expires_at }) if self.resume_to.is_some() => {
+                let mut effects = vec![Effect::ArmCancelTimer { expires_at }];
+                if let Some(state) = self.resume_to.take() {
+                    effects.extend(self.enter(state));
+                }
+                effects
+            }
             (State::Preparing | State::Unknown, Event::RequestLoaded { expires_at }) => {
                 vec![Effect::ArmCancelTimer { expires_at }, Effect::ReadSlotState]
             }
@@ -405,11 +419,15 @@ impl Sale {
                 self.enter(State::Finished)
             }
             (State::Finished, Event::Cleared) => self.clean_up(Reprocess::No),
+            // `FreeSlot` answers an amount only when this host held the slot: then collateral was deposited,
+            // even if the fill's outcome was lost to the interrupt.
             (State::Failed, Event::Freed { returned }) => {
+                self.deposited |= returned.is_some();
                 self.returned = returned;
                 self.errored("the request failed")
             }
             (State::Cancelled, Event::Freed { returned }) => {
+                self.deposited |= returned.is_some();
                 self.returned = returned;
                 vec![Effect::Clear]
             }

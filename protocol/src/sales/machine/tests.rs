@@ -823,8 +823,12 @@ fn a_resumed_sale_repeats_its_state_from_the_start() {
     ];
     for (state, is_repairing, effects) in cases {
         let case = format!("{state:?} repairing {is_repairing}");
-        let (sale, entry) = Sale::resume(state.clone(), is_repairing, 0);
-        assert_eq!(entry, effects, "{case}");
+        let (mut sale, entry) = Sale::resume(state.clone(), is_repairing, 0);
+        assert_eq!(entry, vec![Effect::LoadRequest], "{case}: the request first");
+        assert_eq!(sale.state, State::Unknown, "{case}");
+        let mut expected = vec![Effect::ArmCancelTimer { expires_at: 9 }];
+        expected.extend(effects);
+        assert_eq!(sale.step(Event::RequestLoaded { expires_at: 9 }), expected, "{case}: timer armed, state resumed");
         assert_eq!(sale.state, state, "{case}");
         assert_eq!(sale.is_repairing, is_repairing, "{case}");
         assert!(!sale.deposited && !sale.done, "{case}");
@@ -834,7 +838,7 @@ fn a_resumed_sale_repeats_its_state_from_the_start() {
 #[test]
 fn a_resumed_repair_fills_as_a_repair() {
     let (mut sale, _) = Sale::resume(State::InitialProving, true, 0);
-    let effects = run(&mut sale, [Event::ChallengeReady, Event::ProofReady]);
+    let effects = run(&mut sale, [Event::RequestLoaded { expires_at: 9 }, Event::ChallengeReady, Event::ProofReady]);
     assert_eq!(effects, vec![Effect::FillSlot { is_repairing: true }]);
 }
 
@@ -941,4 +945,36 @@ proptest! {
         }
         prop_assert_eq!(sale.done, clean_ups == 1, "a done sale cleaned up exactly once");
     }
+}
+
+#[test]
+fn a_cancellation_during_a_mined_fill_returns_the_chains_collateral() {
+    // Cancelled arrives while FillSlot runs; the fill was mined, so FreeSlot finds this host holding the slot.
+    let (mut sale, _) = Sale::new(0);
+    run(
+        &mut sale,
+        [
+            Event::RequestLoaded { expires_at: 9 },
+            Event::SlotStateRead(ChainSlotState::Free),
+            Event::ReservationMade,
+            Event::CanReserve { allowed: true, window_later: false },
+            Event::Reserved,
+            Event::Stored,
+            Event::ChallengeReady,
+            Event::ProofReady,
+        ],
+    );
+    assert_eq!(sale.state, State::Filling);
+    assert_eq!(sale.step(Event::Cancelled), vec![Effect::FreeSlot]);
+    let amount = U256::from(5u8);
+    let effects = run(&mut sale, [Event::Freed { returned: Some(amount) }, Event::Cleared]);
+    assert_eq!(effects, vec![Effect::CleanUp { collateral: Collateral::Amount(amount), reprocess: Reprocess::No }]);
+}
+
+#[test]
+fn a_failed_proof_inside_errored_goes_on_with_the_clean_up() {
+    let (mut sale, _) = Sale::new(0);
+    assert_eq!(sale.step(Event::Error("boom".into())), vec![Effect::Clear]);
+    let effects = sale.step(Event::ProofFailed("late".into()));
+    assert_eq!(effects, vec![Effect::CleanUp { collateral: Collateral::Reserved, reprocess: Reprocess::No }]);
 }
