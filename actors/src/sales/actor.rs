@@ -459,7 +459,7 @@ impl SalesActor {
         let mut next = self.ledger.clone();
         let orphans: Vec<Reservation> =
             next.reservations().filter(|r| !kept_reservations.contains(&r.id)).cloned().collect();
-        let mut commit = CommitSales::default();
+        let mut commit = CommitSales { force: true, ..Default::default() };
         for reservation in &orphans {
             if next.delete_reservation(&reservation.id, reservation.collateral).is_ok() {
                 commit.delete_reservations.push(reservation.id);
@@ -711,7 +711,7 @@ impl Handler<AgentEnded> for SalesActor {
             queue.do_send(ReturnWorker { worker });
         }
         let mut next = self.ledger.clone();
-        let mut commit = CommitSales { delete_sales: vec![msg.slot], ..Default::default() };
+        let mut commit = CommitSales { delete_sales: vec![msg.slot], force: true, ..Default::default() };
         let reservation = next.reservation_for(&agent.item.request_id, agent.item.slot_index).cloned();
         if let Some(reservation) = reservation {
             let returned = match msg.collateral {

@@ -24,6 +24,8 @@ use crate::prover::{Prover, SlotFiles};
 use crate::slot_host::HostedSlot;
 use crate::store::{DropSlot, GetManifest, SetBlockExpiry, StoreActor};
 
+const NO_PROOF_DUE: &str = "no proof became due this period";
+
 /// What every agent needs.
 #[derive(Clone)]
 pub struct AgentDeps {
@@ -402,15 +404,7 @@ impl SalesAgent {
             Effect::Clear => {
                 let (cid, tree) = (self.manifest_cid(), self.hosted.as_ref().map(|h| h.tree));
                 let work = async move {
-                    let tree = match (tree, cid) {
-                        (Some(tree), _) => Some(tree),
-                        (None, Some(cid)) => match deps.store.send(GetManifest { cid }).await {
-                            Ok(Ok(manifest)) => Some(manifest.tree_cid),
-                            _ => None,
-                        },
-                        (None, None) => None,
-                    };
-                    if let Some(tree) = tree {
+                    if let Some(tree) = tree_of(&deps.store, tree, cid).await {
                         let reason = "the sale is over".to_owned();
                         deps.store.send(DropSlot { tree, reason }).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
                     }
@@ -425,8 +419,17 @@ impl SalesAgent {
                 );
             }
             Effect::CleanUp { collateral, reprocess } => {
-                deps.sales.do_send(AgentEnded { slot, collateral, reprocess });
-                ctx.stop();
+                // The slot's data goes too (also where the seed keeps it, as after an ignored fill: it would
+                // hold quota until it expired), then the reservation ends and the agent stops.
+                let (cid, tree) = (self.manifest_cid(), self.hosted.as_ref().map(|h| h.tree));
+                let work = async move {
+                    if let Some(tree) = tree_of(&deps.store, tree, cid).await {
+                        let reason = "the sale is over".to_owned();
+                        let _ = deps.store.send(DropSlot { tree, reason }).await;
+                    }
+                    let _ = deps.sales.send(AgentEnded { slot, collateral, reprocess }).await;
+                };
+                ctx.wait(work.into_actor(self).map(|(), _, ctx| ctx.stop()));
             }
         }
     }
@@ -512,7 +515,7 @@ impl SalesAgent {
                 let deadline = deps.clock.now() + deps.period;
                 while !deps.market.is_proof_required(slot).await.map_err(|e| e.to_string())? {
                     if deps.clock.now() >= deadline {
-                        return Err("no proof became due this period".into());
+                        return Err(NO_PROOF_DUE.into());
                     }
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
@@ -536,10 +539,28 @@ impl SalesAgent {
                     act.proof = Some(proof);
                     Event::ProofReady
                 }
+                // No proof came due this period after all (the pointer stayed in the downtime): the period
+                // is over, read the status again.
+                Err(err) if proving && err == NO_PROOF_DUE => Event::PeriodStarted,
                 Err(err) if proving => Event::ProofFailed(format!("proving: {err}")),
                 Err(err) => Event::Error(format!("proving: {err}")),
             }),
         );
+    }
+}
+
+/// The tree of the slot's dataset: known from the hosted slot, or from the manifest if it is stored.
+async fn tree_of(
+    store: &Addr<StoreActor>,
+    tree: Option<codex_protocol::Cid>,
+    cid: Option<codex_protocol::Cid>,
+) -> Option<codex_protocol::Cid> {
+    if tree.is_some() {
+        return tree;
+    }
+    match store.send(GetManifest { cid: cid? }).await {
+        Ok(Ok(manifest)) => Some(manifest.tree_cid),
+        _ => None,
     }
 }
 

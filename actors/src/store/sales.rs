@@ -146,6 +146,9 @@ pub struct CommitSales {
     pub sales: Vec<(B256, Vec<u8>)>,
     pub delete_sales: Vec<B256>,
     pub reserved: Option<u64>,
+    /// Set `reserved` even past the quota: bytes given back by a sale that ended, which were counted before
+    /// (a clean-up must never fail for want of space).
+    pub force: bool,
 }
 
 impl Handler<LoadSales> for StoreActor {
@@ -161,6 +164,11 @@ impl Handler<CommitSales> for StoreActor {
         // The in-memory counter moves first (checked against the quota under the gate's lock, so uploads on
         // other threads see it), and back if the transaction fails.
         let before = match msg.reserved {
+            Some(reserved) if msg.force => {
+                let before = self.quota.counters();
+                self.quota.set_reserved_unchecked(reserved);
+                Some(before)
+            }
             Some(reserved) => Some(self.quota.set_reserved(reserved)?),
             None => None,
         };
