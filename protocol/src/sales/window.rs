@@ -133,6 +133,15 @@ mod tests {
         let hash = keccak256(words);
         let expected = Address::from_slice(&hash[12..]);
         assert_eq!(w.source(request, 5, 2), expected);
+        // Pinned with an independent Keccak-256 (a Python one, checked against keccak256("") and ("abc")).
+        let pinned: Address = "0x9f6c3a9b6289649cd5579e8ae617eebf8dd80c2c".parse().unwrap();
+        assert_eq!(expected, pinned);
+        // 0x9f ^ 0x90 = 0x0f: 4 shared bits, eligible from start + ceil(4 × 600 / 16) = start + 150.
+        let host: Address = "0x9000000000000000000000000000000000000001".parse().unwrap();
+        assert_eq!(w.shared_bits(request, 5, 2, host), 4);
+        assert_eq!(w.first_eligible(request, 5, 2, host), w.start + 150);
+        assert!(!w.eligible(request, 5, 2, host, w.start + 149));
+        assert!(w.eligible(request, 5, 2, host, w.start + 150));
         assert_ne!(w.source(request, 5, 1), expected, "the reservation index is hashed");
         assert_ne!(w.source(request, 4, 2), expected, "the slot index is hashed");
         assert_ne!(Window { seed: B256::ZERO, ..w }.source(request, 5, 2), expected, "the seed is hashed");
@@ -266,6 +275,11 @@ mod tests {
                 prop_assert!(slots < 8, "host {} eligible for all 8 slots at steps 4", host);
             }
         }
+    }
+
+    proptest! {
+        // 2048 hashes a case, keccak unoptimized in test builds: fewer cases.
+        #![proptest_config(ProptestConfig::with_cases(16))]
 
         /// At the start one address in 256 is eligible: 8 expected (host, slot) pairs among 256 × 8.
         #[test]
