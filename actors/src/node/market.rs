@@ -90,7 +90,7 @@ impl Handler<EnableMarketplace> for NodeActor {
         let marketplace = msg.chain.marketplace;
         Box::pin(
             async move {
-                let chain = ChainActor::start(msg.chain, store.clone(), me.recipient()).await?;
+                let chain = ChainActor::start(msg.chain, store.clone(), me.clone().recipient()).await?;
                 let config = chain
                     .send(GetConfiguration {})
                     .await

@@ -493,7 +493,7 @@ impl SalesActor {
 async fn clear_request_data(market: &OnChainMarket, store: &Addr<StoreActor>, id: RequestId) {
     let Ok(Some(request)) = market.get_request(id).await else { return };
     let Ok(cid) = codex_protocol::cid::cid_from_bytes(&request.content.cid) else { return };
-    if let Ok(Ok(manifest)) = store.send(GetManifest { cid }).await {
+    if let Ok(Ok(Some(manifest))) = store.send(GetManifest { cid }).await {
         let reason = "the sale is over".to_owned();
         let _ = store.send(DropSlot { tree: manifest.tree_cid, reason }).await;
     }

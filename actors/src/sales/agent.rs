@@ -260,7 +260,7 @@ impl SalesAgent {
                 let work = async move { deps.market.reserve_slot(id, index).await };
                 self.spawn_event(
                     ctx,
-                    work.into_actor(self).map(|result, _, _| match result {
+                    work.into_actor(self).map(move |result, _, _| match result {
                         Ok(()) => Event::Reserved,
                         Err(err @ MarketError::Reverted(_)) => {
                             tracing::info!(request_id = %id, slot_index = index, %err, "reservation refused");
@@ -498,7 +498,7 @@ impl SalesAgent {
             let prover = deps.prover.clone().ok_or("no prover: the node has no proving keys (--circuit-dir)")?;
             let cid = cid.ok_or("the request's content is not a CID")?;
             let manifest = match deps.store.send(GetManifest { cid }).await {
-                Ok(Ok(manifest)) => manifest,
+                Ok(Ok(Some(manifest))) => manifest,
                 _ => return Err("the slot's manifest is not stored here".to_owned()),
             };
             let (data_path, slots_path) = match hosted {
@@ -559,7 +559,7 @@ async fn tree_of(
         return tree;
     }
     match store.send(GetManifest { cid: cid? }).await {
-        Ok(Ok(manifest)) => Some(manifest.tree_cid),
+        Ok(Ok(Some(manifest))) => Some(manifest.tree_cid),
         _ => None,
     }
 }
