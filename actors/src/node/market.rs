@@ -7,11 +7,11 @@ use super::{DatasetStored, NodeActor, NodeError};
 use crate::chain::actor::{ChainActor, ChainConfig, ChainEvents, GetConfiguration, StopChain};
 use crate::chain::market::{MarketEvent, RequestId};
 use crate::protect::protect_dataset;
-use crate::sales::SalesActor;
 use crate::purchasing::{
     CheckStorageParams, GetPurchase as GetPurchaseRecord, ListPurchaseIds, Purchase, PurchaseError, PurchaseEvent,
     PurchasingActor, PurchasingConfig, StopPurchasing, StorageParams, SubmitPurchase,
 };
+use crate::sales::SalesActor;
 use actix::prelude::*;
 use alloy::primitives::Address;
 use codex_protocol::Cid;
