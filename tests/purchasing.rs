@@ -1,8 +1,8 @@
 //! Buying storage through the REST API on a real chain (anvil with 1-second blocks, the real contracts): the
-//! storage endpoints answer 503 without persistence; parameters are checked (422 with a message per rule); a
-//! request is submitted and is on chain with the right ask and content; the purchase survives a node restart;
-//! nobody fills it, so at expiry it ends cancelled and the client's tokens are back where they started (only
-//! gas, paid in ETH, is spent).
+//! storage and host (`/sales/…`) endpoints answer 503 without persistence (after a 400 or 422 for a malformed
+//! request); parameters are checked (422 with a message per rule); a request is submitted and is on chain with
+//! the right ask and content; the purchase survives a node restart; nobody fills it, so at expiry it ends
+//! cancelled and the client's tokens are back where they started (only gas, paid in ETH, is spent).
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on purpose")]
 
 use actix_web::http::StatusCode;
@@ -79,20 +79,45 @@ fn body(duration: u64, expiry: u64) -> String {
 }
 
 #[actix_web::test]
-async fn storage_endpoints_answer_503_without_persistence() {
+async fn marketplace_endpoints_answer_503_without_persistence() {
     let dir = tempfile::tempdir().expect("tempdir");
     let app = service!(node(dir.path()));
     let cid = "zDvZRwzmC3Q7e7NLkfsPmtgSCfectUc1ssn5xK2rzC9yRz1yeZuK";
+    let id = "ab".repeat(32);
     for request in [
         TestRequest::post().uri(&format!("{API}/storage/request/{cid}")).set_payload(body(600, 60)),
         TestRequest::get().uri(&format!("{API}/storage/purchases")),
         TestRequest::get().uri(&format!("{API}/storage/purchases/0x{}", "ab".repeat(32))),
         TestRequest::get().uri(&format!("{API}/sales/availability")),
+        TestRequest::post().uri(&format!("{API}/sales/availability")).set_payload(
+            r#"{"totalSize": 1000, "duration": 60, "minPricePerBytePerSecond": "1", "totalCollateral": "10"}"#,
+        ),
+        TestRequest::patch().uri(&format!("{API}/sales/availability/0x{id}")).set_payload(r#"{"enabled": false}"#),
+        TestRequest::get().uri(&format!("{API}/sales/availability/{id}/reservations")),
+        TestRequest::get().uri(&format!("{API}/sales/slots")),
+        TestRequest::get().uri(&format!("{API}/sales/slots/{id}")),
     ] {
-        let response = test::call_service(&app, request.to_request()).await;
-        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let request = request.to_request();
+        let uri = format!("{} {}", request.method(), request.uri());
+        let response = test::call_service(&app, request).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{uri}");
         let text = String::from_utf8(test::read_body(response).await.to_vec()).unwrap();
-        assert!(text.contains("marketplace is not enabled"), "{text}");
+        assert!(text.contains("marketplace is not enabled"), "{uri}: {text}");
+    }
+    // What is wrong with the request itself is said first, persistence or not.
+    for (request, status) in [
+        (TestRequest::get().uri(&format!("{API}/sales/slots/0x12")), StatusCode::BAD_REQUEST),
+        (TestRequest::get().uri(&format!("{API}/sales/availability/xyz/reservations")), StatusCode::BAD_REQUEST),
+        (TestRequest::post().uri(&format!("{API}/sales/availability")).set_payload("{}"), StatusCode::BAD_REQUEST),
+        (
+            TestRequest::patch().uri(&format!("{API}/sales/availability/{id}")).set_payload(r#"{"freeSize": 1}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ] {
+        let request = request.to_request();
+        let uri = format!("{} {}", request.method(), request.uri());
+        let response = test::call_service(&app, request).await;
+        assert_eq!(response.status(), status, "{uri}");
     }
 }
 

@@ -1,7 +1,9 @@
 //! The storage endpoints of the Codex API (marketplace, as a client): `POST /storage/request/{cid}`,
-//! `GET /storage/purchases`, `GET /storage/purchases/{id}`. Without persistence they answer 503 with a message,
-//! as do the host (`/sales/…`) endpoints, which selling storage (issue 13) will serve.
+//! `GET /storage/purchases`, `GET /storage/purchases/{id}`. Without persistence they answer 503 with a message.
+//! The host's endpoints (`/sales/…`, selling storage) are in [`super::sales`], registered from [`routes`];
+//! both read their bodies with [`super::body`].
 
+use super::body::{parse_json, uint256};
 use super::{ApiError, ApiState};
 use actix_web::{HttpResponse, web};
 use alloy::primitives::{B256, U256};
@@ -9,31 +11,13 @@ use codex_actors::chain::market::Request;
 use codex_actors::node::{GetPurchase, ListPurchases, RequestPurchase};
 use codex_actors::purchasing::{Purchase, StorageParams};
 use codex_protocol::cid::{cid_from_bytes, format_cid, parse_cid};
-use serde::{Deserialize, Deserializer, Serialize};
-
-/// Largest body the storage endpoints read.
-const MAX_BODY: usize = 4096;
+use serde::{Deserialize, Serialize};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/storage/request/{cid}").route(web::post().to(request_storage)))
         .service(web::resource("/storage/purchases").route(web::get().to(list_purchases)))
         .service(web::resource("/storage/purchases/{id}").route(web::get().to(get_purchase)))
-        .service(web::resource("/sales/{tail:.*}").to(sales));
-}
-
-/// A uint256 given as a decimal string (the OpenAPI's form) or a JSON number.
-fn uint256<'de, D: Deserializer<'de>>(deserializer: D) -> Result<U256, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Text {
-        Text(String),
-        Number(u64),
-    }
-    match Text::deserialize(deserializer)? {
-        Text::Number(n) => Ok(U256::from(n)),
-        Text::Text(text) => U256::from_str_radix(text.trim(), 10)
-            .map_err(|_| serde::de::Error::custom(format!("'{text}' is not a decimal number"))),
-    }
+        .configure(super::sales::routes);
 }
 
 /// The OpenAPI's StorageRequestCreation.
@@ -68,11 +52,7 @@ async fn request_storage(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let cid = parse_cid(&path)?;
-    if body.len() > MAX_BODY {
-        return Err(ApiError::BadRequest(format!("the request body is larger than {MAX_BODY} bytes")));
-    }
-    let creation: StorageRequestCreation =
-        serde_json::from_slice(&body).map_err(|err| ApiError::BadRequest(format!("invalid JSON body: {err}")))?;
+    let creation: StorageRequestCreation = parse_json(&body)?;
     let params = StorageParams {
         duration: creation.duration,
         price_per_byte_per_second: creation.price_per_byte_per_second,
@@ -102,14 +82,6 @@ async fn get_purchase(state: web::Data<ApiState>, path: web::Path<String>) -> Re
     }
 }
 
-/// The host endpoints: 503 without persistence (as the original), 501 with it until selling storage exists.
-async fn sales(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
-    state.node.send(ListPurchases).await??;
-    Ok(HttpResponse::NotImplemented()
-        .content_type("text/plain; charset=utf-8")
-        .body("this node does not sell storage yet: only buying storage (/storage/…) is implemented"))
-}
-
 /// The OpenAPI's Purchase.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -120,9 +92,10 @@ struct PurchaseDto {
     request: StorageRequestDto,
 }
 
+/// The OpenAPI's StorageRequest (also in the host's Slot and SlotAgent).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct StorageRequestDto {
+pub(super) struct StorageRequestDto {
     id: String,
     client: String,
     ask: AskDto,

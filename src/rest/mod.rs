@@ -3,18 +3,21 @@
 //!
 //! Handlers translate HTTP to NodeActor messages and back; errors are mapped to status codes in one place
 //! ([`ApiError`]) and answered as plain text. Networking endpoints: `/connect/{peerId}`, `/spr` ([`node`]) and
-//! `/data/{cid}/network…` ([`data`]). The marketplace arrives with its subsystem; until then it is absent (404).
+//! `/data/{cid}/network…` ([`data`]). The marketplace (with persistence): buying storage ([`market`],
+//! `/storage/…`) and selling it ([`sales`], `/sales/…`).
 //!
 //! The API has no authentication, so [`access_guard`] keeps web pages out: a `Host` that is not a loopback name,
 //! the bind address or an `--api-allowed-hosts` entry is refused (DNS rebinding), and so are state-changing
 //! requests from a web origin other than `--api-cors-origin` and cross-site requests (`Sec-Fetch-Site`) from such
 //! an origin. Clients that are not browsers send no `Origin` and are not affected.
 
+mod body;
 pub mod data;
 pub mod debug;
 pub mod durability;
 pub mod market;
 pub mod node;
+pub mod sales;
 
 use crate::metrics::Metrics;
 use crate::telemetry::LogControl;

@@ -14,8 +14,10 @@
 //! the chain's events to their consumers.
 
 mod market;
+mod sales;
 
 pub use market::{EnableMarketplace, GetPurchase, GetSalesMetrics, ListPurchases, MarketInfo, RequestPurchase};
+pub use sales::SalesCall;
 
 use crate::blockexc::{Attach, BlockExchangeActor, BlockExchangeConfig, ExchangeError};
 use crate::discovery::{Announce, DiscoveryActor};
