@@ -13,7 +13,6 @@ use crate::purchasing::{
     CheckStorageParams, GetPurchase as GetPurchaseRecord, ListPurchaseIds, Purchase, PurchaseError, PurchaseEvent,
     PurchasingActor, PurchasingConfig, StopPurchasing, StorageParams, SubmitPurchase,
 };
-use crate::sales::SalesActor;
 use actix::prelude::*;
 use alloy::primitives::Address;
 use codex_protocol::Cid;
