@@ -31,7 +31,7 @@ pub struct Window {
     pub expiry: u64,
 }
 
-/// `start + ceil(numerator_steps × expiry / WINDOW_STEPS)`, saturating.
+/// `start + ceil(steps × expiry / WINDOW_STEPS)`: when `steps` steps of the window have passed (saturating).
 fn after_steps(start: u64, steps: u64, expiry: u64) -> u64 {
     let steps_u = u128::from(WINDOW_STEPS);
     let offset = (u128::from(steps) * u128::from(expiry)).div_ceil(steps_u);
