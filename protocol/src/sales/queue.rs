@@ -192,8 +192,12 @@ impl SlotQueue {
     /// The next item to process at chain time `now`, with a worker from the pool. `None` when paused, when no worker
     /// is free, or when no item has `not_before <= now`. When the best item with `not_before <= now` is `seen`, the
     /// queue pauses instead and keeps it (seed 001 §5.2.2).
+    ///
+    /// An unseen item whose `not_before` passed while the queue was paused counts as a new unseen push: the queue
+    /// unpauses and hands it out (otherwise a slot waiting for its reservation window would wait for an availability
+    /// change too).
     pub fn pop(&mut self, now: u64) -> Option<(SlotQueueItem, WorkerId)> {
-        if self.paused || self.free_workers.is_empty() {
+        if self.free_workers.is_empty() {
             return None;
         }
         let at = self.items.iter().position(|q| q.item.not_before <= now)?;
@@ -201,6 +205,8 @@ impl SlotQueue {
             self.paused = true;
             return None;
         }
+        // The best eligible item is unseen: when paused, it became eligible after the pause.
+        self.paused = false;
         let worker = self.free_workers.pop_first()?;
         self.busy_workers.insert(worker);
         Some((self.items.remove(at).item, worker))
@@ -553,6 +559,26 @@ mod tests {
         assert_eq!(queue.next_eligible_at(100), None);
         assert_eq!(queue.pop(99), None);
         assert_eq!(queue.pop(100).map(|(i, _)| i), Some(later));
+    }
+
+    #[test]
+    fn an_unseen_item_reaching_its_window_resumes() {
+        let mut queue = SlotQueue::new(DEFAULT_CAPACITY, DEFAULT_MAX_WORKERS);
+        let mut seen = item(1, 0);
+        seen.seen = true;
+        let mut waiting = item(2, 0);
+        waiting.not_before = 100;
+        queue.push(vec![seen, waiting.clone()], 0);
+        assert_eq!(queue.pop(0), None);
+        assert!(queue.paused());
+        assert_eq!(queue.pop(99), None);
+        assert!(queue.paused());
+        assert_eq!(queue.next_eligible_at(99), Some(100));
+        assert_eq!(queue.pop(100).map(|(i, _)| i), Some(waiting));
+        assert!(!queue.paused());
+        assert_eq!(queue.pop(100), None);
+        assert!(queue.paused());
+        assert_eq!(queue.len(), 1);
     }
 
     #[test]

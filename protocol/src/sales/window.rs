@@ -31,7 +31,7 @@ pub struct Window {
     pub expiry: u64,
 }
 
-/// `start + ceil(numerator_steps × expiry / WINDOW_STEPS)`, saturating.
+/// `start + ceil(steps × expiry / WINDOW_STEPS)`: when `steps` steps of the window have passed (saturating).
 fn after_steps(start: u64, steps: u64, expiry: u64) -> u64 {
     let steps_u = u128::from(WINDOW_STEPS);
     let offset = (u128::from(steps) * u128::from(expiry)).div_ceil(steps_u);
@@ -83,8 +83,9 @@ impl Window {
         required == 0 || self.shared_bits(request, slot_index, reservation_index, host) >= required
     }
 
-    /// The first chain time at which `host` is eligible: `start + ceil((8 − k) × expiry / 16)`, `k` the bits it
-    /// shares with the source.
+    /// The first chain time from the window's start at which `host` is eligible:
+    /// `start + ceil((8 − k) × expiry / 16)`, `k` the bits it shares with the source. (Before the start, a clock
+    /// skew case, the 8-bit hosts are eligible too: steps count as 0.)
     pub fn first_eligible(&self, request: RequestId, slot_index: u64, reservation_index: u64, host: Address) -> u64 {
         let shared = self.shared_bits(request, slot_index, reservation_index, host);
         after_steps(self.start, WINDOW_BITS - shared, self.expiry)
@@ -252,7 +253,12 @@ mod tests {
                 prop_assert!(w.eligible(request, slot, index, host, t2));
             }
             let first = w.first_eligible(request, slot, index, host);
-            prop_assert_eq!(w.eligible(request, slot, index, host, t1), t1 >= first);
+            // Before the start only the 8-bit hosts are eligible (steps 0); first_eligible counts from the start.
+            if t1 >= start {
+                prop_assert_eq!(w.eligible(request, slot, index, host, t1), t1 >= first);
+            } else {
+                prop_assert_eq!(w.eligible(request, slot, index, host, t1), first == start && w.shared_bits(request, slot, index, host) == 8);
+            }
             prop_assert!(first <= w.open_to_all_at());
         }
     }
