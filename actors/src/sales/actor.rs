@@ -40,7 +40,7 @@ use crate::chain::market::{
 };
 use crate::node::NodeActor;
 use crate::prover::Prover;
-use crate::store::{CommitSales, DropSlot, GetManifest, LoadSales, StoreActor};
+use crate::store::{CommitSales, DropSlot, LoadSales, StoreActor};
 
 /// Sales settings.
 #[derive(Debug, Clone)]
@@ -493,7 +493,7 @@ impl SalesActor {
 async fn clear_request_data(market: &OnChainMarket, store: &Addr<StoreActor>, id: RequestId) {
     let Ok(Some(request)) = market.get_request(id).await else { return };
     let Ok(cid) = codex_protocol::cid::cid_from_bytes(&request.content.cid) else { return };
-    if let Ok(Ok(Some(manifest))) = store.send(GetManifest { cid }).await {
+    if let Ok(manifest) = crate::fetch::manifest_of(store, None, cid).await {
         let reason = "the sale is over".to_owned();
         let _ = store.send(DropSlot { tree: manifest.tree_cid, reason }).await;
     }
@@ -548,7 +548,8 @@ impl Handler<ProcessSlot> for SalesActor {
     type Result = ();
     fn handle(&mut self, msg: ProcessSlot, ctx: &mut Self::Context) {
         let slot = slot_id(msg.item.request_id, msg.item.slot_index);
-        if self.agents.contains_key(&slot) {
+        let expired = msg.item.expiry.is_some_and(|expiry| expiry <= self.clock.now());
+        if self.agents.contains_key(&slot) || expired {
             if let Some(queue) = self.queue() {
                 queue.do_send(ReturnWorker { worker: msg.worker });
             }

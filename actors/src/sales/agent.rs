@@ -22,7 +22,7 @@ use crate::chain::market::{Groth16Proof, Market, MarketError, OnChainMarket, Req
 use crate::node::{HostSlot, NodeActor, RepairSlot};
 use crate::prover::{Prover, SlotFiles};
 use crate::slot_host::HostedSlot;
-use crate::store::{DropSlot, GetManifest, SetBlockExpiry, StoreActor};
+use crate::store::{DropSlot, SetBlockExpiry, StoreActor};
 
 const NO_PROOF_DUE: &str = "no proof became due this period";
 
@@ -67,6 +67,9 @@ pub struct SalesAgent {
     reservation: Option<Reservation>,
     hosted: Option<HostedSlot>,
     proof: Option<Groth16Proof>,
+    /// Resumed after a restart in SlotReserving: the slot may be reserved on chain already (the transaction of
+    /// the run that died may even be mined only now), so the reservation is tried but not required.
+    resumed_reserving: bool,
 }
 
 impl SalesAgent {
@@ -78,6 +81,7 @@ impl SalesAgent {
         reservation: Option<Reservation>,
     ) -> Self {
         let slot = slot_id(item.request_id, item.slot_index);
+        let resumed_reserving = sale.resume_to == Some(State::SlotReserving);
         Self {
             deps,
             slot,
@@ -91,6 +95,7 @@ impl SalesAgent {
             reservation,
             hosted: None,
             proof: None,
+            resumed_reserving,
         }
     }
 
@@ -242,6 +247,11 @@ impl SalesAgent {
                     }),
                 );
             }
+            Effect::CanReserveSlot if self.resumed_reserving => {
+                // This host may hold a reservation already, which `canReserveSlot` would count against it.
+                let event = Event::CanReserve { allowed: true, window_later: false };
+                self.spawn_event(ctx, fut::ready(event));
+            }
             Effect::CanReserveSlot => {
                 let window_open = self.window_open;
                 let work = async move {
@@ -257,11 +267,18 @@ impl SalesAgent {
                 );
             }
             Effect::ReserveSlot => {
+                let resumed = std::mem::take(&mut self.resumed_reserving);
                 let work = async move { deps.market.reserve_slot(id, index).await };
                 self.spawn_event(
                     ctx,
                     work.into_actor(self).map(move |result, _, _| match result {
                         Ok(()) => Event::Reserved,
+                        Err(err) if resumed => {
+                            // Most likely reserved by the run that died; the fill will tell (a missing
+                            // reservation makes it revert).
+                            tracing::info!(request_id = %id, slot_index = index, %err, "reserving again failed; going on");
+                            Event::Reserved
+                        }
                         Err(err @ MarketError::Reverted(_)) => {
                             tracing::info!(request_id = %id, slot_index = index, %err, "reservation refused");
                             Event::ReserveRefused
@@ -497,10 +514,9 @@ impl SalesAgent {
         let work = async move {
             let prover = deps.prover.clone().ok_or("no prover: the node has no proving keys (--circuit-dir)")?;
             let cid = cid.ok_or("the request's content is not a CID")?;
-            let manifest = match deps.store.send(GetManifest { cid }).await {
-                Ok(Ok(Some(manifest))) => manifest,
-                _ => return Err("the slot's manifest is not stored here".to_owned()),
-            };
+            let manifest = crate::fetch::manifest_of(&deps.store, None, cid)
+                .await
+                .map_err(|err| format!("the slot's manifest: {err}"))?;
             let (data_path, slots_path) = match hosted {
                 Some(hosted) => (hosted.data_path, hosted.slots_path),
                 None => {
@@ -558,10 +574,7 @@ async fn tree_of(
     if tree.is_some() {
         return tree;
     }
-    match store.send(GetManifest { cid: cid? }).await {
-        Ok(Ok(Some(manifest))) => Some(manifest.tree_cid),
-        _ => None,
-    }
+    crate::fetch::manifest_of(store, None, cid?).await.ok().map(|manifest| manifest.tree_cid)
 }
 
 /// The machine's view of a slot state.
