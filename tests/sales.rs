@@ -182,7 +182,7 @@ fn state_of(host: &BinaryNode, slot: B256) -> Option<String> {
 /// The node's log lines about sales (for failure messages and the test's output).
 fn log_of(node: &BinaryNode) -> String {
     let text = node.log_text();
-    let lines: Vec<&str> = text.lines().filter(|l| l.contains("sale") || l.contains("ERROR") || l.contains("WARN")).collect();
+    let lines: Vec<&str> = text.lines().filter(|l| ["sale", "proof", "prov", "challenge", "ERROR", "WARN", "panic"].iter().any(|w| l.contains(w))).collect();
     lines[lines.len().saturating_sub(80)..].join("\n")
 }
 

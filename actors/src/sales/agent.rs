@@ -298,6 +298,7 @@ impl SalesAgent {
                         if u16::from(pointer) < 256 - u16::from(deps.downtime) {
                             break;
                         }
+                        tracing::info!(request_id = %id, slot_index = index, pointer, "challenge about to change: waiting a period");
                     }
                     Ok::<_, MarketError>(())
                 };
@@ -538,7 +539,9 @@ impl SalesAgent {
             }
             let challenge = deps.market.get_challenge(slot).await.map_err(|e| e.to_string())?;
             let files = SlotFiles { manifest, slot_index: index, data_path, slots_path };
+            let started = std::time::Instant::now();
             let proof = prover.prove(files, challenge.0).await.map_err(|e| e.to_string())?;
+            tracing::info!(slot_index = index, ms = started.elapsed().as_millis() as u64, "slot proven");
             let mut proof = Groth16Proof::from(&proof.proof);
             if invalid {
                 proof.a.x ^= U256::from(1u8);
