@@ -68,7 +68,10 @@ async fn enable(node: &actix::Addr<NodeActor>, chain: &LocalChain, deployment: &
         poll_interval: Duration::from_millis(200),
     };
     let purchasing = PurchasingConfig { check_interval: Duration::from_millis(300) };
-    node.send(EnableMarketplace { chain: chain_config, purchasing, sales: Default::default() }).await.unwrap().expect("marketplace enabled");
+    node.send(EnableMarketplace { chain: chain_config, purchasing, sales: Default::default() })
+        .await
+        .unwrap()
+        .expect("marketplace enabled");
 }
 
 fn body(duration: u64, expiry: u64) -> String {

@@ -120,11 +120,7 @@ impl Testnet {
             for log in provider.get_logs(&filter).await.unwrap() {
                 let event = Marketplace::SlotFilled::decode_log(&log.inner).unwrap();
                 if event.requestId == id {
-                    let block = provider
-                        .get_block_by_number(log.block_number.unwrap().into())
-                        .await
-                        .unwrap()
-                        .unwrap();
+                    let block = provider.get_block_by_number(log.block_number.unwrap().into()).await.unwrap().unwrap();
                     out.push((event.slotIndex, block.header.timestamp));
                 }
             }
@@ -174,6 +170,11 @@ fn assert_whole(host: &BinaryNode, name: &str) {
     }
 }
 
+fn patch(host: &BinaryNode, path: &str, body: &str) -> (u16, String) {
+    let mut response = harness::agent().patch(format!("{}{path}", host.url)).send(body).expect("request");
+    (response.status().as_u16(), response.body_mut().read_to_string().expect("body"))
+}
+
 fn state_of(host: &BinaryNode, slot: B256) -> Option<String> {
     let (status, body) = host.get_text(&format!("/sales/slots/{slot}"));
     (status == 200).then(|| serde_json::from_str::<Value>(&body).unwrap()["state"].as_str().unwrap().to_owned())
@@ -182,7 +183,10 @@ fn state_of(host: &BinaryNode, slot: B256) -> Option<String> {
 /// The node's log lines about sales (for failure messages and the test's output).
 fn log_of(node: &BinaryNode) -> String {
     let text = node.log_text();
-    let lines: Vec<&str> = text.lines().filter(|l| ["sale", "proof", "prov", "challenge", "ERROR", "WARN", "panic"].iter().any(|w| l.contains(w))).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| ["sale", "proof", "prov", "challenge", "ERROR", "WARN", "panic"].iter().any(|w| l.contains(w)))
+        .collect();
     lines[lines.len().saturating_sub(80)..].join("\n")
 }
 
@@ -239,7 +243,8 @@ fn three_hosts_fill_prove_and_are_paid_one_surviving_a_kill() {
     });
     let filled = net.filled_at(id);
     assert_eq!(filled.len(), 3, "three fills: {filled:?}");
-    let slot_size = U256::from(net.runtime.block_on(async { net.market().getRequest(id).call().await }).unwrap().ask.slotSize);
+    let slot_size =
+        U256::from(net.runtime.block_on(async { net.market().getRequest(id).call().await }).unwrap().ask.slotSize);
     let mut payouts = Vec::new();
     for ((host, account), before) in hosts.iter().zip(&before) {
         let after = net.balance(*account);
@@ -269,7 +274,22 @@ fn an_unfilled_request_expires_and_hosts_get_everything_back() {
         (2..=3).map(|account| (net.node(&format!("host{account}"), account, Some(&spr), None), account)).collect();
     let space_before: Vec<Value> = hosts.iter().map(|(host, _)| host.space()).collect();
     for (host, _) in &hosts {
-        offer(host);
+        let availability = offer(host);
+        // The REST rules with a live SalesActor: more than the quota, a bad PATCH, an unknown id.
+        let too_big = AVAILABILITY.replace("67108864", "4294967296");
+        let (status, body) = host.post("/sales/availability", too_big.as_bytes());
+        assert_eq!(status, 422, "{body}");
+        assert!(body.contains("quota"), "{body}");
+        let id = availability["id"].as_str().unwrap();
+        assert_eq!(patch(host, &format!("/sales/availability/{id}"), r#"{"duration": 7200}"#).0, 204);
+        let (status, body) = patch(host, &format!("/sales/availability/{id}"), r#"{"freeSize": 1}"#);
+        assert_eq!(status, 422, "{body}");
+        let (status, body) = patch(host, &format!("/sales/availability/{id}"), r#"{"totalSize": 0}"#);
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(patch(host, &format!("/sales/availability/0x{}", "ab".repeat(32)), "{}").0, 404);
+        let listed = host.json("/sales/availability");
+        assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+        assert_eq!(listed[0]["duration"], 7200, "{listed}");
     }
     let before: Vec<U256> = hosts.iter().map(|(_, account)| net.balance(*account)).collect();
     let cid = client.upload(&data(1 << 20, 6));

@@ -4,15 +4,15 @@
 //! [`NodeError::NoPersistence`].
 
 use super::{DatasetStored, NodeActor, NodeError};
+use crate::chain::actor::GetMarket;
 use crate::chain::actor::{ChainActor, ChainConfig, ChainEvents, GetConfiguration, StopChain};
 use crate::chain::market::{MarketEvent, RequestId};
 use crate::protect::protect_dataset;
-use crate::chain::actor::GetMarket;
-use crate::sales::{GetSalesSummary, SalesActor, SalesConfig, SalesEvents, SalesSummary};
 use crate::purchasing::{
     CheckStorageParams, GetPurchase as GetPurchaseRecord, ListPurchaseIds, Purchase, PurchaseError, PurchaseEvent,
     PurchasingActor, PurchasingConfig, StopPurchasing, StorageParams, SubmitPurchase,
 };
+use crate::sales::{GetSalesSummary, SalesActor, SalesConfig, SalesEvents, SalesSummary};
 use actix::prelude::*;
 use alloy::primitives::Address;
 use codex_protocol::Cid;
@@ -97,7 +97,8 @@ impl Handler<EnableMarketplace> for NodeActor {
                     .map_err(|_| PurchaseError::ChainGone)?
                     .map_err(PurchaseError::from)?;
                 let purchasing =
-                    PurchasingActor::start(msg.purchasing, config.clone(), account, chain.clone(), store.clone()).await?;
+                    PurchasingActor::start(msg.purchasing, config.clone(), account, chain.clone(), store.clone())
+                        .await?;
                 let market = chain.send(GetMarket).await.map_err(|_| PurchaseError::ChainGone)?;
                 let sales = SalesActor::start(msg.sales, market, config, store, me, prover).await?;
                 Ok(MarketActors { chain, purchasing, sales })

@@ -33,7 +33,9 @@ use codex_protocol::sales::window::Window;
 use codex_protocol::sales::{Availability, RequestId, Reservation, SlotId, SlotQueueItem};
 
 use super::agent::{AgentDeps, GetSaleInfo, SaleInput, SaleRecord, SalesAgent, StopAgent};
-use super::queue::{AvailabilityChanged, ProcessSlot, PushSlots, RemoveRequest, RemoveSlot, ReturnWorker, SlotQueueActor};
+use super::queue::{
+    AvailabilityChanged, ProcessSlot, PushSlots, RemoveRequest, RemoveSlot, ReturnWorker, SlotQueueActor,
+};
 use super::*;
 use crate::chain::market::{
     Ask, ChainEvent, Market, MarketEvent, MarketplaceConfig, OnChainMarket, RequestState, SlotState, slot_id,
@@ -235,19 +237,18 @@ impl SalesActor {
             MarketEvent::StorageRequested { id, ask, expires_at } => {
                 let market = self.market.clone();
                 let block = event.block;
-                ctx.spawn(async move { market.block_info(block).await }.into_actor(self).map(
-                    move |info, act, _| match info {
+                ctx.spawn(async move { market.block_info(block).await }.into_actor(self).map(move |info, act, _| {
+                    match info {
                         Ok(Some((start, seed))) => {
                             let window = Window { seed, start, expiry: expires_at.saturating_sub(start) };
                             let collateral = ask.collateralPerByte.saturating_mul(U256::from(ask.slotSize));
-                            let items =
-                                act.items_for(id, &ask, Some(expires_at), &window, 0..ask.slots, collateral);
+                            let items = act.items_for(id, &ask, Some(expires_at), &window, 0..ask.slots, collateral);
                             act.push(items);
                         }
                         Ok(None) => tracing::warn!(block, "the block of a StorageRequested log is unknown"),
                         Err(err) => tracing::warn!(%err, request_id = %id, "cannot read a request's block"),
-                    },
-                ));
+                    }
+                }));
             }
             MarketEvent::SlotFreed { id, index } => {
                 let (market, block) = (self.market.clone(), event.block);
@@ -335,10 +336,10 @@ impl SalesActor {
             while from <= head {
                 let to = head.min(from + crate::chain::market::MAX_LOG_RANGE - 1);
                 for event in market.events(from, to).await? {
-                    if let MarketEvent::StorageRequested { id, .. } = &event.event {
-                        if market.request_state(*id).await? == Some(RequestState::New) {
-                            open.push(event);
-                        }
+                    if let MarketEvent::StorageRequested { id, .. } = &event.event
+                        && market.request_state(*id).await? == Some(RequestState::New)
+                    {
+                        open.push(event);
                     }
                 }
                 from = to + 1;
@@ -381,10 +382,10 @@ impl SalesActor {
             }
             let mut unrecorded = Vec::new();
             for slot in &mine {
-                if !records.iter().any(|(s, _)| s == slot) {
-                    if let Some((request, index)) = market.get_active_slot(*slot).await? {
-                        unrecorded.push((*slot, request, index));
-                    }
+                if !records.iter().any(|(s, _)| s == slot)
+                    && let Some((request, index)) = market.get_active_slot(*slot).await?
+                {
+                    unrecorded.push((*slot, request, index));
                 }
             }
             Ok::<_, crate::chain::market::MarketError>((records, mine, resumable, unrecorded))
@@ -503,9 +504,13 @@ impl Actor for SalesActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let queue =
-            SlotQueueActor::new(self.config.queue_size, self.config.max_workers, self.clock.clone(), ctx.address().recipient())
-                .start();
+        let queue = SlotQueueActor::new(
+            self.config.queue_size,
+            self.config.max_workers,
+            self.clock.clone(),
+            ctx.address().recipient(),
+        )
+        .start();
         self.queue = Some(queue);
         // The chain's clock, read every few seconds (agents and the queue extrapolate between reads).
         ctx.run_interval(Duration::from_secs(5), |act, ctx| {
@@ -619,7 +624,9 @@ impl Handler<Reserve> for SalesActor {
             reservations: vec![reservation.clone()],
             ..Default::default()
         };
-        AtomicResponse::new(Box::pin(self.commit(next, commit).map(move |result, _, _| result.map(|()| Some(reservation)))))
+        AtomicResponse::new(Box::pin(
+            self.commit(next, commit).map(move |result, _, _| result.map(|()| Some(reservation))),
+        ))
     }
 }
 
@@ -643,8 +650,10 @@ impl Handler<ReleaseReservedBytes> for SalesActor {
         if released == 0 {
             return AtomicResponse::new(Box::pin(fut::ready(Ok(()))));
         }
-        let commit =
-            CommitSales { reservations: next.reservation(&msg.reservation).cloned().into_iter().collect(), ..Default::default() };
+        let commit = CommitSales {
+            reservations: next.reservation(&msg.reservation).cloned().into_iter().collect(),
+            ..Default::default()
+        };
         AtomicResponse::new(Box::pin(self.commit(next, commit)))
     }
 }

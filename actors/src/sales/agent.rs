@@ -16,7 +16,7 @@ use codex_protocol::sales::machine::{ChainSlotState, Effect, Event, Sale, State}
 use codex_protocol::sales::{Reservation, SlotId, SlotQueueItem};
 use serde::{Deserialize, Serialize};
 
-use super::actor::{AgentEnded, AgentFilled, ProofCounted, ReleaseReservedBytes, Reserve, SaveSale, SalesActor};
+use super::actor::{AgentEnded, AgentFilled, ProofCounted, ReleaseReservedBytes, Reserve, SalesActor, SaveSale};
 use super::{ChainClock, SlotAgentInfo};
 use crate::chain::market::{Groth16Proof, Market, MarketError, OnChainMarket, Request, RequestId, SlotState, slot_id};
 use crate::node::{HostSlot, NodeActor, RepairSlot};
@@ -424,7 +424,11 @@ impl SalesAgent {
                 let work = async move {
                     if let Some(tree) = tree_of(&deps.store, tree, cid).await {
                         let reason = "the sale is over".to_owned();
-                        deps.store.send(DropSlot { tree, reason }).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+                        deps.store
+                            .send(DropSlot { tree, reason })
+                            .await
+                            .map_err(|e| e.to_string())?
+                            .map_err(|e| e.to_string())?;
                     }
                     Ok::<_, String>(())
                 };
@@ -462,16 +466,16 @@ impl SalesAgent {
         let wait = expires_at.saturating_sub(self.deps.clock.now()) + 1;
         ctx.run_later(Duration::from_secs(wait), move |act, ctx| {
             let (market, id) = (act.deps.market.clone(), act.request_id());
-            ctx.spawn(async move { market.request_state(id).await }.into_actor(act).map(
-                move |state, act, ctx| match state {
+            ctx.spawn(async move { market.request_state(id).await }.into_actor(act).map(move |state, act, ctx| {
+                match state {
                     Ok(Some(crate::chain::market::RequestState::Cancelled)) => act.apply(Event::Cancelled, ctx),
                     Ok(Some(crate::chain::market::RequestState::New)) | Err(_) => {
                         // The chain's clock lags ours, or it did not answer: ask again shortly.
                         act.arm_cancel_timer(act.deps.clock.now() + 2, ctx)
                     }
                     _ => {}
-                },
-            ));
+                }
+            }));
         });
     }
 

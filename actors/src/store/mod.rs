@@ -23,22 +23,22 @@ mod actor;
 mod downloads;
 mod handlers;
 mod market;
-mod sales;
 mod messages;
 mod partial;
 mod progress;
 mod quota;
 mod repo;
+mod sales;
 mod tables;
 mod treefile;
 
 pub use actor::StoreActor;
 pub use market::{GetChainCursor, ListPurchases, PutPurchase, SaveChainCursor};
-pub use sales::{CommitSales, LoadSales, SalesRecords, SetBlockExpiry};
 pub use messages::*;
 pub use progress::{DownloadStatus, LeafOutcome, Progress};
 pub use quota::{QuotaClaim, QuotaGate, Space};
 pub use repo::{CommitOutcome, Counters, DeleteOutcome, DownloadRecord, TreeRecord, remove_in_background};
+pub use sales::{CommitSales, LoadSales, SalesRecords, SetBlockExpiry};
 pub use tables::SCHEMA_VERSION;
 
 use actix::prelude::*;

@@ -206,18 +206,19 @@ mod tests {
     #[actix_rt::test]
     async fn sales_rows_and_the_reserved_counter_commit_together_within_the_quota() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = StoreConfig { repo_dir: dir.path().join("repo"), quota_max: 1000, block_ttl: None, sweep_batch: 10 };
+        let config =
+            StoreConfig { repo_dir: dir.path().join("repo"), quota_max: 1000, block_ttl: None, sweep_batch: 10 };
         {
             let actor = StoreActor::open(config.clone()).expect("open");
             let quota = actor.quota();
             let store = actor.start();
-            let commit = CommitSales { availabilities: vec![availability(600)], reserved: Some(600), ..Default::default() };
+            let commit =
+                CommitSales { availabilities: vec![availability(600)], reserved: Some(600), ..Default::default() };
             store.send(commit).await.expect("mailbox").expect("fits");
             assert_eq!(quota.space().quota_reserved_bytes, 600);
             let mut bigger = availability(1200);
             bigger.id = B256::repeat_byte(2);
-            let refused =
-                CommitSales { availabilities: vec![bigger], reserved: Some(1800), ..Default::default() };
+            let refused = CommitSales { availabilities: vec![bigger], reserved: Some(1800), ..Default::default() };
             let err = store.send(refused).await.expect("mailbox").expect_err("over the quota");
             assert!(matches!(err, StoreError::QuotaExceeded { .. }), "{err}");
             assert_eq!(quota.space().quota_reserved_bytes, 600, "a refused commit changes nothing");
