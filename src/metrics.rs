@@ -85,3 +85,42 @@ impl Default for Metrics {
         Self::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sales_figures_are_rendered_with_persistence_only() {
+        let metrics = Metrics::new();
+        let space = Space {
+            total_blocks: 1,
+            quota_max_bytes: 10,
+            quota_used_bytes: 2,
+            quota_reserved_bytes: 3,
+            pending_bytes: 0,
+        };
+        let without = metrics.render(&space, None);
+        assert!(without.contains("codex_repostore_bytes_used 2"), "{without}");
+        assert!(!without.contains("codex_sales{"), "{without}");
+        let summary = SalesSummary {
+            by_state: vec![("SaleDownloading", 2), ("SaleProving", 1)],
+            reserved_bytes: 1000,
+            locked_collateral: alloy::primitives::U256::from(77u8),
+            proofs_submitted: 5,
+            proofs_failed: 1,
+            ..SalesSummary::default()
+        };
+        let with = metrics.render(&space, Some(&summary));
+        for line in [
+            "codex_sales{state=\"SaleDownloading\"} 2",
+            "codex_sales{state=\"SaleProving\"} 1",
+            "codex_sales_bytes_reserved 1000",
+            "codex_sales_collateral_locked 77",
+            "codex_sales_proofs_submitted 5",
+            "codex_sales_proofs_failed 1",
+        ] {
+            assert!(with.contains(line), "{line} in {with}");
+        }
+    }
+}

@@ -189,12 +189,7 @@ impl SalesActor {
         collateral: U256,
     ) -> Vec<(SlotQueueItem, u64)> {
         let signer: Address = self.market.signer();
-        let valid_until = self.clock.now().saturating_add(ask.duration);
-        let matches = self
-            .ledger
-            .find_availability(ask.slotSize, ask.duration, ask.pricePerBytePerSecond, collateral, valid_until)
-            .is_some();
-        if !matches {
+        if !self.could_take(ask, collateral) {
             tracing::debug!(request_id = %id, "no availability can take this request: not queued");
             return Vec::new();
         }
@@ -217,6 +212,15 @@ impl SalesActor {
             .collect()
     }
 
+    /// Whether some availability could take a slot of `ask` now (checked before anything is read from the
+    /// chain about the request).
+    fn could_take(&self, ask: &Ask, collateral: U256) -> bool {
+        let valid_until = self.clock.now().saturating_add(ask.duration);
+        self.ledger
+            .find_availability(ask.slotSize, ask.duration, ask.pricePerBytePerSecond, collateral, valid_until)
+            .is_some()
+    }
+
     fn push(&mut self, items: Vec<(SlotQueueItem, u64)>) {
         if items.is_empty() {
             return;
@@ -235,13 +239,17 @@ impl SalesActor {
     fn on_event(&mut self, event: ChainEvent, ctx: &mut Context<Self>) {
         match event.event {
             MarketEvent::StorageRequested { id, ask, expires_at } => {
+                let collateral = ask.collateralPerByte.saturating_mul(U256::from(ask.slotSize));
+                if !self.could_take(&ask, collateral) {
+                    tracing::debug!(request_id = %id, "no availability can take this request: not queued");
+                    return;
+                }
                 let market = self.market.clone();
                 let block = event.block;
                 ctx.spawn(async move { market.block_info(block).await }.into_actor(self).map(move |info, act, _| {
                     match info {
                         Ok(Some((start, seed))) => {
                             let window = Window { seed, start, expiry: expires_at.saturating_sub(start) };
-                            let collateral = ask.collateralPerByte.saturating_mul(U256::from(ask.slotSize));
                             let items = act.items_for(id, &ask, Some(expires_at), &window, 0..ask.slots, collateral);
                             act.push(items);
                         }
