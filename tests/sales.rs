@@ -202,15 +202,19 @@ fn three_hosts_fill_prove_and_are_paid_one_surviving_a_kill() {
     }
     let before: Vec<U256> = hosts.iter().map(|(_, account)| net.balance(*account)).collect();
 
-    let cid = client.upload(&data(1 << 20, 5));
+    let cid = client.upload(&data(16 << 20, 5));
     let (duration, expiry) = (150, 90);
     let id = buy(&client, &cid, duration, expiry);
     let slots: Vec<B256> = (0..3).map(|index| slot_id(id, index)).collect();
 
-    // Kill the second host as soon as it is selling a slot before the fill; restart it on the same data.
+    // Kill the second host while it downloads its slot (a 8 MiB slot: the download and the slot check take a
+    // second or two), or at the latest before its fill; restart it on the same data.
     let (victim, account) = hosts.remove(1);
-    let (killed_in, slot) = wait_for("the second host to start a sale", Duration::from_secs(120), || {
-        slots.iter().find_map(|slot| state_of(&victim, *slot).map(|state| (state, *slot)))
+    let (killed_in, slot) = wait_for("the second host to download a slot", Duration::from_secs(120), || {
+        slots.iter().find_map(|slot| {
+            let state = state_of(&victim, *slot)?;
+            ["SaleDownloading", "SaleInitialProving", "SaleFilling"].contains(&state.as_str()).then_some((state, *slot))
+        })
     });
     let ports = (victim.api_port, victim.p2p_port);
     victim.kill();

@@ -5,7 +5,7 @@
 #    queue and reservation, download + slot check (slot tree rebuilt and compared), waiting for a period with a
 #    stable challenge, the proof (SAMPLES, default 5), and the fill on chain; as ratios to the ingest of the same
 #    file on the client (POST /data, the baseline, same run).
-# 2. Slots processed per minute by the host with REQUESTS (default 12) small (1 MiB) requests queued at once
+# 2. Slots processed per minute by the host with REQUESTS (default 8) small (1 MiB) requests queued at once
 #    (one slot per request per host; 3 workers), from the first request to the last fill.
 # 3. Memory per active SalesAgent: the host's resident memory with those REQUESTS sales filled and proving,
 #    minus before them, divided by REQUESTS (an upper bound: it includes the allocator's growth).
@@ -16,9 +16,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/codex-target}"
 SIZE_MIB="${SIZE_MIB:-100}"
-REQUESTS="${REQUESTS:-12}"
+REQUESTS="${REQUESTS:-8}"
 SAMPLES="${SAMPLES:-5}"
-PERIOD="${PERIOD:-20}"
+PERIOD="${PERIOD:-30}"
 WORK="${BENCH_DIR:-$HOME/.cache/codex-bench-sales}"
 CPORT="${PORT:-18290}"
 HPORT=$((CPORT + 1))
@@ -31,8 +31,14 @@ ANVIL=$(contracts/setup.sh)
 rm -rf "$WORK" && mkdir -p "$WORK"
 PIDS=()
 cleanup() {
+  status=$?
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null; rm -rf "$WORK"
+  wait 2>/dev/null
+  if [ "$status" -ne 0 ]; then
+    echo "failed (exit $status); the nodes' last log lines:" >&2
+    for log in "$WORK"/*.log; do echo "--- $log" >&2; tail -5 "$log" >&2; done
+  fi
+  rm -rf "$WORK"
 }
 trap cleanup EXIT
 now() { date +%s.%N; }
@@ -60,7 +66,7 @@ start() { # name port account-key p2p-port [bootstrap]
   for _ in $(seq 300); do curl -sf "http://127.0.0.1:$2/api/codex/v1/space" > /dev/null && break; sleep 0.1; done
 }
 start client "$CPORT" client.key $((CPORT + 3))
-SPR=$(curl -sf "$CAPI/spr")
+SPR=$(curl -sf "$CAPI/spr" | json v.spr)
 start host "$HPORT" host.key $((CPORT + 4)) "$SPR"
 HOST_PID=${PIDS[-1]}
 curl -sf -X POST -d "{\"totalSize\": $(( SIZE_MIB * 3 * 1024 * 1024 )), \"duration\": 36000, \"minPricePerBytePerSecond\": \"1\", \"totalCollateral\": \"1000000000000000\"}" \
@@ -112,7 +118,7 @@ done
 before_rss=$(rss); before_fills=$(fills)
 t2=$(now)
 for i in $(seq "$REQUESTS"); do buy "${SMALL[$i]}" 600 > /dev/null; done
-for _ in $(seq 900); do [ "$(( $(fills) - before_fills ))" -ge "$REQUESTS" ] && break; sleep 1; done
+for _ in $(seq 400); do [ "$(( $(fills) - before_fills ))" -ge "$REQUESTS" ] && break; sleep 1; done
 t3=$(now)
 sleep 5
 after_rss=$(rss)

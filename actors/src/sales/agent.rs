@@ -20,7 +20,7 @@ use super::actor::{AgentEnded, AgentFilled, ProofCounted, ReleaseReservedBytes, 
 use super::{ChainClock, SlotAgentInfo};
 use crate::chain::market::{Groth16Proof, Market, MarketError, OnChainMarket, Request, RequestId, SlotState, slot_id};
 use crate::node::{HostSlot, NodeActor, RepairSlot};
-use crate::prover::{Prover, SlotFiles};
+use crate::prover::{Prover, ProverError, SlotFiles};
 use crate::slot_host::HostedSlot;
 use crate::store::{DropSlot, SetBlockExpiry, StoreActor};
 
@@ -541,10 +541,37 @@ impl SalesAgent {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
-            let challenge = deps.market.get_challenge(slot).await.map_err(|e| e.to_string())?;
             let files = SlotFiles { manifest, slot_index: index, data_path, slots_path };
             let started = std::time::Instant::now();
-            let proof = prover.prove(files, challenge.0).await.map_err(|e| e.to_string())?;
+            let period = deps.period.max(1);
+            // A proof answers its period's challenge: one finished too late for its period (other sales kept
+            // the prover busy) would be refused on chain. A fill proves again for the next period (up to three
+            // times); a periodic proof is missed.
+            let mut attempts = 0;
+            let proof = loop {
+                attempts += 1;
+                let proving_period = deps.clock.now() / period;
+                let challenge = deps.market.get_challenge(slot).await.map_err(|e| e.to_string())?;
+                let deadline = (proving_period + 1) * period;
+                let proof = loop {
+                    match prover.prove(files.clone(), challenge.0).await {
+                        // The prover refuses work beyond its queue: try again while the period lasts.
+                        Err(ProverError::Busy { .. }) if deps.clock.now() < deadline => {
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                        other => break other.map_err(|e| e.to_string())?,
+                    }
+                };
+                // Two seconds for the transaction to be mined in the same period.
+                if deps.clock.now() + 2 < deadline {
+                    break proof;
+                }
+                tracing::info!(slot_index = index, attempts, "proof too late for its period");
+                if proving || attempts >= 3 {
+                    return Err("the proof was made too late for its period".to_owned());
+                }
+                sleep_until_next_period(&deps.clock, period).await;
+            };
             tracing::info!(slot_index = index, ms = started.elapsed().as_millis() as u64, "slot proven");
             let mut proof = Groth16Proof::from(&proof.proof);
             if invalid {
