@@ -1,7 +1,7 @@
 //! The storage endpoints of the Codex API (marketplace, as a client): `POST /storage/request/{cid}`,
 //! `GET /storage/purchases`, `GET /storage/purchases/{id}`. Without persistence they answer 503 with a message.
 //! The host's endpoints (`/sales/…`, selling storage) are in [`super::sales`], registered from [`routes`];
-//! both read their bodies with [`super::body`].
+//! both read their bodies with `super::body`.
 
 use super::body::{parse_json, uint256};
 use super::{ApiError, ApiState};

@@ -9,7 +9,7 @@
 //!   (SlotAgent), 404 when this host is not filling it.
 //!
 //! Ids are 32 bytes in hex, with or without `0x` (400 otherwise); amounts are decimal strings or JSON numbers
-//! ([`super::body::Amount`]). A body that is not valid JSON of the right shape is a 400 with serde's reason; the
+//! (`super::body::Amount`). A body that is not valid JSON of the right shape is a 400 with serde's reason; the
 //! SalesActor's refusals are 422 with its message, unknown ids 404, and without persistence every endpoint
 //! answers 503 (see [`ApiError`]).
 

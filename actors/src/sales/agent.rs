@@ -319,10 +319,19 @@ impl SalesAgent {
                 };
                 self.spawn_event(
                     ctx,
-                    work.into_actor(self).map(|result, _, _| match result {
+                    work.into_actor(self).map(move |result, _, _| match result {
                         Ok(()) => Event::FillMined,
                         Err(err) if err.revert_name().as_deref() == Some("Marketplace_SlotNotFree") => {
                             Event::SlotNotFree
+                        }
+                        // The proof answered the period before the one the transaction landed in (an estimate
+                        // passes, the mined transaction fails), or was refused outright for that reason.
+                        Err(err @ (MarketError::TransactionFailed { .. } | MarketError::Reverted(_)))
+                            if matches!(&err, MarketError::TransactionFailed { .. })
+                                || err.revert_name().as_deref() == Some("Proofs_InvalidProof") =>
+                        {
+                            tracing::info!(request_id = %id, slot_index = index, %err, "fill's proof went stale");
+                            Event::ProofStale
                         }
                         Err(err) => Event::Error(format!("fillSlot: {err}")),
                     }),

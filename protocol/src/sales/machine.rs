@@ -12,7 +12,7 @@
 //! | SlotReserving | CanReserveSlot, then ReserveSlot | reserved → Downloading; cannot reserve now → Ignored (reprocess when the window opens) or Ignored; reserve refused → Ignored |
 //! | Downloading | Store | stored → InitialProving; SlotFilled → Filled |
 //! | InitialProving | WaitStableChallenge, then Prove | proof → Filling |
-//! | Filling | FillSlot | mined → Filled; slot not free → Ignored |
+//! | Filling | FillSlot | mined → Filled; slot not free → Ignored; proof stale (landed a period late) → InitialProving, at most 3 fills |
 //! | Filled | GetHost, then UpdateExpiry | host is me → Proving (ProvingSimulated when simulating); another host → Errored |
 //! | Proving | ReadProofStatus; Prove + SubmitProof when required; WaitNextPeriod | Finished → Payout; Repair, Free, Paid → Errored; proof errors wait for the next period |
 //! | Payout | FreeSlot | freed → Finished |
@@ -195,6 +195,9 @@ pub enum Event {
     FillMined,
     /// `fillSlot` reverted: another host filled it first.
     SlotNotFree,
+    /// `fillSlot` failed because its proof answered an earlier period's challenge (the transaction landed in the
+    /// next period): the fill is proven again, at most [`MAX_FILL_ATTEMPTS`] times in all.
+    ProofStale,
     HostRead {
         is_me: bool,
     },
@@ -240,7 +243,13 @@ pub struct Sale {
     /// A resumed sale: the state it goes back to once its request is loaded.
     #[serde(default)]
     pub resume_to: Option<State>,
+    /// Fills sent so far.
+    #[serde(default)]
+    pub fill_attempts: u32,
 }
+
+/// Most fills a sale sends (a fill whose proof went stale is proven and sent again).
+pub const MAX_FILL_ATTEMPTS: u32 = 3;
 
 impl Sale {
     /// A new sale of a slot from the queue: Preparing, with its entry effects.
@@ -272,6 +281,7 @@ impl Sale {
             proofs: 0,
             done: false,
             resume_to: None,
+            fill_attempts: 0,
         };
         let effects = sale.enter(state);
         (sale, effects)
@@ -295,7 +305,10 @@ impl Sale {
             State::SlotReserving => vec![Effect::CanReserveSlot],
             State::Downloading => vec![Effect::Store { is_repairing: self.is_repairing }],
             State::InitialProving => vec![Effect::WaitStableChallenge],
-            State::Filling => vec![Effect::FillSlot { is_repairing: self.is_repairing }],
+            State::Filling => {
+                self.fill_attempts += 1;
+                vec![Effect::FillSlot { is_repairing: self.is_repairing }]
+            }
             State::Filled => vec![Effect::GetHost],
             State::Proving | State::ProvingSimulated => vec![Effect::ReadProofStatus],
             State::Payout | State::Failed | State::Cancelled => vec![Effect::FreeSlot],
@@ -388,6 +401,10 @@ impl Sale {
                 self.enter(State::Filled)
             }
             (State::Filling, Event::SlotNotFree) => self.enter(State::Ignored { reprocess: Reprocess::No }),
+            (State::Filling, Event::ProofStale) if self.fill_attempts < MAX_FILL_ATTEMPTS => {
+                self.enter(State::InitialProving)
+            }
+            (State::Filling, Event::ProofStale) => self.errored("every fill's proof went stale"),
 
             (State::Filled, Event::HostRead { is_me: true }) => {
                 self.deposited = true;

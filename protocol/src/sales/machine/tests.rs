@@ -145,6 +145,7 @@ fn every_event() -> Vec<Event> {
         Event::ProofReady,
         Event::FillMined,
         Event::SlotNotFree,
+        Event::ProofStale,
         Event::HostRead { is_me: true },
         Event::HostRead { is_me: false },
         Event::ExpiryUpdated,
@@ -184,7 +185,7 @@ fn applies(state: &State, event: &Event) -> bool {
         }
         State::Downloading => vec![Event::Stored, Event::SlotFilled],
         State::InitialProving => vec![Event::ChallengeReady, Event::ProofReady],
-        State::Filling => vec![Event::FillMined, Event::SlotNotFree],
+        State::Filling => vec![Event::FillMined, Event::SlotNotFree, Event::ProofStale],
         State::Filled => vec![Event::HostRead { is_me: true }, Event::ExpiryUpdated],
         State::Proving | State::ProvingSimulated => vec![
             proof_status(ChainSlotState::Filled, true),
@@ -977,4 +978,30 @@ fn a_failed_proof_inside_errored_goes_on_with_the_clean_up() {
     assert_eq!(sale.step(Event::Error("boom".into())), vec![Effect::Clear]);
     let effects = sale.step(Event::ProofFailed("late".into()));
     assert_eq!(effects, vec![Effect::CleanUp { collateral: Collateral::Reserved, reprocess: Reprocess::No }]);
+}
+
+#[test]
+fn a_fill_whose_proof_went_stale_is_proven_again_three_times_at_most() {
+    let (mut sale, _) = Sale::new(0);
+    run(
+        &mut sale,
+        [
+            Event::RequestLoaded { expires_at: 9 },
+            Event::SlotStateRead(ChainSlotState::Free),
+            Event::ReservationMade,
+            Event::CanReserve { allowed: true, window_later: false },
+            Event::Reserved,
+            Event::Stored,
+            Event::ChallengeReady,
+            Event::ProofReady,
+        ],
+    );
+    for attempt in 1..MAX_FILL_ATTEMPTS {
+        assert_eq!(sale.state, State::Filling, "fill {attempt}");
+        assert_eq!(sale.step(Event::ProofStale), vec![Effect::WaitStableChallenge], "fill {attempt}");
+        run(&mut sale, [Event::ChallengeReady, Event::ProofReady]);
+    }
+    assert_eq!(sale.fill_attempts, MAX_FILL_ATTEMPTS);
+    assert_eq!(sale.step(Event::ProofStale), vec![Effect::Clear]);
+    assert!(matches!(sale.state, State::Errored { .. }));
 }
