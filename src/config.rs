@@ -218,6 +218,13 @@ pub struct Settings {
     pub marketplace_address: Option<String>,
     /// Samples per proof the keys in the circuit directory must have been made for.
     pub proof_samples: Option<usize>,
+    /// Run a validator (with persistence).
+    pub validator: bool,
+    /// Most slots the validator watches; 0 = no limit.
+    pub validator_max_slots: usize,
+    /// Validators splitting the slots (2–65535); `None`: this one watches all.
+    pub validator_groups: Option<u32>,
+    pub validator_group_index: u32,
 }
 
 /// The default data directory: `~/.cache/codex`, as the original on Linux.
@@ -263,6 +270,10 @@ impl Default for Settings {
             eth_private_key: None,
             marketplace_address: None,
             proof_samples: None,
+            validator: false,
+            validator_max_slots: 1000,
+            validator_groups: None,
+            validator_group_index: 0,
         }
     }
 }

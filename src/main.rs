@@ -15,7 +15,7 @@ use codex::{client, datadir};
 use codex_actors::blockexc::BlockExchangeConfig;
 use codex_actors::maintenance::MaintenanceConfig;
 use codex_actors::network::{Nat, NetworkConfig, parse_bootstrap};
-use codex_actors::node::{GetSalesMetrics, GetSpace, NodeActor, NodeConfig, NodeError, StopNode};
+use codex_actors::node::{GetSalesMetrics, GetSpace, GetValidatorMetrics, NodeActor, NodeConfig, NodeError, StopNode};
 use codex_actors::prover::ProverConfig;
 use codex_actors::store::StoreConfig;
 use std::process::ExitCode;
@@ -140,6 +140,9 @@ async fn serve(settings: Settings, node_config: NodeConfig, log: telemetry::LogC
                     let (metrics, node) = (metrics.clone(), node.clone());
                     async move {
                         let sales = node.send(GetSalesMetrics).await.ok().flatten();
+                        if let Some(info) = node.send(GetValidatorMetrics).await.ok().flatten() {
+                            metrics.set_validator(&info);
+                        }
                         match node.send(GetSpace).await {
                             Ok(space) => HttpResponse::Ok()
                                 .content_type("text/plain; version=0.0.4")
@@ -220,6 +223,14 @@ async fn enable_marketplace(settings: &Settings, node: &actix::Addr<NodeActor>) 
             chain,
             purchasing: PurchasingConfig::default(),
             sales: SalesConfig { simulate_proof_failures: settings.simulate_proof_failures, ..SalesConfig::default() },
+            validator: match settings.validator {
+                true => Some(codex_actors::validator::ValidatorConfig {
+                    max_slots: settings.validator_max_slots,
+                    groups: codex::persistence::validator_groups(settings)?,
+                    ..Default::default()
+                }),
+                false => None,
+            },
         })
         .await
         .context("the node stopped")?

@@ -3,10 +3,13 @@
 //! `codex_repostore_bytes_reserved` (gauges, read from the store when scraped); with persistence, the host's
 //! sales: `codex_sales{state}` (running sales by state), `codex_sales_bytes_reserved`,
 //! `codex_sales_collateral_locked` (tokens; saturates at i64::MAX), `codex_sales_proofs_submitted` and
-//! `codex_sales_proofs_failed` (since start), read from the SalesActor when scraped.
+//! `codex_sales_proofs_failed` (since start), read from the SalesActor when scraped; with `--validator`,
+//! `codex_validator_slots_watched`, `codex_validator_proofs_marked` and `codex_validator_gas_used` (since
+//! start), read from the ValidatorActor when scraped.
 
 use codex_actors::sales::SalesSummary;
 use codex_actors::store::Space;
+use codex_actors::validator::ValidatorInfo;
 use prometheus::core::Collector;
 use prometheus::{Encoder, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
@@ -24,6 +27,9 @@ pub struct Metrics {
     sales_collateral: IntGauge,
     proofs_submitted: IntGauge,
     proofs_failed: IntGauge,
+    validator_watched: IntGauge,
+    validator_marked: IntGauge,
+    validator_gas: IntGauge,
 }
 
 impl Metrics {
@@ -45,8 +51,18 @@ impl Metrics {
             sales_collateral: gauge("codex_sales_collateral_locked", "Collateral locked by reservations (tokens)"),
             proofs_submitted: gauge("codex_sales_proofs_submitted", "Storage proofs submitted since start"),
             proofs_failed: gauge("codex_sales_proofs_failed", "Storage proofs missed (failed) since start"),
+            validator_watched: gauge("codex_validator_slots_watched", "Filled slots the validator watches"),
+            validator_marked: gauge("codex_validator_proofs_marked", "Proofs the validator marked missing since start"),
+            validator_gas: gauge("codex_validator_gas_used", "Gas the validator's marks used since start"),
             registry,
         }
+    }
+
+    /// Sets the validator's gauges (scraped with `--validator` only).
+    pub fn set_validator(&self, info: &ValidatorInfo) {
+        self.validator_watched.set(info.watched as i64);
+        self.validator_marked.set(i64::try_from(info.marked_total).unwrap_or(i64::MAX));
+        self.validator_gas.set(i64::try_from(info.gas_total).unwrap_or(i64::MAX));
     }
 
     /// The Prometheus text exposition, with the repository gauges set from `space`.

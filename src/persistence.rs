@@ -1,6 +1,7 @@
 //! `codex persistence …`: the node with the marketplace, as the original's sub-command (codex-facts §9.2–9.3):
 //! `codex [node options] persistence --eth-provider URL --eth-private-key FILE [--eth-account ADDR]
-//! --marketplace-address ADDR [prover [--circuit-dir DIR] [--proof-samples N]]`. Every option is also a
+//! --marketplace-address ADDR [--validator [--validator-max-slots N] [--validator-groups G
+//! --validator-group-index I]] [prover [--circuit-dir DIR] [--proof-samples N]]`. Every option is also a
 //! `CODEX_*` variable and a key of the TOML file (`persistence = true` turns the marketplace on there).
 
 use crate::config::{ConfigError, Settings};
@@ -65,6 +66,22 @@ pub struct MarketFlags {
     #[arg(skip)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proof_samples: Option<usize>,
+    /// Also run a validator: watch filled slots and mark the proofs their hosts miss (earns a share of slashes).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub validator: bool,
+    /// Most slots the validator watches; 0 = no limit [default: 1000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validator_max_slots: Option<usize>,
+    /// Split the slots among this many validators (2–65535); each watches the slots of its group index.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validator_groups: Option<u32>,
+    /// This validator's group (0 ≤ index < --validator-groups) [default: 0].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validator_group_index: Option<u32>,
 }
 
 impl PersistenceArgs {
@@ -102,6 +119,7 @@ pub fn validate(settings: &Settings) -> Result<(), ConfigError> {
     if let Some(account) = &settings.eth_account {
         account.parse::<Address>().map_err(|_| invalid("eth-account", format!("'{account}' is not an address")))?;
     }
+    validator_groups(settings)?;
     match &settings.marketplace_address {
         None => Err(invalid(
             "marketplace-address",
@@ -111,5 +129,18 @@ pub fn validate(settings: &Settings) -> Result<(), ConfigError> {
             Ok(_) => Ok(()),
             Err(_) => Err(invalid("marketplace-address", format!("'{address}' is not an address"))),
         },
+    }
+}
+
+/// The validator's group from `--validator-groups` and `--validator-group-index` (none without groups).
+pub fn validator_groups(settings: &Settings) -> Result<Option<codex_protocol::validator::Groups>, ConfigError> {
+    match settings.validator_groups {
+        None if settings.validator_group_index != 0 => {
+            Err(invalid("validator-group-index", "a group index needs --validator-groups"))
+        }
+        None => Ok(None),
+        Some(groups) => codex_protocol::validator::Groups::new(groups, settings.validator_group_index)
+            .map(Some)
+            .map_err(|err| invalid("validator-groups", err.to_string())),
     }
 }

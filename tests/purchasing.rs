@@ -68,7 +68,7 @@ async fn enable(node: &actix::Addr<NodeActor>, chain: &LocalChain, deployment: &
         poll_interval: Duration::from_millis(200),
     };
     let purchasing = PurchasingConfig { check_interval: Duration::from_millis(300) };
-    node.send(EnableMarketplace { chain: chain_config, purchasing, sales: Default::default() })
+    node.send(EnableMarketplace { chain: chain_config, purchasing, sales: Default::default(), validator: None })
         .await
         .unwrap()
         .expect("marketplace enabled");

@@ -29,3 +29,4 @@ pub mod slot_host;
 pub mod slots;
 pub mod store;
 pub mod upload;
+pub mod validator;

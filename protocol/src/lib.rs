@@ -19,6 +19,7 @@
 //! - [`slots`]: slot layout, slot and verify trees and CIDs, the verifiable manifest, proof sampling.
 //! - [`sales`]: the host's side of the marketplace as pure code: availability and reservation accounting, the
 //!   slot queue, the expanding reservation window, the sale state machine.
+//! - [`validator`]: the validator's rules: slot groups, the watch list's bound, when a period's marks are due.
 //! - [`protobuf`]: the minimal protobuf wire reader/writer the encodings above are built on.
 
 // Everything here may see bytes from peers: no indexing that could panic on them.
@@ -39,6 +40,7 @@ pub mod sales;
 pub mod slots;
 pub mod spr;
 pub mod tree;
+pub mod validator;
 
 pub use crate::cid::{Cid, CidError};
 pub use chunker::{BlockAssembler, DEFAULT_BLOCK_SIZE};

@@ -298,6 +298,12 @@ pub trait Market: Clone + 'static {
     async fn block_info(&self, number: u64) -> Result<Option<(u64, B256)>, MarketError>;
     /// The decoded marketplace logs of blocks `from..=to`, in chain order.
     async fn events(&self, from: u64, to: u64) -> Result<Vec<ChainEvent>, MarketError>;
+
+    /// Whether `markProofAsMissing(slot, period)` would pass now (the view reverts with the reason otherwise:
+    /// that revert is `Ok(Err(name))`).
+    async fn can_mark_proof_as_missing(&self, slot: SlotId, period: u64) -> Result<Result<(), String>, MarketError>;
+    /// Marks the proof of `slot` for `period` missing (slashing its host); the gas the transaction used.
+    async fn mark_proof_as_missing(&self, slot: SlotId, period: u64) -> Result<u64, MarketError>;
 }
 
 /// The marketplace on a real chain, through alloy.
@@ -560,6 +566,22 @@ impl Market for OnChainMarket {
         )
         .await?;
         Ok(block.map(|b| (b.header.timestamp, b.header.parent_hash)))
+    }
+
+    async fn can_mark_proof_as_missing(&self, slot: SlotId, period: u64) -> Result<Result<(), String>, MarketError> {
+        let c = self.contract();
+        match self.view(|| c.canMarkProofAsMissing(slot, period)).await {
+            Ok(_) => Ok(Ok(())),
+            Err(MarketError::Reverted(e)) => Ok(Err(e.name())),
+            Err(MarketError::RevertedOther(reason)) => Ok(Err(reason)),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn mark_proof_as_missing(&self, slot: SlotId, period: u64) -> Result<u64, MarketError> {
+        let c = self.contract();
+        let receipt = self.transact(|| c.markProofAsMissing(slot, period)).await?;
+        Ok(receipt.gas_used)
     }
 
     async fn events(&self, from: u64, to: u64) -> Result<Vec<ChainEvent>, MarketError> {

@@ -13,6 +13,9 @@ use crate::purchasing::{
     PurchasingActor, PurchasingConfig, StopPurchasing, StorageParams, SubmitPurchase,
 };
 use crate::sales::{GetSalesSummary, SalesActor, SalesConfig, SalesEvents, SalesSummary};
+use crate::validator::{
+    GetValidatorInfo, StopValidator, ValidatorActor, ValidatorConfig, ValidatorEvents, ValidatorInfo,
+};
 use actix::prelude::*;
 use alloy::primitives::Address;
 use codex_protocol::Cid;
@@ -24,6 +27,8 @@ pub(super) struct MarketActors {
     purchasing: Addr<PurchasingActor>,
     /// The host's side (issue 13).
     pub(super) sales: Addr<SalesActor>,
+    /// With `--validator` (issue 14).
+    validator: Option<Addr<ValidatorActor>>,
 }
 
 /// What [`EnableMarketplace`] connected to.
@@ -40,6 +45,8 @@ pub struct EnableMarketplace {
     pub chain: ChainConfig,
     pub purchasing: PurchasingConfig,
     pub sales: SalesConfig,
+    /// Run a validator too.
+    pub validator: Option<ValidatorConfig>,
 }
 
 /// Command: buy storage for stored dataset `cid` (erasure coding, slots, the request on chain); the request id.
@@ -67,6 +74,9 @@ impl MarketActors {
     pub(super) fn stop(&self) {
         self.purchasing.do_send(StopPurchasing);
         self.sales.do_send(crate::sales::StopSales);
+        if let Some(validator) = &self.validator {
+            validator.do_send(StopValidator);
+        }
         self.chain.do_send(StopChain);
     }
 }
@@ -100,8 +110,14 @@ impl Handler<EnableMarketplace> for NodeActor {
                     PurchasingActor::start(msg.purchasing, config.clone(), account, chain.clone(), store.clone())
                         .await?;
                 let market = chain.send(GetMarket).await.map_err(|_| PurchaseError::ChainGone)?;
+                let validator = match msg.validator {
+                    Some(validator) => Some(
+                        ValidatorActor::start(validator, market.clone(), &config).await.map_err(PurchaseError::from)?,
+                    ),
+                    None => None,
+                };
                 let sales = SalesActor::start(msg.sales, market, config, store, me, prover).await?;
-                Ok(MarketActors { chain, purchasing, sales })
+                Ok(MarketActors { chain, purchasing, sales, validator })
             }
             .into_actor(self)
             .map(move |result: Result<MarketActors, NodeError>, act, _| {
@@ -125,10 +141,14 @@ impl Handler<ChainEvents> for NodeActor {
                 _ => {}
             }
         }
-        // The host's side takes every event in chain order (the validator, issue 14, will take its own).
-        if !msg.events.is_empty() {
-            market.sales.do_send(SalesEvents { events: msg.events });
+        // The host's side and the validator take every event in chain order.
+        if msg.events.is_empty() {
+            return;
         }
+        if let Some(validator) = &market.validator {
+            validator.do_send(ValidatorEvents { events: msg.events.clone() });
+        }
+        market.sales.do_send(SalesEvents { events: msg.events });
     }
 }
 
@@ -187,5 +207,18 @@ impl Handler<GetSalesMetrics> for NodeActor {
     fn handle(&mut self, _: GetSalesMetrics, _: &mut Self::Context) -> Self::Result {
         let sales = self.sales().ok();
         Box::pin(async move { sales?.send(GetSalesSummary).await.ok() })
+    }
+}
+
+/// Query: the validator's figures (`None` without `--validator`).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Option<ValidatorInfo>")]
+pub struct GetValidatorMetrics;
+
+impl Handler<GetValidatorMetrics> for NodeActor {
+    type Result = ResponseFuture<Option<ValidatorInfo>>;
+    fn handle(&mut self, _: GetValidatorMetrics, _: &mut Self::Context) -> Self::Result {
+        let validator = self.market.as_ref().and_then(|m| m.validator.clone());
+        Box::pin(async move { validator?.send(GetValidatorInfo).await.ok() })
     }
 }

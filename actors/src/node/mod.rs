@@ -16,7 +16,9 @@
 mod market;
 mod sales;
 
-pub use market::{EnableMarketplace, GetPurchase, GetSalesMetrics, ListPurchases, MarketInfo, RequestPurchase};
+pub use market::{
+    EnableMarketplace, GetPurchase, GetSalesMetrics, GetValidatorMetrics, ListPurchases, MarketInfo, RequestPurchase,
+};
 pub use sales::SalesCall;
 
 use crate::blockexc::{Attach, BlockExchangeActor, BlockExchangeConfig, ExchangeError};
