@@ -2,7 +2,7 @@
 # A Codex testnet of N nodes on loopback: each node has its own data dir, API port and libp2p port, and every
 # node after the first bootstraps from the first one's SPR.
 #
-#   deploy/testnet.sh start [N] [--marketplace]
+#   deploy/testnet.sh start [N] [--marketplace [--validator]]
 #                                   start N nodes (default 3) and print their API URLs
 #   deploy/testnet.sh status        which nodes (and anvil) run
 #   deploy/testnet.sh stop          SIGTERM every node and anvil, wait for clean exits (SIGKILL after 20 s)
@@ -14,9 +14,15 @@
 # chain is new at every start, so the nodes' data dirs are emptied first (their chain state would be stale).
 # The keys are anvil's public development keys: local testnets only.
 #
+# --validator (with --marketplace): the durability testnet. node0 is the client (and bootstrap node), node1..N are
+# hosts, each offering AVAILABILITY_SIZE (1GiB) for sale (POST /sales/availability: any duration up to 30 days,
+# price ≥ 1 per byte-second, AVAILABILITY_COLLATERAL tokens of collateral), and node N+1 is a validator
+# (`persistence --validator`), which marks the proofs hosts miss.
+#
 # Environment: CODEX_BIN (default: $CARGO_TARGET_DIR/release/codex), TESTNET_DIR (/tmp/codex-testnet),
 # API_BASE (18080), P2P_BASE (19000), QUOTA (8GiB), CODEX_FLAGS (extra node flags), and with --marketplace
-# ANVIL_PORT (18545), PROOF_SAMPLES (5).
+# ANVIL_PORT (18545), PROOF_SAMPLES (5), DEPLOY_FLAGS (extra `codex contracts deploy` flags, e.g.
+# "--period 20 --timeout 8 --downtime 16" for faster proof periods).
 set -euo pipefail
 
 TARGET=${CARGO_TARGET_DIR:-$HOME/.cache/codex-target}
@@ -139,8 +145,9 @@ start_chain() {
         fund+=(--fund "$(json_field "$DIR/anvil.json" ".available_accounts[$((i + 1))]")")
     done
     echo "deploying the contracts to anvil (127.0.0.1:$ANVIL_PORT)"
+    # shellcheck disable=SC2086 # DEPLOY_FLAGS is a list of flags
     if ! env -u CODEX_BIN -u CODEX_FLAGS "$BIN" contracts deploy --eth-provider "http://127.0.0.1:$ANVIL_PORT" \
-        --eth-private-key "$DIR/deployer.key" --circuit-dir "$DIR/circuits" "${fund[@]}" \
+        --eth-private-key "$DIR/deployer.key" --circuit-dir "$DIR/circuits" "${fund[@]}" ${DEPLOY_FLAGS:-} \
         >"$DIR/deployment.json" 2>"$DIR/deploy.log"; then
         echo "codex contracts deploy failed:" >&2
         tail -20 "$DIR/deploy.log" >&2
@@ -150,17 +157,28 @@ start_chain() {
 }
 
 start() {
-    local count=3 market=false arg i spr="" port p2p args pid persistence=()
+    local count=3 market=false validator=false arg i spr="" port p2p args pid persistence=() hosts role
     for arg in "$@"; do
         case $arg in
             --marketplace) market=true ;;
+            --validator) validator=true ;;
             *[!0-9]* | "")
-                echo "usage: $0 start [N] [--marketplace]" >&2
+                echo "usage: $0 start [N] [--marketplace [--validator]]" >&2
                 exit 2
                 ;;
             *) count=$arg ;;
         esac
     done
+    if $validator && ! $market; then
+        echo "--validator needs --marketplace" >&2
+        exit 2
+    fi
+    hosts=0
+    if $validator; then
+        # N hosts, one client before them, one validator after them.
+        hosts=$count
+        count=$((count + 2))
+    fi
     if [ ! -x "$BIN" ]; then
         echo "no codex binary at $BIN; build it with: CARGO_TARGET_DIR=$TARGET cargo build --release" >&2
         exit 1
@@ -183,8 +201,11 @@ start() {
         if $market; then
             rm -rf "$DIR/node$i"
             persistence=(persistence --eth-provider "ws://127.0.0.1:$ANVIL_PORT" --eth-private-key "$DIR/node$i.key"
-                --marketplace-address "$(json_field "$DIR/deployment.json" .marketplace)"
-                prover --circuit-dir "$DIR/circuits")
+                --marketplace-address "$(json_field "$DIR/deployment.json" .marketplace)")
+            if $validator && [ "$i" -eq $((count - 1)) ]; then
+                persistence+=(--validator)
+            fi
+            persistence+=(prover --circuit-dir "$DIR/circuits")
         fi
         # CODEX_BIN and CODEX_FLAGS are this script's; the node would warn about them (they are not options).
         # shellcheck disable=SC2086 # CODEX_FLAGS is a list of flags
@@ -205,10 +226,19 @@ start() {
         if [ "$i" -eq 0 ]; then
             spr=$(curl -fs -H 'Accept: text/plain' "$(api_url 0)/spr")
         fi
+        if [ "$i" -ge 1 ] && [ "$i" -le "$hosts" ]; then
+            offer_space "$i"
+        fi
     done
     for ((i = 0; i < count; i++)); do
+        role=""
+        if $validator; then
+            role=" role=host"
+            [ "$i" -eq 0 ] && role=" role=client"
+            [ "$i" -eq $((count - 1)) ] && role=" role=validator"
+        fi
         if $market; then
-            echo "node$i api=$(api_url "$i") account=$(json_field "$DIR/anvil.json" ".available_accounts[$((i + 1))]") peer=$(curl -fs -H 'Accept: text/plain' "$(api_url "$i")/peerid") log=$DIR/node$i.log"
+            echo "node$i$role api=$(api_url "$i") account=$(json_field "$DIR/anvil.json" ".available_accounts[$((i + 1))]") peer=$(curl -fs -H 'Accept: text/plain' "$(api_url "$i")/peerid") log=$DIR/node$i.log"
         else
             echo "node$i api=$(api_url "$i") peer=$(curl -fs -H 'Accept: text/plain' "$(api_url "$i")/peerid") log=$DIR/node$i.log"
         fi
@@ -216,6 +246,17 @@ start() {
     if $market; then
         echo "anvil rpc=http://127.0.0.1:$ANVIL_PORT ws=ws://127.0.0.1:$ANVIL_PORT log=$DIR/anvil.log"
         echo "marketplace=$(json_field "$DIR/deployment.json" .marketplace) token=$(json_field "$DIR/deployment.json" .token) deployment=$DIR/deployment.json"
+    fi
+}
+
+# Host node $1 offers AVAILABILITY_SIZE bytes for sale.
+offer_space() {
+    local body
+    body="{\"totalSize\": $(numfmt --from=iec "${AVAILABILITY_SIZE:-1G}"), \"duration\": 2592000, \"minPricePerBytePerSecond\": \"1\", \"totalCollateral\": \"${AVAILABILITY_COLLATERAL:-100000000000000}\"}"
+    if ! curl -fs -X POST -H 'Content-Type: application/json' -d "$body" "$(api_url "$1")/sales/availability" >/dev/null; then
+        echo "node$1 refused the availability $body" >&2
+        stop_all
+        exit 1
     fi
 }
 

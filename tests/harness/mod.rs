@@ -9,11 +9,13 @@
 //!
 //! [`Api`] is a blocking REST client for one node (in-process or a `codex` process, see [`binary`]); every
 //! wait goes through [`wait_for`], which polls state with a bounded timeout and names what it waited for.
+//! [`market`] runs a marketplace testnet (anvil, contracts, proving keys) for `codex` processes.
 //! [`peer`] builds raw libp2p hosts (lying or hostile peers) that speak the node's protocols.
 
 #![allow(dead_code)] // each test file uses a different part of the harness
 
 pub mod binary;
+pub mod market;
 pub mod peer;
 
 use actix::Addr;
