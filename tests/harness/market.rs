@@ -57,7 +57,7 @@ impl Testnet {
         let deployment = runtime
             .block_on(deploy(&chain.provider(0), config, &AbiVerifyingKey::from(&keys.verifying)))
             .expect("deploy");
-        for account in 1..=4 {
+        for account in 1..=6 {
             let amount = U256::from(10u64).pow(U256::from(24u64));
             runtime.block_on(mint(&chain.provider(0), deployment.token, chain.address(account), amount)).unwrap();
         }

@@ -24,7 +24,10 @@ use crate::prover::{Prover, ProverError, SlotFiles};
 use crate::slot_host::HostedSlot;
 use crate::store::{DropSlot, SetBlockExpiry, StoreActor};
 
-const NO_PROOF_DUE: &str = "no proof became due this period";
+const NO_PROOF_DUE: &str = "the challenge was about to change for the whole period";
+/// Pointer values before a wrap (blocks) in which a periodic proof waits for the wrap instead of answering a
+/// challenge that is about to change.
+const WRAP_MARGIN: u16 = 8;
 
 /// What every agent needs.
 #[derive(Clone)]
@@ -541,9 +544,12 @@ impl SalesAgent {
                 }
             };
             if proving {
-                // A proof is due or will be once the pointer leaves the downtime: wait for the latter.
-                let deadline = deps.clock.now() + deps.period;
-                while !deps.market.is_proof_required(slot).await.map_err(|e| e.to_string())? {
+                // A proof is due this period, or will be once the pointer leaves the downtime: either way the
+                // challenge stays the same until the pointer wraps (255 → 0), so prove now (a proof sent during
+                // the downtime counts). Only a pointer about to wrap is waited out: its challenge would change
+                // before the proof lands.
+                let deadline = (deps.clock.now() / deps.period.max(1) + 1) * deps.period.max(1);
+                while u16::from(deps.market.get_pointer(slot).await.map_err(|e| e.to_string())?) >= 256 - WRAP_MARGIN {
                     if deps.clock.now() >= deadline {
                         return Err(NO_PROOF_DUE.into());
                     }
