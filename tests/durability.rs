@@ -10,7 +10,7 @@
 //! - **integrity under attack**: a host whose stored slot blocks were overwritten on disk cannot prove (its
 //!   proofs fail the native check before proving) and a host running `--simulate-proof-failures 1` sends proofs
 //!   the contract refuses: the validator marks both and the contract slashes both, while the honest third host
-//!   is never marked.
+//!   is never marked. (Proofs are due from a slot's fill on, before its request starts.)
 //!
 //! Slow (minutes each): `cargo test --test durability -- --ignored --nocapture`.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on purpose")]
@@ -164,16 +164,30 @@ fn damaged_data_and_simulated_failures_are_marked_and_slashed() {
     let net = Testnet::start();
     let client = net.node("client", CLIENT, None, None);
     let spr = client.spr();
-    let (validator, metrics_port) = validator(&net, &spr);
+    let (_validator, metrics_port) = validator(&net, &spr);
     let damaged = net.node("host2", 2, Some(&spr), None);
     let simulating = net.node_with("host3", 3, Some(&spr), None, &["--simulate-proof-failures", "1"]);
     let honest = net.node("host4", 4, Some(&spr), None);
     for host in [&damaged, &simulating, &honest] {
         offer(host);
     }
-    let id = stored(&client, &[&damaged, &simulating, &honest], &data(16 << 20, 42), 1200);
-    let slot_of = |host: &BinaryNode| slot_id(id, held_slot(host).expect("a slot").0);
-    let (damaged_slot, simulating_slot, honest_slot) = (slot_of(&damaged), slot_of(&simulating), slot_of(&honest));
+    // A longer expiry: the simulating host misses every proof from its fill on, so its slot may be freed before
+    // the request starts (proofs are due from a slot's fill); the request then waits for a repair instead of
+    // ending. (The contract's window admits each host within half the expiry.)
+    let cid = client.upload(&data(16 << 20, 42));
+    let id = buy(&client, &cid, 1200, 240);
+    let hosts = [&damaged, &simulating, &honest];
+    let held = wait_for("each host to fill a slot and prove", Duration::from_secs(200), || {
+        let mut held = Vec::new();
+        for host in hosts {
+            let (index, slot) = held_slot(host)?;
+            let state = state_of(host, slot)?;
+            ["SaleProving", "SaleProvingSimulated"].contains(&state.as_str()).then_some(())?;
+            held.push(slot_id(id, index));
+        }
+        Some(held)
+    });
+    let (damaged_slot, simulating_slot, honest_slot) = (held[0], held[1], held[2]);
 
     // Overwrite every stored block of host 2 (its slot's segment files) with other bytes.
     let segments = net.node_dir("host2").join("repo").join("segments");
@@ -187,20 +201,21 @@ fn damaged_data_and_simulated_failures_are_marked_and_slashed() {
         }
     }
     assert!(overwritten > 0, "host 2 stores its slot in {}", segments.display());
+    let proofs_before = net.proofs_of(damaged_slot);
 
+    // Marked at least once, or already slashed out (a freed slot's counter starts again at 0).
+    let caught = |slot: B256, account: usize| {
+        missing_proofs(&net, slot) > 0 || host_of(&net, slot) != net.chain.address(account)
+    };
     wait_for("both failing hosts to be marked", Duration::from_secs(240), || {
-        (missing_proofs(&net, damaged_slot) + missing_proofs(&net, simulating_slot) >= 2
-            || host_of(&net, damaged_slot) == Address::ZERO && host_of(&net, simulating_slot) == Address::ZERO)
-            .then_some(())
+        (caught(damaged_slot, 2) && caught(simulating_slot, 3)).then_some(())
     });
     let marked = metric(metrics_port, "codex_validator_proofs_marked");
-    for (name, slot) in [("damaged", damaged_slot), ("simulating", simulating_slot)] {
-        let slashed = missing_proofs(&net, slot) > 0 || host_of(&net, slot) == Address::ZERO;
-        assert!(slashed, "the {name} host was marked: {}", log_of(&validator));
-    }
+    assert!(marked >= 2, "{marked} marks");
     assert_eq!(missing_proofs(&net, honest_slot), 0, "the honest host is never marked");
     assert!(net.proofs_of(honest_slot) >= 1, "the honest host proves");
-    assert_eq!(net.proofs_of(damaged_slot), 0, "a damaged slot yields no proof");
+    // A proof already under way when the bytes were overwritten may still land; none after it.
+    assert!(net.proofs_of(damaged_slot) <= proofs_before + 1, "a damaged slot yields no proof");
     assert!(damaged.log_text().contains("proof failed"), "{}", log_of(&damaged));
     println!("validator marked {marked} proofs; honest slot proofs: {}", net.proofs_of(honest_slot));
 }

@@ -655,6 +655,7 @@ impl Actor for SalesAgent {
             slot_index = self.index(),
             slot_id = %self.slot,
             state = self.sale.state.name(),
+            repair = self.sale.is_repairing,
             "sale started"
         );
         let effects = std::mem::take(&mut self.pending);
