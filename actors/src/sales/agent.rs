@@ -494,6 +494,12 @@ impl SalesAgent {
     /// onStore: the reservation's bytes leave the store's reservation (the download claims the space it
     /// writes), then the slot is fetched (or rebuilt) and checked against its slot root.
     fn store(&mut self, is_repairing: bool, ctx: &mut Context<Self>) {
+        tracing::info!(
+            request_id = %self.request_id(),
+            slot_index = self.index(),
+            repair = is_repairing,
+            "storing the slot (a repair rebuilds it from the other slots)"
+        );
         let deps = self.deps.clone();
         let (cid, index) = (self.manifest_cid(), self.index());
         let reservation = self.reservation.clone();
@@ -655,7 +661,6 @@ impl Actor for SalesAgent {
             slot_index = self.index(),
             slot_id = %self.slot,
             state = self.sale.state.name(),
-            repair = self.sale.is_repairing,
             "sale started"
         );
         let effects = std::mem::take(&mut self.pending);
