@@ -293,10 +293,17 @@ impl SalesAgent {
             Effect::Store { is_repairing } => self.store(is_repairing, ctx),
             Effect::WaitStableChallenge => {
                 let work = async move {
-                    // A challenge stays the same for the whole period unless the pointer enters the downtime:
-                    // start proving at a period's start, one period later when the pointer is too close.
+                    // A challenge stays the same for the whole period unless the pointer wraps: prove now when
+                    // at least half the period is left, else at the next period's start; wait a period more
+                    // when the pointer is within the downtime of a wrap (the fill must land before it).
+                    let mut now_ok = {
+                        let (now, period) = (deps.clock.now(), deps.period.max(1));
+                        ((now / period + 1) * period - now) * 2 >= period
+                    };
                     loop {
-                        sleep_until_next_period(&deps.clock, deps.period).await;
+                        if !std::mem::take(&mut now_ok) {
+                            sleep_until_next_period(&deps.clock, deps.period).await;
+                        }
                         let pointer = deps.market.get_pointer(slot).await?;
                         if u16::from(pointer) < 256 - u16::from(deps.downtime) {
                             break;
