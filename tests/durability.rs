@@ -12,7 +12,8 @@
 //!   the contract refuses: the validator marks both and the contract slashes both, while the honest third host
 //!   is never marked. (Proofs are due from a slot's fill on, before its request starts.)
 //!
-//! Slow (minutes each): `cargo test --test durability -- --ignored --nocapture`.
+//! Slow (minutes each; one at a time on 2 cores): `cargo test --test durability -- --ignored --test-threads 1
+//! --nocapture`.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on purpose")]
 
 mod harness;
@@ -58,6 +59,21 @@ fn host_of(net: &Testnet, slot: B256) -> Address {
     net.runtime.block_on(async { net.market().getHost(slot).call().await }).unwrap()
 }
 
+/// Overwrites every stored block of the node in `dir` (its segment files) with other bytes.
+fn overwrite_blocks(dir: &std::path::Path) {
+    let segments = dir.join("repo").join("segments");
+    let mut overwritten = 0;
+    for entry in std::fs::read_dir(&segments).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "blk") {
+            let len = std::fs::metadata(&path).unwrap().len() as usize;
+            std::fs::write(&path, data(len, 99)).unwrap();
+            overwritten += len;
+        }
+    }
+    assert!(overwritten > 0, "the node stores its slot in {}", segments.display());
+}
+
 /// Starts the validator node with metrics on a free port; (node, metrics port).
 fn validator(net: &Testnet, spr: &str) -> (BinaryNode, u16) {
     let port = harness::free_port();
@@ -85,7 +101,7 @@ fn stored(client: &BinaryNode, hosts: &[&BinaryNode], bytes: &[u8], duration: u6
 }
 
 #[test]
-#[ignore = "minutes: cargo test --test durability -- --ignored"]
+#[ignore = "minutes: cargo test --test durability -- --ignored --test-threads 1"]
 fn a_dead_host_is_slashed_out_and_a_spare_repairs_its_slot() {
     let net = Testnet::start();
     let client = net.node("client", CLIENT, None, None);
@@ -159,7 +175,7 @@ fn a_dead_host_is_slashed_out_and_a_spare_repairs_its_slot() {
 }
 
 #[test]
-#[ignore = "minutes: cargo test --test durability -- --ignored"]
+#[ignore = "minutes: cargo test --test durability -- --ignored --test-threads 1"]
 fn damaged_data_and_simulated_failures_are_marked_and_slashed() {
     let net = Testnet::start();
     let client = net.node("client", CLIENT, None, None);
@@ -176,40 +192,37 @@ fn damaged_data_and_simulated_failures_are_marked_and_slashed() {
     // ending. (The contract's window admits each host within half the expiry.)
     let cid = client.upload(&data(16 << 20, 42));
     let id = buy(&client, &cid, 1200, 240);
-    let hosts = [&damaged, &simulating, &honest];
-    let held = wait_for("each host to fill a slot and prove", Duration::from_secs(200), || {
-        let mut held = Vec::new();
-        for host in hosts {
-            let (index, slot) = held_slot(host)?;
-            let state = state_of(host, slot)?;
-            ["SaleProving", "SaleProvingSimulated"].contains(&state.as_str()).then_some(())?;
-            held.push(slot_id(id, index));
-        }
-        Some(held)
-    });
-    let (damaged_slot, simulating_slot, honest_slot) = (held[0], held[1], held[2]);
-
-    // Overwrite every stored block of host 2 (its slot's segment files) with other bytes.
-    let segments = net.node_dir("host2").join("repo").join("segments");
-    let mut overwritten = 0;
-    for entry in std::fs::read_dir(&segments).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "blk") {
-            let len = std::fs::metadata(&path).unwrap().len() as usize;
-            std::fs::write(&path, data(len, 99)).unwrap();
-            overwritten += len;
-        }
-    }
-    assert!(overwritten > 0, "host 2 stores its slot in {}", segments.display());
-    let proofs_before = net.proofs_of(damaged_slot);
-
-    // Marked at least once, or already slashed out (a freed slot's counter starts again at 0).
-    let caught = |slot: B256, account: usize| {
-        missing_proofs(&net, slot) > 0 || host_of(&net, slot) != net.chain.address(account)
+    // The slot a host has filled and proves, if any.
+    let proving = |host: &BinaryNode| {
+        let (index, slot) = held_slot(host)?;
+        let state = state_of(host, slot)?;
+        ["SaleProving", "SaleProvingSimulated"].contains(&state.as_str()).then_some(slot_id(id, index))
     };
-    wait_for("both failing hosts to be marked", Duration::from_secs(240), || {
-        (caught(damaged_slot, 2) && caught(simulating_slot, 3)).then_some(())
+    // Once hosts 2 and 4 prove, every stored block of host 2 (its slot's segment files) is overwritten. A failing
+    // host is caught when a slot it holds has a missed proof on record: the slots are polled every second from
+    // the start (marks come a period apart, and a freed slot's counter starts again at 0).
+    let (damaged_address, simulating_address) = (net.chain.address(2), net.chain.address(3));
+    let (mut damaged_caught, mut simulating_caught) = (false, false);
+    let mut overwritten: Option<(B256, B256, usize)> = None;
+    wait_for("both failing hosts to be marked", Duration::from_secs(420), || {
+        for index in 0..3 {
+            let slot = slot_id(id, index);
+            if missing_proofs(&net, slot) > 0 {
+                let host = host_of(&net, slot);
+                damaged_caught |= overwritten.is_some() && host == damaged_address;
+                simulating_caught |= host == simulating_address;
+            }
+        }
+        if overwritten.is_none()
+            && let (Some(damaged_slot), Some(honest_slot)) = (proving(&damaged), proving(&honest))
+        {
+            let before = net.proofs_of(damaged_slot);
+            overwrite_blocks(&net.node_dir("host2"));
+            overwritten = Some((damaged_slot, honest_slot, before));
+        }
+        (damaged_caught && simulating_caught).then_some(())
     });
+    let (damaged_slot, honest_slot, proofs_before) = overwritten.expect("host 2's blocks were overwritten");
     let marked = metric(metrics_port, "codex_validator_proofs_marked");
     assert!(marked >= 2, "{marked} marks");
     assert_eq!(missing_proofs(&net, honest_slot), 0, "the honest host is never marked");
