@@ -294,21 +294,26 @@ impl SalesAgent {
             Effect::WaitStableChallenge => {
                 let work = async move {
                     // A challenge stays the same for the whole period unless the pointer wraps: prove now when
-                    // at least half the period is left, else at the next period's start; wait a period more
-                    // when the pointer is within the downtime of a wrap (the fill must land before it).
-                    let mut now_ok = {
-                        let (now, period) = (deps.clock.now(), deps.period.max(1));
-                        ((now / period + 1) * period - now) * 2 >= period
-                    };
+                    // at least half the period is left, else at the next period's start. A pointer within the
+                    // downtime of a wrap is waited out (the fill must land before the challenge changes): the
+                    // wrap comes within `downtime` blocks, and the fresh challenge then holds for 256.
+                    let period = deps.period.max(1);
+                    let half_left = |now: u64| ((now / period + 1) * period - now) * 2 >= period;
+                    let mut now_ok = half_left(deps.clock.now());
                     loop {
                         if !std::mem::take(&mut now_ok) {
                             sleep_until_next_period(&deps.clock, deps.period).await;
                         }
-                        let pointer = deps.market.get_pointer(slot).await?;
-                        if u16::from(pointer) < 256 - u16::from(deps.downtime) {
+                        let end = (deps.clock.now() / period + 1) * period;
+                        let mut pointer = deps.market.get_pointer(slot).await?;
+                        while u16::from(pointer) >= 256 - u16::from(deps.downtime) && deps.clock.now() + 1 < end {
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            pointer = deps.market.get_pointer(slot).await?;
+                        }
+                        if u16::from(pointer) < 256 - u16::from(deps.downtime) && half_left(deps.clock.now()) {
                             break;
                         }
-                        tracing::info!(request_id = %id, slot_index = index, pointer, "challenge about to change: waiting a period");
+                        tracing::info!(request_id = %id, slot_index = index, pointer, "fill proof waits for the next period");
                     }
                     Ok::<_, MarketError>(())
                 };
