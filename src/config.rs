@@ -79,6 +79,36 @@ pub struct NodeFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nat: Option<String>,
+    /// Let AutoNAT count private and documentation IP ranges as reachable (testnets on a LAN or one host)
+    /// [default: false].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nat_lan: Option<bool>,
+    /// Serve as a circuit relay (v2) for nodes behind NAT, within the --relay-* limits [default: true].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay: Option<bool>,
+    /// Relay: reservations held by all peers together [default: 128].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_max_reservations: Option<usize>,
+    /// Relay: circuits relayed at once [default: 16].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_max_circuits: Option<usize>,
+    /// Relay: circuits relayed at once for one peer [default: 4].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_max_circuits_per_peer: Option<usize>,
+    /// Relay: bytes per circuit and direction, e.g. 1GiB; 0 = no limit. The default carries hole punching and
+    /// small messages, not data [default: 128KiB].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_circuit_bytes: Option<ByteSize>,
+    /// Relay: how long one circuit may last, e.g. 2m [default: 2m].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_circuit_duration: Option<Seconds>,
     /// Discovery port (networking) [default: 8090].
     #[arg(short = 'u', long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -184,6 +214,13 @@ pub struct Settings {
     #[serde(deserialize_with = "string_or_list")]
     pub listen_addrs: Vec<String>,
     pub nat: String,
+    pub nat_lan: bool,
+    pub relay: bool,
+    pub relay_max_reservations: usize,
+    pub relay_max_circuits: usize,
+    pub relay_max_circuits_per_peer: usize,
+    pub relay_circuit_bytes: ByteSize,
+    pub relay_circuit_duration: Seconds,
     pub disc_port: u16,
     pub net_privkey: PathBuf,
     #[serde(deserialize_with = "string_or_list")]
@@ -243,6 +280,13 @@ impl Default for Settings {
             data_dir: default_data_dir(),
             listen_addrs: vec!["/ip4/0.0.0.0/tcp/0".into()],
             nat: "any".into(),
+            nat_lan: false,
+            relay: true,
+            relay_max_reservations: 128,
+            relay_max_circuits: 16,
+            relay_max_circuits_per_peer: 4,
+            relay_circuit_bytes: ByteSize(128 << 10),
+            relay_circuit_duration: Seconds(120),
             disc_port: 8090,
             net_privkey: PathBuf::from("key"),
             bootstrap_node: Vec::new(),
@@ -379,6 +423,18 @@ impl Settings {
             return Err(ConfigError::Invalid {
                 option: "nat",
                 reason: format!("'{}' is not one of any, none, upnp, pmp, extip:<IP>", self.nat),
+            });
+        }
+        if self.relay && (self.relay_max_circuits == 0 || self.relay_max_reservations == 0) {
+            return Err(ConfigError::Invalid {
+                option: "relay-max-circuits",
+                reason: "circuits and reservations must be at least 1 (use --relay false to stop relaying)".into(),
+            });
+        }
+        if self.relay && self.relay_circuit_duration.0 == 0 {
+            return Err(ConfigError::Invalid {
+                option: "relay-circuit-duration",
+                reason: "must be at least 1 second".into(),
             });
         }
         for addr in &self.listen_addrs {

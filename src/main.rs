@@ -14,7 +14,7 @@ use codex::telemetry::{self, LogDirectives};
 use codex::{client, datadir};
 use codex_actors::blockexc::BlockExchangeConfig;
 use codex_actors::maintenance::MaintenanceConfig;
-use codex_actors::network::{Nat, NetworkConfig, parse_bootstrap};
+use codex_actors::network::{Nat, NetworkConfig, RelayLimits, parse_bootstrap};
 use codex_actors::node::{GetSalesMetrics, GetSpace, GetValidatorMetrics, NodeActor, NodeConfig, NodeError, StopNode};
 use codex_actors::prover::ProverConfig;
 use codex_actors::store::StoreConfig;
@@ -264,5 +264,13 @@ fn network_config(settings: &Settings, keypair: libp2p::identity::Keypair) -> an
         bootstrap,
         max_peers: settings.max_peers,
         agent: settings.agent_string.clone(),
+        relay: settings.relay.then(|| RelayLimits {
+            max_reservations: settings.relay_max_reservations,
+            max_circuits: settings.relay_max_circuits,
+            max_circuits_per_peer: settings.relay_max_circuits_per_peer.max(1),
+            circuit_bytes: settings.relay_circuit_bytes.0,
+            circuit_duration: std::time::Duration::from_secs(settings.relay_circuit_duration.0),
+        }),
+        nat_lan: settings.nat_lan,
     })
 }

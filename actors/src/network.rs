@@ -1,7 +1,8 @@
 //! NetworkActor: the node's libp2p host.
 //!
-//! The Swarm (TCP + Noise + Yamux, identify, ping, Kademlia, connection limits, optional UPnP, and the
-//! `/codex/blockexc/1.0.0` streams) lives on its own thread with its own single-threaded tokio runtime
+//! The Swarm (TCP + Noise + Yamux and QUIC, identify, ping, Kademlia, connection limits, optional UPnP,
+//! AutoNAT, circuit relay v2 (client, and server within limits), DCUtR hole punching (`network/nat.rs`), and
+//! the `/codex/blockexc/1.0.0` streams) lives on its own thread with its own single-threaded tokio runtime
 //! (`network/swarm.rs`), so hashing, storage or HTTP work never delays it. This actor is the actix side: it
 //! forwards typed commands to that thread over a bounded channel and answers with the thread's replies.
 //!
@@ -14,6 +15,7 @@
 
 mod iplimit;
 pub mod kadstore;
+pub mod nat;
 pub mod spr;
 mod swarm;
 
@@ -29,6 +31,7 @@ use std::thread::JoinHandle;
 use thiserror::Error;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
+pub use nat::{NatInfo, Reachability, RelayLimits};
 pub use spr::{BootstrapNode, SprError, parse_bootstrap};
 pub use swarm::{put_varint, read_frame};
 
@@ -66,6 +69,10 @@ pub struct NetworkConfig {
     pub bootstrap: Vec<BootstrapNode>,
     pub max_peers: u32,
     pub agent: String,
+    /// Serve as a circuit relay with these limits (`None`: do not relay).
+    pub relay: Option<RelayLimits>,
+    /// AutoNAT also counts private and documentation addresses (testnets on a LAN or one host).
+    pub nat_lan: bool,
 }
 
 /// Network errors.
@@ -125,6 +132,8 @@ pub struct PeerRow {
     pub peer: PeerId,
     pub addrs: Vec<Multiaddr>,
     pub connected: bool,
+    /// For connected peers: true when every connection to it goes through a relay.
+    pub relayed: Option<bool>,
 }
 
 /// The network's state for `/debug/info` and `/spr`.
@@ -136,6 +145,7 @@ pub struct NetInfo {
     pub peers: Vec<PeerRow>,
     /// The Kademlia routing table.
     pub table: Vec<PeerRow>,
+    pub nat: NatInfo,
 }
 
 /// Command: connect to `peer` at `addrs`, or at the addresses the DHT knows when `addrs` is empty.

@@ -2,7 +2,9 @@
 //!
 //! `/debug/info` reports the node's identity, repository, listen and announce addresses, SPR, and its peer table
 //! in the OpenAPI `DebugInfo` shape: `table.nodes` lists the Kademlia routing table plus every connected peer
-//! (`seen` = connected now). Node ids are the SHA-256 of the peer id bytes (Kademlia keys).
+//! (`seen` = connected now; the extension `connection` says `direct` or `relayed`). Node ids are the SHA-256 of
+//! the peer id bytes (Kademlia keys). The extension `nat` gives reachability (AutoNAT) and why, relay
+//! reservations, the relay this node serves, and each announced address with the reason it is announced.
 
 use super::{ApiError, ApiState};
 use crate::telemetry::LogDirectives;
@@ -22,6 +24,9 @@ struct TableNode {
     record: String,
     address: Option<String>,
     seen: bool,
+    /// An extension: for connected peers, `direct` or `relayed` (every connection through a relay).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connection: Option<&'static str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -50,6 +55,40 @@ struct DebugInfo {
     codex: CodexVersion,
     /// The storage prover (an extension): `null` when it is off (no keys in the circuit directory).
     prover: Option<ProverStatus>,
+    /// Reachability behind NATs (an extension).
+    nat: NatStatus,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NatStatus {
+    /// The `--nat` mode.
+    mode: String,
+    /// `public`, `private` or `unknown`.
+    reachability: String,
+    reason: String,
+    /// Relayed addresses of the relays this node holds a reservation on.
+    relay_reservations: Vec<String>,
+    /// The circuit relay this node serves; `null` when it does not relay.
+    relay: Option<RelayStatus>,
+    /// Each announced address and why it is announced.
+    announced: Vec<AnnouncedAddress>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RelayStatus {
+    reservations: usize,
+    reservations_denied: u64,
+    circuits: usize,
+    circuits_accepted: u64,
+    circuits_denied: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct AnnouncedAddress {
+    address: String,
+    why: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -85,6 +124,12 @@ async fn info(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
             record: String::new(),
             address: row.addrs.first().map(ToString::to_string),
             seen: net.peers.iter().any(|p| p.peer == row.peer),
+            connection: net
+                .peers
+                .iter()
+                .find(|p| p.peer == row.peer)
+                .and_then(|p| p.relayed)
+                .map(|relayed| if relayed { "relayed" } else { "direct" }),
         });
     }
     let body = DebugInfo {
@@ -100,6 +145,7 @@ async fn info(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
                 record: spr,
                 address: net.announce_addrs.first().map(ToString::to_string),
                 seen: true,
+                connection: None,
             },
             nodes,
         },
@@ -109,6 +155,25 @@ async fn info(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
             contracts: String::new(),
         },
         prover,
+        nat: NatStatus {
+            mode: net.nat.mode.clone(),
+            reachability: net.nat.reachability.to_string(),
+            reason: net.nat.reason.clone(),
+            relay_reservations: net.nat.reservations.iter().map(ToString::to_string).collect(),
+            relay: net.nat.relay.as_ref().map(|r| RelayStatus {
+                reservations: r.reservations,
+                reservations_denied: r.reservations_denied,
+                circuits: r.circuits,
+                circuits_accepted: r.circuits_accepted,
+                circuits_denied: r.circuits_denied,
+            }),
+            announced: net
+                .nat
+                .announced
+                .iter()
+                .map(|a| AnnouncedAddress { address: a.addr.to_string(), why: a.why.clone() })
+                .collect(),
+        },
     };
     let pretty = serde_json::to_string_pretty(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     Ok(HttpResponse::Ok().content_type("application/json").body(pretty))

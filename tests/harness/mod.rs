@@ -449,6 +449,8 @@ fn node_config(dir: &Path, key: libp2p::identity::Keypair, options: &NodeOptions
             bootstrap,
             max_peers: 160,
             agent: "Codex test node".into(),
+            relay: Some(Default::default()),
+            nat_lan: true,
         }),
         exchange: options.exchange.clone(),
         coding_threads: 2,

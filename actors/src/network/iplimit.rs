@@ -48,6 +48,10 @@ impl Behaviour {
 
     /// Counts an inbound connection from `remote`, or refuses it.
     fn admit(&mut self, id: ConnectionId, remote: &Multiaddr) -> Result<(), ConnectionDenied> {
+        // A relayed connection's address names the relay's IP, not the peer's; the relay bounds circuits.
+        if remote.iter().any(|p| p == Protocol::P2pCircuit) {
+            return Ok(());
+        }
         let Some(ip) = ip_of(remote) else { return Ok(()) };
         if ip.is_loopback() || self.connections.contains_key(&id) {
             return Ok(());

@@ -15,23 +15,34 @@
 //! Kademlia provider records are bounded ([`super::kadstore`]).
 
 use super::kadstore::ProviderStore;
-use super::{Command, Frame, Nat, NetEvent, NetInfo, NetworkConfig, NetworkError, PeerRow, iplimit, spr};
+use super::nat::{HOLE_PUNCH_GRACE, NatState, Reachability, RelayServerStats, is_relayed};
+use super::{Command, Nat, NetEvent, NetInfo, NetworkConfig, NetworkError, PeerRow, iplimit, spr};
 use actix::Recipient;
-use codex_protocol::blockexc::{MAX_FRAME_SIZE, Message as WireMessage, PROTOCOL_ID};
-use codex_protocol::frame::{MAX_PREFIX_LEN, parse_len_prefix_max};
+use codex_protocol::blockexc::PROTOCOL_ID;
 use futures::StreamExt;
-use futures::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use libp2p::core::transport::timeout::TransportTimeout;
+use libp2p::core::{Transport as _, upgrade};
 use libp2p::kad;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, identify, noise, ping, tcp, upnp, yamux};
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, autonat, connection_limits, dcutr, identify, noise, ping, relay, tcp,
+    upnp, yamux,
+};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
+
+mod frames;
+mod reach;
+
+pub use frames::read_frame;
+use frames::{read_frames, write_frames};
 
 const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/codex/kad/1.0.0");
 const BLOCKEXC: StreamProtocol = StreamProtocol::new(PROTOCOL_ID);
@@ -45,13 +56,16 @@ pub const FRAME_DEADLINE: Duration = Duration::from_secs(30);
 pub const FRAME_BUDGET: usize = 64 << 20;
 /// Inbound connections one remote IP may hold (loopback is exempt).
 pub const MAX_INBOUND_PER_IP: usize = 8;
-/// Read buffer per blockexc stream.
-const READ_BUFFER: usize = 64 * 1024;
+/// A TCP dial or handshake that has not finished by then fails (the kernel's own SYN timeout is two minutes,
+/// which would hold AutoNAT dial-backs to nodes behind NAT that long).
+const TCP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// What one peer's readers share: one frame in flight across its streams, and a count of its inbound streams.
 struct PeerGate {
     frame: Semaphore,
     inbound: AtomicUsize,
+    /// False once the peer's last connection closed: its writer does not open new streams.
+    connected: AtomicBool,
 }
 
 /// What every reader needs.
@@ -70,6 +84,10 @@ struct Behaviour {
     kad: kad::Behaviour<ProviderStore>,
     stream: libp2p_stream::Behaviour,
     upnp: Toggle<upnp::tokio::Behaviour>,
+    relay_client: relay::client::Behaviour,
+    relay: Toggle<relay::Behaviour>,
+    dcutr: dcutr::Behaviour,
+    autonat: autonat::v1::Behaviour,
 }
 
 /// Runs the swarm until [`Command::Stop`] or until every command sender is gone.
@@ -106,6 +124,16 @@ struct PendingDial {
     looked_up: bool,
 }
 
+/// One open connection.
+struct Conn {
+    id: ConnectionId,
+    /// The remote address (for a relayed connection, the circuit address).
+    addr: Multiaddr,
+    relayed: bool,
+    /// True when this node dialed it.
+    dialer: bool,
+}
+
 struct Host {
     swarm: Swarm<Behaviour>,
     control: libp2p_stream::Control,
@@ -115,8 +143,15 @@ struct Host {
     keypair: libp2p::identity::Keypair,
     nat: Nat,
     bootstrap: Vec<spr::BootstrapNode>,
-    /// The remote address of one connection per connected peer.
-    connected: HashMap<PeerId, Multiaddr>,
+    /// The open connections of each connected peer.
+    conns: HashMap<PeerId, Vec<Conn>>,
+    /// Peers the block exchange was told about (`NetEvent::Connected`).
+    announced: HashSet<PeerId>,
+    /// Peers reached only through a relay, waiting for hole punching until the deadline.
+    waiting: HashMap<PeerId, Instant>,
+    nat_state: NatState,
+    /// When the node's provider records are published again (its announced addresses changed).
+    reprovide_at: Option<Instant>,
     dials: HashMap<PeerId, Vec<PendingDial>>,
     lookups: HashMap<kad::QueryId, PeerId>,
     provider_queries: HashMap<kad::QueryId, (HashSet<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
@@ -138,11 +173,30 @@ impl Host {
             .with_max_established_per_peer(Some(2));
         let use_upnp = matches!(config.nat, Nat::Any | Nat::Upnp);
         let agent = config.agent.clone();
+        let relay_limits = config.relay.clone();
+        let autonat_config = autonat::v1::Config {
+            boot_delay: Duration::from_secs(5),
+            retry_interval: Duration::from_secs(30),
+            refresh_interval: Duration::from_secs(5 * 60),
+            throttle_server_period: Duration::from_secs(30),
+            only_global_ips: !config.nat_lan,
+            ..autonat::v1::Config::default()
+        };
+        let tcp_config = tcp::Config::default().nodelay(true);
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
             .with_tokio()
-            .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+            .with_quic()
+            .with_other_transport(|key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                let transport = tcp::tokio::Transport::new(tcp_config)
+                    .upgrade(upgrade::Version::V1Lazy)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(yamux::Config::default());
+                Ok(TransportTimeout::new(transport, TCP_TIMEOUT))
+            })
             .map_err(|e| start(&e))?
-            .with_behaviour(|key| {
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| start(&e))?
+            .with_behaviour(|key, relay_client| {
                 let mut kad_config = kad::Config::new(KAD_PROTOCOL);
                 kad_config.set_query_timeout(Duration::from_secs(20));
                 // The DiscoveryActor re-provides every 30 minutes itself, as the original does.
@@ -155,13 +209,21 @@ impl Host {
                 Behaviour {
                     limits: connection_limits::Behaviour::new(limits),
                     ip_limits: iplimit::Behaviour::new(MAX_INBOUND_PER_IP),
+                    // Peers learn only the announced addresses, never private listen addresses as such.
                     identify: identify::Behaviour::new(
-                        identify::Config::new("/codex/1.0.0".into(), key.public()).with_agent_version(agent),
+                        identify::Config::new("/codex/1.0.0".into(), key.public())
+                            .with_agent_version(agent)
+                            .with_hide_listen_addrs(true)
+                            .with_push_listen_addr_updates(true),
                     ),
                     ping: ping::Behaviour::default(),
                     kad,
                     stream: libp2p_stream::Behaviour::new(),
                     upnp: Toggle::from(use_upnp.then(upnp::tokio::Behaviour::default)),
+                    relay_client,
+                    relay: Toggle::from(relay_limits.map(|limits| relay::Behaviour::new(peer_id, limits.to_config()))),
+                    dcutr: dcutr::Behaviour::new(peer_id),
+                    autonat: autonat::v1::Behaviour::new(peer_id, autonat_config),
                 }
             })
             .map_err(|e| start(&e))?
@@ -181,9 +243,20 @@ impl Host {
             readers,
             gates: HashMap::new(),
             keypair: config.keypair,
-            nat: config.nat,
+            nat: config.nat.clone(),
             bootstrap: config.bootstrap,
-            connected: HashMap::new(),
+            conns: HashMap::new(),
+            announced: HashSet::new(),
+            waiting: HashMap::new(),
+            nat_state: NatState {
+                relay: config.relay.as_ref().map(|_| RelayServerStats::default()),
+                reachability: match config.nat {
+                    Nat::ExtIp(_) => Reachability::Public,
+                    _ => Reachability::Unknown,
+                },
+                ..NatState::default()
+            },
+            reprovide_at: None,
             dials: HashMap::new(),
             lookups: HashMap::new(),
             provider_queries: HashMap::new(),
@@ -208,6 +281,7 @@ impl Host {
             }
         }
         let mut refresh = tokio::time::interval(Duration::from_secs(300));
+        let mut nat_tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
@@ -220,6 +294,7 @@ impl Host {
                     // Keeps the routing table fresh; fails harmlessly while no peer is known.
                     let _ = self.swarm.behaviour_mut().kad.bootstrap();
                 }
+                _ = nat_tick.tick() => self.on_nat_tick(),
             }
         }
     }
@@ -227,8 +302,26 @@ impl Host {
     fn gate(&mut self, peer: PeerId) -> Arc<PeerGate> {
         self.gates
             .entry(peer)
-            .or_insert_with(|| Arc::new(PeerGate { frame: Semaphore::new(1), inbound: AtomicUsize::new(0) }))
+            .or_insert_with(|| {
+                Arc::new(PeerGate {
+                    frame: Semaphore::new(1),
+                    inbound: AtomicUsize::new(0),
+                    connected: AtomicBool::new(true),
+                })
+            })
             .clone()
+    }
+
+    /// Tells the block exchange about `peer` (once) and starts its writer.
+    fn announce(&mut self, peer: PeerId) {
+        if !self.announced.insert(peer) {
+            return;
+        }
+        tracing::debug!(%peer, "peer connected");
+        let (sender, receiver) = mpsc::channel(SEND_QUEUE);
+        let (readers, gate) = (self.readers.clone(), self.gate(peer));
+        tokio::spawn(write_frames(peer, self.control.clone(), receiver, readers, gate));
+        self.events.do_send(NetEvent::Connected { peer, sender });
     }
 
     fn on_inbound_stream(&mut self, peer: PeerId, stream: libp2p::Stream) {
@@ -297,30 +390,50 @@ impl Host {
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
-            SwarmEvent::NewListenAddr { address, .. } => {
-                tracing::info!(%address, "listening");
-                for announced in self.announce_for(&address) {
-                    self.swarm.add_external_address(announced);
-                }
+            SwarmEvent::NewListenAddr { address, .. } => self.on_new_listen_addr(address),
+            SwarmEvent::ExpiredListenAddr { address, .. } if is_relayed(&address) => {
+                self.swarm.remove_external_address(&address);
+                self.schedule_reprovide();
             }
-            SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
-                self.connected.insert(peer_id, endpoint.get_remote_address().clone());
+            SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
+                let relayed = endpoint.is_relayed();
+                let conn = Conn {
+                    id: connection_id,
+                    addr: endpoint.get_remote_address().clone(),
+                    relayed,
+                    dialer: endpoint.is_dialer(),
+                };
+                let conns = self.conns.entry(peer_id).or_default();
+                conns.push(conn);
+                let has_direct = conns.iter().any(|c| !c.relayed);
                 for pending in self.dials.remove(&peer_id).unwrap_or_default() {
                     let _ = pending.reply.send(Ok(()));
                 }
-                if num_established.get() == 1 {
-                    tracing::debug!(peer = %peer_id, "peer connected");
-                    let (sender, receiver) = mpsc::channel(SEND_QUEUE);
-                    let (readers, gate) = (self.readers.clone(), self.gate(peer_id));
-                    tokio::spawn(write_frames(peer_id, self.control.clone(), receiver, readers, gate));
-                    self.events.do_send(NetEvent::Connected { peer: peer_id, sender });
+                if has_direct {
+                    // The block exchange prefers the direct path: relayed connections to this peer are closed.
+                    self.close_relayed(peer_id);
+                    self.waiting.remove(&peer_id);
+                    self.announce(peer_id);
+                } else if !self.announced.contains(&peer_id) {
+                    tracing::debug!(peer = %peer_id, "peer reached through a relay; waiting for hole punching");
+                    self.waiting.entry(peer_id).or_insert_with(|| Instant::now() + HOLE_PUNCH_GRACE);
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
-                tracing::debug!(peer = %peer_id, "peer disconnected");
-                self.connected.remove(&peer_id);
-                self.gates.remove(&peer_id);
-                self.events.do_send(NetEvent::Disconnected { peer: peer_id });
+            SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, .. } => {
+                if let Some(conns) = self.conns.get_mut(&peer_id) {
+                    conns.retain(|c| c.id != connection_id);
+                }
+                if num_established == 0 {
+                    self.conns.remove(&peer_id);
+                    self.waiting.remove(&peer_id);
+                    if let Some(gate) = self.gates.remove(&peer_id) {
+                        gate.connected.store(false, Ordering::Release);
+                    }
+                    if self.announced.remove(&peer_id) {
+                        tracing::debug!(peer = %peer_id, "peer disconnected");
+                        self.events.do_send(NetEvent::Disconnected { peer: peer_id });
+                    }
+                }
             }
             SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } => {
                 if self.swarm.is_connected(&peer) {
@@ -339,17 +452,27 @@ impl Host {
                     self.lookups.insert(query, peer);
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }))
-                if info.protocols.contains(&KAD_PROTOCOL) =>
-            {
-                for addr in info.listen_addrs.into_iter().filter(is_dialable) {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                if info.protocols.contains(&relay::HOP_PROTOCOL_NAME) {
+                    self.add_relay_candidate(peer_id);
+                }
+                if info.protocols.contains(&KAD_PROTOCOL) {
+                    for addr in info.listen_addrs.into_iter().filter(is_dialable) {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    }
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad_event(event),
-            SwarmEvent::ListenerClosed { addresses, reason: Err(err), .. } => {
-                tracing::error!(?addresses, err = %describe(&err), "a listener failed");
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(event)) => self.on_autonat_event(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(event)) => self.on_dcutr_event(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => self.on_relay_event(event),
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => self.on_relay_client_event(event),
+            SwarmEvent::ListenerClosed { listener_id, addresses, reason } => {
+                if let Err(err) = &reason {
+                    tracing::warn!(?addresses, err = %describe(err), "a listener closed");
+                }
+                self.on_listener_closed(listener_id, &addresses);
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad_event(event),
             SwarmEvent::ListenerError { error, .. } => tracing::warn!(err = %describe(&error), "listener error"),
             SwarmEvent::Behaviour(BehaviourEvent::Upnp(event)) => match event {
                 upnp::Event::NewExternalAddr { external_addr, .. } => {
@@ -421,32 +544,19 @@ impl Host {
         }
     }
 
-    /// The addresses to announce for a new listen address, by `--nat`.
-    fn announce_for(&self, listen: &Multiaddr) -> Vec<Multiaddr> {
-        match &self.nat {
-            Nat::ExtIp(ip) => {
-                let mut mapped = Multiaddr::empty();
-                for protocol in listen.iter() {
-                    mapped.push(match protocol {
-                        Protocol::Ip4(_) | Protocol::Ip6(_) => Protocol::from(*ip),
-                        other => other,
-                    });
-                }
-                vec![mapped]
-            }
-            _ if is_dialable(listen) => vec![listen.clone()],
-            _ => Vec::new(),
-        }
-    }
-
     fn info(&mut self) -> NetInfo {
         let listen_addrs: Vec<Multiaddr> = self.swarm.listeners().cloned().collect();
         let announce_addrs: Vec<Multiaddr> = self.swarm.external_addresses().cloned().collect();
         let spr = spr::encode_spr(&self.keypair, announce_addrs.clone());
         let mut peers: Vec<PeerRow> = self
-            .connected
+            .conns
             .iter()
-            .map(|(peer, addr)| PeerRow { peer: *peer, addrs: vec![addr.clone()], connected: true })
+            .map(|(peer, conns)| PeerRow {
+                peer: *peer,
+                addrs: conns.iter().map(|c| c.addr.clone()).collect(),
+                connected: true,
+                relayed: Some(!conns.iter().any(|c| !c.relayed)),
+            })
             .collect();
         peers.sort_by_key(|row| row.peer.to_string());
         let mut table = Vec::new();
@@ -456,11 +566,13 @@ impl Host {
                 table.push(PeerRow {
                     peer,
                     addrs: entry.node.value.iter().cloned().collect(),
-                    connected: self.connected.contains_key(&peer),
+                    connected: self.conns.contains_key(&peer),
+                    relayed: None,
                 });
             }
         }
-        NetInfo { listen_addrs, announce_addrs, spr, peers, table }
+        let nat = self.nat_info();
+        NetInfo { listen_addrs, announce_addrs, spr, peers, table, nat }
     }
 }
 
@@ -487,182 +599,5 @@ fn describe(err: &dyn std::error::Error) -> String {
     if parts.is_empty() { format!("{err:?}") } else { parts.join(": ") }
 }
 
-/// Opens our outbound stream to `peer`, reads from it, and writes every queued frame to it.
-async fn write_frames(
-    peer: PeerId,
-    mut control: libp2p_stream::Control,
-    mut frames: mpsc::Receiver<Frame>,
-    readers: Readers,
-    gate: Arc<PeerGate>,
-) {
-    let stream = match control.open_stream(peer, BLOCKEXC).await {
-        Ok(stream) => stream,
-        Err(err) => {
-            tracing::debug!(%peer, %err, "no blockexc stream to the peer");
-            return;
-        }
-    };
-    let (reader, mut writer) = stream.split();
-    tokio::spawn(async move { read_frames(peer, reader, &readers, &gate).await });
-    let mut prefix = Vec::with_capacity(10);
-    while let Some(frame) = frames.recv().await {
-        prefix.clear();
-        put_varint(&mut prefix, frame.bytes.len() as u64);
-        let written = async {
-            writer.write_all(&prefix).await?;
-            writer.write_all(&frame.bytes).await?;
-            writer.flush().await
-        };
-        if let Err(err) = written.await {
-            tracing::debug!(%peer, %err, "blockexc stream write failed");
-            break;
-        }
-    }
-    let _ = writer.close().await;
-}
-
-/// Reads frames from one stream until it ends or sends garbage. The peer's gate allows one frame in flight
-/// across its streams (read, decoded and handled); the shared budget bounds the bytes of all peers' frames.
-async fn read_frames<R: AsyncRead + Unpin>(peer: PeerId, stream: R, readers: &Readers, gate: &PeerGate) {
-    let malformed = |reason: String| readers.events.do_send(NetEvent::Malformed { peer, reason });
-    let mut reader = BufReader::with_capacity(READ_BUFFER, stream);
-    loop {
-        let len = match read_frame_len(&mut reader).await {
-            Ok(Some(len)) => len,
-            Ok(None) => return,
-            Err(err) => {
-                tracing::debug!(%peer, %err, "blockexc stream read failed");
-                if err.kind() == std::io::ErrorKind::InvalidData {
-                    malformed(err.to_string());
-                }
-                return;
-            }
-        };
-        let Ok(_in_flight) = gate.frame.acquire().await else { return };
-        let body = read_budgeted_body(&mut reader, len, &readers.budget);
-        let (frame, _budget) = match tokio::time::timeout(FRAME_DEADLINE, body).await {
-            Ok(Ok(read)) => read,
-            Ok(Err(err)) => {
-                tracing::debug!(%peer, %err, "blockexc stream read failed");
-                return;
-            }
-            Err(_) => {
-                let reason = format!("a frame of {len} bytes did not arrive within {FRAME_DEADLINE:?}");
-                readers.events.do_send(NetEvent::Stalled { peer, reason });
-                return;
-            }
-        };
-        match WireMessage::decode(&frame) {
-            Ok(message) => {
-                drop(frame);
-                if readers.events.send(NetEvent::Message { peer, message }).await.is_err() {
-                    return;
-                }
-            }
-            Err(err) => {
-                malformed(err.to_string());
-                return;
-            }
-        }
-    }
-}
-
-/// Reads a frame's length prefix with [`codex_protocol::frame::parse_len_prefix_max`] (the parser the fuzz target
-/// `frame` exercises): `Ok(None)` at a clean end of stream; lengths over [`MAX_FRAME_SIZE`] and overlong varints
-/// are `InvalidData`.
-async fn read_frame_len<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<Option<usize>> {
-    let mut prefix = [0u8; MAX_PREFIX_LEN];
-    for filled in 0..MAX_PREFIX_LEN {
-        let Some(slot) = prefix.get_mut(filled..=filled) else { break };
-        if reader.read(slot).await? == 0 {
-            if filled == 0 {
-                return Ok(None);
-            }
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        let parsed = parse_len_prefix_max(prefix.get(..=filled).unwrap_or_default(), MAX_FRAME_SIZE as u64)
-            .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidData, err.to_string()))?;
-        if let Some((len, _)) = parsed {
-            return Ok(Some(len as usize));
-        }
-    }
-    Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "frame length varint too long"))
-}
-
-/// Budget taken per step of a frame body: a frame holds budget only for bytes that arrived (give or take a step).
-const BUDGET_STEP: usize = 256 * 1024;
-
-/// Reads a frame body of `len` bytes, taking budget from `budget` step by step as its bytes arrive, so a peer that
-/// announces a large frame and trickles it holds no more budget than it sent. The permits are returned with the
-/// body and held until the message is handled.
-async fn read_budgeted_body<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    len: usize,
-    budget: &Arc<Semaphore>,
-) -> std::io::Result<(Vec<u8>, Option<OwnedSemaphorePermit>)> {
-    let mut frame = Vec::with_capacity(len.min(BUDGET_STEP));
-    let mut held: Option<OwnedSemaphorePermit> = None;
-    while frame.len() < len {
-        let step = (len - frame.len()).min(BUDGET_STEP);
-        let permit = budget
-            .clone()
-            .acquire_many_owned(step as u32)
-            .await
-            .map_err(|_| std::io::Error::other("the frame budget is closed"))?;
-        match held.as_mut() {
-            Some(held) => held.merge(permit),
-            None => held = Some(permit),
-        }
-        let start = frame.len();
-        frame.resize(start + step, 0);
-        reader.read_exact(frame.get_mut(start..).unwrap_or_default()).await?;
-    }
-    Ok((frame, held))
-}
-
-/// Reads one frame (varint length + body, at most [`MAX_FRAME_SIZE`]): `Ok(None)` at a clean end of stream.
-/// For callers outside the node's readers (tests, tools): the body is read as the readers read it, with a budget
-/// of its own.
-pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<Option<Vec<u8>>> {
-    match read_frame_len(reader).await? {
-        Some(len) => {
-            let budget = Arc::new(Semaphore::new(MAX_FRAME_SIZE));
-            read_budgeted_body(reader, len, &budget).await.map(|(frame, _)| Some(frame))
-        }
-        None => Ok(None),
-    }
-}
-
 pub use codex_protocol::frame::put_varint;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frames_round_trip_and_refuse_oversized_lengths() {
-        futures::executor::block_on(async {
-            let mut bytes = Vec::new();
-            for body in [vec![], vec![7u8; 300]] {
-                put_varint(&mut bytes, body.len() as u64);
-                bytes.extend_from_slice(&body);
-            }
-            let mut reader = futures::io::Cursor::new(bytes);
-            assert_eq!(read_frame(&mut reader).await.expect("frame"), Some(vec![]));
-            assert_eq!(read_frame(&mut reader).await.expect("frame"), Some(vec![7u8; 300]));
-            assert_eq!(read_frame(&mut reader).await.expect("end"), None);
-
-            let mut huge = Vec::new();
-            put_varint(&mut huge, MAX_FRAME_SIZE as u64 + 1);
-            let err = read_frame(&mut futures::io::Cursor::new(huge)).await.expect_err("too large");
-            assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
-
-            let mut short = Vec::new();
-            put_varint(&mut short, 10);
-            short.extend_from_slice(&[1, 2, 3]);
-            assert!(read_frame(&mut futures::io::Cursor::new(short)).await.is_err());
-            let endless = vec![0xffu8; 20];
-            assert!(read_frame(&mut futures::io::Cursor::new(endless)).await.is_err());
-        });
-    }
-}
