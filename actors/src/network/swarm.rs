@@ -59,6 +59,8 @@ pub const MAX_INBOUND_PER_IP: usize = 8;
 /// A TCP dial or handshake that has not finished by then fails (the kernel's own SYN timeout is two minutes,
 /// which would hold AutoNAT dial-backs to nodes behind NAT that long).
 const TCP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Without an AutoNAT verdict by then, the node serves the DHT on its listen addresses (as with `--nat none`).
+const UNKNOWN_SERVE_AFTER: Duration = Duration::from_secs(30);
 
 /// What one peer's readers share: one frame in flight across its streams, and a count of its inbound streams.
 struct PeerGate {
@@ -152,6 +154,8 @@ struct Host {
     nat_state: NatState,
     /// When the node's provider records are published again (its announced addresses changed).
     reprovide_at: Option<Instant>,
+    /// While reachability is being learned: when Kademlia starts serving if AutoNAT has no verdict by then.
+    serve_dht_at: Option<Instant>,
     dials: HashMap<PeerId, Vec<PendingDial>>,
     lookups: HashMap<kad::QueryId, PeerId>,
     provider_queries: HashMap<kad::QueryId, (HashSet<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
@@ -172,6 +176,7 @@ impl Host {
             .with_max_pending_outgoing(Some(64))
             .with_max_established_per_peer(Some(2));
         let use_upnp = matches!(config.nat, Nat::Any | Nat::Upnp);
+        let learns = use_upnp;
         let agent = config.agent.clone();
         let relay_limits = config.relay.clone();
         let autonat_config = autonat::v1::Config {
@@ -205,7 +210,9 @@ impl Host {
                 // every 30 min, and a flood of records does not occupy the bounded store for two days.
                 kad_config.set_provider_record_ttl(Some(Duration::from_secs(2 * 3600)));
                 let mut kad = kad::Behaviour::with_config(peer_id, ProviderStore::new(peer_id), kad_config);
-                kad.set_mode(Some(kad::Mode::Server));
+                // A node that learns its reachability serves the DHT once it is known to be public (or after
+                // [`UNKNOWN_SERVE_AFTER`] without a verdict): peers must not keep addresses nobody can dial.
+                kad.set_mode(Some(if learns { kad::Mode::Client } else { kad::Mode::Server }));
                 Behaviour {
                     limits: connection_limits::Behaviour::new(limits),
                     ip_limits: iplimit::Behaviour::new(MAX_INBOUND_PER_IP),
@@ -257,6 +264,7 @@ impl Host {
                 ..NatState::default()
             },
             reprovide_at: None,
+            serve_dht_at: learns.then(|| Instant::now() + UNKNOWN_SERVE_AFTER),
             dials: HashMap::new(),
             lookups: HashMap::new(),
             provider_queries: HashMap::new(),

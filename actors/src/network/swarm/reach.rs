@@ -76,6 +76,13 @@ impl Host {
             self.announce(peer);
         }
         self.reserve_relays();
+        if self.serve_dht_at.is_some_and(|at| at <= now) {
+            self.serve_dht_at = None;
+            if self.nat_state.reachability == Reachability::Unknown {
+                tracing::info!("AutoNAT has no verdict yet; serving the DHT on the listen addresses meanwhile");
+                self.swarm.behaviour_mut().kad.set_mode(Some(kad::Mode::Server));
+            }
+        }
         if self.reprovide_at.is_some_and(|at| at <= now) {
             self.reprovide_at = None;
             let keys: Vec<kad::RecordKey> =
@@ -162,6 +169,7 @@ impl Host {
         let listen: Vec<Multiaddr> = self.swarm.listeners().filter(|a| !is_relayed(a)).cloned().collect();
         match self.nat_state.reachability {
             Reachability::Private => {
+                self.serve_dht_at = None;
                 let direct: Vec<Multiaddr> =
                     self.swarm.external_addresses().filter(|a| !is_relayed(a)).cloned().collect();
                 for addr in direct {
@@ -175,7 +183,10 @@ impl Host {
                 for addr in listen.iter().filter(|a| is_dialable(a)) {
                     self.swarm.add_external_address(addr.clone());
                 }
-                self.swarm.behaviour_mut().kad.set_mode(Some(kad::Mode::Server));
+                if reachability == Reachability::Public || self.serve_dht_at.is_none() {
+                    self.serve_dht_at = None;
+                    self.swarm.behaviour_mut().kad.set_mode(Some(kad::Mode::Server));
+                }
                 if reachability == Reachability::Public {
                     let listeners: Vec<ListenerId> =
                         self.nat_state.candidates.values_mut().filter_map(|c| c.listener.take()).collect();
