@@ -45,13 +45,15 @@ command -v iptables >/dev/null || apt-get install -y -qq iptables >/dev/null
 command -v jq >/dev/null || apt-get install -y -qq jq >/dev/null
 
 teardown() {
-    for name in "${!NODE_PID[@]}"; do kill "${NODE_PID[$name]}" 2>/dev/null || true; done
+    local name
+    for name in "${!NODE_PID[@]}"; do stop "$name"; done
     wait 2>/dev/null || true
     for ns in "${NS[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
 }
 cleanup() {
+    local rc=$?
     teardown
-    if [ "$FAILED" = 0 ] && [ -z "${KEEP:-}" ]; then rm -rf "$WORK"; else echo "logs kept in $WORK" >&2; fi
+    if [ "$rc" = 0 ] && [ "$FAILED" = 0 ] && [ -z "${KEEP:-}" ]; then rm -rf "$WORK"; else echo "logs kept in $WORK" >&2; fi
 }
 trap cleanup EXIT
 
@@ -109,17 +111,28 @@ start() {
     local name=$1 ns=$2 ip=$3 port=$4
     shift 4
     NODE_NS[$name]=$ns NODE_PORT[$name]=$port
-    in_ns "$ns" "$BIN" --data-dir "$WORK/$name" --api-port "$port" --nat-lan --log-format nocolors ${LOG_LEVEL:+--log-level "$LOG_LEVEL"} \
-        --listen-addrs "/ip4/$ip/tcp/4001" --listen-addrs "/ip4/$ip/udp/4001/quic-v1" "$@" >>"$WORK/$name.log" 2>&1 &
-    NODE_PID[$name]=$!
+    local pidfile="$WORK/$SCENARIO-$name.pid"
+    # `ip netns exec` may fork: the shell writes its own pid and becomes the node.
+    in_ns "$ns" sh -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$BIN" --data-dir "$WORK/$SCENARIO-$name" \
+        --api-port "$port" --nat-lan --log-format nocolors ${LOG_LEVEL:+--log-level "$LOG_LEVEL"} \
+        --listen-addrs "/ip4/$ip/tcp/4001" --listen-addrs "/ip4/$ip/udp/4001/quic-v1" "$@" \
+        >>"$WORK/$SCENARIO-$name.log" 2>&1 &
+    for _ in $(seq 50); do [ -s "$pidfile" ] && break; sleep 0.1; done
+    NODE_PID[$name]=$(cat "$pidfile")
     for _ in $(seq 300); do
         api "$name" /space >/dev/null 2>&1 && return 0
         sleep 0.1
     done
-    tail "$WORK/$name.log" >&2
+    tail "$WORK/$SCENARIO-$name.log" >&2
     fail "node $name did not start"
 }
-stop() { kill "${NODE_PID[$1]}" 2>/dev/null || true; wait "${NODE_PID[$1]}" 2>/dev/null || true; unset "NODE_PID[$1]"; }
+stop() {
+    local pid=${NODE_PID[$1]}
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    unset "NODE_PID[$1]"
+}
 api() { in_ns "${NODE_NS[$1]}" curl -fsS "http://127.0.0.1:${NODE_PORT[$1]}/api/codex/v1$2"; }
 info() { api "$1" /debug/info; }
 peer_id() { api "$1" /peerid | jq -r .id; }
@@ -188,7 +201,7 @@ scenario_punch() {
     local path
     path=$(connection_to B "$(peer_id A)")
     [ "$path" = direct ] || fail "B reaches A $path, not direct after hole punching"
-    grep -q "hole punching succeeded" "$WORK/B.log" "$WORK/A.log" || fail "no hole punching in the logs"
+    grep -q "hole punching succeeded" "$WORK/$SCENARIO-B.log" "$WORK/$SCENARIO-A.log" || fail "no hole punching in the logs"
     echo "NATed A -> NATed B, direct after hole punching: ttfb ${times% *} s, total ${times#* } s ($(mib_s "${times#* }") MiB/s)"
     PUNCH_TOTAL=${times#* }
     # Baseline in the same run: both public.
@@ -220,7 +233,7 @@ scenario_relay() {
     local path
     path=$(connection_to B "$(peer_id A)")
     [ "$path" = relayed ] || fail "B reaches A $path; expected relayed across a random-port NAT"
-    grep -q "data goes through the relay\|data with this peer goes through the relay" "$WORK/B.log" "$WORK/A.log" \
+    grep -q "data goes through the relay\|data with this peer goes through the relay" "$WORK/$SCENARIO-B.log" "$WORK/$SCENARIO-A.log" \
         || fail "no log line says the data goes through the relay"
     echo "NATed A -> NATed B through the relay: ttfb ${times% *} s, total ${times#* } s ($(mib_s "${times#* }") MiB/s)"
     echo "relay while relaying: CPU $(awk -v d=$((ticks1 - ticks0)) -v hz="$hz" -v t0="$t0" -v t1="$t1" \
@@ -291,7 +304,7 @@ scenario_limits() {
     teardown
 }
 
-for scenario in $SCENARIOS; do
-    "scenario_$scenario"
+for SCENARIO in $SCENARIOS; do
+    "scenario_$SCENARIO"
 done
 echo "all NAT scenarios passed: $SCENARIOS"

@@ -22,7 +22,7 @@ use std::time::Duration;
 pub const MAX_RELAYS: usize = 2;
 /// How long a peer reached only through a relay waits for hole punching before the block exchange uses the
 /// relayed connection.
-pub const HOLE_PUNCH_GRACE: Duration = Duration::from_secs(15);
+pub const HOLE_PUNCH_GRACE: Duration = Duration::from_secs(8);
 
 /// What the node knows about being dialable from the internet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
