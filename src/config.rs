@@ -601,6 +601,34 @@ mod tests {
     }
 
     #[test]
+    fn relay_and_nat_options_layer_and_are_checked() {
+        figment::Jail::expect_with(|jail| {
+            let defaults = Settings::load(&NodeFlags::default()).expect("defaults");
+            assert!(defaults.relay && !defaults.nat_lan);
+            assert_eq!(defaults.relay_circuit_bytes, ByteSize(128 << 10));
+            jail.create_file("relay.toml", "relay-circuit-bytes = \"1GiB\"\nrelay-max-circuits = 4\nnat-lan = true")?;
+            jail.set_env("CODEX_RELAY_CIRCUIT_DURATION", "10m");
+            let flags = NodeFlags {
+                config_file: Some("relay.toml".into()),
+                relay_max_circuits: Some(2),
+                ..NodeFlags::default()
+            };
+            let settings = Settings::load(&flags).expect("valid");
+            assert_eq!(settings.relay_circuit_bytes, ByteSize(1 << 30));
+            assert_eq!(settings.relay_max_circuits, 2, "a flag beats the file");
+            assert_eq!(settings.relay_circuit_duration, Seconds(600), "the environment beats the default");
+            assert!(settings.nat_lan);
+            let flags = NodeFlags { relay_max_circuits: Some(0), ..NodeFlags::default() };
+            assert_eq!(invalid_option(&flags), "relay-max-circuits");
+            let flags = NodeFlags { relay_circuit_duration: Some(Seconds(0)), ..NodeFlags::default() };
+            assert_eq!(invalid_option(&flags), "relay-circuit-duration");
+            let flags = NodeFlags { relay: Some(false), relay_max_circuits: Some(0), ..NodeFlags::default() };
+            assert!(Settings::load(&flags).is_ok(), "limits of a relay that is off are not checked");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn unknown_codex_variables_are_reported_not_fatal() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("CODEX_BIN", "/usr/bin/codex");

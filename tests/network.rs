@@ -57,6 +57,14 @@ fn download_through_the_dht_from_a_node_never_met() {
     let info = c.info();
     assert!(info["spr"].as_str().is_some_and(|s| s.starts_with("spr:")));
     assert!(c.known_peers().contains(&a.peer_id), "{info}");
+    // The NAT extension: `--nat none` announces the listen addresses whatever is learned; the relay serves within
+    // its limits; connected peers are reached directly.
+    assert_eq!(info["nat"]["mode"], "none", "{info}");
+    assert!(info["nat"]["relay"]["circuitsDenied"].is_u64(), "{info}");
+    assert!(info["nat"]["announced"].as_array().is_some_and(|a| !a.is_empty()), "{info}");
+    let nodes = info["table"]["nodes"].as_array().expect("nodes");
+    assert!(nodes.iter().filter(|n| n["seen"] == true).all(|n| n["connection"] == "direct"), "{info}");
+    assert!(nodes.iter().any(|n| n["connection"] == "direct"), "{info}");
     assert_eq!(c.get("/connect/nonsense").0, 400);
 }
 

@@ -608,4 +608,3 @@ fn describe(err: &dyn std::error::Error) -> String {
 }
 
 pub use codex_protocol::frame::put_varint;
-

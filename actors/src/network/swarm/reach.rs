@@ -3,7 +3,7 @@
 
 use super::{Host, is_dialable};
 use crate::network::Nat;
-use crate::network::nat::{Announced, NatInfo, RelayCandidate, Reachability, is_relayed, relay_of};
+use crate::network::nat::{Announced, NatInfo, Reachability, RelayCandidate, is_relayed, relay_of};
 use libp2p::core::transport::ListenerId;
 use libp2p::kad::store::RecordStore;
 use libp2p::multiaddr::Protocol;
