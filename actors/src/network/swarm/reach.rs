@@ -231,11 +231,9 @@ impl Host {
     pub(super) fn on_relay_event(&mut self, event: relay::Event) {
         let Some(stats) = self.nat_state.relay.as_mut() else { return };
         match event {
-            relay::Event::ReservationReqAccepted { src_peer_id, renewed, .. } => {
-                if !renewed {
-                    stats.reservations += 1;
-                    tracing::debug!(peer = %src_peer_id, "relay: reservation accepted");
-                }
+            relay::Event::ReservationReqAccepted { src_peer_id, renewed: false, .. } => {
+                stats.reservations += 1;
+                tracing::debug!(peer = %src_peer_id, "relay: reservation accepted");
             }
             relay::Event::ReservationTimedOut { .. } | relay::Event::ReservationClosed { .. } => {
                 stats.reservations = stats.reservations.saturating_sub(1);
