@@ -134,6 +134,8 @@ struct Conn {
     relayed: bool,
     /// True when this node dialed it.
     dialer: bool,
+    /// True for a connection hole punching made (the peer is behind a NAT: not a relay candidate).
+    punched: bool,
 }
 
 struct Host {
@@ -410,6 +412,7 @@ impl Host {
                     addr: endpoint.get_remote_address().clone(),
                     relayed,
                     dialer: endpoint.is_dialer(),
+                    punched: false,
                 };
                 let conns = self.conns.entry(peer_id).or_default();
                 conns.push(conn);

@@ -96,12 +96,14 @@ impl Host {
         }
     }
 
-    /// A peer that speaks the relay protocol becomes a relay candidate when this node dialed it directly.
+    /// A peer that speaks the relay protocol becomes a relay candidate when this node dialed it directly (not
+    /// through hole punching, which only reaches peers behind NATs).
     pub(super) fn add_relay_candidate(&mut self, peer: PeerId) {
         if self.nat_state.candidates.contains_key(&peer) {
             return;
         }
-        let Some(conn) = self.conns.get(&peer).into_iter().flatten().find(|c| c.dialer && !c.relayed) else {
+        let Some(conn) = self.conns.get(&peer).into_iter().flatten().find(|c| c.dialer && !c.relayed && !c.punched)
+        else {
             return;
         };
         tracing::debug!(%peer, addr = %conn.addr, "a relay candidate");
@@ -202,8 +204,11 @@ impl Host {
     pub(super) fn on_dcutr_event(&mut self, event: dcutr::Event) {
         let peer = event.remote_peer_id;
         match event.result {
-            Ok(_) => {
+            Ok(id) => {
                 tracing::info!(%peer, "hole punching succeeded: direct connection");
+                if let Some(conn) = self.conns.get_mut(&peer).into_iter().flatten().find(|c| c.id == id) {
+                    conn.punched = true;
+                }
                 self.close_relayed(peer);
                 self.waiting.remove(&peer);
                 self.announce(peer);
