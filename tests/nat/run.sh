@@ -141,10 +141,14 @@ upload() { in_ns "${NODE_NS[$1]}" curl -fsS -X POST -H 'Content-Type: applicatio
 # fetch NAME CID OUT -> "ttfb total" seconds of GET /data/{cid}/network/stream. A CID announced a moment ago may
 # not be in the DHT yet (its provider record is still being published): a 404 is tried again a few times.
 fetch() {
-    local try
+    local try times
     for try in 1 2 3 4 5; do
-        in_ns "${NODE_NS[$1]}" curl -fsS -o "$3" -w '%{time_starttransfer} %{time_total}' --max-time 600 \
-            "http://127.0.0.1:${NODE_PORT[$1]}/api/codex/v1/data/$2/network/stream" 2>"$WORK/curl.err" && return 0
+        if times=$(in_ns "${NODE_NS[$1]}" curl -fsS -o "$3" -w '%{time_starttransfer} %{time_total}' \
+            --max-time 600 "http://127.0.0.1:${NODE_PORT[$1]}/api/codex/v1/data/$2/network/stream" 2>"$WORK/curl.err")
+        then
+            echo "$times"
+            return 0
+        fi
         grep -q 404 "$WORK/curl.err" || break
         sleep 3
     done
