@@ -49,6 +49,12 @@ pub enum Nat {
 }
 
 impl Nat {
+    /// True when what AutoNAT learns decides the announced addresses (`any`, `upnp`); `none` and `extip:`
+    /// override it.
+    pub fn learns(&self) -> bool {
+        matches!(self, Nat::Any | Nat::Upnp)
+    }
+
     /// Parses a `--nat` value.
     pub fn parse(text: &str) -> Option<Self> {
         match text {

@@ -190,12 +190,17 @@ relay_node() {
     BOOT="/ip4/203.0.113.10/tcp/4001/p2p/$RID"
 }
 
+# members: A behind NAT 1 and B behind NAT 2, both knowing only R.
+members() {
+    start A cxn-h1 192.0.2.10 8081 --bootstrap-node "$BOOT"
+    start B cxn-h2 198.51.100.10 8082 --bootstrap-node "$BOOT"
+}
+
 scenario_punch() {
     echo "== punch: two members behind endpoint-independent NATs, relay with default limits =="
     topology
     relay_node
-    start A cxn-h1 192.0.2.10 8081 --bootstrap-node "$BOOT"
-    start B cxn-h2 198.51.100.10 8082 --bootstrap-node "$BOOT"
+    members
     start P cxn-pub2 203.0.113.20 8083 --bootstrap-node "$BOOT"
     wait_private_and_reserved A
     wait_private_and_reserved B
@@ -227,8 +232,7 @@ scenario_relay() {
     topology
     symmetric_nat2
     relay_node --relay-circuit-bytes 0
-    start A cxn-h1 192.0.2.10 8081 --bootstrap-node "$BOOT"
-    start B cxn-h2 198.51.100.10 8082 --bootstrap-node "$BOOT"
+    members
     wait_private_and_reserved A
     wait_private_and_reserved B
     local cid times ticks0 ticks1 t0 t1 hz
@@ -289,8 +293,7 @@ scenario_limits() {
     topology
     symmetric_nat2
     relay_node --relay-circuit-bytes 0 --relay-max-circuits 1
-    start A cxn-h1 192.0.2.10 8081 --bootstrap-node "$BOOT"
-    start B cxn-h2 198.51.100.10 8082 --bootstrap-node "$BOOT"
+    members
     start C cxn-h2 198.51.100.11 8085 --bootstrap-node "$BOOT"
     start P cxn-pub2 203.0.113.20 8083 --bootstrap-node "$BOOT"
     wait_private_and_reserved A

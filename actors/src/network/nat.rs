@@ -128,8 +128,6 @@ pub struct RelayCandidate {
     pub addr: Multiaddr,
     /// The circuit listener while a reservation is wanted.
     pub listener: Option<libp2p::core::transport::ListenerId>,
-    /// True once the relay accepted the reservation.
-    pub reserved: bool,
 }
 
 /// The swarm thread's NAT state.
@@ -204,9 +202,7 @@ mod tests {
 
         let mut state = NatState::default();
         for _ in 0..3 {
-            state
-                .candidates
-                .insert(PeerId::random(), RelayCandidate { addr: addr.clone(), listener: None, reserved: false });
+            state.candidates.insert(PeerId::random(), RelayCandidate { addr: addr.clone(), listener: None });
         }
         assert!(state.relays_to_reserve().is_empty(), "unknown reachability reserves nothing");
         state.reachability = Reachability::Public;

@@ -177,8 +177,8 @@ impl Host {
             .with_max_pending_incoming(Some(32))
             .with_max_pending_outgoing(Some(64))
             .with_max_established_per_peer(Some(2));
-        let use_upnp = matches!(config.nat, Nat::Any | Nat::Upnp);
-        let learns = use_upnp;
+        // UPnP serves the same modes that learn their reachability.
+        let learns = config.nat.learns();
         let agent = config.agent.clone();
         let relay_limits = config.relay.clone();
         let autonat_config = autonat::v1::Config {
@@ -228,7 +228,7 @@ impl Host {
                     ping: ping::Behaviour::default(),
                     kad,
                     stream: libp2p_stream::Behaviour::new(),
-                    upnp: Toggle::from(use_upnp.then(upnp::tokio::Behaviour::default)),
+                    upnp: Toggle::from(learns.then(upnp::tokio::Behaviour::default)),
                     relay_client,
                     relay: Toggle::from(relay_limits.map(|limits| relay::Behaviour::new(peer_id, limits.to_config()))),
                     dcutr: dcutr::Behaviour::new(peer_id),

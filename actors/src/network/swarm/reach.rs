@@ -16,11 +16,6 @@ use tokio::time::Instant;
 const REPROVIDE_DELAY: Duration = Duration::from_secs(3);
 
 impl Host {
-    /// True when what AutoNAT learns decides the announced addresses (`--nat any` or `upnp`).
-    fn learns(&self) -> bool {
-        matches!(self.nat, Nat::Any | Nat::Upnp)
-    }
-
     /// The addresses to announce for a new listen address, by `--nat` and reachability.
     fn announce_for(&self, listen: &Multiaddr) -> Vec<Multiaddr> {
         match &self.nat {
@@ -35,7 +30,7 @@ impl Host {
                 }
                 vec![mapped]
             }
-            _ if self.learns() && self.nat_state.reachability == Reachability::Private => Vec::new(),
+            _ if self.nat.learns() && self.nat_state.reachability == Reachability::Private => Vec::new(),
             _ if is_dialable(listen) => vec![listen.clone()],
             _ => Vec::new(),
         }
@@ -107,14 +102,12 @@ impl Host {
             return;
         };
         tracing::debug!(%peer, addr = %conn.addr, "a relay candidate");
-        self.nat_state
-            .candidates
-            .insert(peer, RelayCandidate { addr: conn.addr.clone(), listener: None, reserved: false });
+        self.nat_state.candidates.insert(peer, RelayCandidate { addr: conn.addr.clone(), listener: None });
     }
 
     /// Listens on relays while private (when what is learned counts).
     fn reserve_relays(&mut self) {
-        if !self.learns() {
+        if !self.nat.learns() {
             return;
         }
         for (relay, circuit) in self.nat_state.relays_to_reserve() {
@@ -156,7 +149,7 @@ impl Host {
             autonat::v1::NatStatus::Unknown => Reachability::Unknown,
         };
         tracing::info!(?old, ?new, "AutoNAT: reachability changed");
-        if !self.learns() {
+        if !self.nat.learns() {
             return;
         }
         self.nat_state.reachability = reachability;
@@ -205,13 +198,12 @@ impl Host {
         let peer = event.remote_peer_id;
         match event.result {
             Ok(id) => {
+                // The direct connection's `ConnectionEstablished` (handled just before this event) closed the
+                // relayed ones and told the block exchange.
                 tracing::info!(%peer, "hole punching succeeded: direct connection");
                 if let Some(conn) = self.conns.get_mut(&peer).into_iter().flatten().find(|c| c.id == id) {
                     conn.punched = true;
                 }
-                self.close_relayed(peer);
-                self.waiting.remove(&peer);
-                self.announce(peer);
             }
             Err(err) => {
                 tracing::warn!(%peer, %err, "hole punching failed; data with this peer goes through the relay");
@@ -223,13 +215,8 @@ impl Host {
     }
 
     pub(super) fn on_relay_client_event(&mut self, event: relay::client::Event) {
-        if let relay::client::Event::ReservationReqAccepted { relay_peer_id, renewal, .. } = event {
-            if let Some(candidate) = self.nat_state.candidates.get_mut(&relay_peer_id) {
-                candidate.reserved = true;
-            }
-            if !renewal {
-                tracing::debug!(relay = %relay_peer_id, "relay reservation accepted");
-            }
+        if let relay::client::Event::ReservationReqAccepted { relay_peer_id, renewal: false, .. } = event {
+            tracing::debug!(relay = %relay_peer_id, "relay reservation accepted");
         }
     }
 
