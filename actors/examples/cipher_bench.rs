@@ -15,6 +15,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod common;
+
 use aes_gcm::aead::AeadInPlace;
 use aes_gcm::{Aes256Gcm, KeyInit};
 use chacha20poly1305::ChaCha20Poly1305;
@@ -42,15 +44,7 @@ fn nonce12(counter: u64) -> [u8; 12] {
 }
 
 fn main() {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut data: Vec<u8> = (0..INPUT / 8)
-        .flat_map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()
-        })
-        .collect();
+    let mut data = common::pseudo_random(INPUT);
     let key = [7u8; 32];
 
     let sha = run(&mut data, |_, message| sha256(message)[0]);

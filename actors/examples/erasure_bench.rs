@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod common;
+
 use codex_protocol::cid::sha256;
 use codex_protocol::erasure::{ErasureCodec, ErasureParams, Want};
 use std::time::Instant;
@@ -17,15 +19,7 @@ fn main() {
     let codec = ErasureCodec::new(params).unwrap();
     let (k, m) = (params.k(), params.m());
     let groups = INPUT / (k * BS);
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut data: Vec<u8> = (0..INPUT / 8)
-        .flat_map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()
-        })
-        .collect();
+    let mut data = common::pseudo_random(INPUT);
     let mut parity = vec![0u8; groups * m * BS];
     let mb = (groups * k * BS) as f64 / 1e6;
 
