@@ -1,24 +1,40 @@
 #!/usr/bin/env bash
-# Network benchmarks (issue 3). Prints figures as ratios to baselines measured in the same run.
+# Network benchmarks (issues 3 and 8). Every figure is printed with its baseline, measured in the same run.
 #
-#   tests/bench/network.sh            # all three
-#   RUNS=5 BIG_GIB=10 tests/bench/network.sh
-#   ONLY=transfer|big|ttfb tests/bench/network.sh
+#   tests/bench/network.sh                       # every part
+#   RUNS=5 tests/bench/network.sh                # medians of 5 (default 3)
+#   ONLY="pair swarm" tests/bench/network.sh     # some parts
+#   CODEX_BIN=/path/to/codex tests/bench/network.sh   # another build (no cargo build)
+#   TRANSPORT=tcp tests/bench/network.sh         # nodes listen on TCP only, or quic: QUIC only (default both)
 #
-# 1. transfer: 1 GiB of random data from node A to node B over loopback via GET /data/{cid}/network/stream
-#    into a file, against curl fetching the same file from python's static http.server (median of RUNS).
-# 2. big: BIG_GIB GiB from A to B; checks the bytes (sha256) and reports each node's peak RSS (VmHWM).
-# 3. ttfb: time to first byte for a dataset held by one node of a 10-node testnet, from a fresh node
-#    bootstrapped off another.
+# Parts:
+#   pair       1 GiB from node A to node B over loopback (GET /data/{cid}/network/stream into a file), against
+#              curl from python's static http.server, aria2 BitTorrent (seeder -> leecher through a local
+#              opentracker, 1 MiB pieces) and iroh's sendme (--relay disabled): medians of RUNS.
+#   swarm      one seeder and 8 fresh nodes fetching the same SWARM_MIB (256) MiB at once: time until all 8 hold
+#              it, against aria2 with one seeder and 8 leechers, and 8 curls at once from http.server.
+#   providers  one downloader fetching PROVIDERS_MIB (512) MiB held by three nodes, against the same from one.
+#   big        BIG_GIB (10) GiB from A to B: sha256 of the bytes and each node's peak RSS (VmHWM).
+#   ttfb       time to first byte for a dataset held by one node of a 10-node testnet, from a fresh node.
+#
+# Needs aria2, mktorrent and opentracker (Debian packages; installed with apt-get when missing) and sendme
+# (`cargo install sendme --version 0.37.1 --locked`, installed when missing). Every block the nodes fetch is verified against
+# the dataset root before it is stored or served: nothing here turns that off.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/codex-target}
 RUNS=${RUNS:-3}
 BIG_GIB=${BIG_GIB:-10}
-ONLY=${ONLY:-all}
+SWARM_MIB=${SWARM_MIB:-256}
+PROVIDERS_MIB=${PROVIDERS_MIB:-512}
+ONLY=${ONLY:-pair swarm providers big ttfb}
+TRANSPORT=${TRANSPORT:-both}
+QUOTA=${QUOTA:-20GiB}
 WORK=${BENCH_DIR:-$(mktemp -d /var/tmp/codex-netbench.XXXXXX)}
-BIN=$CARGO_TARGET_DIR/release/codex
+BIN=${CODEX_BIN:-$CARGO_TARGET_DIR/release/codex}
+BUILD=${CODEX_BIN:+no}
+unset CODEX_BIN   # not a node option: the nodes would warn about it
 PIDS=()
 
 cleanup() {
@@ -28,15 +44,37 @@ cleanup() {
 }
 trap cleanup EXIT
 
-(cd "$ROOT" && cargo build --release --quiet)
+need_tools() {
+    local missing=()
+    for tool in aria2c:aria2 mktorrent:mktorrent opentracker:opentracker bc:bc; do
+        command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    export PATH=$HOME/.cargo/bin:$PATH
+    command -v sendme >/dev/null || CARGO_TARGET_DIR=$WORK/sendme-build cargo install sendme --version 0.37.1 --locked --quiet
+}
+
+need_tools
+mkdir -p "$WORK"
+printf '#!/bin/sh\ndate +%%s.%%N >"$(dirname "$3")/done"\n' >"$WORK/done-hook"
+chmod +x "$WORK/done-hook"
+[ -n "$BUILD" ] || (cd "$ROOT" && cargo build --release --quiet)
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+now() { date +%s.%N; }
+since() { echo "$(now) - $1" | bc -l; }
+ratio() { echo "$1 / $2" | bc -l; }
 
 # start_node NAME API_PORT P2P_PORT [SPR] -> starts a node, waits for its API
 start_node() {
     local name=$1 api=$2 p2p=$3 spr=${4:-}
-    local args=(--data-dir "$WORK/$name" --api-port "$api" --listen-addrs "/ip4/127.0.0.1/tcp/$p2p" --nat none
-        --storage-quota 40GiB --log-format nocolors)
+    local listen=()
+    [ "$TRANSPORT" = quic ] || listen+=(--listen-addrs "/ip4/127.0.0.1/tcp/$p2p")
+    [ "$TRANSPORT" = tcp ] || listen+=(--listen-addrs "/ip4/127.0.0.1/udp/$p2p/quic-v1")
+    local args=(--data-dir "$WORK/$name" --api-port "$api" "${listen[@]}" --nat none
+        --storage-quota "$QUOTA" --log-format nocolors)
     [ -n "$spr" ] && args+=(--bootstrap-node "$spr")
     "$BIN" "${args[@]}" >"$WORK/$name.log" 2>&1 &
     PIDS+=($!)
@@ -50,89 +88,287 @@ start_node() {
     exit 1
 }
 
+stop_nodes() {
+    for name in "$@"; do kill "$(cat "$WORK/$name.pid")" 2>/dev/null || true; done
+    for name in "$@"; do
+        while kill -0 "$(cat "$WORK/$name.pid")" 2>/dev/null; do sleep 0.1; done
+        rm -rf "${WORK:?}/$name"
+    done
+}
+
 api() { echo "http://127.0.0.1:$1/api/codex/v1"; }
 spr() { curl -fs -H 'Accept: text/plain' "$(api "$1")/spr"; }
 upload() { curl -fs -X POST -H 'Content-Type: application/octet-stream' -T "$2" "$(api "$1")/data"; }
+fetch() { curl -fs -o "$3" "$(api "$1")/data/$2/network/stream"; }
 hwm_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$(cat "$WORK/$1.pid")/status"; }
-now() { date +%s.%N; }
+same() { cmp -s "$1" "$2" || { echo "downloaded bytes differ: $2" >&2; exit 1; }; }
 
-transfer() {
-    echo "== 1 GiB from A to B over loopback (median of $RUNS) =="
-    head -c $((1 << 30)) /dev/urandom >"$WORK/file"
+# start_tracker TORRENT: opentracker on loopback (Debian builds it with a whitelist: the torrent's info hash)
+start_tracker() {
+    aria2c -S "$1" | awk '/Info Hash/ {print $3}' >"$WORK/whitelist"
+    chmod 644 "$WORK/whitelist"
+    opentracker -i 127.0.0.1 -p 16969 -P 16969 -w "$WORK/whitelist" >"$WORK/tracker.log" 2>&1 &
+    PIDS+=($!)
+    sleep 0.5
+}
+
+# make_torrent FILE -> FILE.torrent (1 MiB pieces, the local tracker)
+make_torrent() {
+    rm -f "$1.torrent"
+    mktorrent -l 20 -a http://127.0.0.1:16969/announce -o "$1.torrent" "$1" >/dev/null
+}
+
+ARIA=(--enable-dht=false --enable-dht6=false --bt-enable-lpd=false --enable-peer-exchange=false
+    --file-allocation=none --console-log-level=warn --summary-interval=0 --download-result=hide
+    --bt-tracker-connect-timeout=5 --bt-stop-timeout=0 --check-certificate=false)
+
+# start_seeder TORRENT DIR PORT: an aria2 seeder of a file already in DIR
+start_seeder() {
+    aria2c "${ARIA[@]}" -d "$2" --listen-port="$3" --seed-ratio=0.0 --bt-seed-unverified=true "$1" \
+        >"$WORK/seeder.$3.log" 2>&1 &
+    PIDS+=($!)
+    echo $! >"$WORK/seeder.$3.pid"
+    sleep 1
+}
+
+# leech TORRENT DIR PORT: an aria2 leecher that exits once it holds the file; the time the download completed
+# is written to DIR/done by aria2's hook (its exit waits another second for the tracker, not counted)
+leech() {
+    aria2c "${ARIA[@]}" -d "$2" --listen-port="$3" --seed-time=0 --on-download-complete="$WORK/done-hook" "$1" \
+        >"$WORK/leech.$3.log" 2>&1
+}
+
+# start_sendme FILE DIR: `sendme send` of FILE (its ticket: sendme_ticket)
+start_sendme() {
+    (cd "$2" && exec sendme send --relay disabled --ticket-type addresses --no-progress "$1" >"$WORK/sendme.out" 2>&1) &
+    PIDS+=($!)
+}
+
+# sendme_ticket -> waits for the ticket `sendme send` prints once it imported the file
+sendme_ticket() {
+    for _ in $(seq 600); do
+        local ticket
+        ticket=$(grep -o 'blob[a-z0-9]\{20,\}' "$WORK/sendme.out" | head -1 || true)
+        [ -n "$ticket" ] && { echo "$ticket"; return 0; }
+        sleep 0.1
+    done
+    echo "sendme printed no ticket" >&2
+    cat "$WORK/sendme.out" >&2
+    exit 1
+}
+
+pair() {
+    echo "== 1 GiB from A to B over loopback (median of $RUNS; transport $TRANSPORT) =="
+    mkdir -p "$WORK/src" "$WORK/out"
+    head -c $((1 << 30)) /dev/urandom >"$WORK/src/file"
     start_node a 18280 18270
     start_node b 18281 18271 "$(spr 18280)"
     local cid
-    cid=$(upload 18280 "$WORK/file")
-    (cd "$WORK" && exec python3 -m http.server 18290 --bind 127.0.0.1 >/dev/null 2>&1) &
+    cid=$(upload 18280 "$WORK/src/file")
+    (cd "$WORK/src" && exec python3 -m http.server 18290 --bind 127.0.0.1 >/dev/null 2>&1) &
     PIDS+=($!)
+    make_torrent "$WORK/src/file"
+    start_tracker "$WORK/src/file.torrent"
+    start_seeder "$WORK/src/file.torrent" "$WORK/src" 16881
+    start_sendme "$WORK/src/file" "$WORK/src"
+    local ticket
+    ticket=$(sendme_ticket)
     sleep 1
-    local base=() ours=()
+    local curls=() ours=() arias=() sendmes=() t0
     for _ in $(seq "$RUNS"); do
-        local t0 t1
         t0=$(now)
-        curl -fs -o "$WORK/base.out" http://127.0.0.1:18290/file
-        t1=$(now)
-        base+=("$(echo "$t1 - $t0" | bc -l)")
-        rm -f "$WORK/base.out"
+        curl -fs -o "$WORK/out/file" http://127.0.0.1:18290/file
+        curls+=("$(since "$t0")")
+        same "$WORK/src/file" "$WORK/out/file"
+        rm -f "$WORK/out/file"
+
         t0=$(now)
-        curl -fs -o "$WORK/ours.out" "$(api 18281)/data/$cid/network/stream"
-        t1=$(now)
-        ours+=("$(echo "$t1 - $t0" | bc -l)")
-        cmp -s "$WORK/file" "$WORK/ours.out" || { echo "downloaded bytes differ" >&2; exit 1; }
-        rm -f "$WORK/ours.out"
+        fetch 18281 "$cid" "$WORK/out/file"
+        ours+=("$(since "$t0")")
+        same "$WORK/src/file" "$WORK/out/file"
+        rm -f "$WORK/out/file"
         curl -fs -X DELETE "$(api 18281)/data/$cid" >/dev/null
+
+        t0=$(now)
+        leech "$WORK/src/file.torrent" "$WORK/out" 16882
+        arias+=("$(echo "$(cat "$WORK/out/done") - $t0" | bc -l)")
+        same "$WORK/src/file" "$WORK/out/file"
+        rm -rf "$WORK/out" && mkdir -p "$WORK/out"
+
+        t0=$(now)
+        (cd "$WORK/out" && sendme receive --relay disabled --no-progress "$ticket" >"$WORK/sendme-recv.log" 2>&1)
+        sendmes+=("$(since "$t0")")
+        same "$WORK/src/file" "$WORK/out/file"
+        rm -rf "$WORK/out" && mkdir -p "$WORK/out"
         sleep 0.5
     done
-    local b o
-    b=$(printf '%s\n' "${base[@]}" | median)
+    local c o a s
+    c=$(printf '%s\n' "${curls[@]}" | median)
     o=$(printf '%s\n' "${ours[@]}" | median)
-    printf 'curl from http.server: %.2f s   codex A->B: %.2f s (%.0f MiB/s)   ratio: %.2fx (goal <= 1.5x)\n' \
-        "$b" "$o" "$(echo "1024 / $o" | bc -l)" "$(echo "$o / $b" | bc -l)"
+    a=$(printf '%s\n' "${arias[@]}" | median)
+    s=$(printf '%s\n' "${sendmes[@]}" | median)
+    printf 'codex A->B             %6.2f s (%4.0f MiB/s)  runs: %s\n' "$o" "$(ratio 1024 "$o")" "${ours[*]}"
+    printf 'curl from http.server  %6.2f s  codex/curl   %.2fx (goal <= 1.5x)\n' "$c" "$(ratio "$o" "$c")"
+    printf 'aria2 BitTorrent       %6.2f s  codex/aria2  %.2fx (goal <= 0.5x)\n' "$a" "$(ratio "$o" "$a")"
+    printf 'iroh sendme            %6.2f s  codex/sendme %.2fx (goal <= 0.5x)\n' "$s" "$(ratio "$o" "$s")"
     echo "peak RSS: A $(hwm_mib a) MiB, B $(hwm_mib b) MiB"
-    kill "$(cat "$WORK/a.pid")" "$(cat "$WORK/b.pid")"
-    sleep 1
-    rm -rf "$WORK/a" "$WORK/b" "$WORK/file"
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    PIDS=()
+    wait 2>/dev/null || true
+    rm -rf "$WORK/a" "$WORK/b" "$WORK/src" "$WORK/out"
+}
+
+swarm() {
+    local n=8
+    echo "== one seeder, $n fresh nodes fetching $SWARM_MIB MiB at once (median of $RUNS) =="
+    mkdir -p "$WORK/src"
+    head -c $((SWARM_MIB << 20)) /dev/urandom >"$WORK/src/file"
+    make_torrent "$WORK/src/file"
+    start_tracker "$WORK/src/file.torrent"
+    (cd "$WORK/src" && exec python3 -m http.server 18290 --bind 127.0.0.1 >/dev/null 2>&1) &
+    PIDS+=($!)
+    local ours=() arias=() curls=() t0
+    for _ in $(seq "$RUNS"); do
+        # codex: a seeder and n fresh nodes bootstrapped off it
+        start_node seed 18380 18370
+        local cid seedspr names=()
+        cid=$(upload 18380 "$WORK/src/file")
+        seedspr=$(spr 18380)
+        for i in $(seq 1 $n); do
+            start_node "l$i" $((18380 + i)) $((18370 + i)) "$seedspr"
+            names+=("l$i")
+        done
+        sleep 2
+        t0=$(now)
+        local jobs=()
+        for i in $(seq 1 $n); do
+            fetch $((18380 + i)) "$cid" "$WORK/l$i.out" &
+            jobs+=($!)
+        done
+        for job in "${jobs[@]}"; do wait "$job"; done
+        ours+=("$(since "$t0")")
+        for i in $(seq 1 $n); do same "$WORK/src/file" "$WORK/l$i.out"; rm -f "$WORK/l$i.out"; done
+        stop_nodes seed "${names[@]}"
+
+        # aria2: a seeder and n leechers
+        start_seeder "$WORK/src/file.torrent" "$WORK/src" 16881
+        t0=$(now)
+        jobs=()
+        for i in $(seq 1 $n); do
+            mkdir -p "$WORK/t$i"
+            leech "$WORK/src/file.torrent" "$WORK/t$i" $((16881 + i)) &
+            jobs+=($!)
+        done
+        for job in "${jobs[@]}"; do wait "$job"; done
+        arias+=("$(echo "$(cat "$WORK"/t*/done | sort -n | tail -1) - $t0" | bc -l)")
+        for i in $(seq 1 $n); do same "$WORK/src/file" "$WORK/t$i/file"; rm -rf "$WORK/t$i"; done
+        kill "$(cat "$WORK/seeder.16881.pid")"
+
+        # n plain transfers at once
+        t0=$(now)
+        jobs=()
+        for i in $(seq 1 $n); do
+            curl -fs -o "$WORK/c$i.out" http://127.0.0.1:18290/file &
+            jobs+=($!)
+        done
+        for job in "${jobs[@]}"; do wait "$job"; done
+        curls+=("$(since "$t0")")
+        for i in $(seq 1 $n); do same "$WORK/src/file" "$WORK/c$i.out"; rm -f "$WORK/c$i.out"; done
+        sleep 1
+    done
+    local o a c
+    o=$(printf '%s\n' "${ours[@]}" | median)
+    a=$(printf '%s\n' "${arias[@]}" | median)
+    c=$(printf '%s\n' "${curls[@]}" | median)
+    printf 'codex 1 -> %d            %6.2f s  runs: %s\n' $n "$o" "${ours[*]}"
+    printf 'aria2 1 seeder, %d leechers %6.2f s  codex/aria2 %.2fx (goal < 1x)\n' $n "$a" "$(ratio "$o" "$a")"
+    printf 'curl x %d from http.server  %6.2f s  codex/curl  %.2fx\n' $n "$c" "$(ratio "$o" "$c")"
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    PIDS=()
+    wait 2>/dev/null || true
+    rm -rf "$WORK/src"
+}
+
+providers() {
+    echo "== $PROVIDERS_MIB MiB from three providers vs one (median of $RUNS) =="
+    head -c $((PROVIDERS_MIB << 20)) /dev/urandom >"$WORK/pfile"
+    start_node p1 18480 18470
+    local spr1 cid
+    spr1=$(spr 18480)
+    start_node p2 18481 18471 "$spr1"
+    start_node p3 18482 18472 "$spr1"
+    cid=$(upload 18480 "$WORK/pfile")
+    fetch 18481 "$cid" /dev/null
+    fetch 18482 "$cid" /dev/null
+    sleep 2
+    local ones=() threes=() t0
+    for _ in $(seq "$RUNS"); do
+        # three providers: a fresh downloader finds all three (the download looks up the providers)
+        start_node d 18483 18473 "$spr1"
+        t0=$(now)
+        fetch 18483 "$cid" "$WORK/d.out"
+        threes+=("$(since "$t0")")
+        same "$WORK/pfile" "$WORK/d.out"
+        stop_nodes d
+        # one provider: p2 and p3 are stopped
+        kill -STOP "$(cat "$WORK/p2.pid")" "$(cat "$WORK/p3.pid")"
+        start_node d 18483 18473 "$spr1"
+        t0=$(now)
+        fetch 18483 "$cid" "$WORK/d.out"
+        ones+=("$(since "$t0")")
+        same "$WORK/pfile" "$WORK/d.out"
+        stop_nodes d
+        kill -CONT "$(cat "$WORK/p2.pid")" "$(cat "$WORK/p3.pid")"
+        rm -f "$WORK/d.out"
+        sleep 1
+    done
+    local one three
+    one=$(printf '%s\n' "${ones[@]}" | median)
+    three=$(printf '%s\n' "${threes[@]}" | median)
+    printf 'one provider    %6.2f s  runs: %s\n' "$one" "${ones[*]}"
+    printf 'three providers %6.2f s  runs: %s  three/one %.2fx (goal < 1x)\n' "$three" "${threes[*]}" \
+        "$(ratio "$three" "$one")"
+    stop_nodes p1 p2 p3
+    rm -f "$WORK/pfile"
 }
 
 big() {
     echo "== $BIG_GIB GiB from A to B =="
-    start_node a 18380 18370
-    start_node b 18381 18371 "$(spr 18380)"
+    start_node a 18580 18570
+    start_node b 18581 18571 "$(spr 18580)"
     head -c $((BIG_GIB << 30)) /dev/urandom >"$WORK/big"
-    local want cid t0 got t1
+    local want cid t0 got t
     want=$(sha256sum "$WORK/big" | cut -d' ' -f1)
-    cid=$(upload 18380 "$WORK/big")
+    cid=$(upload 18580 "$WORK/big")
     rm -f "$WORK/big"
     t0=$(now)
-    got=$(curl -fs "$(api 18381)/data/$cid/network/stream" | sha256sum | cut -d' ' -f1)
-    t1=$(now)
+    got=$(curl -fs "$(api 18581)/data/$cid/network/stream" | sha256sum | cut -d' ' -f1)
+    t=$(since "$t0")
     [ "$got" = "$want" ] || { echo "sha256 differs" >&2; exit 1; }
-    printf '%s GiB in %.1f s (%.0f MiB/s), sha256 matches\n' "$BIG_GIB" "$(echo "$t1 - $t0" | bc -l)" \
-        "$(echo "$BIG_GIB * 1024 / ($t1 - $t0)" | bc -l)"
-    echo "peak RSS (VmHWM): A $(hwm_mib a) MiB, B $(hwm_mib b) MiB (goal <= 150 MB each)"
-    kill "$(cat "$WORK/a.pid")" "$(cat "$WORK/b.pid")"
-    sleep 1
-    rm -rf "$WORK/a" "$WORK/b"
+    printf '%s GiB in %.1f s (%.0f MiB/s), sha256 matches\n' "$BIG_GIB" "$t" "$(ratio "$BIG_GIB * 1024" "$t")"
+    echo "peak RSS (VmHWM): A $(hwm_mib a) MiB, B $(hwm_mib b) MiB (goal <= 150 MB = 143 MiB each)"
+    stop_nodes a b
 }
 
 ttfb() {
     echo "== time to first byte in a 10-node testnet =="
-    start_node n0 18480 18470
+    start_node n0 18680 18670
     local spr0
-    spr0=$(spr 18480)
-    for i in $(seq 1 9); do start_node "n$i" $((18480 + i)) $((18470 + i)) "$spr0"; done
+    spr0=$(spr 18680)
+    for i in $(seq 1 9); do start_node "n$i" $((18680 + i)) $((18670 + i)) "$spr0"; done
     head -c $((64 << 20)) /dev/urandom >"$WORK/small"
     local cid
-    cid=$(upload 18487 "$WORK/small")   # held by n7 only
+    cid=$(upload 18687 "$WORK/small")   # held by n7 only
     sleep 2                             # the announcement reaches the DHT
-    start_node fresh 18499 18469 "$(spr 18483)"   # bootstrapped off n3
+    start_node fresh 18699 18669 "$(spr 18683)"   # bootstrapped off n3
     curl -fs -o /dev/null -w 'TTFB %{time_starttransfer} s, whole 64 MiB %{time_total} s\n' \
-        "$(api 18499)/data/$cid/network/stream"
+        "$(api 18699)/data/$cid/network/stream"
+    stop_nodes n0 n1 n2 n3 n4 n5 n6 n7 n8 n9 fresh
 }
 
-case $ONLY in
-    transfer) transfer ;;
-    big) big ;;
-    ttfb) ttfb ;;
-    all) transfer; big; ttfb ;;
-esac
+for part in $ONLY; do
+    case $part in
+        pair | swarm | providers | big | ttfb) $part ;;
+        *) echo "unknown part $part (pair swarm providers big ttfb)" >&2; exit 2 ;;
+    esac
+done

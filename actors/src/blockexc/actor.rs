@@ -288,6 +288,15 @@ impl BlockExchangeActor {
                     if act.ledger.session(&peer) != Some(session) {
                         return;
                     }
+                    // Leaves this node is fetching itself are answered Have when they arrive.
+                    let later = wants.iter().zip(&held).filter_map(|((address, _), held)| match address {
+                        BlockAddress::Leaf { tree, .. } if !held && act.requester.is_running(tree) => {
+                            Some(address.clone())
+                        }
+                        _ => None,
+                    });
+                    let later: Vec<BlockAddress> = later.collect();
+                    act.provider.have_later(&peer, session, later);
                     let presences: Vec<BlockPresence> = wants
                         .into_iter()
                         .zip(held)
@@ -420,8 +429,16 @@ impl BlockExchangeActor {
             self.strike(peer, 10 * rejected, "delivered blocks that failed verification");
         }
         let arrived: Vec<u64> = outcomes.iter().filter(|(_, o)| *o == Stored::Kept).map(|(i, _)| *i).collect();
-        for woken in self.provider.arrived(tree, &arrived) {
+        let arrivals = self.provider.arrived(tree, &arrived);
+        for woken in arrivals.serve {
             self.serve(woken, ctx);
+        }
+        for (asked, addresses) in arrivals.have {
+            let presences = addresses.into_iter().map(|address| presence(address, true));
+            let presences: Vec<BlockPresence> = presences.collect();
+            for chunk in presences.chunks(MAX_ENTRIES_PER_MESSAGE) {
+                self.send(asked, WireMessage { presences: chunk.to_vec(), ..WireMessage::default() }, ctx);
+            }
         }
         if let Some(completed) = stored.completed {
             self.progress.remove(&tree);
@@ -706,6 +723,11 @@ impl Handler<StartDownload> for BlockExchangeActor {
         self.broadcast(entries.collect(), ctx);
         self.locate(tree);
         self.locate(msg.manifest_cid);
+        // Announced now, not when complete (as the original announces a stored manifest): nodes fetching the
+        // same dataset find each other and trade the leaves each already holds.
+        if let Some(discovery) = &self.discovery {
+            discovery.do_send(Announce { cids: vec![msg.manifest_cid, tree] });
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 //! Per peer: wantHave entries wait for a store query (at most [`QUERIES_PER_PEER`] outstanding, each answering
 //! up to [`QUERY_BATCH`] entries at once); wantBlock entries queue in order and are served in batches of at most
 //! [`MAX_BLOCKS_PER_MESSAGE`] blocks of one tree, [`SERVES_PER_PEER`] batches in flight; wanted blocks this node
-//! does not hold yet wait and are queued again the moment they arrive (seed 003: no delay in availability).
+//! does not hold yet wait and are queued again the moment they arrive (seed 003: no delay in availability);
+//! wantHave entries for leaves of a download in progress here wait too, and are answered Have the moment the
+//! leaf is stored, so nodes fetching the same dataset serve each other (a swarm).
 //! Every list is bounded by [`MAX_PEER_WANTS`]; entries past a bound are refused and counted, so the actor can
 //! strike the peer. Completions carry the peer's session, so one from a previous connection changes nothing.
 
@@ -37,7 +39,18 @@ struct PeerQueue {
     wants: VecDeque<Want>,
     queued: HashSet<BlockAddress>,
     waiting: HashSet<BlockAddress>,
+    /// wantHave entries for leaves being downloaded here: answered Have when they arrive.
+    have_waiting: HashSet<BlockAddress>,
     serving: usize,
+}
+
+/// Peers to tell about leaves that arrived.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Arrivals {
+    /// Peers that asked for some of the blocks: serve them.
+    pub serve: Vec<PeerId>,
+    /// Peers that asked whether this node has some of them: send them Have for these.
+    pub have: Vec<(PeerId, Vec<BlockAddress>)>,
 }
 
 /// The provider.
@@ -65,6 +78,7 @@ impl Provider {
                 q.queued.remove(&entry.address);
                 q.have_set.remove(&entry.address);
                 q.waiting.remove(&entry.address);
+                q.have_waiting.remove(&entry.address);
                 continue;
             }
             match entry.want_type {
@@ -157,31 +171,53 @@ impl Provider {
         }
     }
 
-    /// Leaves of `tree` arrived: peers waiting for them get them queued. Returns those peers.
-    pub fn arrived(&mut self, tree: Cid, indexes: &[u64]) -> Vec<PeerId> {
-        let mut woken = Vec::new();
+    /// A store query of `session` found these wantHave addresses not held, and they are leaves of a download in
+    /// progress here: each is answered Have when it arrives (see [`Provider::arrived`]).
+    pub fn have_later(&mut self, peer: &PeerId, session: u64, addresses: impl IntoIterator<Item = BlockAddress>) {
+        let Some(q) = self.peers.get_mut(peer).filter(|q| q.session == session) else { return };
+        for address in addresses {
+            if q.have_waiting.len() >= MAX_PEER_WANTS {
+                break;
+            }
+            q.have_waiting.insert(address);
+        }
+    }
+
+    /// Leaves of `tree` arrived: peers waiting for the blocks get them queued, peers waiting to hear whether
+    /// this node has them are named with the addresses to answer Have.
+    pub fn arrived(&mut self, tree: Cid, indexes: &[u64]) -> Arrivals {
+        let mut arrivals = Arrivals::default();
         for (peer, q) in &mut self.peers {
-            if q.waiting.is_empty() {
+            if q.waiting.is_empty() && q.have_waiting.is_empty() {
                 continue;
             }
-            let mut any = false;
+            let mut serve = false;
+            let mut have = Vec::new();
             for index in indexes {
                 let address = BlockAddress::Leaf { tree, index: *index };
                 if q.waiting.remove(&address) && q.queued.insert(address.clone()) {
-                    q.wants.push_back((address, false));
-                    any = true;
+                    q.wants.push_back((address.clone(), false));
+                    serve = true;
+                }
+                if q.have_waiting.remove(&address) {
+                    have.push(address);
                 }
             }
-            if any {
-                woken.push(*peer);
+            if serve {
+                arrivals.serve.push(*peer);
+            }
+            if !have.is_empty() {
+                arrivals.have.push((*peer, have));
             }
         }
-        woken
+        arrivals
     }
 
     /// Live entries held for `peer` (for tests and diagnostics).
     pub fn held(&self, peer: &PeerId) -> usize {
-        self.peers.get(peer).map_or(0, |q| q.have_set.len() + q.queued.len() + q.waiting.len())
+        self.peers
+            .get(peer)
+            .map_or(0, |q| q.have_set.len() + q.queued.len() + q.waiting.len() + q.have_waiting.len())
     }
 }
 
@@ -304,7 +340,28 @@ mod tests {
             provider.served(&peer, session, batch.into_iter().map(|(address, _)| address).collect());
         }
         provider.on_wantlist(&b, vec![entry(leaf(5), WantType::WantBlock, true)]);
-        assert_eq!(provider.arrived(tree(), &[5]), vec![a]);
+        assert_eq!(provider.arrived(tree(), &[5]).serve, vec![a]);
         assert_eq!(provider.next_batch(&a).expect("woken").1, vec![(leaf(5), false)]);
+    }
+
+    #[test]
+    fn have_questions_about_leaves_being_fetched_are_answered_on_arrival() {
+        let mut provider = Provider::default();
+        let (a, b) = (PeerId::random(), PeerId::random());
+        provider.connect(a, 1);
+        provider.connect(b, 2);
+        provider.have_later(&a, 1, [leaf(3), leaf(4)]);
+        provider.have_later(&b, 2, [leaf(4)]);
+        // A completion from an old session is ignored; a cancel withdraws the question.
+        provider.have_later(&b, 1, [leaf(3)]);
+        provider.on_wantlist(&b, vec![entry(leaf(4), WantType::WantHave, true)]);
+        let arrivals = provider.arrived(tree(), &[3, 4]);
+        assert!(arrivals.serve.is_empty());
+        assert_eq!(arrivals.have, vec![(a, vec![leaf(3), leaf(4)])]);
+        // Each question is answered once.
+        assert_eq!(provider.arrived(tree(), &[3, 4]), Arrivals::default());
+        // The list is bounded.
+        provider.have_later(&a, 1, (0..MAX_PEER_WANTS as u64 + 10).map(leaf));
+        assert_eq!(provider.held(&a), MAX_PEER_WANTS);
     }
 }

@@ -16,6 +16,10 @@ use libp2p::PeerId;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+/// A set of leaf indexes. Looked up for every wanted leaf at each scheduling: foldhash (seeded per process), not
+/// SipHash, whose cost showed in profiles of 8-node swarms.
+type HeldLeaves = HashSet<u64, foldhash::fast::RandomState>;
+
 /// Leaves nobody has are re-announced (and looked up) this often.
 pub const REASK_INTERVAL: Duration = Duration::from_secs(2);
 /// A decoding download's data leaf is taken as lost, and the fallback (parity) leaves of its group requested,
@@ -69,9 +73,9 @@ struct Download {
 
 struct PeerWants {
     /// Window leaves the peer said it has, per tree.
-    have: HashMap<Cid, HashSet<u64>>,
+    have: HashMap<Cid, HeldLeaves>,
     /// Window leaves of downloads with fallbacks the peer said it does not have, per tree.
-    dont: HashMap<Cid, HashSet<u64>>,
+    dont: HashMap<Cid, HeldLeaves>,
     in_flight: usize,
     last_delivery: Instant,
 }
@@ -380,23 +384,43 @@ impl Requester {
         let cap = self.config.peer_in_flight;
         let mut batches: HashMap<PeerId, Vec<BlockAddress>> = HashMap::new();
         for (tree, download) in &mut self.downloads {
-            if !self.peers.values().any(|p| p.in_flight < cap) {
-                break;
+            // The peers that can take a request and said Have for some leaf of this tree, with their load: the
+            // window is walked once, asking only them (not every peer's sets for every leaf).
+            let mut candidates: Vec<(PeerId, &HeldLeaves, usize)> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.in_flight < cap)
+                .filter_map(|(id, p)| p.have.get(tree).filter(|h| !h.is_empty()).map(|h| (*id, h, p.in_flight)))
+                .collect();
+            if candidates.is_empty() {
+                continue;
             }
             let held_back = held_back_fallbacks(download, &self.peers, tree, now);
+            let mut open = candidates.len();
             for (index, state) in download.window.iter_mut() {
+                if open == 0 {
+                    break;
+                }
                 if *state != LeafState::Wanted || held_back.contains(index) {
                     continue;
                 }
-                let best = self
-                    .peers
+                let best = candidates
                     .iter_mut()
-                    .filter(|(_, p)| p.in_flight < cap && p.have.get(tree).is_some_and(|h| h.contains(index)))
-                    .min_by_key(|(_, p)| p.in_flight);
-                let Some((peer, p)) = best else { continue };
-                p.in_flight += 1;
+                    .filter(|(_, have, load)| *load < cap && have.contains(index))
+                    .min_by_key(|(_, _, load)| *load);
+                let Some((peer, _, load)) = best else { continue };
+                *load += 1;
+                if *load >= cap {
+                    open -= 1;
+                }
                 *state = LeafState::Requested { peer: *peer, at: now };
                 batches.entry(*peer).or_default().push(leaf(*tree, *index));
+            }
+            let loads: Vec<(PeerId, usize)> = candidates.into_iter().map(|(peer, _, load)| (peer, load)).collect();
+            for (peer, load) in loads {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.in_flight = load;
+                }
             }
         }
         batches.into_iter().collect()

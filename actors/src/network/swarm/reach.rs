@@ -52,14 +52,6 @@ impl Host {
         self.reprovide_at = Some(Instant::now() + REPROVIDE_DELAY);
     }
 
-    /// Closes the relayed connections to `peer` (a direct one exists).
-    pub(super) fn close_relayed(&mut self, peer: PeerId) {
-        let relayed: Vec<_> = self.conns.get(&peer).into_iter().flatten().filter(|c| c.relayed).map(|c| c.id).collect();
-        for id in relayed {
-            self.swarm.close_connection(id);
-        }
-    }
-
     /// Once a second: peers whose hole punching took too long go through the relay; reservations are kept up;
     /// provider records are published again after an address change.
     pub(super) fn on_nat_tick(&mut self) {
