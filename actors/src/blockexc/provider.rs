@@ -215,9 +215,7 @@ impl Provider {
 
     /// Live entries held for `peer` (for tests and diagnostics).
     pub fn held(&self, peer: &PeerId) -> usize {
-        self.peers
-            .get(peer)
-            .map_or(0, |q| q.have_set.len() + q.queued.len() + q.waiting.len() + q.have_waiting.len())
+        self.peers.get(peer).map_or(0, |q| q.have_set.len() + q.queued.len() + q.waiting.len() + q.have_waiting.len())
     }
 }
 

@@ -59,6 +59,9 @@ pub const MAX_INBOUND_PER_IP: usize = 8;
 /// A TCP dial or handshake that has not finished by then fails (the kernel's own SYN timeout is two minutes,
 /// which would hold AutoNAT dial-backs to nodes behind NAT that long).
 const TCP_TIMEOUT: Duration = Duration::from_secs(20);
+/// A peer reached over QUIC by this node's dial is told to the block exchange at the latest this long after,
+/// if no TCP connection came beside it.
+const PATH_GRACE: Duration = Duration::from_secs(2);
 /// Without an AutoNAT verdict by then, the node serves the DHT on its listen addresses (as with `--nat none`).
 const UNKNOWN_SERVE_AFTER: Duration = Duration::from_secs(30);
 
@@ -176,6 +179,8 @@ struct Host {
     announced: HashSet<PeerId>,
     /// Peers reached only through a relay, waiting for hole punching until the deadline.
     waiting: HashMap<PeerId, Instant>,
+    /// Peers this node reached over QUIC, waiting until the deadline for a TCP connection beside it.
+    settling: HashMap<PeerId, Instant>,
     nat_state: NatState,
     /// When the node's provider records are published again (its announced addresses changed).
     reprovide_at: Option<Instant>,
@@ -199,12 +204,12 @@ impl Host {
     }
 
     /// A QUIC handshake finishes before TCP + Noise + Yamux, so a dial to a peer offering both ends on QUIC.
-    /// When this node dialed a peer and holds only QUIC to it, it also dials the TCP addresses the peer
-    /// announced; once that connection is up, [`Host::keep_best_path`] closes the QUIC one.
+    /// When this node dialed a peer and holds only QUIC to it (the peer is settling, not yet told to the block
+    /// exchange), it also dials the TCP addresses the peer announced; once that connection is up,
+    /// [`Host::keep_best_path`] closes the QUIC one. Without TCP addresses, or when the dial fails, the QUIC
+    /// connection is the path.
     fn dial_tcp_over_quic(&mut self, peer: PeerId, addrs: &[Multiaddr]) {
-        let conns = self.conns.get(&peer).map(Vec::as_slice).unwrap_or_default();
-        let best = conns.iter().map(Conn::path).max();
-        if best != Some(Path::Quic) || !conns.iter().any(|c| c.dialer && c.path() == Path::Quic) {
+        if !self.settling.contains_key(&peer) {
             return;
         }
         let tcp: Vec<Multiaddr> = addrs
@@ -217,11 +222,21 @@ impl Host {
             .cloned()
             .collect();
         if tcp.is_empty() {
+            self.settle(peer);
             return;
         }
         let opts = DialOpts::peer_id(peer).addresses(tcp).condition(PeerCondition::Always).build();
         if let Err(err) = self.swarm.dial(opts) {
             tracing::debug!(%peer, %err, "no TCP dial beside QUIC");
+            self.settle(peer);
+        }
+    }
+
+    /// The peer's path is settled: the block exchange hears of it (once).
+    fn settle(&mut self, peer: PeerId) {
+        self.settling.remove(&peer);
+        if self.conns.get(&peer).is_some_and(|conns| conns.iter().any(|c| !c.relayed)) {
+            self.announce(peer);
         }
     }
 
@@ -318,6 +333,7 @@ impl Host {
             conns: HashMap::new(),
             announced: HashSet::new(),
             waiting: HashMap::new(),
+            settling: HashMap::new(),
             nat_state: NatState {
                 relay: config.relay.as_ref().map(|_| RelayServerStats::default()),
                 reachability: match config.nat {
@@ -481,12 +497,22 @@ impl Host {
                 for pending in self.dials.remove(&peer_id).unwrap_or_default() {
                     let _ = pending.reply.send(Ok(()));
                 }
+                let settles = endpoint.is_dialer()
+                    && conns.iter().map(Conn::path).max() == Some(Path::Quic)
+                    && !self.announced.contains(&peer_id);
                 if has_direct {
                     // One path per peer, the best: relayed connections close when a direct one exists, QUIC ones
                     // when a TCP one does (the block exchange's writer moves to the remaining connection).
                     self.keep_best_path(peer_id);
                     self.waiting.remove(&peer_id);
-                    self.announce(peer_id);
+                    if settles {
+                        // A TCP connection may follow (identify tells the peer's addresses): the block exchange
+                        // hears of the peer once the path is settled, so nothing it sends is lost with the QUIC
+                        // connection.
+                        self.settling.entry(peer_id).or_insert_with(|| Instant::now() + PATH_GRACE);
+                    } else {
+                        self.settle(peer_id);
+                    }
                 } else if !self.announced.contains(&peer_id) {
                     tracing::debug!(peer = %peer_id, "peer reached through a relay; waiting for hole punching");
                     self.waiting.entry(peer_id).or_insert_with(|| Instant::now() + HOLE_PUNCH_GRACE);
@@ -498,6 +524,7 @@ impl Host {
                 }
                 if num_established == 0 {
                     self.conns.remove(&peer_id);
+                    self.settling.remove(&peer_id);
                     self.waiting.remove(&peer_id);
                     if let Some(gate) = self.gates.remove(&peer_id) {
                         gate.connected.store(false, Ordering::Release);
@@ -510,6 +537,10 @@ impl Host {
             }
             SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } => {
                 if self.swarm.is_connected(&peer) {
+                    if self.settling.contains_key(&peer) {
+                        // A TCP dial beside QUIC failed: the QUIC connection it is.
+                        self.settle(peer);
+                    }
                     return;
                 }
                 let pending = self.dials.remove(&peer).unwrap_or_default();

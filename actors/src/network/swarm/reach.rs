@@ -56,6 +56,10 @@ impl Host {
     /// provider records are published again after an address change.
     pub(super) fn on_nat_tick(&mut self) {
         let now = Instant::now();
+        let settled: Vec<PeerId> = self.settling.iter().filter(|(_, at)| **at <= now).map(|(p, _)| *p).collect();
+        for peer in settled {
+            self.settle(peer);
+        }
         let expired: Vec<PeerId> = self.waiting.iter().filter(|(_, at)| **at <= now).map(|(p, _)| *p).collect();
         for peer in expired {
             self.waiting.remove(&peer);
