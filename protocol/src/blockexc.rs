@@ -203,17 +203,6 @@ impl Message {
 
     /// Decodes one message body within the limits of this module. Never panics on any input.
     pub fn decode(bytes: &[u8]) -> Result<Self, BlockExcError> {
-        Self::decode_with(bytes, &Bytes::copy_from_slice)
-    }
-
-    /// [`Message::decode`] of a frame the caller owns: delivered blocks' data are slices of `frame`, not copies
-    /// (the receiver saves a copy of every byte it downloads).
-    pub fn decode_shared(frame: &Bytes) -> Result<Self, BlockExcError> {
-        Self::decode_with(frame, &|data| frame.slice_ref(data))
-    }
-
-    /// Decodes `bytes`; `data` makes a delivered block's data out of its slice of `bytes`.
-    fn decode_with(bytes: &[u8], data: &dyn Fn(&[u8]) -> Bytes) -> Result<Self, BlockExcError> {
         if bytes.len() > MAX_FRAME_SIZE {
             return Err(BlockExcError::TooLarge { len: bytes.len(), limit: MAX_FRAME_SIZE });
         }
@@ -237,7 +226,7 @@ impl Message {
                     if message.payload.len() >= MAX_DELIVERIES {
                         return Err(BlockExcError::TooMany { what: "deliveries", limit: MAX_DELIVERIES });
                     }
-                    let delivery = decode_delivery(b, data)?;
+                    let delivery = decode_delivery(b)?;
                     payload += delivery.data.len();
                     if payload > MAX_PAYLOAD_BYTES {
                         return Err(BlockExcError::TooManyBytes { what: "delivered blocks", limit: MAX_PAYLOAD_BYTES });
@@ -296,13 +285,13 @@ fn decode_wantlist(bytes: &[u8]) -> Result<WantList, BlockExcError> {
     Ok(list)
 }
 
-fn decode_delivery(bytes: &[u8], data_of: &dyn Fn(&[u8]) -> Bytes) -> Result<BlockDelivery, BlockExcError> {
+fn decode_delivery(bytes: &[u8]) -> Result<BlockDelivery, BlockExcError> {
     let mut reader = Reader::new(bytes);
     let (mut cid, mut data, mut address, mut proof) = (None, Bytes::new(), None, None);
     while let Some((field, value)) = reader.next_field()? {
         match (field, value) {
             (1, Value::Bytes(b)) => cid = Some(decode_cid(b, "cid")?),
-            (2, Value::Bytes(b)) => data = data_of(b),
+            (2, Value::Bytes(b)) => data = Bytes::copy_from_slice(b),
             (3, Value::Bytes(b)) => address = Some(decode_address(b)?),
             (4, Value::Bytes(b)) => proof = Some(b),
             _ => {}
@@ -434,12 +423,6 @@ mod tests {
         let decoded = Message::decode(&Message { payload: vec![delivery.clone()], ..Message::default() }.encode())
             .expect("decodes");
         assert_eq!(decoded.payload, vec![delivery.clone()]);
-        // The shared decoding gives the same message, its block data a slice of the frame.
-        let frame = Bytes::from(Message { payload: vec![delivery.clone()], ..Message::default() }.encode());
-        let shared = Message::decode_shared(&frame).expect("decodes");
-        assert_eq!(shared.payload, vec![delivery.clone()]);
-        let (start, data) = (frame.as_ptr() as usize, shared.payload[0].data.as_ptr() as usize);
-        assert!(data >= start && data < start + frame.len(), "no copy");
 
         let mut corrupt = delivery.clone();
         corrupt.data = Bytes::from(vec![9u8; 64]);

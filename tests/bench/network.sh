@@ -148,7 +148,7 @@ start_sendme() {
 sendme_ticket() {
     for _ in $(seq 600); do
         local ticket
-        ticket=$(grep -o 'blob[a-z0-9]\{20,\}' "$WORK/sendme.out" | head -1 || true)
+        ticket=$(grep -so 'blob[a-z0-9]\{20,\}' "$WORK/sendme.out" | head -1 || true)
         [ -n "$ticket" ] && { echo "$ticket"; return 0; }
         sleep 0.1
     done

@@ -108,10 +108,7 @@ pub(super) async fn read_frames<R: AsyncRead + Unpin>(peer: PeerId, stream: R, r
                 return;
             }
         };
-        // Delivered blocks are slices of the frame (no copy): the frame lives until the blocks are stored or
-        // dropped, which the block exchange does as soon as it handled them.
-        let frame = bytes::Bytes::from(frame);
-        match WireMessage::decode_shared(&frame) {
+        match WireMessage::decode(&frame) {
             Ok(message) => {
                 drop(frame);
                 if readers.events.send(NetEvent::Message { peer, message }).await.is_err() {
