@@ -673,6 +673,33 @@ mod tests {
     }
 
     #[test]
+    fn a_peers_limit_holds_across_downloads_and_peers_without_haves_are_skipped() {
+        let mut requester = Requester::new(config(8, 5));
+        let now = Instant::now();
+        let (a, b) = (PeerId::random(), PeerId::random());
+        requester.peer_connected(a, now);
+        requester.peer_connected(b, now);
+        let (t1, t2) = (tree(4), tree(5));
+        requester.start(t1, tree(9), Box::new(0..4), now);
+        requester.start(t2, tree(8), Box::new(0..4), now);
+        for index in 0..4 {
+            requester.on_presence(&a, t1, index, true);
+            requester.on_presence(&a, t2, index, true);
+        }
+        let batches = requester.schedule(now);
+        assert_eq!(indexes(&batches, &a).len(), 5, "five requests across both downloads");
+        assert!(indexes(&batches, &b).is_empty(), "b said Have for nothing");
+        assert_eq!(requester.in_flight(&a), 5);
+        // b now has one leaf of t2 that is still wanted: only it goes to b.
+        let wanted: Vec<u64> =
+            requester.window(&t2).into_iter().filter(|(_, s)| *s == LeafState::Wanted).map(|(i, _)| i).collect();
+        let Some(&leaf_b) = wanted.first() else { panic!("a leaf of t2 is still wanted") };
+        requester.on_presence(&b, t2, leaf_b, true);
+        assert_eq!(indexes(&requester.schedule(now), &b), vec![leaf_b]);
+        assert_eq!(requester.in_flight(&a), 5);
+    }
+
+    #[test]
     fn timeouts_rejections_and_departures_put_leaves_back() {
         let mut requester = Requester::new(config(4, 8));
         let (t, now) = (tree(3), Instant::now());
