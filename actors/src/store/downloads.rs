@@ -290,8 +290,7 @@ impl StoreActor {
         let created = Partial::create(cid, manifest, segment, paths, claim).and_then(|mut partial| {
             partial.set_mode(slot.clone(), layout);
             partial.driven = slot.mode == LeafMode::Decode;
-            repo.save_download(&tree, &partial.record())?;
-            repo.save_slot(&tree, &slot)?;
+            repo.save_download_with_slot(&tree, &partial.record(), &slot)?;
             Ok(partial)
         });
         match created {

@@ -359,6 +359,25 @@ impl Repo {
         Ok(())
     }
 
+    /// Records (durably) a new download of `tree` and its slot record in one transaction: a crash between two
+    /// commits left a download without its slot record, which a restart resumed as something else.
+    pub fn save_download_with_slot(
+        &mut self,
+        tree: &Cid,
+        record: &DownloadRecord,
+        slot: &SlotRecord,
+    ) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write()?;
+        {
+            let mut tables = Tables::open(&txn)?;
+            tables.downloads.insert(tree.to_bytes().as_slice(), encode(record).as_slice())?;
+            tables.slots.insert(tree.to_bytes().as_slice(), encode(slot).as_slice())?;
+        }
+        txn.set_durability(Durability::Immediate)?;
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Records (durably) that the download of `tree` is a slot, and how far it is.
     pub fn save_slot(&mut self, tree: &Cid, record: &SlotRecord) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write()?;
