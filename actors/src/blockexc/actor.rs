@@ -10,7 +10,7 @@
 use super::fetch::{Fetches, GiveUp};
 use super::ledger::{self, Admit, Ledger, SendSlot, Verdict};
 use super::provider::{Provider, Want};
-use super::requester::{Delivery, Fallback, Requester, RequesterConfig, Stored};
+use super::requester::{Delivery, Ended, Fallback, Requester, RequesterConfig, Stored};
 use super::{Attach, BlockExchangeConfig, ExchangeError, FetchBlock, LeafSet, StartDownload};
 use crate::discovery::{Announce, DiscoveryActor, Locate};
 use crate::network::{Disconnect, Frame, NetEvent, NetworkActor};
@@ -179,6 +179,12 @@ impl BlockExchangeActor {
         self.provider.remove(peer);
     }
 
+    /// Ends the requester's download of `tree`; peers' questions about its leaves are dropped with it.
+    fn end_download(&mut self, tree: &Cid, now: Instant) -> Option<Ended> {
+        self.provider.forget_tree(tree);
+        self.requester.end(tree, now)
+    }
+
     fn locate(&self, cid: Cid) {
         if let Some(discovery) = &self.discovery {
             discovery.do_send(Locate { cid });
@@ -288,7 +294,18 @@ impl BlockExchangeActor {
                     if act.ledger.session(&peer) != Some(session) {
                         return;
                     }
-                    // Leaves this node is fetching itself are answered Have when they arrive.
+                    // A leaf stored while the query ran is held now; leaves this node is still fetching itself
+                    // are answered Have when they arrive.
+                    let held: Vec<bool> = wants
+                        .iter()
+                        .zip(held)
+                        .map(|((address, _), held)| match address {
+                            BlockAddress::Leaf { tree, index } if !held => {
+                                act.progress.get(tree).is_some_and(|(progress, _)| progress.has(*index))
+                            }
+                            _ => held,
+                        })
+                        .collect();
                     let later = wants.iter().zip(&held).filter_map(|((address, _), held)| match address {
                         BlockAddress::Leaf { tree, .. } if !held && act.requester.is_running(tree) => {
                             Some(address.clone())
@@ -405,7 +422,7 @@ impl BlockExchangeActor {
             Ok(stored) => stored,
             Err(err) => {
                 tracing::error!(%err, tree = %format_cid(&tree), "cannot store downloaded blocks; the download stops");
-                self.requester.end(&tree, Instant::now());
+                self.end_download(&tree, Instant::now());
                 if let Some((progress, _)) = self.progress.remove(&tree) {
                     progress.fail(err.to_string());
                 }
@@ -442,7 +459,7 @@ impl BlockExchangeActor {
         }
         if let Some(completed) = stored.completed {
             self.progress.remove(&tree);
-            if let Some(ended) = self.requester.end(&tree, now) {
+            if let Some(ended) = self.end_download(&tree, now) {
                 let bytes = completed.manifest.dataset_size;
                 tracing::info!(
                     cid = %format_cid(&ended.manifest_cid),
@@ -465,7 +482,7 @@ impl BlockExchangeActor {
         if self.requester.is_done(&tree) {
             // Nothing left to fetch (a decoding download now decodes; a slot download checks its root).
             self.progress.remove(&tree);
-            self.requester.end(&tree, now);
+            self.end_download(&tree, now);
             return;
         }
         let entries = added.into_iter().map(|index| self.want_have(BlockAddress::Leaf { tree, index }));
@@ -558,7 +575,7 @@ impl BlockExchangeActor {
             .collect();
         for tree in ended {
             self.progress.remove(&tree);
-            self.requester.end(&tree, now);
+            self.end_download(&tree, now);
         }
         for (tree, (progress, last_report)) in &mut self.progress {
             if now.duration_since(*last_report) >= REPORT_INTERVAL {
@@ -677,7 +694,7 @@ impl Handler<StartDownload> for BlockExchangeActor {
         // A download of this tree that the store replaced (deleted, then fetched again) is stale: end it.
         if self.progress.get(&tree).is_some_and(|(running, _)| !Arc::ptr_eq(running, &msg.progress)) {
             self.progress.remove(&tree);
-            self.requester.end(&tree, Instant::now());
+            self.end_download(&tree, Instant::now());
         }
         let progress = msg.progress.clone();
         let missing: Box<dyn Iterator<Item = u64> + Send> = match msg.leaves.clone() {

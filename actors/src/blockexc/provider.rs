@@ -213,6 +213,13 @@ impl Provider {
         arrivals
     }
 
+    /// The download of `tree` ended here: questions about its leaves will not be answered.
+    pub fn forget_tree(&mut self, tree: &Cid) {
+        for q in self.peers.values_mut() {
+            q.have_waiting.retain(|address| !matches!(address, BlockAddress::Leaf { tree: t, .. } if t == tree));
+        }
+    }
+
     /// Live entries held for `peer` (for tests and diagnostics).
     pub fn held(&self, peer: &PeerId) -> usize {
         self.peers.get(peer).map_or(0, |q| q.have_set.len() + q.queued.len() + q.waiting.len() + q.have_waiting.len())
@@ -358,6 +365,10 @@ mod tests {
         assert_eq!(arrivals.have, vec![(a, vec![leaf(3), leaf(4)])]);
         // Each question is answered once.
         assert_eq!(provider.arrived(tree(), &[3, 4]), Arrivals::default());
+        // A download that ended takes its questions with it.
+        provider.have_later(&a, 1, [leaf(7)]);
+        provider.forget_tree(&tree());
+        assert_eq!(provider.held(&a), 0);
         // The list is bounded.
         provider.have_later(&a, 1, (0..MAX_PEER_WANTS as u64 + 10).map(leaf));
         assert_eq!(provider.held(&a), MAX_PEER_WANTS);

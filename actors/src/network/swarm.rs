@@ -232,11 +232,15 @@ impl Host {
         }
     }
 
-    /// The peer's path is settled: the block exchange hears of it (once).
+    /// The peer's path is settled: the block exchange hears of it (once). A peer left with relayed connections
+    /// only waits for hole punching like any relayed peer.
     fn settle(&mut self, peer: PeerId) {
         self.settling.remove(&peer);
-        if self.conns.get(&peer).is_some_and(|conns| conns.iter().any(|c| !c.relayed)) {
+        let Some(conns) = self.conns.get(&peer).filter(|conns| !conns.is_empty()) else { return };
+        if conns.iter().any(|c| !c.relayed) {
             self.announce(peer);
+        } else if !self.announced.contains(&peer) {
+            self.waiting.entry(peer).or_insert_with(|| Instant::now() + HOLE_PUNCH_GRACE);
         }
     }
 
