@@ -38,8 +38,7 @@ unset CODEX_BIN   # not a node option: the nodes would warn about it
 PIDS=()
 
 cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+    stop_all
     [ -n "${KEEP:-}" ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -66,6 +65,33 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 now() { date +%s.%N; }
 since() { echo "$(now) - $1" | bc -l; }
 ratio() { echo "$1 / $2" | bc -l; }
+# med ARRAY -> the median of the array's figures
+med() { local -n _med_of=$1; printf '%s\n' "${_med_of[@]}" | median; }
+# timed ARRAY COMMAND... -> runs COMMAND and appends its seconds to ARRAY
+timed() {
+    local -n _timed_into=$1
+    shift
+    local t0
+    t0=$(now)
+    "$@"
+    _timed_into+=("$(since "$t0")")
+}
+# all_at_once COUNT COMMAND... -> runs COMMAND with each of 1..COUNT appended, all at once; waits for all
+all_at_once() {
+    local n=$1 jobs=() job i
+    shift
+    for i in $(seq 1 "$n"); do
+        "$@" "$i" &
+        jobs+=($!)
+    done
+    for job in "${jobs[@]}"; do wait "$job"; done
+}
+# stop_all: stops every process this part started
+stop_all() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    PIDS=()
+    wait 2>/dev/null || true
+}
 
 # start_node NAME API_PORT P2P_PORT [SPR] -> starts a node, waits for its API
 start_node() {
@@ -157,6 +183,18 @@ sendme_ticket() {
     exit 1
 }
 
+# sendme_receive TICKET DIR: `sendme receive` into DIR
+sendme_receive() {
+    (cd "$2" && exec sendme receive --relay disabled --no-progress "$1" >"$WORK/sendme-recv.log" 2>&1)
+}
+
+# fetch_leecher CID I: leecher I of the swarm fetches CID into $WORK/lI.out
+fetch_leecher() { fetch $((18380 + $2)) "$1" "$WORK/l$2.out"; }
+# leech_swarm I: aria2 leecher I of the swarm
+leech_swarm() { mkdir -p "$WORK/t$1" && leech "$WORK/src/file.torrent" "$WORK/t$1" $((16881 + $1)); }
+# curl_swarm I: plain download I of the swarm's baseline
+curl_swarm() { curl -fs -o "$WORK/c$1.out" http://127.0.0.1:18290/file; }
+
 pair() {
     echo "== 1 GiB from A to B over loopback (median of $RUNS; transport $TRANSPORT) =="
     mkdir -p "$WORK/src" "$WORK/out"
@@ -176,15 +214,11 @@ pair() {
     sleep 1
     local curls=() ours=() arias=() sendmes=() t0
     for _ in $(seq "$RUNS"); do
-        t0=$(now)
-        curl -fs -o "$WORK/out/file" http://127.0.0.1:18290/file
-        curls+=("$(since "$t0")")
+        timed curls curl -fs -o "$WORK/out/file" http://127.0.0.1:18290/file
         same "$WORK/src/file" "$WORK/out/file"
         rm -f "$WORK/out/file"
 
-        t0=$(now)
-        fetch 18281 "$cid" "$WORK/out/file"
-        ours+=("$(since "$t0")")
+        timed ours fetch 18281 "$cid" "$WORK/out/file"
         same "$WORK/src/file" "$WORK/out/file"
         rm -f "$WORK/out/file"
         curl -fs -X DELETE "$(api 18281)/data/$cid" >/dev/null
@@ -195,26 +229,22 @@ pair() {
         same "$WORK/src/file" "$WORK/out/file"
         rm -rf "$WORK/out" && mkdir -p "$WORK/out"
 
-        t0=$(now)
-        (cd "$WORK/out" && sendme receive --relay disabled --no-progress "$ticket" >"$WORK/sendme-recv.log" 2>&1)
-        sendmes+=("$(since "$t0")")
+        timed sendmes sendme_receive "$ticket" "$WORK/out"
         same "$WORK/src/file" "$WORK/out/file"
         rm -rf "$WORK/out" && mkdir -p "$WORK/out"
         sleep 0.5
     done
     local c o a s
-    c=$(printf '%s\n' "${curls[@]}" | median)
-    o=$(printf '%s\n' "${ours[@]}" | median)
-    a=$(printf '%s\n' "${arias[@]}" | median)
-    s=$(printf '%s\n' "${sendmes[@]}" | median)
+    c=$(med curls)
+    o=$(med ours)
+    a=$(med arias)
+    s=$(med sendmes)
     printf 'codex A->B             %6.2f s (%4.0f MiB/s)  runs: %s\n' "$o" "$(ratio 1024 "$o")" "${ours[*]}"
     printf 'curl from http.server  %6.2f s  codex/curl   %.2fx (goal <= 1.5x)\n' "$c" "$(ratio "$o" "$c")"
     printf 'aria2 BitTorrent       %6.2f s  codex/aria2  %.2fx (goal <= 0.5x)\n' "$a" "$(ratio "$o" "$a")"
     printf 'iroh sendme            %6.2f s  codex/sendme %.2fx (goal <= 0.5x)\n' "$s" "$(ratio "$o" "$s")"
     echo "peak RSS: A $(hwm_mib a) MiB, B $(hwm_mib b) MiB"
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    PIDS=()
-    wait 2>/dev/null || true
+    stop_all
     rm -rf "$WORK/a" "$WORK/b" "$WORK/src" "$WORK/out"
 }
 
@@ -239,54 +269,42 @@ swarm() {
             names+=("l$i")
         done
         sleep 2
-        t0=$(now)
-        local jobs=()
-        for i in $(seq 1 $n); do
-            fetch $((18380 + i)) "$cid" "$WORK/l$i.out" &
-            jobs+=($!)
-        done
-        for job in "${jobs[@]}"; do wait "$job"; done
-        ours+=("$(since "$t0")")
+        timed ours all_at_once $n fetch_leecher "$cid"
         for i in $(seq 1 $n); do same "$WORK/src/file" "$WORK/l$i.out"; rm -f "$WORK/l$i.out"; done
         stop_nodes seed "${names[@]}"
 
         # aria2: a seeder and n leechers
         start_seeder "$WORK/src/file.torrent" "$WORK/src" 16881
         t0=$(now)
-        jobs=()
-        for i in $(seq 1 $n); do
-            mkdir -p "$WORK/t$i"
-            leech "$WORK/src/file.torrent" "$WORK/t$i" $((16881 + i)) &
-            jobs+=($!)
-        done
-        for job in "${jobs[@]}"; do wait "$job"; done
+        all_at_once $n leech_swarm
         arias+=("$(echo "$(cat "$WORK"/t*/done | sort -n | tail -1) - $t0" | bc -l)")
         for i in $(seq 1 $n); do same "$WORK/src/file" "$WORK/t$i/file"; rm -rf "$WORK/t$i"; done
         kill "$(cat "$WORK/seeder.16881.pid")"
 
         # n plain transfers at once
-        t0=$(now)
-        jobs=()
-        for i in $(seq 1 $n); do
-            curl -fs -o "$WORK/c$i.out" http://127.0.0.1:18290/file &
-            jobs+=($!)
-        done
-        for job in "${jobs[@]}"; do wait "$job"; done
-        curls+=("$(since "$t0")")
+        timed curls all_at_once $n curl_swarm
         for i in $(seq 1 $n); do same "$WORK/src/file" "$WORK/c$i.out"; rm -f "$WORK/c$i.out"; done
         sleep 1
     done
     local o a c
-    o=$(printf '%s\n' "${ours[@]}" | median)
-    a=$(printf '%s\n' "${arias[@]}" | median)
-    c=$(printf '%s\n' "${curls[@]}" | median)
+    o=$(med ours)
+    a=$(med arias)
+    c=$(med curls)
     printf 'codex 1 -> %d            %6.2f s  runs: %s\n' $n "$o" "${ours[*]}"
     printf 'aria2 1 seeder, %d leechers %6.2f s  codex/aria2 %.2fx (goal < 1x)\n' $n "$a" "$(ratio "$o" "$a")"
     printf 'curl x %d from http.server  %6.2f s  codex/curl  %.2fx\n' $n "$c" "$(ratio "$o" "$c")"
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    PIDS=()
-    wait 2>/dev/null || true
+    stop_all
     rm -rf "$WORK/src"
+}
+
+# fresh_fetch ARRAY SPR CID: a fresh node bootstrapped off SPR fetches CID (checked against $WORK/pfile), then
+# stops; the fetch's seconds are appended to ARRAY
+fresh_fetch() {
+    start_node d 18483 18473 "$2"
+    timed "$1" fetch 18483 "$3" "$WORK/d.out"
+    same "$WORK/pfile" "$WORK/d.out"
+    stop_nodes d
+    rm -f "$WORK/d.out"
 }
 
 providers() {
@@ -301,30 +319,19 @@ providers() {
     fetch 18481 "$cid" /dev/null
     fetch 18482 "$cid" /dev/null
     sleep 2
-    local ones=() threes=() t0
+    local ones=() threes=()
     for _ in $(seq "$RUNS"); do
         # three providers: a fresh downloader finds all three (the download looks up the providers)
-        start_node d 18483 18473 "$spr1"
-        t0=$(now)
-        fetch 18483 "$cid" "$WORK/d.out"
-        threes+=("$(since "$t0")")
-        same "$WORK/pfile" "$WORK/d.out"
-        stop_nodes d
+        fresh_fetch threes "$spr1" "$cid"
         # one provider: p2 and p3 are stopped
         kill -STOP "$(cat "$WORK/p2.pid")" "$(cat "$WORK/p3.pid")"
-        start_node d 18483 18473 "$spr1"
-        t0=$(now)
-        fetch 18483 "$cid" "$WORK/d.out"
-        ones+=("$(since "$t0")")
-        same "$WORK/pfile" "$WORK/d.out"
-        stop_nodes d
+        fresh_fetch ones "$spr1" "$cid"
         kill -CONT "$(cat "$WORK/p2.pid")" "$(cat "$WORK/p3.pid")"
-        rm -f "$WORK/d.out"
         sleep 1
     done
     local one three
-    one=$(printf '%s\n' "${ones[@]}" | median)
-    three=$(printf '%s\n' "${threes[@]}" | median)
+    one=$(med ones)
+    three=$(med threes)
     printf 'one provider    %6.2f s  runs: %s\n' "$one" "${ones[*]}"
     printf 'three providers %6.2f s  runs: %s  three/one %.2fx (goal < 1x)\n' "$three" "${threes[*]}" \
         "$(ratio "$three" "$one")"

@@ -185,6 +185,13 @@ impl BlockExchangeActor {
         self.requester.end(tree, now)
     }
 
+    /// Sends `presences` to `peer`, as many messages as the per-message bound needs.
+    fn send_presences(&mut self, peer: PeerId, presences: Vec<BlockPresence>, ctx: &mut Context<Self>) {
+        for chunk in presences.chunks(MAX_ENTRIES_PER_MESSAGE) {
+            self.send(peer, WireMessage { presences: chunk.to_vec(), ..WireMessage::default() }, ctx);
+        }
+    }
+
     fn locate(&self, cid: Cid) {
         if let Some(discovery) = &self.discovery {
             discovery.do_send(Locate { cid });
@@ -296,33 +303,25 @@ impl BlockExchangeActor {
                     }
                     // A leaf stored while the query ran is held now; leaves this node is still fetching itself
                     // are answered Have when they arrive.
-                    let held: Vec<bool> = wants
-                        .iter()
-                        .zip(held)
-                        .map(|((address, _), held)| match address {
-                            BlockAddress::Leaf { tree, index } if !held => {
-                                act.progress.get(tree).is_some_and(|(progress, _)| progress.has(*index))
-                            }
-                            _ => held,
-                        })
-                        .collect();
-                    let later = wants.iter().zip(&held).filter_map(|((address, _), held)| match address {
-                        BlockAddress::Leaf { tree, .. } if !held && act.requester.is_running(tree) => {
-                            Some(address.clone())
+                    let mut later = Vec::new();
+                    let mut presences = Vec::new();
+                    for ((address, dont_have), held) in wants.into_iter().zip(held) {
+                        let (held, fetching) = match &address {
+                            BlockAddress::Leaf { tree, index } if !held => (
+                                act.progress.get(tree).is_some_and(|(progress, _)| progress.has(*index)),
+                                act.requester.is_running(tree),
+                            ),
+                            _ => (held, false),
+                        };
+                        if !held && fetching {
+                            later.push(address.clone());
                         }
-                        _ => None,
-                    });
-                    let later: Vec<BlockAddress> = later.collect();
-                    act.provider.have_later(&peer, session, later);
-                    let presences: Vec<BlockPresence> = wants
-                        .into_iter()
-                        .zip(held)
-                        .filter(|((_, dont_have), held)| *held || *dont_have)
-                        .map(|((address, _), held)| presence(address, held))
-                        .collect();
-                    for chunk in presences.chunks(MAX_ENTRIES_PER_MESSAGE) {
-                        act.send(peer, WireMessage { presences: chunk.to_vec(), ..WireMessage::default() }, ctx);
+                        if held || dont_have {
+                            presences.push(presence(address, held));
+                        }
                     }
+                    act.provider.have_later(&peer, session, later);
+                    act.send_presences(peer, presences, ctx);
                     act.run_queries(peer, ctx);
                 })
                 .spawn(ctx);
@@ -451,11 +450,8 @@ impl BlockExchangeActor {
             self.serve(woken, ctx);
         }
         for (asked, addresses) in arrivals.have {
-            let presences = addresses.into_iter().map(|address| presence(address, true));
-            let presences: Vec<BlockPresence> = presences.collect();
-            for chunk in presences.chunks(MAX_ENTRIES_PER_MESSAGE) {
-                self.send(asked, WireMessage { presences: chunk.to_vec(), ..WireMessage::default() }, ctx);
-            }
+            let presences = addresses.into_iter().map(|address| presence(address, true)).collect();
+            self.send_presences(asked, presences, ctx);
         }
         if let Some(completed) = stored.completed {
             self.progress.remove(&tree);

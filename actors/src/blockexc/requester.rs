@@ -16,9 +16,9 @@ use libp2p::PeerId;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-/// A set of leaf indexes. Looked up for every wanted leaf at each scheduling: foldhash (seeded per process), not
+/// A set of leaf indexes (a peer's Have or DontHave answers for one tree). Looked up for every wanted leaf at each scheduling: foldhash (seeded per process), not
 /// SipHash, whose cost showed in profiles of 8-node swarms.
-type HeldLeaves = HashSet<u64, foldhash::fast::RandomState>;
+type LeafIndexes = HashSet<u64, foldhash::fast::RandomState>;
 
 /// Leaves nobody has are re-announced (and looked up) this often.
 pub const REASK_INTERVAL: Duration = Duration::from_secs(2);
@@ -73,9 +73,9 @@ struct Download {
 
 struct PeerWants {
     /// Window leaves the peer said it has, per tree.
-    have: HashMap<Cid, HeldLeaves>,
+    have: HashMap<Cid, LeafIndexes>,
     /// Window leaves of downloads with fallbacks the peer said it does not have, per tree.
-    dont: HashMap<Cid, HeldLeaves>,
+    dont: HashMap<Cid, LeafIndexes>,
     in_flight: usize,
     last_delivery: Instant,
 }
@@ -386,7 +386,7 @@ impl Requester {
         for (tree, download) in &mut self.downloads {
             // The peers that can take a request and said Have for some leaf of this tree, with their load: the
             // window is walked once, asking only them (not every peer's sets for every leaf).
-            let mut candidates: Vec<(PeerId, &HeldLeaves, usize)> = self
+            let mut candidates: Vec<(PeerId, &LeafIndexes, usize)> = self
                 .peers
                 .iter()
                 .filter(|(_, p)| p.in_flight < cap)
