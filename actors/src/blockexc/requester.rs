@@ -690,11 +690,17 @@ mod tests {
         assert_eq!(indexes(&batches, &a).len(), 5, "five requests across both downloads");
         assert!(indexes(&batches, &b).is_empty(), "b said Have for nothing");
         assert_eq!(requester.in_flight(&a), 5);
-        // b now has one leaf of t2 that is still wanted: only it goes to b.
-        let wanted: Vec<u64> =
-            requester.window(&t2).into_iter().filter(|(_, s)| *s == LeafState::Wanted).map(|(i, _)| i).collect();
-        let Some(&leaf_b) = wanted.first() else { panic!("a leaf of t2 is still wanted") };
-        requester.on_presence(&b, t2, leaf_b, true);
+        // b now has one leaf that is still wanted: only it goes to b. Which download's leaves went to a first
+        // depends on the order the downloads are walked in, so the leaf is looked for in both.
+        let wanted: Vec<(Cid, u64)> = [t1, t2]
+            .into_iter()
+            .flat_map(|t| {
+                requester.window(&t).into_iter().filter(|(_, s)| *s == LeafState::Wanted).map(move |(i, _)| (t, i))
+            })
+            .collect();
+        assert_eq!(wanted.len(), 3, "eight leaves in the windows, five asked of a");
+        let (tree_b, leaf_b) = wanted[0];
+        requester.on_presence(&b, tree_b, leaf_b, true);
         assert_eq!(indexes(&requester.schedule(now), &b), vec![leaf_b]);
         assert_eq!(requester.in_flight(&a), 5);
     }
