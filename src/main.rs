@@ -18,6 +18,8 @@ use codex_actors::network::{Nat, NetworkConfig, RelayLimits, parse_bootstrap};
 use codex_actors::node::{GetSalesMetrics, GetSpace, GetValidatorMetrics, NodeActor, NodeConfig, NodeError, StopNode};
 use codex_actors::prover::ProverConfig;
 use codex_actors::store::StoreConfig;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -80,10 +82,41 @@ fn run_node(settings: Settings) -> anyhow::Result<()> {
             queue: 4,
         }),
     };
-    actix_web::rt::System::new().block_on(serve(settings, node_config, log))
+    // The HTTP ports are taken before any actor starts: a port in use stops the node with one message, before
+    // it has opened its repository or joined the network.
+    let api_addr = SocketAddr::new(settings.api_bindaddr, settings.api_port);
+    let api_listener = listen(api_addr).with_context(|| format!("cannot listen for the REST API on {api_addr}"))?;
+    let metrics_listener = if settings.metrics {
+        let addr = SocketAddr::new(settings.metrics_address, settings.metrics_port);
+        Some(listen(addr).with_context(|| format!("cannot listen for metrics on {addr}"))?)
+    } else {
+        None
+    };
+    let listeners = Listeners { api: api_listener, metrics: metrics_listener };
+    actix_web::rt::System::new().block_on(serve(settings, node_config, listeners, log))
 }
 
-async fn serve(settings: Settings, node_config: NodeConfig, log: telemetry::LogControl) -> anyhow::Result<()> {
+/// The HTTP servers' sockets, bound before the node starts.
+struct Listeners {
+    api: TcpListener,
+    metrics: Option<TcpListener>,
+}
+
+/// A listening TCP socket as actix-web's own `bind` makes one: address reuse, a backlog of 1024.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+async fn serve(
+    settings: Settings,
+    node_config: NodeConfig,
+    listeners: Listeners,
+    log: telemetry::LogControl,
+) -> anyhow::Result<()> {
     let node = match NodeActor::start(node_config) {
         Ok(node) => node,
         Err(err) => {
@@ -116,21 +149,19 @@ async fn serve(settings: Settings, node_config: NodeConfig, log: telemetry::LogC
             .transpose()
             .context("--api-cors-origin is not a valid header value")?,
     );
-    let api_addr = (settings.api_bindaddr, settings.api_port);
     let api = HttpServer::new(move || rest::app(state.clone(), cors.clone()))
         .workers(settings.http_workers())
         // A client that closes its side of the connection is gone: drop its response (and a network stream
         // waiting on a stalled download) instead of keeping it until the next write fails.
         .h1_allow_half_closed(false)
-        .bind(api_addr)
-        .with_context(|| format!("cannot listen for the REST API on {}:{}", api_addr.0, api_addr.1))?;
+        .listen(listeners.api)
+        .context("cannot serve the REST API")?;
     for addr in api.addrs() {
         tracing::info!(%addr, "REST API listening on http://{addr}/api/codex/v1");
     }
     let api = api.run();
 
-    let metrics_server = if settings.metrics {
-        let addr = (settings.metrics_address, settings.metrics_port);
+    let metrics_server = if let Some(listener) = listeners.metrics {
         let node = node.clone();
         let server = HttpServer::new(move || {
             let (metrics, node) = (metrics.clone(), node.clone());
@@ -155,8 +186,8 @@ async fn serve(settings: Settings, node_config: NodeConfig, log: telemetry::LogC
         })
         .workers(1)
         .disable_signals()
-        .bind(addr)
-        .with_context(|| format!("cannot listen for metrics on {}:{}", addr.0, addr.1))?;
+        .listen(listener)
+        .context("cannot serve metrics")?;
         for addr in server.addrs() {
             tracing::info!(%addr, "metrics at http://{addr}/metrics");
         }

@@ -357,7 +357,7 @@ fn a_cid_nobody_has_is_not_found_without_waiting_for_the_fetch_limit() {
 /// restart on the same data dir. Assertions are on REST state and on the repository's files, not logs.
 mod binaries {
     use super::harness::binary::BinaryNode;
-    use super::harness::{WAIT, data, free_port, wait_until};
+    use super::harness::{WAIT, data, wait_until};
     use std::path::Path;
     use std::time::Duration;
 
@@ -385,13 +385,13 @@ mod binaries {
     #[test]
     fn restart_in_the_middle_of_a_fetch_resumes() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (a_api, a_p2p) = (free_port(), free_port());
-        let a = BinaryNode::start_on(&dir.path().join("a"), a_api, a_p2p, None, &[]);
+        let a = BinaryNode::start(&dir.path().join("a"), None);
+        let (a_api, a_p2p) = (a.api_port, a.p2p_port);
         let file = data(128 << 20, 3);
         let cid = a.upload(&file);
         let spr = a.spr();
-        let (api, p2p) = (free_port(), free_port());
-        let c = BinaryNode::start_on(&dir.path().join("c"), api, p2p, Some(&spr), &[]);
+        let c = BinaryNode::start(&dir.path().join("c"), Some(&spr));
+        let (api, p2p) = (c.api_port, c.p2p_port);
         c.fetch(&cid);
         // Stop as soon as some blocks are on disk (the segment grows as they arrive).
         wait_until("the download to start", WAIT, || segment_bytes(&dir.path().join("c")) >= 4 << 20);
@@ -458,8 +458,9 @@ fn slots_of_a_protected_dataset_are_hosted_and_served_by_other_nodes() {
     assert_eq!(slot["blocks"].as_u64(), Some(3), "the padding block is neither fetched nor stored");
 
     // A hosted slot is stored like any dataset: it expires (with its manifest), freeing its quota and files.
+    // The TTL leaves time to fetch and commit the slot before it runs out (expiry is in whole seconds).
     let short = NodeOptions {
-        block_ttl: Duration::from_secs(2),
+        block_ttl: Duration::from_secs(5),
         maintenance_interval: Duration::from_secs(1),
         ..NodeOptions::bootstrapped_from(&a)
     };

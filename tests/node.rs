@@ -33,33 +33,46 @@ impl Node {
     }
 
     fn start_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Node {
-        Self::start_full(dir, extra, env, Stdio::inherit())
+        Self::start_full(dir, extra, env, None)
     }
 
     /// A node whose log (stderr) goes to `log`.
     fn start_logged(dir: &Path, extra: &[&str], log: &Path) -> Node {
-        let file = std::fs::File::create(log).expect("log file");
-        Self::start_full(dir, extra, &[], Stdio::from(file))
+        std::fs::File::create(log).expect("log file");
+        Self::start_full(dir, extra, &[], Some(log))
     }
 
-    fn start_full(dir: &Path, extra: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Node {
-        let port = free_port();
-        let child = Command::new(BIN)
-            .envs(env.iter().copied())
-            .args(["--data-dir", dir.to_str().expect("utf-8 path"), "--api-port", &port.to_string()])
-            .args(["--storage-quota", "2GiB", "--log-format", "nocolors"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("codex starts");
-        let node = Node { child, url: format!("http://127.0.0.1:{port}/api/codex/v1") };
+    /// Starts the node on a free port. The port is free when picked, but a node of a test running in parallel may
+    /// take it first (its network listens on any free port): a node that exits before answering is started
+    /// again on another port, a few times.
+    fn start_full(dir: &Path, extra: &[&str], env: &[(&str, &str)], log: Option<&Path>) -> Node {
         let deadline = Instant::now() + WAIT;
-        while agent().get(format!("{}/space", node.url)).call().is_err() {
-            assert!(Instant::now() < deadline, "node did not answer within {WAIT:?}");
-            std::thread::sleep(Duration::from_millis(50));
+        for _attempt in 0..5 {
+            let port = free_port();
+            let child = Command::new(BIN)
+                .envs(env.iter().copied())
+                .args(["--data-dir", dir.to_str().expect("utf-8 path"), "--api-port", &port.to_string()])
+                .args(["--storage-quota", "2GiB", "--log-format", "nocolors"])
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(log.map_or_else(Stdio::inherit, |log| {
+                    Stdio::from(std::fs::OpenOptions::new().append(true).open(log).expect("log file"))
+                }))
+                .spawn()
+                .expect("codex starts");
+            let mut node = Node { child, url: format!("http://127.0.0.1:{port}/api/codex/v1") };
+            loop {
+                if agent().get(format!("{}/space", node.url)).call().is_ok() {
+                    return node;
+                }
+                if node.child.try_wait().expect("child status").is_some() {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "node did not answer within {WAIT:?}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
-        node
+        panic!("the node exited before answering, five times");
     }
 
     fn get_text(&self, path: &str) -> (u16, String) {
@@ -258,6 +271,27 @@ fn startup_refuses_unfit_quota_and_readable_key() {
 }
 
 #[test]
+fn a_port_in_use_stops_the_node_before_it_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().to_str().expect("utf-8");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let base = ["--data-dir", data_dir, "--storage-quota", "1MiB", "--log-format", "none"];
+    let output = run(&[&base[..], &["--api-port", &port]].concat());
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("cannot listen for the REST API on 127.0.0.1:{port}")), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!dir.path().join("repo").exists(), "the repository was not opened");
+
+    let output = run(&[&base[..], &["--api-port", "0", "--metrics", "--metrics-port", &port]].concat());
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("cannot listen for metrics on 127.0.0.1:{port}")), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
 fn metrics_and_cli_client() {
     let dir = tempfile::tempdir().expect("tempdir");
     let metrics_port = free_port().to_string();
@@ -290,7 +324,11 @@ fn metrics_and_cli_client() {
     assert_eq!(output.status.code(), Some(4), "not found");
     let output = run(&["--api-url", &api_url, "download", "notacid", "--quiet"]);
     assert_eq!(output.status.code(), Some(5), "rejected");
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    // A port bound but not listening refuses connections, and no other test can take it meanwhile.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into()).expect("bind");
+    let port = socket.local_addr().ok().and_then(|a| a.as_socket()).map(|a| a.port()).expect("port");
+    let dead = format!("http://127.0.0.1:{port}");
     let output = run(&["--api-url", &dead, "space"]);
     assert_eq!(output.status.code(), Some(3), "unreachable");
 
@@ -427,13 +465,13 @@ fn bad_addresses_and_foreign_data_dirs_are_refused() {
 fn a_stalled_network_stream_is_released_when_its_client_goes_away() {
     use std::io::Write;
     let dir = tempfile::tempdir().expect("tempdir");
-    let listen = |port: u16| format!("/ip4/127.0.0.1/tcp/{port}");
-    let a_listen = listen(free_port());
+    // Port 0: the network takes any free port, and the SPR names it.
+    let a_listen = "/ip4/127.0.0.1/tcp/0".to_owned();
     let a = Node::start(&dir.path().join("a"), &["--listen-addrs", &a_listen, "--nat", "none"]);
     let cid = a.upload(data(3 << 20, 11));
     let mut response = agent().get(format!("{}/spr", a.url)).header("accept", "text/plain").call().expect("spr");
     let spr = response.body_mut().read_to_string().expect("spr text");
-    let b_listen = listen(free_port());
+    let b_listen = a_listen.clone();
     let b_log = dir.path().join("b.log");
     let b_args = ["--listen-addrs", b_listen.as_str(), "--nat", "none", "--bootstrap-node", spr.as_str()];
     let b = Node::start_logged(&dir.path().join("b"), &b_args, &b_log);
@@ -473,7 +511,7 @@ fn a_stalled_network_stream_is_released_when_its_client_goes_away() {
 #[test]
 fn upload_limits_from_the_command_line() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let node = Node::start(dir.path(), &["--api-max-uploads", "1", "--api-upload-timeout", "1"]);
+    let node = Node::start(dir.path(), &["--api-max-uploads", "1", "--api-upload-timeout", "3"]);
     let before = node.space();
     // One upload sends 1 MiB, then stalls with the connection open.
     let (started, gate, upload) = gated_upload(node.url.clone(), 1 << 20, 1 << 20);
@@ -482,7 +520,7 @@ fn upload_limits_from_the_command_line() {
     let response = agent().post(format!("{}/data", node.url)).send(&b"x"[..]).expect("post");
     assert_eq!(response.status().as_u16(), 503, "the only upload slot is taken");
     assert!(response.headers().get("retry-after").is_some());
-    // After a second without data the stalled upload is dropped: its slot is free again and nothing is kept.
+    // After three seconds without data the stalled upload is dropped: its slot is free again and nothing is kept.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let mut response = agent().post(format!("{}/data", node.url)).send(&b"x"[..]).expect("post");

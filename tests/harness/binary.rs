@@ -32,11 +32,37 @@ impl std::ops::Deref for BinaryNode {
 impl BinaryNode {
     /// Starts a node in `dir` on free ports, bootstrapped from `bootstrap` (an `spr:`).
     pub fn start(dir: &Path, bootstrap: Option<&str>) -> BinaryNode {
-        Self::start_on(dir, free_port(), free_port(), bootstrap, &[])
+        Self::start_fresh(dir, bootstrap, &[])
+    }
+
+    /// Starts a node on free ports with extra command-line arguments. A port is free when picked, but another
+    /// test's node may take it before this one binds it (networks listen on any free port): a node that exits
+    /// before answering is started again on other ports, a few times.
+    pub fn start_fresh(dir: &Path, bootstrap: Option<&str>, extra: &[&str]) -> BinaryNode {
+        let mut last_log = String::new();
+        for _attempt in 0..5 {
+            match Self::try_start_on(dir, free_port(), free_port(), bootstrap, extra) {
+                Ok(node) => return node,
+                Err(log) => last_log = log,
+            }
+        }
+        panic!("the node in {} exited before answering, five times; its last log:\n{last_log}", dir.display());
     }
 
     /// Starts a node on the given ports with extra command-line arguments; returns once it answers.
     pub fn start_on(dir: &Path, api_port: u16, p2p_port: u16, bootstrap: Option<&str>, extra: &[&str]) -> BinaryNode {
+        Self::try_start_on(dir, api_port, p2p_port, bootstrap, extra)
+            .unwrap_or_else(|log| panic!("the node in {} exited before answering; its log:\n{log}", dir.display()))
+    }
+
+    /// Starts a node and waits until it answers; the node's log if it exits first.
+    fn try_start_on(
+        dir: &Path,
+        api_port: u16,
+        p2p_port: u16,
+        bootstrap: Option<&str>,
+        extra: &[&str],
+    ) -> Result<BinaryNode, String> {
         std::fs::create_dir_all(dir).expect("node dir");
         static STARTS: AtomicUsize = AtomicUsize::new(0);
         let log = dir.with_extension(format!("{}.log", STARTS.fetch_add(1, Ordering::Relaxed)));
@@ -53,15 +79,22 @@ impl BinaryNode {
             command.args(["--bootstrap-node", spr]);
         }
         let child = command.spawn().expect("codex starts");
-        let node = BinaryNode {
+        let mut node = BinaryNode {
             child: Some(child),
             api: Api { url: format!("http://127.0.0.1:{api_port}/api/codex/v1") },
             api_port,
             p2p_port,
             log,
         };
-        node.api.wait_ready(WAIT);
-        node
+        let deadline = std::time::Instant::now() + WAIT;
+        while !node.api.is_ready() {
+            if !node.is_running() {
+                return Err(node.log_text());
+            }
+            assert!(std::time::Instant::now() < deadline, "{} did not answer within {WAIT:?}", node.api.url);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Ok(node)
     }
 
     pub fn p2p_addr(&self) -> Multiaddr {

@@ -4,7 +4,6 @@
 //! proofs, slot state).
 
 use super::binary::BinaryNode;
-use super::free_port;
 use alloy::primitives::{B256, U256};
 use alloy::providers::Provider;
 use alloy::rpc::types::Filter;
@@ -115,8 +114,11 @@ impl Testnet {
         extra.extend(["persistence", "--eth-provider", &endpoint, "--eth-private-key", &key]);
         extra.extend(["--marketplace-address", &market]);
         extra.extend(options);
-        let (api, p2p) = ports.unwrap_or_else(|| (free_port(), free_port()));
-        BinaryNode::start_on(&self.dir.path().join(name), api, p2p, None, &extra)
+        let dir = self.dir.path().join(name);
+        match ports {
+            Some((api, p2p)) => BinaryNode::start_on(&dir, api, p2p, None, &extra),
+            None => BinaryNode::start_fresh(&dir, None, &extra),
+        }
     }
 
     /// The data dir of node `name`.

@@ -238,9 +238,12 @@ impl Api {
 
     /// Waits until the node answers `/space`.
     pub fn wait_ready(&self, timeout: Duration) {
-        wait_until(&format!("{} to answer", self.url), timeout, || {
-            agent().get(format!("{}/space", self.url)).call().is_ok_and(|r| r.status().as_u16() == 200)
-        });
+        wait_until(&format!("{} to answer", self.url), timeout, || self.is_ready());
+    }
+
+    /// True when the node answers `GET /space`.
+    pub fn is_ready(&self) -> bool {
+        agent().get(format!("{}/space", self.url)).call().is_ok_and(|r| r.status().as_u16() == 200)
     }
 
     /// Reads the network stream of `cid` on a background thread; the bytes read so far are counted in the
