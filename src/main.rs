@@ -1,5 +1,5 @@
 //! The `codex` binary: runs the node (no command) or talks to a node's REST API (`upload`, `download`, `list`,
-//! `space`). This file is the composition root: configuration → telemetry → data dir and key → actors →
+//! `space`). This file is the composition root: configuration → telemetry → data dir and key → HTTP ports → actors →
 //! HTTP servers, and a clean stop on SIGINT/SIGTERM.
 
 use actix_web::http::header::HeaderValue;
