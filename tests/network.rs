@@ -361,6 +361,41 @@ mod binaries {
     use std::path::Path;
     use std::time::Duration;
 
+    /// A UDP port free at the time of the call.
+    fn free_udp_port() -> u16 {
+        std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("udp port")
+    }
+
+    /// True when this machine has an established TCP connection to or from loopback port `port`.
+    fn tcp_established_on(port: u16) -> bool {
+        let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+        let port = format!(":{port:04X}");
+        table.lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, remote, state) = (fields.get(1), fields.get(2), fields.get(3));
+            state == Some(&"01") && [local, remote].into_iter().flatten().any(|addr| addr.ends_with(&port))
+        })
+    }
+
+    /// Nodes that offer QUIC and TCP: B reaches A over QUIC only; it learns A's TCP address from identify, moves
+    /// to TCP (the cheaper path here) and the block exchange works over it.
+    #[test]
+    fn a_peer_reached_over_quic_moves_to_tcp_and_data_flows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let quic = |port: u16| format!("/ip4/127.0.0.1/udp/{port}/quic-v1");
+        let (a_quic, b_quic) = (quic(free_udp_port()), quic(free_udp_port()));
+        let a = BinaryNode::start_fresh(&dir.path().join("a"), None, &["--listen-addrs", &a_quic]);
+        let b = BinaryNode::start_fresh(&dir.path().join("b"), None, &["--listen-addrs", &b_quic]);
+        let file = data(6 << 20, 8);
+        let cid = a.upload(&file);
+        b.connect(a.peer_id(), &a_quic.parse().expect("multiaddr"));
+        b.fetch(&cid);
+        b.wait_local(&cid, WAIT);
+        assert!(b.download(&cid) == file, "stored bytes differ");
+        wait_until("a TCP connection between B and A", WAIT, || tcp_established_on(a.p2p_port));
+        assert!(b.is_connected_to(&a.peer_id()), "{}", b.log_text());
+    }
+
     #[test]
     fn two_binaries_transfer_a_dataset() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -35,8 +35,14 @@ pub struct Testnet {
 }
 
 impl Testnet {
+    /// Starts the chain and deploys the contracts. With `CODEX_KEEP_TESTNET` set, the directory (nodes' data and
+    /// logs) is kept after the test, and its path printed.
     pub fn start() -> Testnet {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let mut dir = tempfile::tempdir().expect("tempdir");
+        if std::env::var_os("CODEX_KEEP_TESTNET").is_some() {
+            dir.disable_cleanup(true);
+            println!("testnet directory (kept): {}", dir.path().display());
+        }
         let circuits = dir.path().join("circuits");
         let setup = Command::new(BIN)
             .args(["prover", "setup", "--circuit-dir", circuits.to_str().unwrap(), "--proof-samples", "1"])

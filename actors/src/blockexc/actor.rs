@@ -7,6 +7,7 @@
 //! [`ledger::MAX_WAITING_SENDS`] per peer; more are dropped); a send that cannot go out within
 //! [`ledger::SEND_STALL`] disconnects the peer, which does not read.
 
+use super::early::Early;
 use super::fetch::{Fetches, GiveUp};
 use super::ledger::{self, Admit, Ledger, SendSlot, Verdict};
 use super::provider::{Provider, Want};
@@ -58,6 +59,8 @@ pub struct BlockExchangeActor {
     ledger: Ledger,
     requester: Requester,
     provider: Provider,
+    /// Messages of peers the network has not handed over yet, replayed when it does.
+    early: Early,
     fetches: Fetches,
     waiters: HashMap<Cid, Vec<Waiter>>,
     /// Running downloads' progress (tree → progress, last report).
@@ -97,6 +100,7 @@ impl BlockExchangeActor {
             ledger: Ledger::default(),
             requester,
             provider: Provider::default(),
+            early: Early::default(),
             waiters: HashMap::new(),
             progress: HashMap::new(),
         }
@@ -532,6 +536,7 @@ impl BlockExchangeActor {
     /// Periodic work: timeouts, re-asking, discovery, stalled downloads, idle peers.
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
+        self.early.expire(now);
         let tick = self.requester.tick(now);
         // A timeout is no strike: a slow honest peer must not be banned for it. Peers that owe blocks and
         // deliver nothing are dropped by the idle check below.
@@ -670,11 +675,24 @@ impl Handler<NetEvent> for BlockExchangeActor {
     type Result = ();
     fn handle(&mut self, msg: NetEvent, ctx: &mut Self::Context) {
         match msg {
-            NetEvent::Connected { peer, sender } => self.on_connected(peer, sender, ctx),
-            NetEvent::Disconnected { peer } => self.forget_peer(&peer),
+            NetEvent::Connected { peer, sender } => {
+                self.on_connected(peer, sender, ctx);
+                let held = self.early.take(&peer);
+                if self.ledger.is_connected(&peer) {
+                    for message in held {
+                        self.on_message(peer, message, ctx);
+                    }
+                }
+            }
+            NetEvent::Disconnected { peer } => {
+                self.early.take(&peer);
+                self.forget_peer(&peer);
+            }
             NetEvent::Message { peer, message } => {
                 if self.ledger.is_connected(&peer) {
                     self.on_message(peer, message, ctx);
+                } else if !self.early.hold(peer, message, Instant::now()) {
+                    tracing::trace!(%peer, "dropped a message of a peer not handed over yet");
                 }
             }
             NetEvent::Malformed { peer, reason } => self.strike(peer, 10, &format!("malformed message: {reason}")),

@@ -3,7 +3,8 @@
 //! The logic lives in plain state machines that take `now` and return what to do, each with its own tests:
 //! [`requester`] (downloads of any set of a tree's leaves through a sliding window), [`provider`] (what each
 //! peer asked of this node: store queries, delivery batches, blocks waited for), [`fetch`] (single blocks by
-//! CID, such as manifests, with a quick "nobody has it"), and [`ledger`] (sessions, strikes and bans, message
+//! CID, such as manifests, with a quick "nobody has it"), [`early`] (messages of peers not yet handed over by the
+//! network, held until they are), and [`ledger`] (sessions, strikes and bans, message
 //! rate, peers that do not read). [`BlockExchangeActor`] (in `actor.rs`) only executes their actions: it sends
 //! frames, asks the store and the discovery actor, and answers callers.
 //!
@@ -13,6 +14,7 @@
 #![deny(clippy::indexing_slicing)]
 
 mod actor;
+pub mod early;
 pub mod fetch;
 pub mod ledger;
 pub mod provider;
