@@ -24,10 +24,8 @@ use crate::prover::{Prover, ProverError, SlotFiles};
 use crate::slot_host::HostedSlot;
 use crate::store::{DropSlot, SetBlockExpiry, StoreActor};
 
-const NO_PROOF_DUE: &str = "the challenge was about to change for the whole period";
-/// Pointer values before a wrap (blocks) in which a periodic proof waits for the wrap instead of answering a
-/// challenge that is about to change.
-const WRAP_MARGIN: u16 = 8;
+/// Proofs a periodic proof may take within its period when the challenge changes under it (a pointer wrap).
+const PERIODIC_ATTEMPTS: u32 = 3;
 
 /// What every agent needs.
 #[derive(Clone)]
@@ -561,29 +559,26 @@ impl SalesAgent {
                     (hosted.data_path, hosted.slots_path)
                 }
             };
-            if proving {
-                // A proof is due this period, or will be once the pointer leaves the downtime: either way the
-                // challenge stays the same until the pointer wraps (255 → 0), so prove now (a proof sent during
-                // the downtime counts). Only a pointer about to wrap is waited out: its challenge would change
-                // before the proof lands.
-                let deadline = (deps.clock.now() / deps.period.max(1) + 1) * deps.period.max(1);
-                while u16::from(deps.market.get_pointer(slot).await.map_err(|e| e.to_string())?) >= 256 - WRAP_MARGIN {
-                    if deps.clock.now() >= deadline {
-                        return Err(NO_PROOF_DUE.into());
-                    }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
             let files = SlotFiles { manifest, slot_index: index, data_path, slots_path };
             let started = std::time::Instant::now();
             let period = deps.period.max(1);
             // A proof answers its period's challenge: one finished too late for its period (other sales kept
             // the prover busy) would be refused on chain. A fill proves again for the next period (up to three
             // times); a periodic proof is missed.
+            //
+            // A periodic proof is made at once (due now, or once the pointer leaves the downtime: a proof sent
+            // during the downtime counts). The challenge stays the same until the pointer wraps (255 → 0); if
+            // it wrapped while the proof was made, or wraps with the next block, the proof is made again with
+            // the new challenge, which then holds for 256 blocks. (Waiting out the last blocks before a wrap
+            // instead could use up a short period: hosts missed proofs with 10 s periods and 1 s blocks.)
             let mut attempts = 0;
+            let first_period = deps.clock.now() / period;
             let proof = loop {
                 attempts += 1;
                 let proving_period = deps.clock.now() / period;
+                if proving && proving_period != first_period {
+                    return Err("the period ended while the challenge changed".to_owned());
+                }
                 let challenge = deps.market.get_challenge(slot).await.map_err(|e| e.to_string())?;
                 let deadline = (proving_period + 1) * period;
                 let proof = loop {
@@ -597,7 +592,27 @@ impl SalesAgent {
                 };
                 // Two seconds for the transaction to be mined in the same period.
                 if deps.clock.now() + 2 < deadline {
-                    break proof;
+                    if !proving {
+                        break proof;
+                    }
+                    let pointer = deps.market.get_pointer(slot).await.map_err(|e| e.to_string())?;
+                    let current = deps.market.get_challenge(slot).await.map_err(|e| e.to_string())?;
+                    if pointer < u8::MAX && current == challenge {
+                        break proof;
+                    }
+                    tracing::info!(
+                        slot_index = index,
+                        pointer,
+                        attempts,
+                        "the challenge changes (pointer wrap); proving again"
+                    );
+                    if attempts >= PERIODIC_ATTEMPTS {
+                        return Err("the challenge kept changing while proving".to_owned());
+                    }
+                    if pointer == u8::MAX {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    continue;
                 }
                 tracing::info!(slot_index = index, attempts, "proof too late for its period");
                 if proving || attempts >= 3 {
@@ -622,9 +637,6 @@ impl SalesAgent {
                     act.proof = Some(proof);
                     Event::ProofReady
                 }
-                // No proof came due this period after all (the pointer stayed in the downtime): the period
-                // is over, read the status again.
-                Err(err) if proving && err == NO_PROOF_DUE => Event::PeriodStarted,
                 Err(err) if proving => Event::ProofFailed(format!("proving: {err}")),
                 Err(err) => Event::Error(format!("proving: {err}")),
             }),
