@@ -357,14 +357,11 @@ fn a_cid_nobody_has_is_not_found_without_waiting_for_the_fetch_limit() {
 /// restart on the same data dir. Assertions are on REST state and on the repository's files, not logs.
 mod binaries {
     use super::harness::binary::BinaryNode;
-    use super::harness::{WAIT, data, wait_until};
+    use super::harness::{WAIT, data, wait_for, wait_until};
+    use libp2p::Multiaddr;
+    use libp2p::multiaddr::Protocol;
     use std::path::Path;
     use std::time::Duration;
-
-    /// A UDP port free at the time of the call.
-    fn free_udp_port() -> u16 {
-        std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("udp port")
-    }
 
     /// True when this machine has an established TCP connection to or from loopback port `port`.
     fn tcp_established_on(port: u16) -> bool {
@@ -382,13 +379,19 @@ mod binaries {
     #[test]
     fn a_peer_reached_over_quic_moves_to_tcp_and_data_flows() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let quic = |port: u16| format!("/ip4/127.0.0.1/udp/{port}/quic-v1");
-        let (a_quic, b_quic) = (quic(free_udp_port()), quic(free_udp_port()));
-        let a = BinaryNode::start_fresh(&dir.path().join("a"), None, &["--listen-addrs", &a_quic]);
-        let b = BinaryNode::start_fresh(&dir.path().join("b"), None, &["--listen-addrs", &b_quic]);
+        let quic = ["--listen-addrs", "/ip4/127.0.0.1/udp/0/quic-v1"];
+        let a = BinaryNode::start_fresh(&dir.path().join("a"), None, &quic);
+        let b = BinaryNode::start_fresh(&dir.path().join("b"), None, &quic);
         let file = data(6 << 20, 8);
         let cid = a.upload(&file);
-        b.connect(a.peer_id(), &a_quic.parse().expect("multiaddr"));
+        let a_quic: Multiaddr = wait_for("A's QUIC address", WAIT, || {
+            let info = a.info();
+            let addrs = info["addrs"].as_array()?.clone();
+            addrs.iter().filter_map(|a| a.as_str()?.parse::<Multiaddr>().ok()).find(|a| {
+                a.iter().any(|p| matches!(p, Protocol::QuicV1)) && !a.iter().any(|p| matches!(p, Protocol::Udp(0)))
+            })
+        });
+        b.connect(a.peer_id(), &a_quic);
         b.fetch(&cid);
         b.wait_local(&cid, WAIT);
         assert!(b.download(&cid) == file, "stored bytes differ");

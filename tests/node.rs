@@ -43,8 +43,8 @@ impl Node {
     }
 
     /// Starts the node on a free port. The port is free when picked, but a node of a test running in parallel may
-    /// take it first (its network listens on any free port): a node that exits before answering is started
-    /// again on another port, a few times.
+    /// take it first (its network listens on any free port): a node that exits before answering because the port
+    /// is taken is started again on another port, a few times. Any other early exit fails the test.
     fn start_full(dir: &Path, extra: &[&str], env: &[(&str, &str)], log: Option<&Path>) -> Node {
         let deadline = Instant::now() + WAIT;
         for _attempt in 0..5 {
@@ -61,11 +61,19 @@ impl Node {
                 .spawn()
                 .expect("codex starts");
             let mut node = Node { child, url: format!("http://127.0.0.1:{port}/api/codex/v1") };
+            // Each poll has its own timeout: a node that accepts but does not answer cannot stall the deadline.
+            let poll: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(2)))
+                .build()
+                .into();
             loop {
-                if agent().get(format!("{}/space", node.url)).call().is_ok() {
+                if poll.get(format!("{}/space", node.url)).call().is_ok() {
                     return node;
                 }
-                if node.child.try_wait().expect("child status").is_some() {
+                if let Some(status) = node.child.try_wait().expect("child status") {
+                    let taken = std::net::TcpListener::bind(("127.0.0.1", port)).is_err();
+                    assert!(taken, "the node exited before answering ({status}), and not for its port");
                     break;
                 }
                 assert!(Instant::now() < deadline, "node did not answer within {WAIT:?}");

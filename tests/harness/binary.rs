@@ -37,16 +37,18 @@ impl BinaryNode {
 
     /// Starts a node on free ports with extra command-line arguments. A port is free when picked, but another
     /// test's node may take it before this one binds it (networks listen on any free port): a node that exits
-    /// before answering is started again on other ports, a few times.
+    /// before answering because a port is in use is started again on other ports, a few times. Any other early
+    /// exit fails the test.
     pub fn start_fresh(dir: &Path, bootstrap: Option<&str>, extra: &[&str]) -> BinaryNode {
         let mut last_log = String::new();
         for _attempt in 0..5 {
             match Self::try_start_on(dir, free_port(), free_port(), bootstrap, extra) {
                 Ok(node) => return node,
-                Err(log) => last_log = log,
+                Err(log) if log.contains("in use") => last_log = log,
+                Err(log) => panic!("the node in {} exited before answering; its log:\n{log}", dir.display()),
             }
         }
-        panic!("the node in {} exited before answering, five times; its last log:\n{last_log}", dir.display());
+        panic!("the node in {} found its ports taken five times; its last log:\n{last_log}", dir.display());
     }
 
     /// Starts a node on the given ports with extra command-line arguments; returns once it answers.
@@ -87,7 +89,7 @@ impl BinaryNode {
             log,
         };
         let deadline = std::time::Instant::now() + WAIT;
-        while !node.api.is_ready() {
+        while !node.api.is_ready_within(Duration::from_secs(2)) {
             if !node.is_running() {
                 return Err(node.log_text());
             }

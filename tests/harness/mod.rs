@@ -243,7 +243,15 @@ impl Api {
 
     /// True when the node answers `GET /space`.
     pub fn is_ready(&self) -> bool {
-        agent().get(format!("{}/space", self.url)).call().is_ok_and(|r| r.status().as_u16() == 200)
+        self.is_ready_within(WAIT)
+    }
+
+    /// True when the node answers `GET /space` within `timeout` (a node that accepts but does not answer yet
+    /// cannot hold the caller past its own deadline).
+    pub fn is_ready_within(&self, timeout: Duration) -> bool {
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout)).build().into();
+        agent.get(format!("{}/space", self.url)).call().is_ok_and(|r| r.status().as_u16() == 200)
     }
 
     /// Reads the network stream of `cid` on a background thread; the bytes read so far are counted in the

@@ -691,6 +691,8 @@ impl Handler<NetEvent> for BlockExchangeActor {
             NetEvent::Message { peer, message } => {
                 if self.ledger.is_connected(&peer) {
                     self.on_message(peer, message, ctx);
+                } else if self.ledger.is_banned(&peer, Instant::now()) {
+                    tracing::trace!(%peer, "dropped a message of a banned peer");
                 } else if !self.early.hold(peer, message, Instant::now()) {
                     tracing::trace!(%peer, "dropped a message of a peer not handed over yet");
                 }

@@ -8,7 +8,8 @@
 //!
 //! Bounded: blocks are never held (none were asked of a peer that is not connected yet), at most
 //! [`MAX_ENTRIES_PER_PEER`] want and presence entries per peer and [`MAX_PEERS`] peers, each for at most
-//! [`KEEP`]. Anything beyond is dropped, as before this buffer existed.
+//! [`KEEP`]. A peer that sends more loses everything held for it (a replay with a gap could restore wants it
+//! had cancelled) and nothing more is held for it until it is handed over or [`KEEP`] runs out.
 
 use codex_protocol::blockexc::Message as WireMessage;
 use libp2p::PeerId;
@@ -27,6 +28,8 @@ struct Held {
     since: Instant,
     entries: usize,
     messages: Vec<WireMessage>,
+    /// The peer sent more than fits: nothing is held for it.
+    overflowed: bool,
 }
 
 /// The held messages of peers not yet handed to the block exchange.
@@ -37,17 +40,28 @@ pub struct Early {
 
 impl Early {
     /// Holds `message` from `peer` without its blocks; false when it does not fit and is dropped.
-    pub fn hold(&mut self, peer: PeerId, mut message: WireMessage, now: Instant) -> bool {
-        message.payload.clear();
+    pub fn hold(&mut self, peer: PeerId, message: WireMessage, now: Instant) -> bool {
+        // Only the want list and presences, without the capacity of the deliveries' vector.
+        let message = WireMessage { payload: Vec::new(), ..message };
         let entries = message.wantlist.entries.len() + message.presences.len();
-        let before = self.peers.get(&peer).map_or(0, |held| held.entries);
-        if entries == 0 || before + entries > MAX_ENTRIES_PER_PEER {
+        if entries == 0 {
             return false;
         }
-        if before == 0 && self.peers.len() >= MAX_PEERS {
+        if !self.peers.contains_key(&peer) && self.peers.len() >= MAX_PEERS {
             return false;
         }
-        let held = self.peers.entry(peer).or_insert_with(|| Held { since: now, entries: 0, messages: Vec::new() });
+        let held = self.peers.entry(peer).or_insert_with(|| Held {
+            since: now,
+            entries: 0,
+            messages: Vec::new(),
+            overflowed: false,
+        });
+        if held.overflowed || held.entries + entries > MAX_ENTRIES_PER_PEER {
+            held.overflowed = true;
+            held.entries = 0;
+            held.messages = Vec::new();
+            return false;
+        }
         held.entries += entries;
         held.messages.push(message);
         true
@@ -116,9 +130,12 @@ mod tests {
         let (mut early, now) = (Early::default(), Instant::now());
         let peer = PeerId::random();
         assert!(early.hold(peer, wants(MAX_ENTRIES_PER_PEER - 1), now));
-        assert!(!early.hold(peer, wants(2), now), "over the per-peer bound");
-        assert!(!early.hold(PeerId::random(), wants(MAX_ENTRIES_PER_PEER + 1), now), "too big alone");
         assert!(early.hold(peer, wants(1), now), "up to the bound");
+        let greedy = PeerId::random();
+        assert!(early.hold(greedy, wants(MAX_ENTRIES_PER_PEER), now));
+        assert!(!early.hold(greedy, wants(1), now), "over the per-peer bound");
+        assert!(!early.hold(greedy, wants(1), now), "nothing more once over");
+        assert!(early.take(&greedy).is_empty(), "an overflowing peer loses what was held: no replay with a gap");
         for _ in 1..MAX_PEERS {
             assert!(early.hold(PeerId::random(), wants(1), now));
         }

@@ -26,6 +26,11 @@ use crate::store::{DropSlot, SetBlockExpiry, StoreActor};
 
 /// Proofs a periodic proof may take within its period when the challenge changes under it (a pointer wrap).
 const PERIODIC_ATTEMPTS: u32 = 3;
+/// Blocks a periodic proof's transaction is given to be mined before the pointer wraps and the challenge
+/// changes; a proof finished closer to the wrap is made again after it.
+const WRAP_MARGIN: u8 = 2;
+/// A periodic proof's period ended before the proof could be sent: the next period's status is read at once.
+const PERIOD_ENDED: &str = "the period ended before its proof could be sent";
 
 /// What every agent needs.
 #[derive(Clone)]
@@ -577,7 +582,7 @@ impl SalesAgent {
                 attempts += 1;
                 let proving_period = deps.clock.now() / period;
                 if proving && proving_period != first_period {
-                    return Err("the period ended while the challenge changed".to_owned());
+                    return Err(PERIOD_ENDED.to_owned());
                 }
                 let challenge = deps.market.get_challenge(slot).await.map_err(|e| e.to_string())?;
                 let deadline = (proving_period + 1) * period;
@@ -595,26 +600,35 @@ impl SalesAgent {
                     if !proving {
                         break proof;
                     }
-                    let pointer = deps.market.get_pointer(slot).await.map_err(|e| e.to_string())?;
+                    let near_wrap = |pointer: u8| pointer >= u8::MAX - WRAP_MARGIN;
+                    let mut pointer = deps.market.get_pointer(slot).await.map_err(|e| e.to_string())?;
                     let current = deps.market.get_challenge(slot).await.map_err(|e| e.to_string())?;
-                    if pointer < u8::MAX && current == challenge {
+                    if !near_wrap(pointer) && current == challenge {
                         break proof;
                     }
                     tracing::info!(
                         slot_index = index,
                         pointer,
                         attempts,
-                        "the challenge changes (pointer wrap); proving again"
+                        "the challenge changes (pointer wrap); proving again after it"
                     );
                     if attempts >= PERIODIC_ATTEMPTS {
                         return Err("the challenge kept changing while proving".to_owned());
                     }
-                    if pointer == u8::MAX {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    // Wait for the wrap (however long the chain's blocks are), while the period lasts.
+                    while near_wrap(pointer) {
+                        if deps.clock.now() >= deadline {
+                            return Err(PERIOD_ENDED.to_owned());
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        pointer = deps.market.get_pointer(slot).await.map_err(|e| e.to_string())?;
                     }
                     continue;
                 }
                 tracing::info!(slot_index = index, attempts, "proof too late for its period");
+                if proving && deps.clock.now() >= deadline {
+                    return Err(PERIOD_ENDED.to_owned());
+                }
                 if proving || attempts >= 3 {
                     return Err("the proof was made too late for its period".to_owned());
                 }
@@ -637,6 +651,9 @@ impl SalesAgent {
                     act.proof = Some(proof);
                     Event::ProofReady
                 }
+                // The period is over: this period's status is read at once (a proof missed is counted by the
+                // chain, not here).
+                Err(err) if proving && err == PERIOD_ENDED => Event::PeriodStarted,
                 Err(err) if proving => Event::ProofFailed(format!("proving: {err}")),
                 Err(err) => Event::Error(format!("proving: {err}")),
             }),
