@@ -29,6 +29,12 @@ impl std::ops::Deref for BinaryNode {
     }
 }
 
+/// The nodes' log level: `CODEX_TEST_LOG_LEVEL` (the `--log-level` syntax, e.g. `info;debug:codex_actors::sales`),
+/// else `info`.
+fn log_level() -> String {
+    std::env::var("CODEX_TEST_LOG_LEVEL").unwrap_or_else(|_| "info".to_owned())
+}
+
 impl BinaryNode {
     /// Starts a node in `dir` on free ports, bootstrapped from `bootstrap` (an `spr:`).
     pub fn start(dir: &Path, bootstrap: Option<&str>) -> BinaryNode {
@@ -73,7 +79,7 @@ impl BinaryNode {
         command
             .args(["--data-dir", dir.to_str().expect("utf-8"), "--api-port", &api_port.to_string()])
             .args(["--listen-addrs", &listen, "--nat", "none", "--storage-quota", "2GiB"])
-            .args(["--log-format", "nocolors", "--log-level", "info"])
+            .args(["--log-format", "nocolors", "--log-level", &log_level()])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"));

@@ -275,6 +275,14 @@ impl SalesActor {
                         let full = ask.collateralPerByte.saturating_mul(U256::from(ask.slotSize));
                         let collateral = full - full * repair_percent.min(U256::from(100u8)) / U256::from(100u8);
                         let items = act.items_for(id, &ask, None, &window, [index], collateral);
+                        for (item, _) in &items {
+                            tracing::info!(
+                                request_id = %id,
+                                slot_index = index,
+                                not_before = item.not_before,
+                                "a freed slot is queued for repair"
+                            );
+                        }
                         act.push(items);
                     }
                     Ok(_) => tracing::warn!(request_id = %id, "a freed slot's request or block is unknown"),
