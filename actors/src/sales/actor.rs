@@ -491,7 +491,10 @@ impl SalesActor {
         }
         let market = self.market.clone();
         let store = self.store.clone();
-        ctx.spawn(self.commit(next, commit).map(|result, _, _| {
+        // `wait`, not `spawn`: the commit installs its copy of the ledger when it is durable, so no other message
+        // (an availability created over REST right after start) may change the ledger in between, or that change
+        // would be lost from memory. (The durability test's spare host lost its availability this way.)
+        ctx.wait(self.commit(next, commit).map(|result, _, _| {
             if let Err(err) = result {
                 tracing::error!(%err, "cleaning up stale sales failed");
             }
