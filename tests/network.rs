@@ -357,8 +357,7 @@ fn a_cid_nobody_has_is_not_found_without_waiting_for_the_fetch_limit() {
 /// restart on the same data dir. Assertions are on REST state and on the repository's files, not logs.
 mod binaries {
     use super::harness::binary::BinaryNode;
-    use super::harness::{WAIT, data, wait_for, wait_until};
-    use libp2p::Multiaddr;
+    use super::harness::{WAIT, data, wait_until};
     use libp2p::multiaddr::Protocol;
     use std::path::Path;
     use std::time::Duration;
@@ -384,12 +383,8 @@ mod binaries {
         let b = BinaryNode::start_fresh(&dir.path().join("b"), None, &quic);
         let file = data(6 << 20, 8);
         let cid = a.upload(&file);
-        let a_quic: Multiaddr = wait_for("A's QUIC address", WAIT, || {
-            let info = a.info();
-            let addrs = info["addrs"].as_array()?.clone();
-            addrs.iter().filter_map(|a| a.as_str()?.parse::<Multiaddr>().ok()).find(|a| {
-                a.iter().any(|p| matches!(p, Protocol::QuicV1)) && !a.iter().any(|p| matches!(p, Protocol::Udp(0)))
-            })
+        let a_quic = a.listen_addr("A's QUIC address", |a| {
+            a.iter().any(|p| matches!(p, Protocol::QuicV1)) && !a.iter().any(|p| matches!(p, Protocol::Udp(0)))
         });
         b.connect(a.peer_id(), &a_quic);
         b.fetch(&cid);

@@ -165,13 +165,17 @@ impl Api {
 
     /// The libp2p listen address, from `/debug/info`.
     pub fn p2p_addr(&self) -> Multiaddr {
-        wait_for("a libp2p listen address", WAIT, || {
+        self.listen_addr("a libp2p listen address", |a| {
+            a.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::Tcp(port) if port != 0))
+        })
+    }
+
+    /// The first listen address in `/debug/info` that `wanted` accepts, once there is one.
+    pub fn listen_addr(&self, what: &str, wanted: impl Fn(&Multiaddr) -> bool) -> Multiaddr {
+        wait_for(what, WAIT, || {
             let info = self.info();
             let addrs = info["addrs"].as_array()?.clone();
-            addrs
-                .iter()
-                .filter_map(|a| a.as_str()?.parse::<Multiaddr>().ok())
-                .find(|a| a.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::Tcp(port) if port != 0)))
+            addrs.iter().filter_map(|a| a.as_str()?.parse::<Multiaddr>().ok()).find(|a| wanted(a))
         })
     }
 

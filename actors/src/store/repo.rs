@@ -352,11 +352,10 @@ impl Repo {
 
     /// Records (durably) a download's progress.
     pub fn save_download(&mut self, tree: &Cid, record: &DownloadRecord) -> Result<(), StoreError> {
-        let mut txn = self.db.begin_write()?;
-        Tables::open(&txn)?.downloads.insert(tree.to_bytes().as_slice(), encode(record).as_slice())?;
-        txn.set_durability(Durability::Immediate)?;
-        txn.commit()?;
-        Ok(())
+        self.write_durably(|tables| {
+            tables.downloads.insert(tree.to_bytes().as_slice(), encode(record).as_slice())?;
+            Ok(())
+        })
     }
 
     /// Records (durably) a new download of `tree` and its slot record in one transaction: a crash between two
@@ -367,21 +366,28 @@ impl Repo {
         record: &DownloadRecord,
         slot: &SlotRecord,
     ) -> Result<(), StoreError> {
-        let mut txn = self.db.begin_write()?;
-        {
-            let mut tables = Tables::open(&txn)?;
+        self.write_durably(|tables| {
             tables.downloads.insert(tree.to_bytes().as_slice(), encode(record).as_slice())?;
             tables.slots.insert(tree.to_bytes().as_slice(), encode(slot).as_slice())?;
-        }
-        txn.set_durability(Durability::Immediate)?;
-        txn.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Records (durably) that the download of `tree` is a slot, and how far it is.
     pub fn save_slot(&mut self, tree: &Cid, record: &SlotRecord) -> Result<(), StoreError> {
+        self.write_durably(|tables| {
+            tables.slots.insert(tree.to_bytes().as_slice(), encode(record).as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// One write transaction, committed durably, of what `write` puts in the tables.
+    fn write_durably(
+        &mut self,
+        write: impl FnOnce(&mut Tables<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write()?;
-        Tables::open(&txn)?.slots.insert(tree.to_bytes().as_slice(), encode(record).as_slice())?;
+        write(&mut Tables::open(&txn)?)?;
         txn.set_durability(Durability::Immediate)?;
         txn.commit()?;
         Ok(())
