@@ -262,6 +262,11 @@ pub struct Settings {
     /// Validators splitting the slots (2–65535); `None`: this one watches all.
     pub validator_groups: Option<u32>,
     pub validator_group_index: u32,
+    /// Blocks a marketplace event must have before the node acts on it; `None`: 1 on a local development chain,
+    /// 3 elsewhere.
+    pub confirmations: Option<u64>,
+    /// Start with persistence even though the proving keys are the development keys on a public chain.
+    pub insecure_dev_keys: bool,
 }
 
 /// The default data directory: `~/.cache/codex`, as the original on Linux.
@@ -318,6 +323,8 @@ impl Default for Settings {
             validator_max_slots: 1000,
             validator_groups: None,
             validator_group_index: 0,
+            confirmations: None,
+            insecure_dev_keys: false,
         }
     }
 }

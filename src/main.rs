@@ -247,7 +247,9 @@ async fn enable_marketplace(settings: &Settings, node: &actix::Addr<NodeActor>) 
         signer,
         marketplace,
         retry: RetryPolicy::default(),
+        tx: Default::default(),
         poll_interval: std::time::Duration::from_secs(1),
+        confirmations: settings.confirmations,
     };
     let info = node
         .send(EnableMarketplace {

@@ -82,6 +82,16 @@ pub struct MarketFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub validator_group_index: Option<u32>,
+    /// Blocks a marketplace event must have before the node acts on it [default: 1 on a local development
+    /// chain (ids 31337, 1337), 3 elsewhere].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirmations: Option<u64>,
+    /// Start even though the proving keys are the public development keys and the chain is not a local one
+    /// (anyone could forge proofs with them: testing only).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_dev_keys: bool,
 }
 
 impl PersistenceArgs {
@@ -120,6 +130,9 @@ pub fn validate(settings: &Settings) -> Result<(), ConfigError> {
         account.parse::<Address>().map_err(|_| invalid("eth-account", format!("'{account}' is not an address")))?;
     }
     validator_groups(settings)?;
+    if settings.confirmations == Some(0) {
+        return Err(invalid("confirmations", "0: give 1 to act on the latest block, more to wait for later blocks"));
+    }
     match &settings.marketplace_address {
         None => Err(invalid(
             "marketplace-address",

@@ -65,7 +65,9 @@ async fn enable(node: &actix::Addr<NodeActor>, chain: &LocalChain, deployment: &
         signer: chain.signer(CLIENT),
         marketplace: deployment.marketplace,
         retry: RetryPolicy { attempts: 3, base: Duration::from_millis(100), max: Duration::from_secs(1) },
+        tx: Default::default(),
         poll_interval: Duration::from_millis(200),
+        confirmations: None,
     };
     let purchasing = PurchasingConfig { check_interval: Duration::from_millis(300) };
     node.send(EnableMarketplace { chain: chain_config, purchasing, sales: Default::default(), validator: None })

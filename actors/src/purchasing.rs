@@ -228,6 +228,8 @@ pub struct Purchase {
 }
 
 impl Purchase {
+    /// Nothing more to do on chain: ended and withdrawn, or errored (checked again only at start and on its
+    /// events, in case the request is on chain after all).
     fn settled(&self) -> bool {
         self.state == PurchaseState::Errored || (self.state.ended() && self.withdrawn)
     }
@@ -360,31 +362,35 @@ impl PurchasingActor {
 
     /// Reads the chain's view of `id` and moves the purchase on (withdrawing the client's funds when the
     /// request ended); one check per purchase at a time.
-    fn check(&mut self, id: RequestId, ctx: &mut Context<Self>) {
+    fn check(&mut self, id: RequestId, force: bool, ctx: &mut Context<Self>) {
         let Some(purchase) = self.purchases.get(&id).cloned() else { return };
-        if purchase.settled() || !self.checking.insert(id) {
+        let errored = purchase.state == PurchaseState::Errored;
+        if (purchase.settled() && !(force && errored)) || !self.checking.insert(id) {
             return;
         }
         let chain = self.chain.clone();
         let before = purchase.clone();
         let work = async move {
             let mut next = before;
-            if next.state == PurchaseState::Pending {
-                // Left pending by a restart: submit again (refused as a duplicate if it had landed).
-                match chain.send(RequestStorage { request: next.request.clone() }).await {
-                    Ok(Ok(_)) => (next.state, next.error) = (PurchaseState::Submitted, None),
-                    Ok(Err(e)) if e.revert_name().as_deref() == Some("Marketplace_RequestAlreadyExists") => {
-                        (next.state, next.error) = (PurchaseState::Submitted, None);
+            let gone = || MarketError::Other("the chain actor stopped".into());
+            // The chain first: a request whose submission's answer was lost may be there already.
+            let mut state = chain.send(GetRequestState { id }).await.map_err(|_| gone())??;
+            if state.is_none() && next.state == PurchaseState::Pending {
+                // Left pending by a restart or an unreachable chain, and not on chain: submit again (refused as
+                // a duplicate if it landed meanwhile).
+                match chain.send(RequestStorage { request: next.request.clone() }).await.map_err(|_| gone())? {
+                    Ok(_) => {}
+                    Err(e) if e.revert_name().as_deref() == Some("Marketplace_RequestAlreadyExists") => {}
+                    Err(e) if e.is_definitive() => {
+                        (next.state, next.error) = (PurchaseState::Errored, Some(e.to_string()));
+                        return Ok(next);
                     }
-                    Ok(Err(e)) => return Err(e),
-                    Err(_) => return Err(MarketError::Other("the chain actor stopped".into())),
+                    Err(e) => return Err(e),
                 }
+                state = chain.send(GetRequestState { id }).await.map_err(|_| gone())??;
             }
-            let state = chain
-                .send(GetRequestState { id })
-                .await
-                .map_err(|_| MarketError::Other("the chain actor stopped".into()))??;
             let Some(state) = state else { return Ok(next) };
+            next.error = None;
             next.state = PurchaseState::from_chain(state);
             if next.state.ended() && !next.withdrawn {
                 match chain.send(WithdrawFunds { id }).await {
@@ -432,11 +438,12 @@ impl Actor for PurchasingActor {
         ctx.run_interval(self.config.check_interval, |act, ctx| {
             let ids: Vec<RequestId> = act.order.clone();
             for id in ids {
-                act.check(id, ctx);
+                act.check(id, false, ctx);
             }
         });
+        // At start even errored purchases are looked up: one may be on chain after all.
         for id in self.order.clone() {
-            self.check(id, ctx);
+            self.check(id, true, ctx);
         }
     }
 }
@@ -473,11 +480,18 @@ impl Handler<SubmitPurchase> for PurchasingActor {
                 if let Some(p) = purchase.as_mut() {
                     match &result {
                         Ok(_) => p.state = PurchaseState::Submitted,
-                        // The chain could not be reached: the request may or may not have landed. It stays
-                        // pending; the periodic check submits it again or finds it on chain.
-                        Err(err @ PurchaseError::Market(MarketError::Transport { .. })) => {
+                        // Sent before, by a resend of this very request: it is on chain.
+                        Err(PurchaseError::Market(e))
+                            if e.revert_name().as_deref() == Some("Marketplace_RequestAlreadyExists") =>
+                        {
+                            p.state = PurchaseState::Submitted;
+                        }
+                        // The chain could not be reached, or the outcome is unknown: the request may or may not
+                        // have landed. It stays pending; the periodic check finds it on chain or submits it again.
+                        Err(err @ PurchaseError::Market(e)) if !e.is_definitive() => {
                             p.error = Some(err.to_string());
                         }
+                        Err(err @ PurchaseError::ChainGone) => p.error = Some(err.to_string()),
                         Err(err) => {
                             p.state = PurchaseState::Errored;
                             p.error = Some(err.to_string());
@@ -490,6 +504,57 @@ impl Handler<SubmitPurchase> for PurchasingActor {
                         save.await?;
                     }
                     result
+                }
+                .into_actor(act)
+            }),
+        )
+    }
+}
+
+/// Command: withdraw the client's funds of an ended request now (`POST /storage/purchases/{id}/withdraw`); the
+/// purchase afterwards. Refused (`Invalid`) while the request runs; `None` for an unknown purchase.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Result<Option<Purchase>, PurchaseError>")]
+pub struct WithdrawPurchase {
+    pub id: RequestId,
+}
+
+impl Handler<WithdrawPurchase> for PurchasingActor {
+    type Result = ResponseActFuture<Self, Result<Option<Purchase>, PurchaseError>>;
+    fn handle(&mut self, msg: WithdrawPurchase, _: &mut Self::Context) -> Self::Result {
+        let Some(mut purchase) = self.purchases.get(&msg.id).cloned() else {
+            return Box::pin(actix::fut::ready(Ok(None)));
+        };
+        let (chain, id) = (self.chain.clone(), msg.id);
+        Box::pin(
+            async move {
+                let state = chain.send(GetRequestState { id }).await.map_err(|_| PurchaseError::ChainGone)??;
+                let Some(state) = state else {
+                    return Err(PurchaseError::Invalid(format!("request {id:#x} is not on chain: nothing to withdraw")));
+                };
+                let state = PurchaseState::from_chain(state);
+                if !state.ended() {
+                    return Err(PurchaseError::Invalid(format!(
+                        "request {id:#x} is {}: funds can be withdrawn once it is cancelled, finished or failed",
+                        state.as_str()
+                    )));
+                }
+                match chain.send(WithdrawFunds { id }).await.map_err(|_| PurchaseError::ChainGone)? {
+                    Ok(()) => {}
+                    Err(e) if e.revert_name().as_deref() == Some("Marketplace_NothingToWithdraw") => {}
+                    Err(e) => return Err(e.into()),
+                }
+                (purchase.state, purchase.withdrawn, purchase.error) = (state, true, None);
+                Ok(purchase)
+            }
+            .into_actor(self)
+            .then(|result, act, _| {
+                let save = result.as_ref().ok().map(|purchase| act.save(purchase.clone()));
+                async move {
+                    if let Some(save) = save {
+                        save.await?;
+                    }
+                    result.map(Some)
                 }
                 .into_actor(act)
             }),
@@ -514,7 +579,7 @@ impl Handler<GetPurchase> for PurchasingActor {
 impl Handler<PurchaseEvent> for PurchasingActor {
     type Result = ();
     fn handle(&mut self, msg: PurchaseEvent, ctx: &mut Self::Context) {
-        self.check(msg.id, ctx);
+        self.check(msg.id, true, ctx);
     }
 }
 

@@ -19,7 +19,8 @@ use alloy::eips::BlockNumberOrTag;
 use alloy::primitives::{B256, Bytes, U256};
 use alloy::providers::Provider;
 use codex_actors::chain::account::connect;
-use codex_actors::chain::actor::{ChainActor, ChainConfig, ChainEvents, GetChainTime, StopChain};
+use codex_actors::chain::actor::{ChainActor, ChainConfig, ChainEvents, GetChainTime, NotHandled, StartWatching, StopChain};
+use codex_actors::chain::tx::TxPolicy;
 use codex_actors::chain::anvil::LocalChain;
 use codex_actors::chain::bindings::TestToken;
 use codex_actors::chain::deploy::{Deployment, deploy, mint, testnet_config};
@@ -76,7 +77,8 @@ impl Chain {
     /// A market on anvil's HTTP endpoint that signs as dev account `account`.
     fn market(&self, account: usize) -> OnChainMarket {
         let provider = self.local.provider(account);
-        OnChainMarket::new(provider, self.deployment.marketplace, self.local.address(account), RetryPolicy::default())
+        let signer = self.local.signer(account);
+        OnChainMarket::new(provider, self.deployment.marketplace, signer, RetryPolicy::default(), TxPolicy::default())
     }
 
     /// A valid request of `account` (3 slots of 1 KiB for an hour, expiring after 10 minutes).
@@ -105,7 +107,9 @@ impl Chain {
             signer: self.local.signer(NODE),
             marketplace: self.deployment.marketplace,
             retry: RetryPolicy { attempts: 4, base: Duration::from_millis(100), max: Duration::from_secs(1) },
+            tx: TxPolicy::default(),
             poll_interval: Duration::from_millis(100),
+            confirmations: None,
         }
     }
 
@@ -260,11 +264,14 @@ impl Actor for Probe {
 }
 
 impl Handler<ChainEvents> for Probe {
-    type Result = ResponseFuture<()>;
+    type Result = ResponseFuture<Result<(), NotHandled>>;
     fn handle(&mut self, msg: ChainEvents, _: &mut Self::Context) -> Self::Result {
         let busy = if msg.events.is_empty() { Duration::ZERO } else { Self::SLOW };
         self.0.0.lock().unwrap().push(msg);
-        Box::pin(tokio::time::sleep(busy))
+        Box::pin(async move {
+            tokio::time::sleep(busy).await;
+            Ok(())
+        })
     }
 }
 
@@ -278,6 +285,7 @@ async fn events_arrive_once_across_a_dropped_websocket_and_a_restart() {
     let probe = Probe(seen.clone()).start();
     let config = chain.config(format!("ws://{}", proxy.addr));
     let actor = ChainActor::start(config.clone(), store.clone(), probe.clone().recipient()).await.expect("starts");
+    actor.do_send(StartWatching);
     let client = chain.market(CLIENT);
 
     let a = client.request_storage(chain.request(CLIENT, 1)).await.unwrap();
@@ -298,6 +306,7 @@ async fn events_arrive_once_across_a_dropped_websocket_and_a_restart() {
     actor.send(StopChain).await.unwrap();
     let d = client.request_storage(chain.request(CLIENT, 4)).await.unwrap();
     let actor = ChainActor::start(config, store.clone(), probe.recipient()).await.expect("restarts");
+    actor.do_send(StartWatching);
     seen.wait_requested(&[a, b, c, d]).await;
     actor.send(StopChain).await.unwrap();
 
@@ -325,7 +334,9 @@ async fn events_arrive_once_across_a_dropped_websocket_and_a_restart() {
     assert_eq!(previous, Some(head), "everything up to the head was handed over");
 
     let cursor = store.send(GetChainCursor { key: chain.cursor_key() }).await.unwrap().unwrap();
-    assert_eq!(cursor, previous, "the saved cursor is the last block handed over");
+    assert_eq!(cursor.map(|c| c.block), previous, "the saved cursor is the last block handed over");
+    let hash = chain.local.provider(0).get_block_by_number(head.into()).await.unwrap().unwrap().header.hash;
+    assert_eq!(cursor.and_then(|c| c.hash), Some(hash.0), "with its block's hash");
 }
 
 #[actix_rt::test]
@@ -371,7 +382,7 @@ async fn transport_errors_are_retried_within_the_budget() {
     proxy.cut();
     let provider = connect(&format!("http://{}", proxy.addr), chain.local.signer(CLIENT)).await.unwrap();
     let policy = RetryPolicy { attempts: 12, base: Duration::from_millis(50), max: Duration::from_millis(400) };
-    let market = OnChainMarket::new(provider, marketplace, chain.local.address(CLIENT), policy);
+    let market = OnChainMarket::new(provider, marketplace, chain.local.signer(CLIENT), policy, TxPolicy::default());
     let reopen = async {
         tokio::time::sleep(Duration::from_millis(800)).await;
         proxy.reopen();
@@ -384,7 +395,7 @@ async fn transport_errors_are_retried_within_the_budget() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let provider = connect(&format!("http://127.0.0.1:{port}"), chain.local.signer(CLIENT)).await.unwrap();
     let policy = RetryPolicy { attempts: 3, base: Duration::from_millis(10), max: Duration::from_millis(100) };
-    let market = OnChainMarket::new(provider, marketplace, chain.local.address(CLIENT), policy);
+    let market = OnChainMarket::new(provider, marketplace, chain.local.signer(CLIENT), policy, TxPolicy::default());
     let started = Instant::now();
     let err = market.configuration().await.unwrap_err();
     assert!(matches!(err, MarketError::Transport { attempts: 3, .. }), "{err:?}");
@@ -439,7 +450,7 @@ async fn a_lost_send_is_retried_without_a_nonce_gap() {
     let proxy = Proxy::start(chain.port()).await;
     let provider = connect(&format!("http://{}", proxy.addr), chain.local.signer(CLIENT)).await.unwrap();
     let policy = RetryPolicy { attempts: 5, base: Duration::from_millis(50), max: Duration::from_millis(200) };
-    let market = OnChainMarket::new(provider, chain.deployment.marketplace, chain.local.address(CLIENT), policy);
+    let market = OnChainMarket::new(provider, chain.deployment.marketplace, chain.local.signer(CLIENT), policy, TxPolicy::default());
     let bounded = |call| async move { tokio::time::timeout(WAIT, call).await.expect("mined, not stuck") };
 
     bounded(market.request_storage(chain.request(CLIENT, 1))).await.unwrap();

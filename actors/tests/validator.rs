@@ -34,8 +34,9 @@ async fn start(env: &Env, account: usize, groups: Option<Groups>) -> Addr<Valida
     let market = OnChainMarket::new(
         env.chain.provider(account),
         env.deployment.marketplace,
-        env.address(account),
+        env.chain.signer(account),
         RetryPolicy::default(),
+        Default::default(),
     );
     ValidatorActor::start(config(groups), market, &env.config).await.expect("validator starts")
 }

@@ -8,7 +8,7 @@ use super::{ApiError, ApiState};
 use actix_web::{HttpResponse, web};
 use alloy::primitives::{B256, U256};
 use codex_actors::chain::market::Request;
-use codex_actors::node::{GetPurchase, ListPurchases, RequestPurchase};
+use codex_actors::node::{GetPurchase, ListPurchases, RequestPurchase, WithdrawPurchaseFunds};
 use codex_actors::purchasing::{Purchase, StorageParams};
 use codex_protocol::cid::{cid_from_bytes, format_cid, parse_cid};
 use serde::{Deserialize, Serialize};
@@ -17,6 +17,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/storage/request/{cid}").route(web::post().to(request_storage)))
         .service(web::resource("/storage/purchases").route(web::get().to(list_purchases)))
         .service(web::resource("/storage/purchases/{id}").route(web::get().to(get_purchase)))
+        .service(web::resource("/storage/purchases/{id}/withdraw").route(web::post().to(withdraw_purchase)))
         .configure(super::sales::routes);
 }
 
@@ -71,12 +72,24 @@ async fn list_purchases(state: web::Data<ApiState>) -> Result<HttpResponse, ApiE
     Ok(HttpResponse::Ok().json(ids.iter().map(|id| format!("{id:#x}")).collect::<Vec<_>>()))
 }
 
+fn purchase_id(text: &str) -> Result<B256, ApiError> {
+    text.parse()
+        .map_err(|_| ApiError::BadRequest(format!("invalid purchase id '{text}': 32 bytes in hex are expected")))
+}
+
 async fn get_purchase(state: web::Data<ApiState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let text = path.into_inner();
-    let id: B256 = text
-        .parse()
-        .map_err(|_| ApiError::BadRequest(format!("invalid purchase id '{text}': 32 bytes in hex are expected")))?;
+    let id = purchase_id(&path.into_inner())?;
     match state.node.send(GetPurchase { id }).await?? {
+        Some(purchase) => Ok(HttpResponse::Ok().json(PurchaseDto::from(&purchase))),
+        None => Err(ApiError::NotFound(format!("purchase {id:#x} not found"))),
+    }
+}
+
+/// Withdraws the client's funds of an ended request (an extension: the node also does it by itself when it sees
+/// the request end); 422 while the request runs.
+async fn withdraw_purchase(state: web::Data<ApiState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = purchase_id(&path.into_inner())?;
+    match state.node.send(WithdrawPurchaseFunds { id }).await?? {
         Some(purchase) => Ok(HttpResponse::Ok().json(PurchaseDto::from(&purchase))),
         None => Err(ApiError::NotFound(format!("purchase {id:#x} not found"))),
     }

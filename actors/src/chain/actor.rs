@@ -1,14 +1,20 @@
 //! ChainActor: the node's one owner of a chain connection. It holds the [`OnChainMarket`] (provider, signer,
-//! marketplace address), answers market queries and sends market transactions for the other actors, and
-//! watches the marketplace's logs: every `poll_interval` it reads the logs of the blocks past its cursor (at most
-//! [`MAX_LOG_RANGE`] at a time), hands them to its recipient as one [`ChainEvents`] in chain order, waits for
-//! the recipient to take them, and then saves the cursor in redb ([`SaveChainCursor`]). A dropped WebSocket,
-//! a chain that is down for a while, or a node restart therefore lose no event: the next poll starts after the
-//! last block whose events were handed over. A restarted node with no saved cursor starts at the chain's head.
+//! marketplace address; every clone handed out shares its connection, which a reconnect swaps in place), answers
+//! market queries and sends market transactions for the other actors, and watches the marketplace's logs.
 //!
-//! Runs on the arbiter it is started on (the node gives it its own, `codex-chain`); calls and transactions run
-//! as futures there, never blocking it. Time in the market is the chain's: [`GetChainTime`] is the latest
-//! block's timestamp.
+//! Watching starts only with [`StartWatching`], once the recipients of the events exist (the node sends it after
+//! every marketplace actor started), so the backlog of a restart reaches them. Every `poll_interval` it reads the
+//! logs of the blocks past its cursor that have `confirmations` (at most [`MAX_LOG_RANGE`] at a time), hands them to
+//! its recipient as one [`ChainEvents`] in chain order, waits until the recipient *handled* them (it answers an
+//! error when a follow-up read failed: the range is read again at the next poll), and only then saves the cursor
+//! (block and hash) in redb ([`SaveChainCursor`]). A dropped connection, a chain that is down for a while, a
+//! recipient that could not handle an event, or a node restart therefore lose no event; a reorg under the cursor
+//! (its block's hash changed) rewinds it [`REORG_DEPTH`] blocks and hands those blocks over again. Events may
+//! come twice; consumers read the chain's state, so a repeat is harmless. A restarted node with no saved cursor
+//! starts at the chain's head.
+//!
+//! Runs on the system arbiter; calls and transactions run as futures there, never blocking it. Time in the
+//! market is the chain's: [`GetChainTime`] is the latest block's timestamp.
 
 use std::time::Duration;
 
@@ -21,7 +27,20 @@ use super::market::{
     ChainEvent, MAX_LOG_RANGE, Market, MarketError, MarketplaceConfig, OnChainMarket, Request, RequestId, RequestState,
     RetryPolicy,
 };
-use crate::store::{GetChainCursor, SaveChainCursor, StoreActor};
+use super::tx::TxPolicy;
+use crate::store::{ChainCursor, GetChainCursor, SaveChainCursor, StoreActor};
+
+/// Blocks the cursor goes back when its block's hash changed (a reorg): those blocks' events are handed over
+/// again.
+pub const REORG_DEPTH: u64 = 64;
+
+/// Confirmations asked of events on a public chain unless configured.
+pub const DEFAULT_CONFIRMATIONS: u64 = 3;
+
+/// Whether `chain_id` is a local development chain (anvil, hardhat, ganache): it never reorganises.
+pub fn is_local_chain(chain_id: u64) -> bool {
+    matches!(chain_id, 31337 | 1337)
+}
 
 /// How the node reaches the chain.
 #[derive(Debug, Clone)]
@@ -32,8 +51,13 @@ pub struct ChainConfig {
     pub signer: PrivateKeySigner,
     pub marketplace: Address,
     pub retry: RetryPolicy,
+    /// How transactions are followed, replaced when stuck, and given up on.
+    pub tx: TxPolicy,
     /// How often the logs of new blocks are read.
     pub poll_interval: Duration,
+    /// Blocks an event must have (its own included) before it is handed over: 1 acts on the head. `None`: 1 on
+    /// a local development chain (ids 31337 and 1337), [`DEFAULT_CONFIRMATIONS`] elsewhere.
+    pub confirmations: Option<u64>,
 }
 
 /// Why the chain actor could not start.
@@ -49,10 +73,15 @@ pub enum ChainError {
     Store(String),
 }
 
+/// The recipient could not handle some events (a follow-up read failed): the range is handed over again later.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("events not handled: {0}")]
+pub struct NotHandled(pub String);
+
 /// The marketplace events of a range of blocks, in chain order; the cursor is saved once the recipient has
-/// handled the message.
+/// handled the message (answered `Ok`).
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), NotHandled>")]
 pub struct ChainEvents {
     pub events: Vec<ChainEvent>,
     /// The last block of the range.
@@ -66,8 +95,12 @@ pub struct ChainActor {
     store: Addr<StoreActor>,
     recipient: Recipient<ChainEvents>,
     cursor_key: String,
-    /// The last block whose events were handed over.
-    cursor: u64,
+    /// The last block whose events were handled, and its hash.
+    cursor: ChainCursor,
+    /// [`StartWatching`] came.
+    watching: bool,
+    /// Blocks an event must have before it is handed over.
+    confirmations: u64,
     polling: bool,
     failures: u32,
     /// A [`StopChain`] came: no new poll starts, and the actor stops once the poll under way has finished.
@@ -92,18 +125,20 @@ impl ChainActor {
             Err(_) => return Err(ChainError::NoMarketplace { address: config.marketplace, chain_id }),
         }
         let cursor_key = format!("{chain_id}:{:#x}", config.marketplace);
+        let local = if is_local_chain(chain_id) { 1 } else { DEFAULT_CONFIRMATIONS };
+        let confirmations = config.confirmations.unwrap_or(local).max(1);
         let saved = store
             .send(GetChainCursor { key: cursor_key.clone() })
             .await
             .map_err(|e| ChainError::Store(e.to_string()))?
             .map_err(|e| ChainError::Store(e.to_string()))?;
         let cursor = match saved {
-            Some(block) => block,
-            None => market.block_number().await?,
+            Some(cursor) => cursor,
+            None => ChainCursor { block: market.block_number().await?, hash: None },
         };
         tracing::info!(
-            marketplace = %config.marketplace, chain_id, account = %market.signer(), from_block = cursor + 1,
-            "chain connected"
+            marketplace = %config.marketplace, chain_id, account = %market.signer(), from_block = cursor.block + 1,
+            confirmations, "chain connected"
         );
         let actor = Self {
             config,
@@ -112,6 +147,8 @@ impl ChainActor {
             recipient,
             cursor_key,
             cursor,
+            watching: false,
+            confirmations,
             polling: false,
             failures: 0,
             stopping: false,
@@ -121,38 +158,49 @@ impl ChainActor {
     }
 
     fn poll(&mut self, ctx: &mut Context<Self>) {
-        if self.polling || self.stopping {
+        if self.polling || self.stopping || !self.watching {
             return;
         }
         self.polling = true;
-        let (market, from) = (self.market.clone(), self.cursor + 1);
+        let (market, cursor, confirmations) = (self.market.clone(), self.cursor, self.confirmations);
         let (recipient, store, key) = (self.recipient.clone(), self.store.clone(), self.cursor_key.clone());
         let work = async move {
+            let mut from = cursor.block + 1;
+            if let Some(saved) = cursor.hash
+                && market.block_hash(cursor.block).await? != Some(saved.into())
+            {
+                from = cursor.block.saturating_sub(REORG_DEPTH).max(1);
+                tracing::warn!(block = cursor.block, from, "the chain reorganised under the cursor: re-reading");
+            }
             let head = market.block_number().await?;
-            if head < from {
+            let safe = head.saturating_sub(confirmations - 1);
+            if safe < from {
                 return Ok(None);
             }
-            let to = head.min(from.saturating_add(MAX_LOG_RANGE - 1));
+            let to = safe.min(from.saturating_add(MAX_LOG_RANGE - 1));
             let events = market.events(from, to).await?;
+            let hash = market.block_hash(to).await?.map(|h| h.0);
             if !events.is_empty() {
                 tracing::debug!(from, to, count = events.len(), "marketplace events");
             }
             recipient
                 .send(ChainEvents { events, through_block: to })
                 .await
-                .map_err(|e| MarketError::Other(format!("the event recipient is gone: {e}")))?;
+                .map_err(|e| MarketError::Other(format!("the event recipient is gone: {e}")))?
+                .map_err(|e| MarketError::Other(e.to_string()))?;
+            let next = ChainCursor { block: to, hash };
             store
-                .send(SaveChainCursor { key, block: to })
+                .send(SaveChainCursor { key, cursor: next })
                 .await
                 .map_err(|e| MarketError::Other(e.to_string()))?
                 .map_err(|e| MarketError::Other(format!("saving the chain cursor: {e}")))?;
-            Ok(Some((to, to < head)))
+            Ok(Some((next, to < safe)))
         };
-        ctx.spawn(work.into_actor(self).map(|result: Result<Option<(u64, bool)>, MarketError>, act, ctx| {
+        ctx.spawn(work.into_actor(self).map(|result: Result<Option<(ChainCursor, bool)>, MarketError>, act, ctx| {
             act.polling = false;
             match result {
-                Ok(Some((to, behind))) => {
-                    act.cursor = to;
+                Ok(Some((cursor, behind))) => {
+                    act.cursor = cursor;
                     act.failures = 0;
                     if behind {
                         // Catching up after a restart or an outage: the next range at once.
@@ -174,11 +222,12 @@ impl ChainActor {
         if matches!(err, MarketError::Transport { .. }) && self.failures >= 2 {
             // The connection may be beyond repair (a WebSocket whose reconnects ran out): make a new one.
             let config = self.config.clone();
-            ctx.spawn(async move { connect_market(&config).await }.into_actor(self).map(
+            // Every clone of the market (sales agents, the validator) gets the new connection with it.
+            ctx.spawn(async move { connect(&config.eth_provider, config.signer.clone()).await }.into_actor(self).map(
                 |result, act, _| match result {
-                    Ok(market) => {
+                    Ok(provider) => {
                         tracing::info!("reconnected to the chain");
-                        act.market = market;
+                        act.market.replace_provider(provider);
                     }
                     Err(err) => tracing::warn!(%err, "reconnecting to the chain failed"),
                 },
@@ -189,7 +238,7 @@ impl ChainActor {
 
 async fn connect_market(config: &ChainConfig) -> Result<OnChainMarket, AccountError> {
     let provider = connect(&config.eth_provider, config.signer.clone()).await?;
-    Ok(OnChainMarket::new(provider, config.marketplace, config.signer.address(), config.retry))
+    Ok(OnChainMarket::new(provider, config.marketplace, config.signer.clone(), config.retry, config.tx))
 }
 
 impl Actor for ChainActor {
@@ -204,6 +253,20 @@ impl Actor for ChainActor {
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Poll;
+
+/// Command: start handing events over (the recipients are ready). Until then nothing is read, so a restart's
+/// backlog waits for them.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct StartWatching;
+
+impl Handler<StartWatching> for ChainActor {
+    type Result = ();
+    fn handle(&mut self, _: StartWatching, ctx: &mut Self::Context) {
+        self.watching = true;
+        self.poll(ctx);
+    }
+}
 
 impl Handler<Poll> for ChainActor {
     type Result = ();

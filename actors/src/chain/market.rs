@@ -2,27 +2,31 @@
 //! logs of §5.6), its one implementation on a real chain ([`OnChainMarket`], alloy), and the error type every
 //! call returns.
 //!
-//! Every call retries with exponential backoff on transport errors ([`RetryPolicy`]); a revert comes back as
-//! [`MarketError::Reverted`] naming the contract's custom error. Transactions are sent one at a time (a lock
-//! held from nonce assignment, the node's pending count, until the node has the transaction), so concurrent
-//! callers never reuse a nonce and a send lost on the way leaves no gap; receipts are awaited without the
-//! lock. A call that approves tokens and then spends them (`request_storage`,
-//! `fill_slot`) holds a second lock until the spending transaction is mined, because `approve` sets the allowance
-//! instead of adding to it: concurrent calls would otherwise share one allowance. Their gas is the estimate plus
-//! 50 %, as the original pads it: the same call costs more when it lands in a later block (a fill that completes
-//! a request, a proof that frees a slot).
+//! Every view retries with exponential backoff on transport errors ([`RetryPolicy`]); a revert comes back as
+//! [`MarketError::Reverted`] naming the contract's custom error. Transactions go through the shared
+//! [`Transactor`](super::tx) (signed here, followed by hash, replaced when stuck, reconciled when an answer is
+//! lost): a call whose outcome cannot be known answers [`MarketError::Unconfirmed`], and its caller reads the state
+//! the call was meant to create. Every clone of a market shares one connection (swapped in place when the chain
+//! actor reconnects), one nonce sequence and one approval lock. A call that approves tokens and then spends them
+//! (`request_storage`, `fill_slot`) holds the approval lock until the spending transaction is mined, because
+//! `approve` sets the allowance instead of adding to it: concurrent calls would otherwise share one allowance.
+//! Their gas is the estimate plus 50 %, as the original pads it: the same call costs more when it lands in a later
+//! block (a fill that completes a request, a proof that frees a slot).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::contract::{CallBuilder, CallDecoder, Error as ContractCallError};
+use alloy::network::{EthereumWallet, TransactionBuilder};
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::{DynProvider, Provider};
+use alloy::signers::local::PrivateKeySigner;
 use alloy::rpc::types::{Filter, TransactionReceipt};
 use alloy::sol_types::{SolEventInterface, SolInterface};
 use alloy::transports::{RpcError, TransportErrorKind};
 
 use super::bindings::{Marketplace, TestToken};
+use super::tx::{Transactor, TxPolicy};
 
 pub use Marketplace::{Ask, Content, Groth16Proof, MarketplaceConfig, Request};
 
@@ -118,6 +122,10 @@ pub enum MarketError {
     Transport { attempts: u32, message: String },
     #[error("the transaction {tx} was mined but failed")]
     TransactionFailed { tx: B256 },
+    /// Sent, but whether it was mined is unknown (no receipt in time, or its nonce went to another transaction):
+    /// read the state it was meant to create.
+    #[error("the outcome of transaction {tx} is unknown: {message}")]
+    Unconfirmed { tx: B256, message: String },
     #[error("cannot decode the chain's answer: {0}")]
     Decode(String),
     #[error("chain call failed: {0}")]
@@ -131,6 +139,13 @@ impl MarketError {
             Self::Reverted(e) => Some(e.name()),
             _ => None,
         }
+    }
+
+    /// The contract refused the call (a revert, or a mined transaction that failed): trying again unchanged
+    /// would be refused again. Anything else (the chain unreachable, an unknown outcome, an answer that could
+    /// not be read) may pass later.
+    pub fn is_definitive(&self) -> bool {
+        matches!(self, Self::Reverted(_) | Self::RevertedOther(_) | Self::TransactionFailed { .. })
     }
 }
 
@@ -149,7 +164,7 @@ impl Default for RetryPolicy {
 }
 
 /// What one attempt's error means.
-enum Verdict {
+pub(super) enum Verdict {
     Retry(String),
     Fail(MarketError),
 }
@@ -174,6 +189,11 @@ fn classify_rpc<E: std::fmt::Display>(err: &RpcError<TransportErrorKind, E>, rev
     }
 }
 
+/// [`classify_rpc`] for calls that cannot revert (block numbers, logs, fees).
+pub(super) fn classify_plain(err: &RpcError<TransportErrorKind>) -> Verdict {
+    classify_rpc(err, None)
+}
+
 fn classify_call(err: &ContractCallError) -> Verdict {
     match err {
         ContractCallError::TransportError(e) => classify_rpc(e, err.as_revert_data()),
@@ -183,7 +203,7 @@ fn classify_call(err: &ContractCallError) -> Verdict {
 }
 
 /// Runs `attempt` until it succeeds, fails for good, or `policy.attempts` transport errors happened.
-async fn retry<T, E, F, Fut>(policy: RetryPolicy, classify: fn(&E) -> Verdict, mut attempt: F) -> Result<T, MarketError>
+pub(super) async fn retry<T, E, F, Fut>(policy: RetryPolicy, classify: fn(&E) -> Verdict, mut attempt: F) -> Result<T, MarketError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, E>>,
@@ -296,6 +316,8 @@ pub trait Market: Clone + 'static {
     async fn get_active_slot(&self, slot: SlotId) -> Result<Option<(Request, u64)>, MarketError>;
     /// Block `number`'s timestamp and parent hash (a reservation window's start and seed), `None` if unknown.
     async fn block_info(&self, number: u64) -> Result<Option<(u64, B256)>, MarketError>;
+    /// Block `number`'s hash, `None` if unknown.
+    async fn block_hash(&self, number: u64) -> Result<Option<B256>, MarketError>;
     /// The decoded marketplace logs of blocks `from..=to`, in chain order.
     async fn events(&self, from: u64, to: u64) -> Result<Vec<ChainEvent>, MarketError>;
 
@@ -309,63 +331,64 @@ pub trait Market: Clone + 'static {
 /// The marketplace on a real chain, through alloy.
 #[derive(Clone)]
 pub struct OnChainMarket {
-    provider: DynProvider,
+    tx: Arc<Transactor>,
     market: Address,
-    signer: Address,
     retry: RetryPolicy,
-    /// Held from nonce assignment until the node accepted the transaction.
-    send_lock: Arc<tokio::sync::Mutex<()>>,
     /// Held from an approval until the transaction that spends it is mined: `approve` sets the allowance, so
     /// two calls approving at once would leave one allowance for two transfers.
     approval_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl OnChainMarket {
-    /// The marketplace at `market`, through `provider`, which signs as `signer`.
-    pub fn new(provider: DynProvider, market: Address, signer: Address, retry: RetryPolicy) -> Self {
-        let (send_lock, approval_lock) = (Arc::default(), Arc::default());
-        Self { provider, market, signer, retry, send_lock, approval_lock }
+    /// The marketplace at `market`, through `provider`; transactions are signed by `signer`.
+    pub fn new(
+        provider: DynProvider,
+        market: Address,
+        signer: PrivateKeySigner,
+        retry: RetryPolicy,
+        tx: TxPolicy,
+    ) -> Self {
+        let address = signer.address();
+        let tx = Transactor::new(provider, EthereumWallet::from(signer), address, tx);
+        Self { tx, market, retry, approval_lock: Arc::default() }
+    }
+
+    /// Replaces the connection of this market and of every clone of it (the chain actor reconnected): their
+    /// nonces, locks and transactions in flight carry on.
+    pub fn replace_provider(&self, provider: DynProvider) {
+        self.tx.replace_provider(provider);
+    }
+
+    /// Stuck transactions replaced with higher fees since start.
+    pub fn transactions_replaced(&self) -> u64 {
+        self.tx.replaced()
+    }
+
+    fn provider(&self) -> DynProvider {
+        self.tx.provider()
     }
 
     fn contract(&self) -> Marketplace::MarketplaceInstance<DynProvider> {
-        Marketplace::new(self.market, self.provider.clone())
+        Marketplace::new(self.market, self.provider())
     }
 
     async fn token(&self) -> Result<TestToken::TestTokenInstance<DynProvider>, MarketError> {
         let contract = self.contract();
         let token = retry(self.retry, classify_call, || async { contract.token().call().await }).await?;
-        Ok(TestToken::new(token, self.provider.clone()))
+        Ok(TestToken::new(token, self.provider()))
     }
 
-    /// Sends the transaction `build` makes (gas: estimate + 50 %) and waits for its receipt. The send lock is
-    /// held only until the node accepted the transaction, so the next one gets the next nonce.
+    /// Sends the transaction `build` makes (gas: estimate + 50 %; a revert of the estimate is the call's
+    /// answer, and uses no nonce) and follows it until it is mined (see [`super::tx`]).
     async fn transact<P, D>(&self, build: impl Fn() -> CallBuilder<P, D>) -> Result<TransactionReceipt, MarketError>
     where
         P: Provider,
         D: CallDecoder,
     {
-        let pending = {
-            let _turn = self.send_lock.lock().await;
-            retry(self.retry, classify_call, || async {
-                let call = build();
-                let gas = call.estimate_gas().await?;
-                // The nonce is the node's pending count, asked on every attempt under the lock: a cached nonce
-                // would skip the one of a send lost on the way, and the gap would hold every later transaction.
-                let nonce = self.provider.get_transaction_count(self.signer).pending().await?;
-                call.gas(gas.saturating_add(gas / 2)).nonce(nonce).send().await
-            })
-            .await?
-        };
-        let receipt = pending
-            .with_timeout(Some(RECEIPT_TIMEOUT))
-            .get_receipt()
-            .await
-            .map_err(|e| MarketError::Other(format!("waiting for the receipt: {e}")))?;
-        if receipt.status() {
-            Ok(receipt)
-        } else {
-            Err(MarketError::TransactionFailed { tx: receipt.transaction_hash })
-        }
+        let gas = retry(self.retry, classify_call, || async { build().from(self.tx.signer()).estimate_gas().await })
+            .await?;
+        let request = build().into_transaction_request().with_gas_limit(gas.saturating_add(gas / 2));
+        self.tx.transact(request, self.retry).await
     }
 
     /// A view call, retried on transport errors.
@@ -383,14 +406,12 @@ impl OnChainMarket {
     }
 }
 
-/// How long a sent transaction may take to be mined before the call reports an error.
-const RECEIPT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Most blocks one `eth_getLogs` asks for (public endpoints cap ranges).
 pub const MAX_LOG_RANGE: u64 = 1000;
 
 impl Market for OnChainMarket {
     fn signer(&self) -> Address {
-        self.signer
+        self.tx.signer()
     }
 
     fn address(&self) -> Address {
@@ -403,7 +424,7 @@ impl Market for OnChainMarket {
     }
 
     async fn chain_time(&self) -> Result<u64, MarketError> {
-        let provider = &self.provider;
+        let provider = &self.provider();
         let block = retry(
             self.retry,
             |e| classify_rpc(e, None),
@@ -414,12 +435,12 @@ impl Market for OnChainMarket {
     }
 
     async fn block_number(&self) -> Result<u64, MarketError> {
-        let provider = &self.provider;
+        let provider = &self.provider();
         retry(self.retry, |e| classify_rpc(e, None), || async { provider.get_block_number().await }).await
     }
 
     async fn chain_id(&self) -> Result<u64, MarketError> {
-        let provider = &self.provider;
+        let provider = &self.provider();
         retry(self.retry, |e| classify_rpc(e, None), || async { provider.get_chain_id().await }).await
     }
 
@@ -469,13 +490,13 @@ impl Market for OnChainMarket {
 
     async fn my_slots(&self) -> Result<Vec<SlotId>, MarketError> {
         let c = self.contract();
-        let ids = self.view(|| c.mySlots().from(self.signer)).await?;
+        let ids = self.view(|| c.mySlots().from(self.signer())).await?;
         Ok(ids.into_iter().collect())
     }
 
     async fn my_requests(&self) -> Result<Vec<RequestId>, MarketError> {
         let c = self.contract();
-        let ids = self.view(|| c.myRequests().from(self.signer)).await?;
+        let ids = self.view(|| c.myRequests().from(self.signer())).await?;
         Ok(ids.into_iter().collect())
     }
 
@@ -525,7 +546,7 @@ impl Market for OnChainMarket {
 
     async fn can_reserve_slot(&self, id: RequestId, index: u64) -> Result<bool, MarketError> {
         let c = self.contract();
-        self.view(|| c.canReserveSlot(id, index).from(self.signer)).await
+        self.view(|| c.canReserveSlot(id, index).from(self.signer())).await
     }
 
     async fn get_challenge(&self, slot: SlotId) -> Result<B256, MarketError> {
@@ -558,7 +579,7 @@ impl Market for OnChainMarket {
     }
 
     async fn block_info(&self, number: u64) -> Result<Option<(u64, B256)>, MarketError> {
-        let provider = &self.provider;
+        let provider = &self.provider();
         let block = retry(
             self.retry,
             |e| classify_rpc(e, None),
@@ -566,6 +587,17 @@ impl Market for OnChainMarket {
         )
         .await?;
         Ok(block.map(|b| (b.header.timestamp, b.header.parent_hash)))
+    }
+
+    async fn block_hash(&self, number: u64) -> Result<Option<B256>, MarketError> {
+        let provider = &self.provider();
+        let block = retry(
+            self.retry,
+            classify_plain,
+            || async { provider.get_block_by_number(alloy::eips::BlockNumberOrTag::Number(number)).await },
+        )
+        .await?;
+        Ok(block.map(|b| b.header.hash))
     }
 
     async fn can_mark_proof_as_missing(&self, slot: SlotId, period: u64) -> Result<Result<(), String>, MarketError> {
@@ -586,7 +618,7 @@ impl Market for OnChainMarket {
 
     async fn events(&self, from: u64, to: u64) -> Result<Vec<ChainEvent>, MarketError> {
         let filter = Filter::new().address(self.market).from_block(from).to_block(to);
-        let provider = &self.provider;
+        let provider = &self.provider();
         let logs = retry(self.retry, |e| classify_rpc(e, None), || async { provider.get_logs(&filter).await }).await?;
         Ok(logs
             .iter()

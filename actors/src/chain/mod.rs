@@ -9,3 +9,4 @@ pub mod anvil;
 pub mod bindings;
 pub mod deploy;
 pub mod market;
+pub mod tx;

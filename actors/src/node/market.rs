@@ -5,12 +5,12 @@
 
 use super::{DatasetStored, NodeActor, NodeError};
 use crate::chain::actor::GetMarket;
-use crate::chain::actor::{ChainActor, ChainConfig, ChainEvents, GetConfiguration, StopChain};
+use crate::chain::actor::{ChainActor, ChainConfig, ChainEvents, GetConfiguration, NotHandled, StartWatching, StopChain};
 use crate::chain::market::{MarketEvent, RequestId};
 use crate::protect::protect_dataset;
 use crate::purchasing::{
     CheckStorageParams, GetPurchase as GetPurchaseRecord, ListPurchaseIds, Purchase, PurchaseError, PurchaseEvent,
-    PurchasingActor, PurchasingConfig, StopPurchasing, StorageParams, SubmitPurchase,
+    PurchasingActor, PurchasingConfig, StopPurchasing, StorageParams, SubmitPurchase, WithdrawPurchase,
 };
 use crate::sales::{GetSalesSummary, SalesActor, SalesConfig, SalesEvents, SalesSummary};
 use crate::validator::{
@@ -121,7 +121,10 @@ impl Handler<EnableMarketplace> for NodeActor {
             }
             .into_actor(self)
             .map(move |result: Result<MarketActors, NodeError>, act, _| {
-                act.market = Some(result?);
+                let actors = result?;
+                // Every recipient of chain events exists now: the backlog since the last run can come.
+                actors.chain.do_send(StartWatching);
+                act.market = Some(actors);
                 tracing::info!(%account, %marketplace, "marketplace enabled");
                 Ok(MarketInfo { account, marketplace })
             }),
@@ -130,9 +133,12 @@ impl Handler<EnableMarketplace> for NodeActor {
 }
 
 impl Handler<ChainEvents> for NodeActor {
-    type Result = ();
-    fn handle(&mut self, msg: ChainEvents, _: &mut Self::Context) {
-        let Some(market) = &self.market else { return };
+    type Result = ResponseFuture<Result<(), NotHandled>>;
+    fn handle(&mut self, msg: ChainEvents, _: &mut Self::Context) -> Self::Result {
+        // Watching starts once the marketplace actors exist; without them nothing can be handled.
+        let Some(market) = self.market.clone() else {
+            return Box::pin(async { Err(NotHandled("the marketplace is not enabled yet".into())) });
+        };
         for event in &msg.events {
             match event.event {
                 MarketEvent::RequestFulfilled { id }
@@ -141,14 +147,20 @@ impl Handler<ChainEvents> for NodeActor {
                 _ => {}
             }
         }
-        // The host's side and the validator take every event in chain order.
         if msg.events.is_empty() {
-            return;
+            return Box::pin(async { Ok(()) });
         }
-        if let Some(validator) = &market.validator {
-            validator.do_send(ValidatorEvents { events: msg.events.clone() });
-        }
-        market.sales.do_send(SalesEvents { events: msg.events });
+        // The host's side and the validator take every event in chain order; the cursor moves once both have
+        // handled them (the sales' follow-up reads included).
+        Box::pin(async move {
+            if let Some(validator) = &market.validator {
+                validator
+                    .send(ValidatorEvents { events: msg.events.clone() })
+                    .await
+                    .map_err(|e| NotHandled(format!("the validator: {e}")))?;
+            }
+            market.sales.send(SalesEvents { events: msg.events }).await.map_err(|e| NotHandled(format!("sales: {e}")))?
+        })
     }
 }
 
@@ -193,6 +205,24 @@ impl Handler<GetPurchase> for NodeActor {
         let market = self.market();
         Box::pin(async move {
             Ok(market?.purchasing.send(GetPurchaseRecord { id: msg.id }).await.map_err(|_| PurchaseError::ChainGone)?)
+        })
+    }
+}
+
+/// Command: withdraw the funds of an ended purchase; the purchase, `None` if unknown.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Result<Option<Purchase>, NodeError>")]
+pub struct WithdrawPurchaseFunds {
+    pub id: RequestId,
+}
+
+impl Handler<WithdrawPurchaseFunds> for NodeActor {
+    type Result = ResponseFuture<Result<Option<Purchase>, NodeError>>;
+    fn handle(&mut self, msg: WithdrawPurchaseFunds, _: &mut Self::Context) -> Self::Result {
+        let market = self.market();
+        Box::pin(async move {
+            let purchasing = market?.purchasing;
+            Ok(purchasing.send(WithdrawPurchase { id: msg.id }).await.map_err(|_| PurchaseError::ChainGone)??)
         })
     }
 }

@@ -18,6 +18,7 @@ mod sales;
 
 pub use market::{
     EnableMarketplace, GetPurchase, GetSalesMetrics, GetValidatorMetrics, ListPurchases, MarketInfo, RequestPurchase,
+    WithdrawPurchaseFunds,
 };
 pub use sales::SalesCall;
 

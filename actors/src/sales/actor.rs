@@ -37,9 +37,12 @@ use super::queue::{
     AvailabilityChanged, ProcessSlot, PushSlots, RemoveRequest, RemoveSlot, ReturnWorker, SlotQueueActor,
 };
 use super::*;
+use crate::chain::actor::NotHandled;
 use crate::chain::market::{
-    Ask, ChainEvent, Market, MarketEvent, MarketplaceConfig, OnChainMarket, RequestState, SlotState, slot_id,
+    Ask, ChainEvent, Market, MarketError, MarketEvent, MarketplaceConfig, OnChainMarket, RequestState, SlotState,
+    slot_id,
 };
+use futures::future::LocalBoxFuture;
 use crate::node::NodeActor;
 use crate::prover::Prover;
 use crate::store::{CommitSales, DropSlot, LoadSales, StoreActor};
@@ -70,6 +73,17 @@ impl Default for SalesConfig {
     }
 }
 
+/// What a marketplace event offers once its chain reads are done: slots of request `id` to queue.
+struct Follow {
+    id: RequestId,
+    ask: Ask,
+    /// The request's expiry; `None` for a repair.
+    expiry: Option<u64>,
+    window: Window,
+    indices: Vec<u64>,
+    collateral: U256,
+}
+
 /// An agent and what the actor keeps of it.
 struct AgentEntry {
     addr: Addr<SalesAgent>,
@@ -95,6 +109,9 @@ pub struct SalesActor {
     windows: HashMap<(RequestId, u64), u64>,
     /// `sales-1` rows read at start, for recovery.
     recovering: Option<Vec<(B256, Vec<u8>)>>,
+    /// Recovery is done: until then the queue starts no sale (a recovered sale and a queued one must not race
+    /// for the same slot or the same bytes).
+    recovered: bool,
     proofs_submitted: u64,
     proofs_failed: u64,
 }
@@ -140,6 +157,7 @@ impl SalesActor {
             agents: HashMap::new(),
             windows: HashMap::new(),
             recovering: Some(records.sales),
+            recovered: false,
             proofs_submitted: 0,
             proofs_failed: 0,
         };
@@ -237,76 +255,112 @@ impl SalesActor {
         }
     }
 
-    /// Handles one marketplace event.
-    fn on_event(&mut self, event: ChainEvent, ctx: &mut Context<Self>) {
+    /// Handles one marketplace event at once where no chain read is needed; otherwise answers the read to make
+    /// first (its outcome goes to [`SalesActor::apply_follow`]).
+    fn on_event(&mut self, event: ChainEvent) -> Option<LocalBoxFuture<'static, Result<Option<Follow>, MarketError>>> {
         match event.event {
             MarketEvent::StorageRequested { id, ask, expires_at } => {
                 let collateral = ask.collateralPerByte.saturating_mul(U256::from(ask.slotSize));
                 if !self.could_take(&ask, collateral) {
                     tracing::debug!(request_id = %id, "no availability can take this request: not queued");
-                    return;
+                    return None;
                 }
                 let market = self.market.clone();
                 let block = event.block;
-                ctx.spawn(async move { market.block_info(block).await }.into_actor(self).map(move |info, act, _| {
-                    match info {
-                        Ok(Some((start, seed))) => {
-                            let window = Window { seed, start, expiry: expires_at.saturating_sub(start) };
-                            let items = act.items_for(id, &ask, Some(expires_at), &window, 0..ask.slots, collateral);
-                            act.push(items);
-                        }
-                        Ok(None) => tracing::warn!(block, "the block of a StorageRequested log is unknown"),
-                        Err(err) => tracing::warn!(%err, request_id = %id, "cannot read a request's block"),
-                    }
-                }));
+                Some(Box::pin(async move {
+                    let Some((start, seed)) = market.block_info(block).await? else {
+                        tracing::warn!(block, "the block of a StorageRequested log is unknown");
+                        return Ok(None);
+                    };
+                    let window = Window { seed, start, expiry: expires_at.saturating_sub(start) };
+                    let indices = (0..ask.slots).collect();
+                    Ok(Some(Follow { id, ask, expiry: Some(expires_at), window, indices, collateral }))
+                }))
             }
             MarketEvent::SlotFreed { id, index } => {
                 let (market, block) = (self.market.clone(), event.block);
                 let repair_percent = U256::from(self.market_config.collateral.repairRewardPercentage);
-                let work = async move {
-                    let request = market.get_request(id).await?;
-                    let info = market.block_info(block).await?;
-                    Ok::<_, crate::chain::market::MarketError>((request, info))
-                };
-                ctx.spawn(work.into_actor(self).map(move |result, act, _| match result {
-                    Ok((Some(request), Some((start, seed)))) => {
-                        let ask = request.ask;
-                        let window = Window { seed, start, expiry: request.expiry };
-                        let full = ask.collateralPerByte.saturating_mul(U256::from(ask.slotSize));
-                        let collateral = full - full * repair_percent.min(U256::from(100u8)) / U256::from(100u8);
-                        let items = act.items_for(id, &ask, None, &window, [index], collateral);
-                        for (item, _) in &items {
-                            tracing::info!(
-                                request_id = %id,
-                                slot_index = index,
-                                not_before = item.not_before,
-                                "a freed slot is queued for repair"
-                            );
-                        }
-                        act.push(items);
-                    }
-                    Ok(_) => tracing::warn!(request_id = %id, "a freed slot's request or block is unknown"),
-                    Err(err) => tracing::warn!(%err, request_id = %id, "cannot read a freed slot's request"),
-                }));
+                Some(Box::pin(async move {
+                    let (Some(request), Some((start, seed))) = (market.get_request(id).await?, market.block_info(block).await?)
+                    else {
+                        tracing::warn!(request_id = %id, "a freed slot's request or block is unknown");
+                        return Ok(None);
+                    };
+                    let ask = request.ask;
+                    let window = Window { seed, start, expiry: request.expiry };
+                    let full = ask.collateralPerByte.saturating_mul(U256::from(ask.slotSize));
+                    let collateral = full - full * repair_percent.min(U256::from(100u8)) / U256::from(100u8);
+                    Ok(Some(Follow { id, ask, expiry: None, window, indices: vec![index], collateral }))
+                }))
             }
             MarketEvent::RequestCancelled { id } => {
                 self.remove_request(id);
                 self.tell_request(id, Event::Cancelled);
+                None
             }
             MarketEvent::RequestFailed { id } => {
                 self.remove_request(id);
                 self.tell_request(id, Event::RequestFailed);
+                None
             }
-            MarketEvent::RequestFulfilled { id } => self.remove_request(id),
+            MarketEvent::RequestFulfilled { id } => {
+                self.remove_request(id);
+                None
+            }
             MarketEvent::SlotFilled { id, index } => {
                 self.remove_slot(id, index);
                 if let Some(agent) = self.agents.get(&slot_id(id, index)) {
                     agent.addr.do_send(SaleInput(Event::SlotFilled));
                 }
+                None
             }
-            MarketEvent::SlotReservationsFull { id, index } => self.remove_slot(id, index),
-            MarketEvent::ProofSubmitted { .. } => {}
+            MarketEvent::SlotReservationsFull { id, index } => {
+                self.remove_slot(id, index);
+                None
+            }
+            MarketEvent::ProofSubmitted { .. } => None,
         }
+    }
+
+    /// Queues the slots a followed-up event offers.
+    fn apply_follow(&mut self, follow: Follow) {
+        let Follow { id, ask, expiry, window, indices, collateral } = follow;
+        let repair = expiry.is_none();
+        let items = self.items_for(id, &ask, expiry, &window, indices, collateral);
+        if repair {
+            for (item, _) in &items {
+                tracing::info!(
+                    request_id = %id,
+                    slot_index = item.slot_index,
+                    not_before = item.not_before,
+                    "a freed slot is queued for repair"
+                );
+            }
+        }
+        self.push(items);
+    }
+
+    /// Handles `events` in chain order: the ones that need a chain read wait for it (each retried by the market's
+    /// policy); the answer is an error if a read failed, and the chain actor then hands the range over again.
+    fn handle_events(
+        &mut self,
+        events: Vec<ChainEvent>,
+    ) -> impl ActorFuture<Self, Output = Result<(), NotHandled>> + 'static + use<> {
+        let reads: Vec<_> = events.into_iter().filter_map(|event| self.on_event(event)).collect();
+        async move {
+            let mut follows = Vec::with_capacity(reads.len());
+            for read in reads {
+                follows.extend(read.await.map_err(|e| NotHandled(format!("a follow-up read: {e}")))?);
+            }
+            Ok::<_, NotHandled>(follows)
+        }
+        .into_actor(self)
+        .map(|result, act, _| {
+            for follow in result? {
+                act.apply_follow(follow);
+            }
+            Ok(())
+        })
     }
 
     fn remove_request(&mut self, id: RequestId) {
@@ -339,12 +393,21 @@ impl SalesActor {
         worker: Option<WorkerId>,
     ) {
         let slot = slot_id(item.request_id, item.slot_index);
+        if self.agents.contains_key(&slot) {
+            // One agent per slot: a second would fill with bytes and collateral the first one holds.
+            tracing::warn!(%slot, "the slot already has a sale; not starting another");
+            if let (Some(worker), Some(queue)) = (worker, self.queue()) {
+                queue.do_send(ReturnWorker { worker });
+            }
+            return;
+        }
         let agent = SalesAgent::new(self.deps(ctx), item.clone(), window_open, sale, reservation).start();
         let entry = AgentEntry { addr: agent, request_id: item.request_id, item, window_open, worker };
         self.agents.insert(slot, entry);
     }
 
-    /// Replays the `StorageRequested` logs of recent blocks whose requests are still open (seed 004).
+    /// Replays the `StorageRequested` logs of recent blocks whose requests are still open, and the `SlotFreed`
+    /// logs whose slots still wait for repair (seed 004; a restart loses the queue).
     fn replay_past_requests(&mut self, ctx: &mut Context<Self>) {
         let (market, lookback) = (self.market.clone(), self.config.past_events_blocks);
         let work = async move {
@@ -354,26 +417,36 @@ impl SalesActor {
             while from <= head {
                 let to = head.min(from + crate::chain::market::MAX_LOG_RANGE - 1);
                 for event in market.events(from, to).await? {
-                    if let MarketEvent::StorageRequested { id, .. } = &event.event
-                        && market.request_state(*id).await? == Some(RequestState::New)
-                    {
+                    let still_open = match &event.event {
+                        MarketEvent::StorageRequested { id, .. } => {
+                            market.request_state(*id).await? == Some(RequestState::New)
+                        }
+                        MarketEvent::SlotFreed { id, index } => {
+                            market.slot_state(slot_id(*id, *index)).await? == SlotState::Repair
+                        }
+                        _ => false,
+                    };
+                    if still_open {
                         open.push(event);
                     }
                 }
                 from = to + 1;
             }
-            Ok::<_, crate::chain::market::MarketError>(open)
+            Ok::<_, MarketError>(open)
         };
-        ctx.spawn(work.into_actor(self).map(|result, act, ctx| match result {
-            Ok(open) => {
-                if !open.is_empty() {
-                    tracing::info!(requests = open.len(), "open storage requests replayed into the queue");
-                }
-                for event in open {
-                    act.on_event(event, ctx);
-                }
+        ctx.spawn(work.into_actor(self).then(|result, act, _| {
+            let open = result.unwrap_or_else(|err| {
+                tracing::warn!(%err, "cannot replay past storage requests");
+                Vec::new()
+            });
+            if !open.is_empty() {
+                tracing::info!(events = open.len(), "open storage requests and freed slots replayed into the queue");
             }
-            Err(err) => tracing::warn!(%err, "cannot replay past storage requests"),
+            act.handle_events(open).map(|result, _, _| {
+                if let Err(err) = result {
+                    tracing::warn!(%err, "cannot replay past storage requests");
+                }
+            })
         }));
     }
 
@@ -394,8 +467,12 @@ impl SalesActor {
                 if mine.contains(slot) || record.sale.state.resumable().is_none() {
                     continue;
                 }
-                let open = market.request_state(record.item.request_id).await? == Some(RequestState::New)
-                    && matches!(market.slot_state(*slot).await?, SlotState::Free | SlotState::Repair);
+                // A new request's free slot, or a started request's slot waiting for repair.
+                let open = match market.slot_state(*slot).await? {
+                    SlotState::Free => market.request_state(record.item.request_id).await? == Some(RequestState::New),
+                    SlotState::Repair => true,
+                    _ => false,
+                };
                 resumable.insert(*slot, open);
             }
             let mut unrecorded = Vec::new();
@@ -406,7 +483,7 @@ impl SalesActor {
                     unrecorded.push((*slot, request, index));
                 }
             }
-            Ok::<_, crate::chain::market::MarketError>((records, mine, resumable, unrecorded))
+            Ok::<_, MarketError>((records, mine, resumable, unrecorded))
         };
         ctx.spawn(work.into_actor(self).map(|result, act, ctx| {
             let (records, mine, resumable, unrecorded) = match result {
@@ -494,10 +571,11 @@ impl SalesActor {
         // `wait`, not `spawn`: the commit installs its copy of the ledger when it is durable, so no other message
         // (an availability created over REST right after start) may change the ledger in between, or that change
         // would be lost from memory. (The durability test's spare host lost its availability this way.)
-        ctx.wait(self.commit(next, commit).map(|result, _, _| {
+        ctx.wait(self.commit(next, commit).map(|result, act, _| {
             if let Err(err) = result {
                 tracing::error!(%err, "cleaning up stale sales failed");
             }
+            act.recovered = true;
         }));
         // Their data goes too (onClear).
         ctx.spawn(
@@ -554,19 +632,18 @@ impl Actor for SalesActor {
     }
 }
 
-/// The marketplace events the sales care about (from the NodeActor), in chain order.
+/// The marketplace events the sales care about (from the NodeActor), in chain order; answered once they are
+/// handled (an error: hand them over again).
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), NotHandled>")]
 pub struct SalesEvents {
     pub events: Vec<ChainEvent>,
 }
 
 impl Handler<SalesEvents> for SalesActor {
-    type Result = ();
-    fn handle(&mut self, msg: SalesEvents, ctx: &mut Self::Context) {
-        for event in msg.events {
-            self.on_event(event, ctx);
-        }
+    type Result = ResponseActFuture<Self, Result<(), NotHandled>>;
+    fn handle(&mut self, msg: SalesEvents, _: &mut Self::Context) -> Self::Result {
+        Box::pin(self.handle_events(msg.events))
     }
 }
 
@@ -574,6 +651,17 @@ impl Handler<ProcessSlot> for SalesActor {
     type Result = ();
     fn handle(&mut self, msg: ProcessSlot, ctx: &mut Self::Context) {
         let slot = slot_id(msg.item.request_id, msg.item.slot_index);
+        if !self.recovered {
+            // Recovery first: the item comes back in a moment.
+            if let Some(queue) = self.queue() {
+                queue.do_send(ReturnWorker { worker: msg.worker });
+            }
+            let window_open = self.windows.get(&(msg.item.request_id, msg.item.slot_index)).copied().unwrap_or(0);
+            let mut item = msg.item;
+            item.not_before = self.clock.now() + 2;
+            self.push(vec![(item, window_open)]);
+            return;
+        }
         let expired = msg.item.expiry.is_some_and(|expiry| expiry <= self.clock.now());
         if self.agents.contains_key(&slot) || expired {
             if let Some(queue) = self.queue() {
@@ -679,29 +767,20 @@ impl Handler<ReleaseReservedBytes> for SalesActor {
     }
 }
 
-/// From an agent: its `sales-1` record.
+/// From an agent: its `sales-1` record; answered once it is durable (the agent's next effects wait for it).
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), SalesError>")]
 pub struct SaveSale {
     pub slot: SlotId,
     pub record: Vec<u8>,
 }
 
 impl Handler<SaveSale> for SalesActor {
-    type Result = AtomicResponse<Self, ()>;
+    type Result = ResponseFuture<Result<(), SalesError>>;
     fn handle(&mut self, msg: SaveSale, _: &mut Self::Context) -> Self::Result {
         let store = self.store.clone();
         let commit = CommitSales { sales: vec![(msg.slot, msg.record)], ..Default::default() };
-        AtomicResponse::new(Box::pin(
-            async move {
-                match store.send(commit).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(err)) => tracing::error!(%err, "cannot save a sale record"),
-                    Err(err) => tracing::error!(%err, "cannot save a sale record"),
-                }
-            }
-            .into_actor(self),
-        ))
+        Box::pin(async move { Ok(store.send(commit).await??) })
     }
 }
 
@@ -728,6 +807,8 @@ impl Handler<AgentFilled> for SalesActor {
 #[rtype(result = "()")]
 pub struct AgentEnded {
     pub slot: SlotId,
+    /// The agent's own reservation (never another agent's of the same slot).
+    pub reservation: Option<B256>,
     pub collateral: Collateral,
     pub reprocess: Reprocess,
 }
@@ -743,7 +824,8 @@ impl Handler<AgentEnded> for SalesActor {
         }
         let mut next = self.ledger.clone();
         let mut commit = CommitSales { delete_sales: vec![msg.slot], force: true, ..Default::default() };
-        let reservation = next.reservation_for(&agent.item.request_id, agent.item.slot_index).cloned();
+        let reservation = msg.reservation.and_then(|id| next.reservation(&id).cloned());
+        let grew = reservation.is_some();
         if let Some(reservation) = reservation {
             let returned = match msg.collateral {
                 Collateral::Reserved => reservation.collateral,
@@ -771,7 +853,8 @@ impl Handler<AgentEnded> for SalesActor {
             if let Err(err) = result {
                 tracing::error!(%err, slot = %msg.slot, "cleaning up a sale failed");
             }
-            if let Some(queue) = act.queue() {
+            // Only bytes and collateral given back can let a paused queue go on.
+            if grew && let Some(queue) = act.queue() {
                 queue.do_send(AvailabilityChanged { grew: true });
             }
             if let Some(item) = requeue {

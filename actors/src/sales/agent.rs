@@ -29,6 +29,8 @@ const PERIODIC_ATTEMPTS: u32 = 3;
 /// Blocks a periodic proof's transaction is given to be mined before the pointer wraps and the challenge
 /// changes; a proof finished closer to the wrap is made again after it.
 const WRAP_MARGIN: u8 = 2;
+/// Longest wait before a transient failure is retried.
+const RETRY_DELAY_SECS: u64 = 5;
 /// A periodic proof's period ended before the proof could be sent: the next period's status is read at once.
 const PERIOD_ENDED: &str = "the period ended before its proof could be sent";
 
@@ -145,15 +147,34 @@ impl SalesAgent {
         let before = self.sale.state.clone();
         let described = format!("{event:?}");
         let effects = self.sale.step(event);
-        if self.sale.state != before {
-            self.epoch += 1;
-            self.transitioned(&before, &described);
+        if self.sale.state == before {
+            self.run(effects, ctx);
+            return;
         }
-        self.run(effects, ctx);
+        self.epoch += 1;
+        match self.transitioned(&before, &described) {
+            // The new state's effects start once its record is durable; the agent takes nothing else meanwhile.
+            Some(save) => {
+                let sales = self.deps.sales.clone();
+                ctx.wait(
+                    async move {
+                        match sales.send(save).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(err)) => tracing::error!(%err, "cannot save a sale record"),
+                            Err(err) => tracing::error!(%err, "cannot save a sale record"),
+                        }
+                    }
+                    .into_actor(self)
+                    .map(move |(), act, ctx| act.run(effects, ctx)),
+                );
+            }
+            None => self.run(effects, ctx),
+        }
     }
 
-    /// Logs and persists a state change; tells the SalesActor when the slot was filled (its worker is free).
-    fn transitioned(&mut self, before: &State, event: &str) {
+    /// Logs a state change and answers the record to persist before its effects; tells the SalesActor when the
+    /// slot was filled (its worker is free).
+    fn transitioned(&mut self, before: &State, event: &str) -> Option<SaveSale> {
         let state = &self.sale.state;
         tracing::info!(
             request_id = %self.request_id(),
@@ -172,11 +193,14 @@ impl SalesAgent {
         if matches!(state, State::Filled) {
             self.deps.sales.do_send(AgentFilled { slot: self.slot });
         }
-        if !self.sale.done {
-            let record = bincode::serde::encode_to_vec(self.record(), bincode::config::standard());
-            match record {
-                Ok(record) => self.deps.sales.do_send(SaveSale { slot: self.slot, record }),
-                Err(err) => tracing::error!(%err, "cannot encode a sale record"),
+        if self.sale.done {
+            return None;
+        }
+        match bincode::serde::encode_to_vec(self.record(), bincode::config::standard()) {
+            Ok(record) => Some(SaveSale { slot: self.slot, record }),
+            Err(err) => {
+                tracing::error!(%err, "cannot encode a sale record");
+                None
             }
         }
     }
@@ -216,13 +240,20 @@ impl SalesAgent {
                 self.spawn_event(
                     ctx,
                     work.into_actor(self).map(|result, act, _| match result {
+                        Ok((Some(request), _, _))
+                            if request.client == act.deps.market.signer()
+                                && matches!(act.sale.state, State::Preparing) =>
+                        {
+                            // Selling to itself would spend a reservation and collateral on its own request.
+                            Event::Unsuitable("the request is this node's own".into())
+                        }
                         Ok((Some(request), expires_at, end)) => {
                             act.request = Some(request);
                             act.request_end = end;
                             Event::RequestLoaded { expires_at }
                         }
                         Ok((None, ..)) => Event::Error("the request is unknown to the marketplace".into()),
-                        Err(err) => Event::Error(format!("reading the request: {err}")),
+                        Err(err) => failed("reading the request", err),
                     }),
                 );
             }
@@ -233,7 +264,7 @@ impl SalesAgent {
                     ctx,
                     work.into_actor(self).map(|result, _, _| match result {
                         Ok(state) => Event::SlotStateRead(chain_state(state)),
-                        Err(err) => Event::Error(format!("reading the slot state: {err}")),
+                        Err(err) => failed("reading the slot state", err),
                     }),
                 );
             }
@@ -268,7 +299,7 @@ impl SalesAgent {
                     ctx,
                     work.into_actor(self).map(|result, _, _| match result {
                         Ok((allowed, window_later)) => Event::CanReserve { allowed, window_later },
-                        Err(err) => Event::Error(format!("canReserveSlot: {err}")),
+                        Err(err) => failed("canReserveSlot", err),
                     }),
                 );
             }
@@ -289,7 +320,7 @@ impl SalesAgent {
                             tracing::info!(request_id = %id, slot_index = index, %err, "reservation refused");
                             Event::ReserveRefused
                         }
-                        Err(err) => Event::Error(format!("reserveSlot: {err}")),
+                        Err(err) => failed("reserveSlot", err),
                     }),
                 );
             }
@@ -324,45 +355,59 @@ impl SalesAgent {
                     ctx,
                     work.into_actor(self).map(|result, _, _| match result {
                         Ok(()) => Event::ChallengeReady,
-                        Err(err) => Event::Error(format!("waiting for a stable challenge: {err}")),
+                        Err(err) => failed("waiting for a stable challenge", err),
                     }),
                 );
             }
             Effect::Prove { invalid } => self.prove(invalid, ctx),
             Effect::FillSlot { .. } => {
                 let (proof, collateral) = (self.proof.clone(), self.item.collateral);
+                let me = deps.market.signer();
                 let work = async move {
                     let proof = proof.ok_or_else(|| MarketError::Other("no proof to fill with".into()))?;
-                    deps.market.fill_slot(id, index, proof, collateral).await
+                    let Err(err) = deps.market.fill_slot(id, index, proof, collateral).await else { return Ok(None) };
+                    // Whatever went wrong (a lost answer, a late mining, a revert because it was mined already),
+                    // the chain says whether this host holds the slot now.
+                    match deps.market.get_host(id, index).await {
+                        Ok(Some(host)) if host == me => {
+                            tracing::info!(request_id = %id, slot_index = index, %err, "the fill's answer was lost, but the slot is this host's");
+                            Ok(None)
+                        }
+                        Ok(_) => Ok(Some(err)),
+                        Err(read) => Err(MarketError::Unconfirmed {
+                            tx: Default::default(),
+                            message: format!("fillSlot: {err}; getHost: {read}"),
+                        }),
+                    }
                 };
                 self.spawn_event(
                     ctx,
                     work.into_actor(self).map(move |result, _, _| match result {
-                        Ok(()) => Event::FillMined,
-                        Err(err) if err.revert_name().as_deref() == Some("Marketplace_SlotNotFree") => {
+                        Ok(None) => Event::FillMined,
+                        Ok(Some(err)) if err.revert_name().as_deref() == Some("Marketplace_SlotNotFree") => {
                             Event::SlotNotFree
                         }
                         // The proof answered the period before the one the transaction landed in (an estimate
                         // passes, the mined transaction fails), or was refused outright for that reason.
-                        Err(err @ (MarketError::TransactionFailed { .. } | MarketError::Reverted(_)))
+                        Ok(Some(err))
                             if matches!(&err, MarketError::TransactionFailed { .. })
                                 || err.revert_name().as_deref() == Some("Proofs_InvalidProof") =>
                         {
                             tracing::info!(request_id = %id, slot_index = index, %err, "fill's proof went stale");
                             Event::ProofStale
                         }
-                        Err(err) => Event::Error(format!("fillSlot: {err}")),
+                        Ok(Some(err)) | Err(err) => failed("fillSlot", err),
                     }),
                 );
             }
-            Effect::GetHost => {
+            Effect::GetHost | Effect::CheckHost => {
                 let me = deps.market.signer();
                 let work = async move { deps.market.get_host(id, index).await };
                 self.spawn_event(
                     ctx,
                     work.into_actor(self).map(move |result, _, _| match result {
                         Ok(host) => Event::HostRead { is_me: host == Some(me) },
-                        Err(err) => Event::Error(format!("getHost: {err}")),
+                        Err(err) => failed("getHost", err),
                     }),
                 );
             }
@@ -397,7 +442,7 @@ impl SalesAgent {
                     ctx,
                     work.into_actor(self).map(|result, _, _| match result {
                         Ok((state, required)) => Event::ProofStatus { slot: chain_state(state), required },
-                        Err(err) => Event::Error(format!("reading the proof status: {err}")),
+                        Err(err) => failed("reading the proof status", err),
                     }),
                 );
             }
@@ -414,6 +459,12 @@ impl SalesAgent {
                         Err(err) => Event::ProofFailed(format!("submitProof: {err}")),
                     }),
                 );
+            }
+            Effect::RetryLater => {
+                // A few seconds, and never more than half a period (a proof may still be due in this one).
+                let wait = Duration::from_secs((deps.period / 4).clamp(1, RETRY_DELAY_SECS));
+                tracing::info!(request_id = %id, slot_index = index, state = self.sale.state.name(), ?wait, "retrying later");
+                self.spawn_event(ctx, async move { tokio::time::sleep(wait).await }.into_actor(self).map(|(), _, _| Event::Retry));
             }
             Effect::WaitNextPeriod => {
                 let work = async move { sleep_until_next_period(&deps.clock, deps.period).await };
@@ -442,7 +493,7 @@ impl SalesAgent {
                     ctx,
                     work.into_actor(self).map(|result, _, _| match result {
                         Ok(returned) => Event::Freed { returned },
-                        Err(err) => Event::Error(format!("freeSlot: {err}")),
+                        Err(err) => failed("freeSlot", err),
                     }),
                 );
             }
@@ -471,12 +522,13 @@ impl SalesAgent {
                 // The slot's data goes too (also where the seed keeps it, as after an ignored fill: it would
                 // hold quota until it expired), then the reservation ends and the agent stops.
                 let (cid, tree) = (self.manifest_cid(), self.hosted.as_ref().map(|h| h.tree));
+                let reservation = self.reservation.as_ref().map(|r| r.id);
                 let work = async move {
                     if let Some(tree) = tree_of(&deps.store, tree, cid).await {
                         let reason = "the sale is over".to_owned();
                         let _ = deps.store.send(DropSlot { tree, reason }).await;
                     }
-                    let _ = deps.sales.send(AgentEnded { slot, collateral, reprocess }).await;
+                    let _ = deps.sales.send(AgentEnded { slot, reservation, collateral, reprocess }).await;
                 };
                 ctx.wait(work.into_actor(self).map(|(), _, ctx| ctx.stop()));
             }
@@ -671,6 +723,16 @@ async fn tree_of(
         return tree;
     }
     crate::fetch::manifest_of(store, None, cid?).await.ok().map(|manifest| manifest.tree_cid)
+}
+
+/// The machine's event for a failed market call: definitive ([`Event::Error`]) when the contract refused it,
+/// transient ([`Event::Transient`]) when it may pass later.
+fn failed(context: &str, err: MarketError) -> Event {
+    if err.is_definitive() {
+        Event::Error(format!("{context}: {err}"))
+    } else {
+        Event::Transient(format!("{context}: {err}"))
+    }
 }
 
 /// The machine's view of a slot state.

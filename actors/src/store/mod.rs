@@ -33,7 +33,7 @@ mod tables;
 mod treefile;
 
 pub use actor::StoreActor;
-pub use market::{GetChainCursor, ListPurchases, PutPurchase, SaveChainCursor};
+pub use market::{ChainCursor, GetChainCursor, ListPurchases, PutPurchase, SaveChainCursor};
 pub use messages::*;
 pub use progress::{DownloadStatus, LeafOutcome, Progress};
 pub use quota::{QuotaClaim, QuotaGate, Space};

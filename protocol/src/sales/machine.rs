@@ -17,14 +17,19 @@
 //! | Proving | ReadProofStatus; Prove + SubmitProof when required; WaitNextPeriod | Finished → Payout; Repair, Free, Paid → Errored; proof errors wait for the next period |
 //! | Payout | FreeSlot | freed → Finished |
 //! | Finished | Clear, then CleanUp | (terminal) |
-//! | Failed | FreeSlot | → Errored ("the request failed") |
+//! | Failed | FreeSlot, Clear, then CleanUp | (terminal) |
 //! | Cancelled | FreeSlot, Clear, then CleanUp | (terminal) |
 //! | Ignored | CleanUp | (terminal) |
-//! | Errored | Clear, then CleanUp | (terminal) |
+//! | Errored | CheckHost, then Clear and CleanUp | host is me → Filled (after RetryLater): the slot is kept and proven |
 //! | Unknown | LoadRequest, then ArmCancelTimer + ReadSlotState (a resumed sale: ArmCancelTimer, then its state) | Filled → Filled; Finished → Payout; Paid → Finished; Failed → Failed; Cancelled → Cancelled; Free, Repair → Errored |
 //!
-//! Every effect's failure ([`Event::Error`]) leads to Errored, except a failed proof or proof submission while
-//! proving (the next period is awaited) and a failure inside Errored itself (clean-up goes on). The cancellation
+//! An effect's failure is either definitive ([`Event::Error`]: the contract refused, the store failed) or
+//! transient ([`Event::Transient`]: the chain could not be reached, a transaction's outcome is unknown). A
+//! transient failure never ends a sale: the state is entered again after [`Effect::RetryLater`] (states before
+//! the fill give up after [`MAX_PRE_FILL_RETRIES`] and go to Errored). A definitive failure leads to Errored,
+//! except a failed proof or proof submission while proving (the next period is awaited). Errored drops nothing
+//! while the chain says this host holds the slot (`getHost`): the sale goes back to Filled and proves on; a
+//! host that cannot be read is asked again later. The cancellation
 //! timer ([`Event::Cancelled`], sent once the chain says the request is Cancelled) and the `RequestFailed` event
 //! ([`Event::RequestFailed`]) interrupt every state that is not Failed, Cancelled, Ignored or Errored.
 
@@ -167,6 +172,10 @@ pub enum Effect {
     FreeSlot,
     /// onClear: drop the slot's data: [`Event::Cleared`].
     Clear,
+    /// `getHost`, before an errored sale drops anything: [`Event::HostRead`].
+    CheckHost,
+    /// Wait a little (the chain was unreachable), then [`Event::Retry`]: the state is entered again.
+    RetryLater,
     /// onCleanUp: delete the reservation, returning its bytes and `collateral` to the availability, maybe
     /// requeue the slot, and stop. Nothing follows.
     CleanUp { collateral: Collateral, reprocess: Reprocess },
@@ -214,14 +223,20 @@ pub enum Event {
         returned: Option<U256>,
     },
     Cleared,
-    /// An effect failed.
+    /// An effect failed for good (the contract refused, the store failed).
     Error(String),
+    /// An effect failed, but may pass later (the chain was unreachable, a transaction's outcome is unknown).
+    Transient(String),
+    /// [`Effect::RetryLater`] is over.
+    Retry,
     /// The request expired unfilled (the timer fired and the chain says Cancelled).
     Cancelled,
     /// `RequestFailed` for this request.
     RequestFailed,
     /// `SlotFilled` for this slot.
     SlotFilled,
+    /// The request is not one this host should take (its own, or it does not match its dataset): ignored.
+    Unsuitable(String),
 }
 
 /// One slot's sale.
@@ -246,10 +261,17 @@ pub struct Sale {
     /// Fills sent so far.
     #[serde(default)]
     pub fill_attempts: u32,
+    /// Transient failures retried in a row before the fill.
+    #[serde(default)]
+    pub retries: u32,
 }
 
 /// Most fills a sale sends (a fill whose proof went stale is proven and sent again).
 pub const MAX_FILL_ATTEMPTS: u32 = 3;
+
+/// Transient failures in a row a sale retries before its fill (after it, there is no limit: the host may hold
+/// the slot).
+pub const MAX_PRE_FILL_RETRIES: u32 = 5;
 
 impl Sale {
     /// A new sale of a slot from the queue: Preparing, with its entry effects.
@@ -282,6 +304,7 @@ impl Sale {
             done: false,
             resume_to: None,
             fill_attempts: 0,
+            retries: 0,
         };
         let effects = sale.enter(state);
         (sale, effects)
@@ -312,7 +335,8 @@ impl Sale {
             State::Filled => vec![Effect::GetHost],
             State::Proving | State::ProvingSimulated => vec![Effect::ReadProofStatus],
             State::Payout | State::Failed | State::Cancelled => vec![Effect::FreeSlot],
-            State::Finished | State::Errored { .. } => vec![Effect::Clear],
+            State::Finished => vec![Effect::Clear],
+            State::Errored { .. } => vec![Effect::CheckHost],
             State::Ignored { reprocess } => {
                 let reprocess = *reprocess;
                 self.clean_up(reprocess)
@@ -343,11 +367,42 @@ impl Sale {
             Event::Cancelled | Event::RequestFailed => return Vec::new(),
             _ => {}
         }
+        if !matches!(event, Event::Transient(_) | Event::Retry) {
+            self.retries = 0;
+        }
         match (self.state.clone(), event) {
-            // Errors inside Errored do not loop: clean-up goes on.
+            // Errored keeps the slot while the chain says it is this host's; otherwise its data goes.
+            (State::Errored { .. }, Event::HostRead { is_me: true }) => {
+                self.deposited = true;
+                self.state = State::Filled;
+                vec![Effect::RetryLater]
+            }
+            (State::Errored { .. }, Event::HostRead { is_me: false }) => vec![Effect::Clear],
+            (State::Errored { .. }, Event::Transient(_)) => vec![Effect::RetryLater],
+            // Other errors inside Errored do not loop: clean-up goes on.
             (State::Errored { .. }, Event::Error(_) | Event::ProofFailed(_) | Event::Cleared) => {
                 self.clean_up(Reprocess::No)
             }
+            // The chain could not be reached: the state is tried again (before the fill, a few times).
+            (state, Event::Transient(error)) => {
+                let filled = matches!(
+                    state,
+                    State::Filled
+                        | State::Proving
+                        | State::ProvingSimulated
+                        | State::Payout
+                        | State::Failed
+                        | State::Cancelled
+                        | State::Unknown
+                        | State::Filling
+                );
+                if !filled && self.retries >= MAX_PRE_FILL_RETRIES {
+                    return self.errored(error);
+                }
+                self.retries += 1;
+                vec![Effect::RetryLater]
+            }
+            (state, Event::Retry) => self.enter(state),
             // While proving, a failed proof waits for the next period.
             (State::Proving | State::ProvingSimulated, Event::ProofFailed(_)) => vec![Effect::WaitNextPeriod],
             (_, Event::Error(error)) | (_, Event::ProofFailed(error)) => self.errored(error),
@@ -369,6 +424,7 @@ impl Sale {
                 }
                 _ => self.enter(State::Ignored { reprocess: Reprocess::No }),
             },
+            (State::Preparing, Event::Unsuitable(_)) => self.enter(State::Ignored { reprocess: Reprocess::No }),
             (State::Preparing, Event::ReservationMade) => self.enter(State::SlotReserving),
             (State::Preparing, Event::NoAvailability) => self.enter(State::Ignored { reprocess: Reprocess::AsSeen }),
 
@@ -441,8 +497,9 @@ impl Sale {
             (State::Failed, Event::Freed { returned }) => {
                 self.deposited |= returned.is_some();
                 self.returned = returned;
-                self.errored("the request failed")
+                vec![Effect::Clear]
             }
+            (State::Failed, Event::Cleared) => self.clean_up(Reprocess::No),
             (State::Cancelled, Event::Freed { returned }) => {
                 self.deposited |= returned.is_some();
                 self.returned = returned;
