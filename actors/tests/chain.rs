@@ -9,20 +9,23 @@
 //! The contracts are deployed with a placeholder verifying key: no test here submits a proof.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on purpose")]
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use alloy::eips::BlockNumberOrTag;
 use alloy::primitives::{B256, Bytes, U256};
+use alloy::network::TransactionBuilder;
 use alloy::providers::Provider;
+use alloy::providers::ext::AnvilApi;
+use alloy::rpc::types::TransactionRequest;
 use codex_actors::chain::account::connect;
 use codex_actors::chain::actor::{ChainActor, ChainConfig, ChainEvents, GetChainTime, NotHandled, StartWatching, StopChain};
 use codex_actors::chain::tx::TxPolicy;
 use codex_actors::chain::anvil::LocalChain;
 use codex_actors::chain::bindings::TestToken;
+use codex_actors::chain::faults::FaultProxy;
 use codex_actors::chain::deploy::{Deployment, deploy, mint, testnet_config};
 use codex_actors::chain::market::{
     Ask, ChainEvent, Content, ContractError, Market, MarketError, MarketEvent, OnChainMarket, Request, RequestId,
@@ -30,9 +33,6 @@ use codex_actors::chain::market::{
 };
 use codex_actors::store::{GetChainCursor, StoreActor, StoreConfig};
 use codex_protocol::proofs::groth16::{AbiVerifyingKey, Fp2Element, G1Point, G2Point};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 
 /// Dev accounts and their roles: the client that creates requests, the node's account, one without tokens.
 const CLIENT: usize = 1;
@@ -124,101 +124,9 @@ fn open_store(dir: &std::path::Path) -> Addr<StoreActor> {
     StoreActor::open(config).expect("repo opens").start()
 }
 
-/// A TCP proxy to anvil that can cut every open connection and refuse new ones until it is reopened, or drop the
-/// connection that carries the next `eth_sendRawTransaction` before it reaches anvil.
-struct Proxy {
-    addr: SocketAddr,
-    open: Arc<AtomicBool>,
-    /// Bumped on every cut; each forwarding task ends when it changes.
-    cuts: Arc<watch::Sender<u64>>,
-    /// Connections refused while cut.
-    refused: Arc<AtomicUsize>,
-    /// Set: the next transaction sent is lost on the way.
-    lose_send: Arc<AtomicBool>,
-}
-
-impl Proxy {
-    async fn start(port: u16) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let proxy = Self {
-            addr,
-            open: Arc::new(AtomicBool::new(true)),
-            cuts: Arc::new(watch::channel(0u64).0),
-            refused: Arc::default(),
-            lose_send: Arc::default(),
-        };
-        let (open, cuts, refused, lose_send) =
-            (proxy.open.clone(), proxy.cuts.clone(), proxy.refused.clone(), proxy.lose_send.clone());
-        tokio::spawn(async move {
-            while let Ok((inbound, _)) = listener.accept().await {
-                if !open.load(Ordering::SeqCst) {
-                    refused.fetch_add(1, Ordering::SeqCst);
-                    drop(inbound);
-                    continue;
-                }
-                tokio::spawn(forward(inbound, port, cuts.subscribe(), lose_send.clone()));
-            }
-        });
-        proxy
-    }
-
-    /// Closes every open connection and refuses new ones.
-    fn cut(&self) {
-        self.open.store(false, Ordering::SeqCst);
-        self.cuts.send_modify(|n| *n += 1);
-    }
-
-    fn reopen(&self) {
-        self.open.store(true, Ordering::SeqCst);
-    }
-
-    fn refused(&self) -> usize {
-        self.refused.load(Ordering::SeqCst)
-    }
-
-    fn lose_next_send(&self) {
-        self.lose_send.store(true, Ordering::SeqCst);
-    }
-
-    /// Whether a send was lost since [`Proxy::lose_next_send`].
-    fn lost_a_send(&self) -> bool {
-        !self.lose_send.load(Ordering::SeqCst)
-    }
-}
-
-/// Forwards one connection to anvil until either side closes, the proxy cuts, or (when `lose_send` is set) the
-/// client sends a transaction: that request is not forwarded and the connection closes.
-async fn forward(inbound: TcpStream, port: u16, mut cut: watch::Receiver<u64>, lose_send: Arc<AtomicBool>) {
-    let Ok(outbound) = TcpStream::connect(("127.0.0.1", port)).await else { return };
-    let (mut in_read, mut in_write) = inbound.into_split();
-    let (mut out_read, mut out_write) = outbound.into_split();
-    let upstream = async move {
-        let mut buf = vec![0; 1 << 16];
-        loop {
-            let n = in_read.read(&mut buf).await.unwrap_or(0);
-            let chunk = &buf[..n];
-            let is_send = chunk.windows(SEND.len()).any(|w| w == SEND);
-            if n == 0 || (is_send && lose_send.swap(false, Ordering::SeqCst)) {
-                return;
-            }
-            if out_write.write_all(chunk).await.is_err() {
-                return;
-            }
-        }
-    };
-    tokio::select! {
-        () = upstream => {}
-        _ = tokio::io::copy(&mut out_read, &mut in_write) => {}
-        _ = cut.changed() => {}
-    }
-}
-
-const SEND: &[u8] = b"eth_sendRawTransaction";
-
-/// What a [`Probe`] received, shared with the test.
+/// What a [`Probe`] received, shared with the test, and how many deliveries with events it still refuses.
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<ChainEvents>>>);
+struct Seen(Arc<Mutex<Vec<ChainEvents>>>, Arc<AtomicUsize>);
 
 impl Seen {
     fn batches(&self) -> Vec<ChainEvents> {
@@ -252,7 +160,8 @@ impl Seen {
 }
 
 /// Records every [`ChainEvents`] it gets, and takes [`Probe::SLOW`] to handle one that holds events (a recipient
-/// with work to do): the chain actor is still waiting for it when the test already sees the events.
+/// with work to do): the chain actor is still waiting for it when the test already sees the events. While
+/// `refuse` is above zero, a delivery with events is answered [`NotHandled`] (and counted down).
 struct Probe(Seen);
 
 impl Probe {
@@ -267,10 +176,12 @@ impl Handler<ChainEvents> for Probe {
     type Result = ResponseFuture<Result<(), NotHandled>>;
     fn handle(&mut self, msg: ChainEvents, _: &mut Self::Context) -> Self::Result {
         let busy = if msg.events.is_empty() { Duration::ZERO } else { Self::SLOW };
+        let refuse = !msg.events.is_empty()
+            && self.0.1.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
         self.0.0.lock().unwrap().push(msg);
         Box::pin(async move {
             tokio::time::sleep(busy).await;
-            Ok(())
+            if refuse { Err(NotHandled("the probe refuses this delivery".into())) } else { Ok(()) }
         })
     }
 }
@@ -278,12 +189,12 @@ impl Handler<ChainEvents> for Probe {
 #[actix_rt::test]
 async fn events_arrive_once_across_a_dropped_websocket_and_a_restart() {
     let chain = Chain::start().await;
-    let proxy = Proxy::start(chain.port()).await;
+    let proxy = FaultProxy::start(([127, 0, 0, 1], chain.port()).into()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path());
     let seen = Seen::default();
     let probe = Probe(seen.clone()).start();
-    let config = chain.config(format!("ws://{}", proxy.addr));
+    let config = chain.config(format!("ws://{}", proxy.addr()));
     let actor = ChainActor::start(config.clone(), store.clone(), probe.clone().recipient()).await.expect("starts");
     actor.do_send(StartWatching);
     let client = chain.market(CLIENT);
@@ -375,12 +286,12 @@ async fn reverts_come_back_as_the_contracts_error_names() {
 #[actix_rt::test]
 async fn transport_errors_are_retried_within_the_budget() {
     let chain = Chain::start().await;
-    let proxy = Proxy::start(chain.port()).await;
+    let proxy = FaultProxy::start(([127, 0, 0, 1], chain.port()).into()).unwrap();
     let marketplace = chain.deployment.marketplace;
 
     // Refused for 800 ms; the budget (50 + 100 + 200 + 8 × 400 ms of waits) is larger.
     proxy.cut();
-    let provider = connect(&format!("http://{}", proxy.addr), chain.local.signer(CLIENT)).await.unwrap();
+    let provider = connect(&format!("http://{}", proxy.addr()), chain.local.signer(CLIENT)).await.unwrap();
     let policy = RetryPolicy { attempts: 12, base: Duration::from_millis(50), max: Duration::from_millis(400) };
     let market = OnChainMarket::new(provider, marketplace, chain.local.signer(CLIENT), policy, TxPolicy::default());
     let reopen = async {
@@ -447,8 +358,8 @@ async fn concurrent_transactions_of_one_account_all_go_through() {
 #[actix_rt::test]
 async fn a_lost_send_is_retried_without_a_nonce_gap() {
     let chain = Chain::start().await;
-    let proxy = Proxy::start(chain.port()).await;
-    let provider = connect(&format!("http://{}", proxy.addr), chain.local.signer(CLIENT)).await.unwrap();
+    let proxy = FaultProxy::start(([127, 0, 0, 1], chain.port()).into()).unwrap();
+    let provider = connect(&format!("http://{}", proxy.addr()), chain.local.signer(CLIENT)).await.unwrap();
     let policy = RetryPolicy { attempts: 5, base: Duration::from_millis(50), max: Duration::from_millis(200) };
     let market = OnChainMarket::new(provider, chain.deployment.marketplace, chain.local.signer(CLIENT), policy, TxPolicy::default());
     let bounded = |call| async move { tokio::time::timeout(WAIT, call).await.expect("mined, not stuck") };
@@ -481,4 +392,113 @@ async fn chain_time_is_the_latest_blocks_timestamp() {
     assert_eq!(time, latest.header.timestamp);
     assert!(time >= clock + 99_000, "chain time {time}, local clock {clock}");
     actor.send(StopChain).await.unwrap();
+}
+
+/// Until [`StartWatching`] nothing is read (a restart's backlog waits for the recipients); a delivery the
+/// recipient could not handle is handed over again, and the cursor moves only past handled ones.
+#[actix_rt::test]
+async fn events_wait_for_their_recipients_and_unhandled_ones_come_again() {
+    let chain = Chain::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path());
+    let seen = Seen::default();
+    let probe = Probe(seen.clone()).start();
+    let actor = ChainActor::start(chain.config(chain.local.endpoint()), store.clone(), probe.recipient()).await.unwrap();
+    let client = chain.market(CLIENT);
+
+    let a = client.request_storage(chain.request(CLIENT, 1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(seen.batches().is_empty(), "nothing is handed over before StartWatching");
+
+    seen.1.store(2, Ordering::SeqCst);
+    actor.do_send(StartWatching);
+    let deadline = Instant::now() + WAIT;
+    while seen.requested().len() < 3 {
+        assert!(Instant::now() < deadline, "the refused deliveries never came again: {:?}", seen.requested());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen.requested(), [a, a, a], "refused twice, handed over again each time");
+    let block = seen.events().last().unwrap().block;
+    loop {
+        let cursor = store.send(GetChainCursor { key: chain.cursor_key() }).await.unwrap().unwrap();
+        if cursor.is_some_and(|c| c.block >= block) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cursor never moved past the handled delivery: {cursor:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    actor.send(StopChain).await.unwrap();
+}
+
+/// A transaction that reached the chain but whose answer was lost is found by its hash: it is neither sent a
+/// second time (which would revert, the request existing) nor reported as failed.
+#[actix_rt::test]
+async fn a_lost_answer_is_found_by_hash_and_the_transaction_not_sent_twice() {
+    let chain = Chain::start().await;
+    let proxy = FaultProxy::start(([127, 0, 0, 1], chain.port()).into()).unwrap();
+    let provider = connect(&format!("http://{}", proxy.addr()), chain.local.signer(CLIENT)).await.unwrap();
+    let policy = RetryPolicy { attempts: 5, base: Duration::from_millis(50), max: Duration::from_millis(200) };
+    let tx = TxPolicy { poll: Duration::from_millis(100), ..TxPolicy::default() };
+    let market = OnChainMarket::new(provider, chain.deployment.marketplace, chain.local.signer(CLIENT), policy, tx);
+    let bounded = |call| async move { tokio::time::timeout(WAIT, call).await.expect("mined, not stuck") };
+
+    for (nonce, lose) in [(1, false), (2, true), (3, false)] {
+        if lose {
+            proxy.lose_next_answer();
+        }
+        let id = bounded(market.request_storage(chain.request(CLIENT, nonce))).await.expect("goes through");
+        assert_eq!(market.request_state(id).await.unwrap(), Some(RequestState::New));
+    }
+    assert_eq!(proxy.lost_answers(), 1, "one answer was lost on the way");
+    let sent = chain.local.provider(0).get_transaction_count(chain.local.address(CLIENT)).await.unwrap();
+    assert_eq!(sent, 6, "an approval and a request each, none twice");
+}
+
+/// A transaction of the node's account left in the mempool below the chain's fees (as a run before a restart
+/// may leave one) would hold every later one: it is replaced, and the market's calls go through.
+#[actix_rt::test]
+async fn a_stuck_transaction_is_replaced_and_later_ones_go_through() {
+    let chain = Chain::start().await;
+    let admin = chain.local.provider(0);
+    let me = chain.local.address(CLIENT);
+    admin.anvil_set_auto_mine(false).await.unwrap();
+    let gwei = 1_000_000_000u128;
+    let stuck = TransactionRequest::default()
+        .with_to(me)
+        .with_value(U256::ZERO)
+        .with_max_fee_per_gas(2 * gwei)
+        .with_max_priority_fee_per_gas(gwei);
+    let stuck = *chain.local.provider(CLIENT).send_transaction(stuck).await.unwrap().tx_hash();
+    admin.anvil_set_next_block_base_fee_per_gas(100 * gwei).await.unwrap();
+    admin.evm_mine(None).await.unwrap();
+    admin.anvil_set_auto_mine(true).await.unwrap();
+    assert!(admin.get_transaction_receipt(stuck).await.unwrap().is_none(), "the transaction is stuck");
+
+    let policy = RetryPolicy { attempts: 5, base: Duration::from_millis(50), max: Duration::from_millis(200) };
+    let tx = TxPolicy { poll: Duration::from_millis(100), stuck_after: Duration::from_secs(1), ..TxPolicy::default() };
+    let market =
+        OnChainMarket::new(chain.local.provider(CLIENT), chain.deployment.marketplace, chain.local.signer(CLIENT), policy, tx);
+    let id = tokio::time::timeout(WAIT, market.request_storage(chain.request(CLIENT, 1)))
+        .await
+        .expect("not held behind the stuck transaction")
+        .expect("goes through");
+    assert_eq!(market.request_state(id).await.unwrap(), Some(RequestState::New));
+    assert!(admin.get_transaction_receipt(stuck).await.unwrap().is_none(), "the stuck transaction was replaced");
+    println!("transactions replaced: {}", market.transactions_replaced());
+}
+
+/// Every clone of a market uses the connection given to any of them (the chain actor reconnecting): a clone made
+/// while the endpoint was unreachable works once the connection is replaced.
+#[actix_rt::test]
+async fn a_replaced_connection_serves_every_clone() {
+    let chain = Chain::start().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let provider = connect(&url, chain.local.signer(NODE)).await.unwrap();
+    let policy = RetryPolicy { attempts: 2, base: Duration::from_millis(10), max: Duration::from_millis(10) };
+    let market = OnChainMarket::new(provider, chain.deployment.marketplace, chain.local.signer(NODE), policy, TxPolicy::default());
+    let clone = market.clone();
+    assert!(clone.chain_time().await.is_err(), "nothing answers there");
+    market.replace_provider(connect(&chain.local.endpoint(), chain.local.signer(NODE)).await.unwrap());
+    clone.chain_time().await.expect("the clone uses the new connection");
 }

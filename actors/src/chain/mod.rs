@@ -8,5 +8,6 @@ pub mod actor;
 pub mod anvil;
 pub mod bindings;
 pub mod deploy;
+pub mod faults;
 pub mod market;
 pub mod tx;
