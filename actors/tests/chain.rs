@@ -16,10 +16,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 use alloy::eips::BlockNumberOrTag;
 use alloy::primitives::{B256, Bytes, U256};
-use alloy::network::TransactionBuilder;
 use alloy::providers::Provider;
 use alloy::providers::ext::AnvilApi;
-use alloy::rpc::types::TransactionRequest;
 use codex_actors::chain::account::connect;
 use codex_actors::chain::actor::{ChainActor, ChainConfig, ChainEvents, GetChainTime, NotHandled, StartWatching, StopChain};
 use codex_actors::chain::tx::TxPolicy;
@@ -454,37 +452,43 @@ async fn a_lost_answer_is_found_by_hash_and_the_transaction_not_sent_twice() {
     assert_eq!(sent, 6, "an approval and a request each, none twice");
 }
 
-/// A transaction of the node's account left in the mempool below the chain's fees (as a run before a restart
-/// may leave one) would hold every later one: it is replaced, and the market's calls go through.
+/// A transaction of the node's that the chain's fees outgrew while it waited in the mempool would hold every
+/// later one for ever: it is replaced with higher fees, and the market's calls go through.
 #[actix_rt::test]
 async fn a_stuck_transaction_is_replaced_and_later_ones_go_through() {
     let chain = Chain::start().await;
     let admin = chain.local.provider(0);
-    let me = chain.local.address(CLIENT);
-    admin.anvil_set_auto_mine(false).await.unwrap();
-    let gwei = 1_000_000_000u128;
-    let stuck = TransactionRequest::default()
-        .with_to(me)
-        .with_value(U256::ZERO)
-        .with_max_fee_per_gas(2 * gwei)
-        .with_max_priority_fee_per_gas(gwei);
-    let stuck = *chain.local.provider(CLIENT).send_transaction(stuck).await.unwrap().tx_hash();
-    admin.anvil_set_next_block_base_fee_per_gas(100 * gwei).await.unwrap();
-    admin.evm_mine(None).await.unwrap();
-    admin.anvil_set_auto_mine(true).await.unwrap();
-    assert!(admin.get_transaction_receipt(stuck).await.unwrap().is_none(), "the transaction is stuck");
-
     let policy = RetryPolicy { attempts: 5, base: Duration::from_millis(50), max: Duration::from_millis(200) };
     let tx = TxPolicy { poll: Duration::from_millis(100), stuck_after: Duration::from_secs(1), ..TxPolicy::default() };
-    let market =
-        OnChainMarket::new(chain.local.provider(CLIENT), chain.deployment.marketplace, chain.local.signer(CLIENT), policy, tx);
-    let id = tokio::time::timeout(WAIT, market.request_storage(chain.request(CLIENT, 1)))
+    let signer = chain.local.signer(CLIENT);
+    let market = OnChainMarket::new(chain.local.provider(CLIENT), chain.deployment.marketplace, signer, policy, tx);
+
+    // The approval goes to the mempool at today's fees; the fees jump before it is mined.
+    admin.anvil_set_auto_mine(false).await.unwrap();
+    let call = tokio::spawn({
+        let (market, request) = (market.clone(), chain.request(CLIENT, 1));
+        async move { market.request_storage(request).await }
+    });
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status: serde_json::Value = admin.raw_request("txpool_status".into(), ()).await.unwrap();
+        if status["pending"].as_str().is_some_and(|n| n != "0x0") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the approval never reached the mempool: {status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    admin.anvil_set_next_block_base_fee_per_gas(100_000_000_000).await.unwrap();
+    admin.evm_mine(None).await.unwrap();
+    admin.anvil_set_auto_mine(true).await.unwrap();
+
+    let id = tokio::time::timeout(WAIT, call)
         .await
-        .expect("not held behind the stuck transaction")
+        .expect("not held by the underpriced transaction")
+        .unwrap()
         .expect("goes through");
     assert_eq!(market.request_state(id).await.unwrap(), Some(RequestState::New));
-    assert!(admin.get_transaction_receipt(stuck).await.unwrap().is_none(), "the stuck transaction was replaced");
-    println!("transactions replaced: {}", market.transactions_replaced());
+    assert!(market.transactions_replaced() >= 1, "the approval was replaced");
 }
 
 /// Every clone of a market uses the connection given to any of them (the chain actor reconnecting): a clone made
