@@ -264,6 +264,8 @@ async fn enable_marketplace(settings: &Settings, node: &actix::Addr<NodeActor>) 
                 }),
                 false => None,
             },
+            development_keys: codex_actors::prover::is_development(&settings.circuit_path())
+                && !settings.insecure_dev_keys,
         })
         .await
         .context("the node stopped")?

@@ -1,8 +1,10 @@
 //! `codex prover setup`: creates a development key set for the storage-proof circuit in a circuit directory
 //! (see `codex_actors::prover`). The keys derive from a seed, so every node of a testnet given the same seed
-//! gets the same keys; anyone who knows the seed can forge proofs, which the command says loudly.
+//! gets the same keys; anyone who knows the seed can forge proofs, which the command says loudly, and the node
+//! refuses them on a chain that is not a local one unless `--insecure-dev-keys` is given.
+//! `codex prover import`: copies a key set made elsewhere (a trusted setup) into a circuit directory.
 
-use codex_actors::prover::write_keys;
+use codex_actors::prover::{import_keys, write_keys};
 use codex_protocol::cid::sha256;
 use codex_protocol::proofs::ProofParams;
 use std::path::PathBuf;
@@ -23,11 +25,32 @@ pub enum ProverCommand {
         #[arg(long, default_value = "codex development keys")]
         seed: String,
     },
+    /// Copy a key set made elsewhere (params.json, proving.key, verifying.key, keys.sha256) into a circuit
+    /// directory, checking it first.
+    Import {
+        /// The directory holding the key set.
+        #[arg(long)]
+        from: PathBuf,
+        /// Where the keys go (the node's `--circuit-dir`).
+        #[arg(long)]
+        circuit_dir: PathBuf,
+    },
 }
 
 /// Runs a prover command; returns the process exit code.
 pub fn run(command: ProverCommand) -> ExitCode {
     match command {
+        ProverCommand::Import { from, circuit_dir } => match import_keys(&from, &circuit_dir) {
+            Ok(hash) => {
+                println!("{}", hash.iter().map(|b| format!("{b:02x}")).collect::<String>());
+                eprintln!("keys of {} imported into {}", from.display(), circuit_dir.display());
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("error: {err}");
+                ExitCode::from(1)
+            }
+        },
         ProverCommand::Setup { circuit_dir, proof_samples, seed } => {
             if proof_samples == 0 {
                 eprintln!("error: --proof-samples must be at least 1");

@@ -70,7 +70,7 @@ async fn enable(node: &actix::Addr<NodeActor>, chain: &LocalChain, deployment: &
         confirmations: None,
     };
     let purchasing = PurchasingConfig { check_interval: Duration::from_millis(300) };
-    node.send(EnableMarketplace { chain: chain_config, purchasing, sales: Default::default(), validator: None })
+    node.send(EnableMarketplace { chain: chain_config, purchasing, sales: Default::default(), validator: None, development_keys: false })
         .await
         .unwrap()
         .expect("marketplace enabled");

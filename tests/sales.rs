@@ -2,8 +2,9 @@
 //! blocks, the real contracts and verifier, proofs made by each host's ProverActor with 1-sample keys):
 //!
 //! - three hosts with availabilities take the three slots of a 2+1 request, one of them killed (SIGKILL) before
-//!   its fill and restarted, fill them with real proofs, prove through the request's periods, and are paid at
-//!   the end: each host's token balance grows by exactly the contract's payout for its slot (price × slot size ×
+//!   its fill and restarted, fill them with real proofs, prove through the request's periods (their chain endpoint,
+//!   behind a fault proxy, goes down for 40 s while they prove: longer than any retry budget; every host keeps its
+//!   slot and proves again once it is back), and are paid at the end: each host's token balance grows by exactly the contract's payout for its slot (price × slot size ×
 //!   (end − filledAt)), and every availability is whole again (bytes and collateral);
 //! - a request that only two hosts can take expires unfilled: both sales end Cancelled, and each host gets its
 //!   bytes and collateral back.
@@ -19,20 +20,24 @@ use harness::{data, wait_for};
 use serde_json::Value;
 use std::time::Duration;
 
+/// Longer than the market's retry budget for one call (8 attempts, ~32 s of waits).
+const OUTAGE: Duration = Duration::from_secs(40);
+
 #[test]
-fn three_hosts_fill_prove_and_are_paid_one_surviving_a_kill() {
+fn three_hosts_fill_prove_and_are_paid_one_surviving_a_kill_and_an_outage() {
     let net = Testnet::start();
     let client = net.node("client", CLIENT, None, None);
     let spr = client.spr();
-    let mut hosts: Vec<(BinaryNode, usize)> =
-        (2..=4).map(|account| (net.node(&format!("host{account}"), account, Some(&spr), None), account)).collect();
+    let mut hosts: Vec<(BinaryNode, usize)> = (2..=4)
+        .map(|account| (net.node_via_proxy(&format!("host{account}"), account, Some(&spr), None), account))
+        .collect();
     for (host, _) in &hosts {
         offer(host);
     }
     let before: Vec<U256> = hosts.iter().map(|(_, account)| net.balance(*account)).collect();
 
     let cid = client.upload(&data(16 << 20, 5));
-    let (duration, expiry) = (150, 90);
+    let (duration, expiry) = (180, 90);
     let id = buy(&client, &cid, duration, expiry);
     let slots: Vec<B256> = (0..3).map(|index| slot_id(id, index)).collect();
 
@@ -48,7 +53,7 @@ fn three_hosts_fill_prove_and_are_paid_one_surviving_a_kill() {
     let ports = (victim.api_port, victim.p2p_port);
     victim.kill();
     println!("host killed in {killed_in} (slot {slot})");
-    let restarted = net.node(&format!("host{account}"), account, Some(&spr), Some(ports));
+    let restarted = net.node_via_proxy(&format!("host{account}"), account, Some(&spr), Some(ports));
     hosts.insert(1, (restarted, account));
 
     // The request starts: every slot filled, one per host.
@@ -64,6 +69,25 @@ fn three_hosts_fill_prove_and_are_paid_one_surviving_a_kill() {
     for (host, account) in &hosts {
         let held = host.json("/sales/slots");
         assert_eq!(held.as_array().unwrap().len(), 1, "host {account} holds one slot: {held}\n{}", log_of(host));
+    }
+
+    // The hosts' chain endpoint is down for 40 s while they prove (the market's retry budget is ~32 s): every
+    // host keeps its slot and proves again once the endpoint is back.
+    let proven: Vec<usize> = slots.iter().map(|slot| net.proofs_of(*slot)).collect();
+    net.proxy.cut();
+    std::thread::sleep(OUTAGE);
+    net.proxy.reopen();
+    println!("chain endpoint cut for {OUTAGE:?} ({} connections refused)", net.proxy.refused());
+    for (host, account) in &hosts {
+        let held = host.json("/sales/slots");
+        assert_eq!(held.as_array().unwrap().len(), 1, "host {account} kept its slot: {held}\n{}", log_of(host));
+    }
+    wait_for("every slot to be proven after the outage", Duration::from_secs(4 * PERIOD + 30), || {
+        slots.iter().zip(&proven).all(|(slot, before)| net.proofs_of(*slot) > *before).then_some(())
+    });
+    for slot in &slots {
+        let state = net.runtime.block_on(async { net.market().slotState(*slot).call().await }).unwrap();
+        assert_eq!(state, 1, "slot {slot} is still Filled (not freed for repair)");
     }
 
     // Proofs through the periods, payout at the end.

@@ -32,6 +32,8 @@ const PROVING_KEY: &str = "proving.key";
 const VERIFYING_KEY: &str = "verifying.key";
 const PARAMS: &str = "params.json";
 const HASH: &str = "keys.sha256";
+/// Present in a directory of development keys (`write_keys`): they derive from a seed anyone may know.
+const DEVELOPMENT: &str = "DEVELOPMENT";
 
 /// Prover errors.
 #[derive(Debug, Error)]
@@ -129,15 +131,49 @@ pub fn write_keys(dir: &Path, params: ProofParams, seed: [u8; 32]) -> Result<[u8
     let verifying = groth16::to_bytes(&verifying).map_err(|e| bad(e.to_string()))?;
     let stored = serde_json::to_vec_pretty(&StoredParams::from(params)).map_err(|e| bad(e.to_string()))?;
     let hash = key_hash(&stored, &proving, &verifying);
+    let warning = b"These keys derive from a seed: anyone who knows it can forge storage proofs. Testing only.\n";
     for (name, bytes) in [
         (PARAMS, stored.as_slice()),
         (PROVING_KEY, proving.as_slice()),
         (VERIFYING_KEY, verifying.as_slice()),
         (HASH, hex(&hash).as_bytes()),
+        (DEVELOPMENT, warning.as_slice()),
     ] {
         std::fs::write(dir.join(name), bytes).map_err(ProverError::io("writing a key file"))?;
     }
     Ok(hash)
+}
+
+/// Whether the keys in `dir` are development keys (made by [`write_keys`], not imported from a setup whose
+/// secrets nobody kept).
+pub fn is_development(dir: &Path) -> bool {
+    dir.join(DEVELOPMENT).exists()
+}
+
+/// Copies the key set of `from` (made elsewhere: a trusted setup) into `to`, after checking that it loads and
+/// matches its hash; answers the hash. A development marker in `from` comes along; one already in `to` goes.
+pub fn import_keys(from: &Path, to: &Path) -> Result<[u8; 32], ProverError> {
+    load_keys(from)?;
+    let hash = std::fs::read(from.join(HASH)).map_err(ProverError::io("reading the keys' hash"))?;
+    let mut digest = [0u8; 32];
+    for (i, byte) in digest.iter_mut().enumerate() {
+        let pair = hash.trim_ascii().get(2 * i..2 * i + 2).and_then(|p| std::str::from_utf8(p).ok());
+        *byte = pair.and_then(|p| u8::from_str_radix(p, 16).ok()).unwrap_or_default();
+    }
+    std::fs::create_dir_all(to).map_err(ProverError::io("creating the circuit directory"))?;
+    for name in [PARAMS, PROVING_KEY, VERIFYING_KEY, HASH] {
+        // Written beside the target, then renamed: a crash leaves the old set or the new one.
+        let partial = to.join(format!("{name}.importing"));
+        std::fs::copy(from.join(name), &partial).map_err(ProverError::io("copying a key file"))?;
+        std::fs::rename(&partial, to.join(name)).map_err(ProverError::io("copying a key file"))?;
+    }
+    if from.join(DEVELOPMENT).exists() {
+        std::fs::copy(from.join(DEVELOPMENT), to.join(DEVELOPMENT)).map_err(ProverError::io("copying a key file"))?;
+    } else if to.join(DEVELOPMENT).exists() {
+        std::fs::remove_file(to.join(DEVELOPMENT)).map_err(ProverError::io("removing the development marker"))?;
+    }
+    load_keys(to)?;
+    Ok(digest)
 }
 
 /// The circuit parameters the keys in `dir` were made for (their `params.json`), without loading the keys.

@@ -134,6 +134,19 @@ pub fn check_params(params: &StorageParams, config: &MarketplaceConfig) -> Resul
             return invalid(format!("{name} must be greater than zero"));
         }
     }
+    // The price (slots × duration × price × slot size) and each slot's collateral (collateral × slot size) must
+    // fit a uint256 for any slot size (below 2^64), or the chain refuses them after the erasure coding was paid.
+    let max_slot = U256::from(u64::MAX);
+    let price = U256::from(nodes)
+        .checked_mul(U256::from(duration))
+        .and_then(|p| p.checked_mul(params.price_per_byte_per_second))
+        .and_then(|p| p.checked_mul(max_slot));
+    if price.is_none() {
+        return invalid("pricePerBytePerSecond is too large: the request's price would overflow a uint256".into());
+    }
+    if params.collateral_per_byte.checked_mul(max_slot).is_none() {
+        return invalid("collateralPerByte is too large: a slot's collateral would overflow a uint256".into());
+    }
     Ok(())
 }
 

@@ -11,6 +11,7 @@ use alloy::sol_types::SolEvent;
 use codex_actors::chain::anvil::LocalChain;
 use codex_actors::chain::bindings::{Marketplace, TestToken};
 use codex_actors::chain::deploy::{Deployment, deploy, mint, testnet_config};
+use codex_actors::chain::faults::FaultProxy;
 use codex_protocol::proofs::groth16::AbiVerifyingKey;
 use serde_json::{Value, json};
 use std::os::unix::fs::PermissionsExt;
@@ -29,6 +30,8 @@ pub const AVAILABILITY: &str =
 pub struct Testnet {
     pub runtime: tokio::runtime::Runtime,
     pub chain: LocalChain,
+    /// A fault-injecting proxy to the chain's endpoint, for nodes started with [`Testnet::node_via_proxy`].
+    pub proxy: FaultProxy,
     pub deployment: Deployment,
     pub circuits: PathBuf,
     pub dir: tempfile::TempDir,
@@ -66,7 +69,9 @@ impl Testnet {
             let amount = U256::from(10u64).pow(U256::from(24u64));
             runtime.block_on(mint(&chain.provider(0), deployment.token, chain.address(account), amount)).unwrap();
         }
-        Testnet { runtime, chain, deployment, circuits, dir }
+        let port = chain.endpoint().rsplit(':').next().and_then(|p| p.parse().ok()).expect("anvil's port");
+        let proxy = FaultProxy::start(([127, 0, 0, 1], port).into()).expect("proxy");
+        Testnet { runtime, chain, proxy, deployment, circuits, dir }
     }
 
     /// A node signing as dev account `account`, bootstrapped from `bootstrap`.
@@ -83,7 +88,12 @@ impl Testnet {
         ports: Option<(u16, u16)>,
         options: &[&str],
     ) -> BinaryNode {
-        self.start_node(name, account, bootstrap, ports, &[], options)
+        self.start_node(name, account, bootstrap, ports, &[], options, false)
+    }
+
+    /// [`Testnet::node`] reaching the chain over HTTP through [`Testnet::proxy`] (whose faults it then sees).
+    pub fn node_via_proxy(&self, name: &str, account: usize, bootstrap: Option<&str>, ports: Option<(u16, u16)>) -> BinaryNode {
+        self.start_node(name, account, bootstrap, ports, &[], &[], true)
     }
 
     /// [`Testnet::node`] with more node options (before `persistence`) and `persistence` options.
@@ -95,9 +105,10 @@ impl Testnet {
         flags: &[&str],
         options: &[&str],
     ) -> BinaryNode {
-        self.start_node(name, account, bootstrap, None, flags, options)
+        self.start_node(name, account, bootstrap, None, flags, options, false)
     }
 
+    #[allow(clippy::too_many_arguments, reason = "a private helper behind the public constructors")]
     fn start_node(
         &self,
         name: &str,
@@ -106,11 +117,13 @@ impl Testnet {
         ports: Option<(u16, u16)>,
         flags: &[&str],
         options: &[&str],
+        via_proxy: bool,
     ) -> BinaryNode {
         let key = self.dir.path().join(format!("{name}.key"));
         std::fs::write(&key, format!("0x{}\n", alloy::hex::encode(self.chain.signer(account).to_bytes()))).unwrap();
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let (endpoint, market) = (self.chain.ws_endpoint(), self.deployment.marketplace.to_string());
+        let endpoint = if via_proxy { format!("http://{}", self.proxy.addr()) } else { self.chain.ws_endpoint() };
+        let market = self.deployment.marketplace.to_string();
         let mut extra = vec!["--circuit-dir", self.circuits.to_str().unwrap(), "--block-retries", "10"];
         extra.extend(flags);
         if let Some(spr) = bootstrap {

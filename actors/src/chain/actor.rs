@@ -71,6 +71,12 @@ pub enum ChainError {
     NoMarketplace { address: Address, chain_id: u64 },
     #[error("the repository: {0}")]
     Store(String),
+    #[error(
+        "the proving keys are development keys (derived from a public seed): anyone could forge storage proofs on \
+         chain {chain_id}. Import keys from a trusted setup with `codex prover import`, or pass --insecure-dev-keys \
+         on a test network"
+    )]
+    DevelopmentKeys { chain_id: u64 },
 }
 
 /// The recipient could not handle some events (a follow-up read failed): the range is handed over again later.
@@ -97,6 +103,7 @@ pub struct ChainActor {
     cursor_key: String,
     /// The last block whose events were handled, and its hash.
     cursor: ChainCursor,
+    chain_id: u64,
     /// [`StartWatching`] came.
     watching: bool,
     /// Blocks an event must have before it is handed over.
@@ -147,6 +154,7 @@ impl ChainActor {
             recipient,
             cursor_key,
             cursor,
+            chain_id,
             watching: false,
             confirmations,
             polling: false,
@@ -292,6 +300,18 @@ impl Handler<StopChain> for ChainActor {
             ctx.stop();
         }
         Box::pin(async move { done.await.unwrap_or(()) })
+    }
+}
+
+/// Query: the chain's id.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "u64")]
+pub struct GetChainId;
+
+impl Handler<GetChainId> for ChainActor {
+    type Result = u64;
+    fn handle(&mut self, _: GetChainId, _: &mut Self::Context) -> u64 {
+        self.chain_id
     }
 }
 

@@ -502,8 +502,11 @@ impl Market for OnChainMarket {
 
     async fn request_storage(&self, request: Request) -> Result<RequestId, MarketError> {
         let ask = &request.ask;
-        let max_price =
-            U256::from(ask.slots) * U256::from(ask.duration) * ask.pricePerBytePerSecond * U256::from(ask.slotSize);
+        let max_price = U256::from(ask.slots)
+            .checked_mul(U256::from(ask.duration))
+            .and_then(|p| p.checked_mul(ask.pricePerBytePerSecond))
+            .and_then(|p| p.checked_mul(U256::from(ask.slotSize)))
+            .ok_or_else(|| MarketError::Other("the request's price overflows a uint256".into()))?;
         let _approval = self.approval_lock.lock().await;
         self.approve(max_price).await?;
         let c = self.contract();

@@ -5,7 +5,10 @@
 
 use super::{DatasetStored, NodeActor, NodeError};
 use crate::chain::actor::GetMarket;
-use crate::chain::actor::{ChainActor, ChainConfig, ChainEvents, GetConfiguration, NotHandled, StartWatching, StopChain};
+use crate::chain::actor::{
+    ChainActor, ChainConfig, ChainError, ChainEvents, GetChainId, GetConfiguration, NotHandled, StartWatching, StopChain,
+    is_local_chain,
+};
 use crate::chain::market::{MarketEvent, RequestId};
 use crate::protect::protect_dataset;
 use crate::purchasing::{
@@ -47,6 +50,8 @@ pub struct EnableMarketplace {
     pub sales: SalesConfig,
     /// Run a validator too.
     pub validator: Option<ValidatorConfig>,
+    /// The proving keys are development keys: refused unless the chain is a local one.
+    pub development_keys: bool,
 }
 
 /// Command: buy storage for stored dataset `cid` (erasure coding, slots, the request on chain); the request id.
@@ -101,6 +106,11 @@ impl Handler<EnableMarketplace> for NodeActor {
         Box::pin(
             async move {
                 let chain = ChainActor::start(msg.chain, store.clone(), me.clone().recipient()).await?;
+                let chain_id = chain.send(GetChainId).await.map_err(|_| PurchaseError::ChainGone)?;
+                if msg.development_keys && !is_local_chain(chain_id) {
+                    chain.do_send(StopChain);
+                    return Err(ChainError::DevelopmentKeys { chain_id }.into());
+                }
                 let config = chain
                     .send(GetConfiguration {})
                     .await

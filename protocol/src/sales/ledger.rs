@@ -52,6 +52,9 @@ pub struct Ledger {
     reservations: BTreeMap<ReservationId, Reservation>,
 }
 
+/// Most availabilities a host keeps (each is matched against every request).
+pub const MAX_AVAILABILITIES: usize = 1000;
+
 fn invalid(message: impl Into<String>) -> LedgerError {
     LedgerError::Invalid(message.into())
 }
@@ -108,8 +111,9 @@ impl Ledger {
         self.reservations.values().find(|r| &r.request_id == request_id && r.slot_index == slot_index)
     }
 
-    /// Adds an availability (`POST /sales/availability`): `totalSize` > 0, `duration` > 0, `until` 0 or not before
-    /// `now`; a `totalCollateral` of 0 is allowed. All of it is free.
+    /// Adds an availability (`POST /sales/availability`): `totalSize`, `duration`, `minPricePerBytePerSecond` and
+    /// `totalCollateral` > 0 (as the original), `until` 0 or not before `now`, at most [`MAX_AVAILABILITIES`]. All
+    /// of it is free.
     pub fn create_availability(
         &mut self,
         id: AvailabilityId,
@@ -124,6 +128,17 @@ impl Ledger {
         }
         if new.duration == 0 {
             return Err(invalid("duration must be greater than 0"));
+        }
+        if new.min_price_per_byte_per_second.is_zero() {
+            return Err(invalid("minPricePerBytePerSecond must be greater than 0"));
+        }
+        if new.total_collateral.is_zero() {
+            return Err(invalid("totalCollateral must be greater than 0"));
+        }
+        if self.availabilities.len() >= MAX_AVAILABILITIES {
+            return Err(invalid(format!(
+                "a host may have at most {MAX_AVAILABILITIES} availabilities: update or delete one instead"
+            )));
         }
         check_until(new.until, now)?;
         let availability = Availability {
@@ -172,7 +187,13 @@ impl Ledger {
             after.duration = duration;
         }
         if let Some(price) = patch.min_price_per_byte_per_second {
+            if price.is_zero() {
+                return Err(invalid("minPricePerBytePerSecond must be greater than 0"));
+            }
             after.min_price_per_byte_per_second = price;
+        }
+        if patch.total_collateral.is_some_and(|c| c.is_zero()) {
+            return Err(invalid("totalCollateral must be greater than 0"));
         }
         if let Some(total_collateral) = patch.total_collateral {
             after.total_remaining_collateral = if total_collateral >= before.total_collateral {
@@ -191,6 +212,12 @@ impl Ledger {
         }
         if let Some(until) = patch.until {
             check_until(until, now)?;
+            let running = self.reservations.values().filter(|r| &r.availability_id == id).map(|r| r.valid_until).max();
+            if let Some(end) = running.filter(|end| until != 0 && until < *end) {
+                return Err(invalid(format!(
+                    "until must not be before the end of a running reservation ({end}): {until}"
+                )));
+            }
             after.until = until;
         }
         let grew = after.free_size > before.free_size
@@ -426,6 +453,43 @@ mod tests {
         assert_eq!(ledger.availability(&id(1)), Some(&a));
         assert_eq!(ledger.store_reserved(), 100);
         ledger.check().unwrap();
+    }
+
+    #[test]
+    fn zero_prices_and_collateral_are_refused_as_the_original_does() {
+        let mut ledger = ledger_with(&[(1, 100, 50)]);
+        let mut free = new_availability(10, 1);
+        free.min_price_per_byte_per_second = U256::ZERO;
+        assert!(invalid_message(ledger.create_availability(id(2), free, NOW)).contains("minPricePerBytePerSecond"));
+        let no_collateral = new_availability(10, 0);
+        assert!(invalid_message(ledger.create_availability(id(2), no_collateral, NOW)).contains("totalCollateral"));
+        let price = AvailabilityPatch { min_price_per_byte_per_second: Some(U256::ZERO), ..Default::default() };
+        assert!(invalid_message(ledger.update_availability(&id(1), price, NOW)).contains("minPricePerBytePerSecond"));
+        let collateral = AvailabilityPatch { total_collateral: Some(U256::ZERO), ..Default::default() };
+        assert!(invalid_message(ledger.update_availability(&id(1), collateral, NOW)).contains("totalCollateral"));
+        assert_eq!(ledger.availabilities().count(), 1, "nothing was added");
+    }
+
+    #[test]
+    fn until_may_not_cut_a_running_reservation_short() {
+        let mut ledger = ledger_with(&[(1, 100, 50)]);
+        reserve(&mut ledger, 10, 1, 10, 0, 20).unwrap();
+        let until = |until: u64| AvailabilityPatch { until: Some(until), ..Default::default() };
+        let message = invalid_message(ledger.update_availability(&id(1), until(NOW + 499), NOW));
+        assert!(message.contains("until") && message.contains(&(NOW + 500).to_string()), "{message}");
+        ledger.update_availability(&id(1), until(NOW + 500), NOW).unwrap();
+        ledger.update_availability(&id(1), until(0), NOW).unwrap();
+    }
+
+    #[test]
+    fn the_number_of_availabilities_is_bounded() {
+        let mut ledger = Ledger::default();
+        for n in 0..MAX_AVAILABILITIES {
+            let key = B256::from(U256::from(n + 1));
+            ledger.create_availability(key, new_availability(10, 1), NOW).unwrap();
+        }
+        let message = invalid_message(ledger.create_availability(id(0xff), new_availability(10, 1), NOW));
+        assert!(message.contains("at most"), "{message}");
     }
 
     #[test]
