@@ -181,6 +181,37 @@ pub fn build_request(
     })
 }
 
+/// Whether `request` describes verifiable dataset `cid` (its manifest `manifest`) truly: its number of slots,
+/// slot size, tolerated losses and Merkle root must be the manifest's. A host checks this before it reserves
+/// anything: a client that states a small slot size for large slots would fill the host's quota with bytes it does
+/// not pay for, and a wrong root makes every proof fail. The reason when it does not.
+pub fn check_request_content(cid: &Cid, manifest: &Manifest, request: &Request) -> Result<(), String> {
+    let params = StorageParams {
+        duration: request.ask.duration,
+        price_per_byte_per_second: request.ask.pricePerBytePerSecond,
+        proof_probability: request.ask.proofProbability,
+        nodes: 0,
+        tolerance: 0,
+        collateral_per_byte: request.ask.collateralPerByte,
+        expiry: request.expiry,
+    };
+    let expected = build_request(request.client, cid, manifest, &params, request.nonce).map_err(|e| e.to_string())?;
+    let (ask, want) = (&request.ask, &expected.ask);
+    if (ask.slots, ask.maxSlotLoss) != (want.slots, want.maxSlotLoss) {
+        return Err(format!(
+            "the request has {} slots tolerating {} losses, the dataset {} and {}",
+            ask.slots, ask.maxSlotLoss, want.slots, want.maxSlotLoss
+        ));
+    }
+    if ask.slotSize != want.slotSize {
+        return Err(format!("the request's slot size is {}, the dataset's slots hold {}", ask.slotSize, want.slotSize));
+    }
+    if request.content.merkleRoot != expected.content.merkleRoot {
+        return Err("the request's Merkle root is not the dataset's verify root".into());
+    }
+    Ok(())
+}
+
 /// A purchase's state (the OpenAPI's Purchase.state).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PurchaseState {
@@ -600,6 +631,43 @@ impl Handler<PurchaseEvent> for PurchasingActor {
 mod tests {
     use super::*;
     use crate::chain::deploy::testnet_config;
+
+    /// A verifiable manifest of 2 + 1 slots of 2 blocks each (3 original blocks).
+    fn verifiable() -> (Cid, Manifest) {
+        use codex_protocol::cid::{ROOT_CODEC, cid_from_sha256};
+        use codex_protocol::manifest::ErasureInfo;
+        use codex_protocol::poseidon2::F;
+        let bs = codex_protocol::DEFAULT_BLOCK_SIZE as u64;
+        let tree = cid_from_sha256(ROOT_CODEC, &[7; 32]);
+        let mut protected = Manifest::new_unprotected(tree, bs, 6 * bs, None, None);
+        protected.erasure = Some(ErasureInfo {
+            ec_k: 2,
+            ec_m: 1,
+            original_tree_cid: cid_from_sha256(ROOT_CODEC, &[2; 32]),
+            original_dataset_size: 3 * bs - 10,
+            protected_strategy: 1,
+            verification: None,
+        });
+        let roots = [F::from(1u64), F::from(2u64), F::from(3u64)];
+        let manifest = codex_protocol::slots::verifiable_manifest(&protected, 2048, &roots, F::from(9u64)).unwrap();
+        (cid_from_sha256(codex_protocol::cid::MANIFEST_CODEC, &[3; 32]), manifest)
+    }
+
+    #[test]
+    fn a_request_that_misstates_its_dataset_is_refused() {
+        let (cid, manifest) = verifiable();
+        let honest = build_request(Address::ZERO, &cid, &manifest, &params(), B256::ZERO).unwrap();
+        assert_eq!(check_request_content(&cid, &manifest, &honest), Ok(()));
+        let lie = |edit: &dyn Fn(&mut Request)| {
+            let mut request = honest.clone();
+            edit(&mut request);
+            check_request_content(&cid, &manifest, &request).unwrap_err()
+        };
+        assert!(lie(&|r| r.ask.slotSize /= 64).contains("slot size"));
+        assert!(lie(&|r| r.ask.slots = 4).contains("slots"));
+        assert!(lie(&|r| r.ask.maxSlotLoss = 0).contains("losses"));
+        assert!(lie(&|r| r.content.merkleRoot = B256::repeat_byte(1)).contains("Merkle root"));
+    }
 
     fn params() -> StorageParams {
         StorageParams {

@@ -551,13 +551,21 @@ impl SalesActor {
             kept_reservations.extend(reservation.as_ref().map(|r| r.id));
             self.start_agent(ctx, item, 0, Sale::recover(simulate), reservation, None);
         }
-        // Reservations no sale goes on with: their bytes and collateral go back.
+        // Reservations no sale goes on with: their bytes go back, and their collateral unless it was deposited (a
+        // filled slot that is no longer this host's was slashed out or failed while the node was down: the chain
+        // kept the collateral).
+        let forfeited: HashSet<B256> = dropped
+            .iter()
+            .filter(|(_, record)| record.sale.deposited)
+            .filter_map(|(_, record)| record.reservation)
+            .collect();
         let mut next = self.ledger.clone();
         let orphans: Vec<Reservation> =
             next.reservations().filter(|r| !kept_reservations.contains(&r.id)).cloned().collect();
         let mut commit = CommitSales { force: true, ..Default::default() };
         for reservation in &orphans {
-            if next.delete_reservation(&reservation.id, reservation.collateral).is_ok() {
+            let returned = if forfeited.contains(&reservation.id) { U256::ZERO } else { reservation.collateral };
+            if next.delete_reservation(&reservation.id, returned).is_ok() {
                 commit.delete_reservations.push(reservation.id);
             }
         }

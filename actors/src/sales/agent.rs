@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use super::actor::{AgentEnded, AgentFilled, ProofCounted, ReleaseReservedBytes, Reserve, SalesActor, SaveSale};
 use super::{ChainClock, SlotAgentInfo};
 use crate::chain::market::{Groth16Proof, Market, MarketError, OnChainMarket, Request, RequestId, SlotState, slot_id};
-use crate::node::{HostSlot, NodeActor, RepairSlot};
+use crate::node::{FetchNetworkManifest, HostSlot, NodeActor, RepairSlot};
+use crate::purchasing::check_request_content;
 use crate::prover::{Prover, ProverError, SlotFiles};
 use crate::slot_host::HostedSlot;
 use crate::store::{DropSlot, SetBlockExpiry, StoreActor};
@@ -270,7 +271,23 @@ impl SalesAgent {
             }
             Effect::FindAndReserve => {
                 let reserve = Reserve { slot, item: self.item.clone(), valid_until: self.request_end };
-                let work = async move { deps.sales.send(reserve).await };
+                let (request, cid) = (self.request.clone(), self.manifest_cid());
+                let work = async move {
+                    // The request must say what its dataset is (slots, slot size, root) before a byte or a token
+                    // is reserved for it.
+                    let (Some(request), Some(cid)) = (request, cid) else {
+                        return Err(Event::Unsuitable("the request's content is not a dataset CID".into()));
+                    };
+                    let manifest = deps
+                        .node
+                        .send(FetchNetworkManifest { cid })
+                        .await
+                        .map_err(|e| Event::Error(format!("fetching the dataset's manifest: {e}")))?
+                        .map_err(|e| Event::Error(format!("fetching the dataset's manifest: {e}")))?;
+                    check_request_content(&cid, &manifest, &request)
+                        .map_err(|reason| Event::Unsuitable(format!("the request misstates its dataset: {reason}")))?;
+                    deps.sales.send(reserve).await.map_err(|err| Event::Error(format!("reserving space: {err}")))
+                };
                 self.spawn_event(
                     ctx,
                     work.into_actor(self).map(|result, act, _| match result {
@@ -280,7 +297,12 @@ impl SalesAgent {
                         }
                         Ok(Ok(None)) => Event::NoAvailability,
                         Ok(Err(err)) => Event::Error(format!("reserving space: {err}")),
-                        Err(err) => Event::Error(format!("reserving space: {err}")),
+                        Err(event) => {
+                            if let Event::Unsuitable(reason) = &event {
+                                tracing::warn!(request_id = %act.request_id(), %reason, "request ignored");
+                            }
+                            event
+                        }
                     }),
                 );
             }
