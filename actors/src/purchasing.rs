@@ -574,7 +574,9 @@ impl Handler<WithdrawPurchase> for PurchasingActor {
             async move {
                 let state = chain.send(GetRequestState { id }).await.map_err(|_| PurchaseError::ChainGone)??;
                 let Some(state) = state else {
-                    return Err(PurchaseError::Invalid(format!("request {id:#x} is not on chain: nothing to withdraw")));
+                    return Err(PurchaseError::Invalid(format!(
+                        "request {id:#x} is not on chain: nothing to withdraw"
+                    )));
                 };
                 let state = PurchaseState::from_chain(state);
                 if !state.ended() {

@@ -19,16 +19,18 @@ use alloy::primitives::{B256, Bytes, U256};
 use alloy::providers::Provider;
 use alloy::providers::ext::AnvilApi;
 use codex_actors::chain::account::connect;
-use codex_actors::chain::actor::{ChainActor, ChainConfig, ChainEvents, GetChainTime, NotHandled, StartWatching, StopChain};
-use codex_actors::chain::tx::TxPolicy;
+use codex_actors::chain::actor::{
+    ChainActor, ChainConfig, ChainEvents, GetChainTime, NotHandled, StartWatching, StopChain,
+};
 use codex_actors::chain::anvil::LocalChain;
 use codex_actors::chain::bindings::TestToken;
-use codex_actors::chain::faults::FaultProxy;
 use codex_actors::chain::deploy::{Deployment, deploy, mint, testnet_config};
+use codex_actors::chain::faults::FaultProxy;
 use codex_actors::chain::market::{
     Ask, ChainEvent, Content, ContractError, Market, MarketError, MarketEvent, OnChainMarket, Request, RequestId,
     RequestState, RetryPolicy, request_id,
 };
+use codex_actors::chain::tx::TxPolicy;
 use codex_actors::store::{GetChainCursor, StoreActor, StoreConfig};
 use codex_protocol::proofs::groth16::{AbiVerifyingKey, Fp2Element, G1Point, G2Point};
 
@@ -359,7 +361,13 @@ async fn a_lost_send_is_retried_without_a_nonce_gap() {
     let proxy = FaultProxy::start(([127, 0, 0, 1], chain.port()).into()).unwrap();
     let provider = connect(&format!("http://{}", proxy.addr()), chain.local.signer(CLIENT)).await.unwrap();
     let policy = RetryPolicy { attempts: 5, base: Duration::from_millis(50), max: Duration::from_millis(200) };
-    let market = OnChainMarket::new(provider, chain.deployment.marketplace, chain.local.signer(CLIENT), policy, TxPolicy::default());
+    let market = OnChainMarket::new(
+        provider,
+        chain.deployment.marketplace,
+        chain.local.signer(CLIENT),
+        policy,
+        TxPolicy::default(),
+    );
     let bounded = |call| async move { tokio::time::timeout(WAIT, call).await.expect("mined, not stuck") };
 
     bounded(market.request_storage(chain.request(CLIENT, 1))).await.unwrap();
@@ -401,7 +409,8 @@ async fn events_wait_for_their_recipients_and_unhandled_ones_come_again() {
     let store = open_store(dir.path());
     let seen = Seen::default();
     let probe = Probe(seen.clone()).start();
-    let actor = ChainActor::start(chain.config(chain.local.endpoint()), store.clone(), probe.recipient()).await.unwrap();
+    let actor =
+        ChainActor::start(chain.config(chain.local.endpoint()), store.clone(), probe.recipient()).await.unwrap();
     let client = chain.market(CLIENT);
 
     let a = client.request_storage(chain.request(CLIENT, 1)).await.unwrap();
@@ -500,7 +509,13 @@ async fn a_replaced_connection_serves_every_clone() {
     let url = format!("http://127.0.0.1:{port}");
     let provider = connect(&url, chain.local.signer(NODE)).await.unwrap();
     let policy = RetryPolicy { attempts: 2, base: Duration::from_millis(10), max: Duration::from_millis(10) };
-    let market = OnChainMarket::new(provider, chain.deployment.marketplace, chain.local.signer(NODE), policy, TxPolicy::default());
+    let market = OnChainMarket::new(
+        provider,
+        chain.deployment.marketplace,
+        chain.local.signer(NODE),
+        policy,
+        TxPolicy::default(),
+    );
     let clone = market.clone();
     assert!(clone.chain_time().await.is_err(), "nothing answers there");
     market.replace_provider(connect(&chain.local.endpoint(), chain.local.signer(NODE)).await.unwrap());

@@ -20,8 +20,8 @@ use alloy::contract::{CallBuilder, CallDecoder, Error as ContractCallError};
 use alloy::network::{EthereumWallet, TransactionBuilder};
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::{DynProvider, Provider};
-use alloy::signers::local::PrivateKeySigner;
 use alloy::rpc::types::{Filter, TransactionReceipt};
+use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{SolEventInterface, SolInterface};
 use alloy::transports::{RpcError, TransportErrorKind};
 
@@ -203,7 +203,11 @@ fn classify_call(err: &ContractCallError) -> Verdict {
 }
 
 /// Runs `attempt` until it succeeds, fails for good, or `policy.attempts` transport errors happened.
-pub(super) async fn retry<T, E, F, Fut>(policy: RetryPolicy, classify: fn(&E) -> Verdict, mut attempt: F) -> Result<T, MarketError>
+pub(super) async fn retry<T, E, F, Fut>(
+    policy: RetryPolicy,
+    classify: fn(&E) -> Verdict,
+    mut attempt: F,
+) -> Result<T, MarketError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, E>>,
@@ -385,8 +389,8 @@ impl OnChainMarket {
         P: Provider,
         D: CallDecoder,
     {
-        let gas = retry(self.retry, classify_call, || async { build().from(self.tx.signer()).estimate_gas().await })
-            .await?;
+        let gas =
+            retry(self.retry, classify_call, || async { build().from(self.tx.signer()).estimate_gas().await }).await?;
         let request = build().into_transaction_request().with_gas_limit(gas.saturating_add(gas / 2));
         self.tx.transact(request, self.retry).await
     }
@@ -594,11 +598,9 @@ impl Market for OnChainMarket {
 
     async fn block_hash(&self, number: u64) -> Result<Option<B256>, MarketError> {
         let provider = &self.provider();
-        let block = retry(
-            self.retry,
-            classify_plain,
-            || async { provider.get_block_by_number(alloy::eips::BlockNumberOrTag::Number(number)).await },
-        )
+        let block = retry(self.retry, classify_plain, || async {
+            provider.get_block_by_number(alloy::eips::BlockNumberOrTag::Number(number)).await
+        })
         .await?;
         Ok(block.map(|b| b.header.hash))
     }

@@ -40,7 +40,11 @@ pub struct TxPolicy {
 
 impl Default for TxPolicy {
     fn default() -> Self {
-        Self { poll: Duration::from_millis(500), stuck_after: Duration::from_secs(45), give_up_after: Duration::from_secs(300) }
+        Self {
+            poll: Duration::from_millis(500),
+            stuck_after: Duration::from_secs(45),
+            give_up_after: Duration::from_secs(300),
+        }
     }
 }
 
@@ -180,10 +184,14 @@ impl Transactor {
             self.in_flight()
                 .insert(nonce, InFlight { request, hashes: vec![hash], last_sent: Instant::now(), filler: false });
             // The same bytes again after a transport error: a send that did arrive is not doubled.
-            let sent = super::market::retry(retry, |e: &MarketError| match e {
-                MarketError::Transport { message, .. } => super::market::Verdict::Retry(message.clone()),
-                _ => super::market::Verdict::Fail(MarketError::Other(e.to_string())),
-            }, || self.send_raw(&raw))
+            let sent = super::market::retry(
+                retry,
+                |e: &MarketError| match e {
+                    MarketError::Transport { message, .. } => super::market::Verdict::Retry(message.clone()),
+                    _ => super::market::Verdict::Fail(MarketError::Other(e.to_string())),
+                },
+                || self.send_raw(&raw),
+            )
             .await;
             match sent {
                 Ok(()) => tracing::debug!(%hash, nonce, "transaction sent"),

@@ -6,8 +6,8 @@
 use super::{DatasetStored, NodeActor, NodeError};
 use crate::chain::actor::GetMarket;
 use crate::chain::actor::{
-    ChainActor, ChainConfig, ChainError, ChainEvents, GetChainId, GetConfiguration, NotHandled, StartWatching, StopChain,
-    is_local_chain,
+    ChainActor, ChainConfig, ChainError, ChainEvents, GetChainId, GetConfiguration, NotHandled, StartWatching,
+    StopChain, is_local_chain,
 };
 use crate::chain::market::{MarketEvent, RequestId};
 use crate::protect::protect_dataset;
@@ -169,7 +169,11 @@ impl Handler<ChainEvents> for NodeActor {
                     .await
                     .map_err(|e| NotHandled(format!("the validator: {e}")))?;
             }
-            market.sales.send(SalesEvents { events: msg.events }).await.map_err(|e| NotHandled(format!("sales: {e}")))?
+            market
+                .sales
+                .send(SalesEvents { events: msg.events })
+                .await
+                .map_err(|e| NotHandled(format!("sales: {e}")))?
         })
     }
 }

@@ -20,8 +20,8 @@ use super::actor::{AgentEnded, AgentFilled, ProofCounted, ReleaseReservedBytes, 
 use super::{ChainClock, SlotAgentInfo};
 use crate::chain::market::{Groth16Proof, Market, MarketError, OnChainMarket, Request, RequestId, SlotState, slot_id};
 use crate::node::{FetchNetworkManifest, HostSlot, NodeActor, RepairSlot};
-use crate::purchasing::check_request_content;
 use crate::prover::{Prover, ProverError, SlotFiles};
+use crate::purchasing::check_request_content;
 use crate::slot_host::HostedSlot;
 use crate::store::{DropSlot, SetBlockExpiry, StoreActor};
 
@@ -486,7 +486,10 @@ impl SalesAgent {
                 // A few seconds, and never more than half a period (a proof may still be due in this one).
                 let wait = Duration::from_secs((deps.period / 4).clamp(1, RETRY_DELAY_SECS));
                 tracing::info!(request_id = %id, slot_index = index, state = self.sale.state.name(), ?wait, "retrying later");
-                self.spawn_event(ctx, async move { tokio::time::sleep(wait).await }.into_actor(self).map(|(), _, _| Event::Retry));
+                self.spawn_event(
+                    ctx,
+                    async move { tokio::time::sleep(wait).await }.into_actor(self).map(|(), _, _| Event::Retry),
+                );
             }
             Effect::WaitNextPeriod => {
                 let work = async move { sleep_until_next_period(&deps.clock, deps.period).await };
