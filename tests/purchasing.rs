@@ -70,10 +70,16 @@ async fn enable(node: &actix::Addr<NodeActor>, chain: &LocalChain, deployment: &
         confirmations: None,
     };
     let purchasing = PurchasingConfig { check_interval: Duration::from_millis(300) };
-    node.send(EnableMarketplace { chain: chain_config, purchasing, sales: Default::default(), validator: None, development_keys: false })
-        .await
-        .unwrap()
-        .expect("marketplace enabled");
+    node.send(EnableMarketplace {
+        chain: chain_config,
+        purchasing,
+        sales: Default::default(),
+        validator: None,
+        development_keys: false,
+    })
+    .await
+    .unwrap()
+    .expect("marketplace enabled");
 }
 
 fn body(duration: u64, expiry: u64) -> String {

@@ -92,7 +92,13 @@ impl Testnet {
     }
 
     /// [`Testnet::node`] reaching the chain over HTTP through [`Testnet::proxy`] (whose faults it then sees).
-    pub fn node_via_proxy(&self, name: &str, account: usize, bootstrap: Option<&str>, ports: Option<(u16, u16)>) -> BinaryNode {
+    pub fn node_via_proxy(
+        &self,
+        name: &str,
+        account: usize,
+        bootstrap: Option<&str>,
+        ports: Option<(u16, u16)>,
+    ) -> BinaryNode {
         self.start_node(name, account, bootstrap, ports, &[], &[], true)
     }
 
