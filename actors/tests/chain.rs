@@ -521,3 +521,56 @@ async fn a_replaced_connection_serves_every_clone() {
     market.replace_provider(connect(&chain.local.endpoint(), chain.local.signer(NODE)).await.unwrap());
     clone.chain_time().await.expect("the clone uses the new connection");
 }
+
+/// A reorganisation under the cursor (its block replaced by one holding a request) is noticed by the cursor's
+/// hash: the blocks are read again and the new block's event is handed over.
+#[actix_rt::test]
+async fn a_reorg_under_the_cursor_is_read_again() {
+    use alloy::network::TransactionBuilder;
+    use alloy::rpc::types::anvil::{ReorgOptions, TransactionData};
+    let chain = Chain::start().await;
+    let admin = chain.local.provider(0);
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path());
+    let seen = Seen::default();
+    let probe = Probe(seen.clone()).start();
+    let actor =
+        ChainActor::start(chain.config(chain.local.endpoint()), store.clone(), probe.recipient()).await.unwrap();
+    actor.do_send(StartWatching);
+    let client = chain.market(CLIENT);
+    let a = client.request_storage(chain.request(CLIENT, 1)).await.unwrap();
+    seen.wait_requested(&[a]).await;
+
+    // An allowance for the request the new branch will hold, then an empty block the cursor passes.
+    let token = TestToken::new(chain.deployment.token, chain.local.provider(CLIENT));
+    let allowance = U256::from(10u64).pow(U256::from(12));
+    token.approve(chain.deployment.marketplace, allowance).send().await.unwrap().watch().await.unwrap();
+    admin.evm_mine(None).await.unwrap();
+    let head = admin.get_block_number().await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    while store.send(GetChainCursor { key: chain.cursor_key() }).await.unwrap().unwrap().is_none_or(|c| c.block < head)
+    {
+        assert!(Instant::now() < deadline, "the cursor never reached the head");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The head block is replaced by one that holds request B: same height, another hash.
+    let b = chain.request(CLIENT, 2);
+    let marketplace = codex_actors::chain::bindings::Marketplace::new(chain.deployment.marketplace, admin.clone());
+    let tx = marketplace
+        .requestStorage(b.clone())
+        .into_transaction_request()
+        .with_from(chain.local.address(CLIENT))
+        .with_gas_limit(2_000_000);
+    admin.anvil_reorg(ReorgOptions { depth: 1, tx_block_pairs: vec![(TransactionData::JSON(tx), 0)] }).await.unwrap();
+    assert_eq!(admin.get_block_number().await.unwrap(), head, "the reorg keeps the height");
+    let deadline = Instant::now() + WAIT;
+    while !seen.requested().contains(&request_id(&b)) {
+        assert!(Instant::now() < deadline, "B in the new branch was never handed over: {:?}", seen.requested());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A was read again with the rewound blocks (at least once; its consumers read the chain's state).
+    assert!(seen.requested().iter().filter(|id| **id == a).count() >= 2, "{:?}", seen.requested());
+    assert_eq!(client.request_state(request_id(&b)).await.unwrap(), Some(RequestState::New), "B is on chain");
+    actor.send(StopChain).await.unwrap();
+}
