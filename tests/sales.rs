@@ -4,7 +4,7 @@
 //! - three hosts with availabilities take the three slots of a 2+1 request, one of them killed (SIGKILL) before
 //!   its fill and restarted, fill them with real proofs, prove through the request's periods (their chain endpoint,
 //!   behind a fault proxy, goes down for 40 s while they prove: longer than any retry budget; every host keeps its
-//!   slot and proves again once it is back), and are paid at the end: each host's token balance grows by exactly the contract's payout for its slot (price × slot size ×
+//!   slot and proves again once it is back; the answer to one fill is lost on the way), and are paid at the end: each host's token balance grows by exactly the contract's payout for its slot (price × slot size ×
 //!   (end − filledAt)), and every availability is whole again (bytes and collateral);
 //! - a request that only two hosts can take expires unfilled: both sales end Cancelled, and each host gets its
 //!   bytes and collateral back.
@@ -35,6 +35,11 @@ fn three_hosts_fill_prove_and_are_paid_one_surviving_a_kill_and_an_outage() {
         offer(host);
     }
     let before: Vec<U256> = hosts.iter().map(|(_, account)| net.balance(*account)).collect();
+
+    // The first fill's answer is lost on the way back (the transaction went through): its host must find it on
+    // chain, not give the slot up.
+    let fill = alloy::hex::encode(codex_actors::chain::bindings::Marketplace::fillSlotCall::SELECTOR);
+    net.proxy.lose_next_answer_containing(fill.as_bytes());
 
     let cid = client.upload(&data(16 << 20, 5));
     let (duration, expiry) = (180, 90);
@@ -70,6 +75,7 @@ fn three_hosts_fill_prove_and_are_paid_one_surviving_a_kill_and_an_outage() {
         let held = host.json("/sales/slots");
         assert_eq!(held.as_array().unwrap().len(), 1, "host {account} holds one slot: {held}\n{}", log_of(host));
     }
+    assert_eq!(net.proxy.lost_answers(), 1, "a fill's answer was lost");
 
     // The hosts' chain endpoint is down for 40 s while they prove (the market's retry budget is ~32 s): every
     // host keeps its slot and proves again once the endpoint is back.

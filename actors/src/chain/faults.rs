@@ -23,9 +23,24 @@ struct Faults {
     refused: AtomicUsize,
     lose_send: AtomicBool,
     lose_answer: AtomicBool,
+    /// When set, only a send whose bytes contain this loses its answer (see `lose_next_answer_containing`).
+    answer_pattern: std::sync::Mutex<Option<Vec<u8>>>,
     lost_answers: AtomicUsize,
     delay_ms: AtomicU64,
     connections: AtomicUsize,
+}
+
+impl Faults {
+    /// Whether the answer to the send in `chunk` is to be lost (once).
+    fn take_answer(&self, chunk: &[u8]) -> bool {
+        let mut pattern = self.answer_pattern.lock().unwrap_or_else(|p| p.into_inner());
+        let matches = pattern.as_ref().is_none_or(|p| chunk.windows(p.len().max(1)).any(|w| w == p.as_slice()));
+        if matches && self.lose_answer.swap(false, Ordering::SeqCst) {
+            *pattern = None;
+            return true;
+        }
+        false
+    }
 }
 
 /// The proxy (stops when dropped).
@@ -117,6 +132,13 @@ impl FaultProxy {
         self.faults.lose_answer.store(true, Ordering::SeqCst);
     }
 
+    /// Like [`FaultProxy::lose_next_answer`], for the next send whose bytes contain `pattern` (for example the hex
+    /// of a function selector: the raw transaction travels as hex).
+    pub fn lose_next_answer_containing(&self, pattern: &[u8]) {
+        *self.faults.answer_pattern.lock().unwrap_or_else(|p| p.into_inner()) = Some(pattern.to_vec());
+        self.faults.lose_answer.store(true, Ordering::SeqCst);
+    }
+
     /// Answers lost so far (see [`FaultProxy::lose_next_answer`]).
     pub fn lost_answers(&self) -> usize {
         self.faults.lost_answers.load(Ordering::SeqCst)
@@ -145,7 +167,7 @@ async fn forward(inbound: TcpStream, upstream: SocketAddr, mut cut: watch::Recei
             if n == 0 || (is_send && up_faults.lose_send.swap(false, Ordering::SeqCst)) {
                 return;
             }
-            let lose_answer = is_send && up_faults.lose_answer.swap(false, Ordering::SeqCst);
+            let lose_answer = is_send && up_faults.take_answer(chunk);
             if lose_answer {
                 up_muted.store(true, Ordering::SeqCst);
             }
