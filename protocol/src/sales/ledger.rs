@@ -504,12 +504,12 @@ mod tests {
         assert!(invalid_message(ledger.create_availability(id(1), past, NOW)).contains("until must be in the future"));
         assert_eq!(ledger.availabilities().count(), 0);
 
-        // Zero collateral, until == now and until == 0 are fine.
-        ledger.create_availability(id(1), new_availability(10, 0), NOW).unwrap();
-        let mut at_now = new_availability(10, 0);
+        // until == now and until == 0 are fine.
+        ledger.create_availability(id(1), new_availability(10, 1), NOW).unwrap();
+        let mut at_now = new_availability(10, 1);
         at_now.until = NOW;
         ledger.create_availability(id(2), at_now, NOW).unwrap();
-        assert!(invalid_message(ledger.create_availability(id(2), new_availability(10, 0), NOW)).contains("exists"));
+        assert!(invalid_message(ledger.create_availability(id(2), new_availability(10, 1), NOW)).contains("exists"));
     }
 
     #[test]

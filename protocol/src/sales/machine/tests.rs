@@ -1,5 +1,6 @@
 //! Every exit of every state of the sale machine (seed 001 §5.5); the tests across states (interrupts, stale
-//! events, resumption, random event sequences) are in `tests/sequences.rs`.
+//! events, resumption, random event sequences) are in `tests/sequences.rs`, transient failures and Errored keeping
+//! a slot this host still holds in `tests/retries.rs`.
 
 use super::*;
 use proptest::prelude::*;
@@ -156,9 +157,12 @@ fn every_event() -> Vec<Event> {
         Event::Freed { returned: Some(returned()) },
         Event::Cleared,
         Event::Error("boom".into()),
+        Event::Transient("unreachable".into()),
+        Event::Retry,
         Event::Cancelled,
         Event::RequestFailed,
         Event::SlotFilled,
+        Event::Unsuitable("its own request".into()),
     ];
     for allowed in [false, true] {
         for window_later in [false, true] {
@@ -176,9 +180,13 @@ fn every_event() -> Vec<Event> {
 /// The events that do something in `state` (whatever their payload); every other event is stale there.
 fn applies(state: &State, event: &Event) -> bool {
     let kinds: Vec<Event> = match state {
-        State::Preparing => {
-            vec![loaded(), Event::SlotStateRead(ChainSlotState::Free), Event::ReservationMade, Event::NoAvailability]
-        }
+        State::Preparing => vec![
+            loaded(),
+            Event::SlotStateRead(ChainSlotState::Free),
+            Event::ReservationMade,
+            Event::NoAvailability,
+            Event::Unsuitable(String::new()),
+        ],
         State::Unknown => vec![loaded(), Event::SlotStateRead(ChainSlotState::Free)],
         State::SlotReserving => {
             vec![Event::CanReserve { allowed: true, window_later: false }, Event::Reserved, Event::ReserveRefused]
@@ -195,14 +203,14 @@ fn applies(state: &State, event: &Event) -> bool {
         ],
         State::Payout => vec![Event::Freed { returned: None }],
         State::Finished => vec![Event::Cleared],
-        State::Failed => vec![Event::Freed { returned: None }],
-        State::Cancelled => vec![Event::Freed { returned: None }, Event::Cleared],
-        State::Errored { .. } => vec![Event::Cleared],
+        State::Failed | State::Cancelled => vec![Event::Freed { returned: None }, Event::Cleared],
+        State::Errored { .. } => vec![Event::HostRead { is_me: false }, Event::Cleared],
         // Done on entry: nothing applies.
         State::Ignored { .. } => return false,
     };
-    // Failures apply everywhere (Errored, or the next period while proving), interrupts wherever they interrupt.
-    let failure = matches!(event, Event::Error(_) | Event::ProofFailed(_));
+    // Failures apply everywhere (Errored, the next period while proving, or a retry), interrupts wherever they
+    // interrupt.
+    let failure = matches!(event, Event::Error(_) | Event::ProofFailed(_) | Event::Transient(_) | Event::Retry);
     let interrupt = matches!(event, Event::Cancelled | Event::RequestFailed) && !state.ends();
     failure || interrupt || kinds.iter().any(|kind| discriminant(kind) == discriminant(event))
 }
@@ -270,6 +278,29 @@ fn preparing_without_availability_ignores_the_slot_as_seen() {
     assert!(sale.done);
 }
 
+#[test]
+fn preparing_ignores_an_unsuitable_request() {
+    for before in [vec![], vec![loaded()], vec![loaded(), Event::SlotStateRead(ChainSlotState::Free)]] {
+        let case = format!("after {before:?}");
+        let mut sale = sale_in(&State::Preparing);
+        run(&mut sale, before);
+        let effects = sale.step(Event::Unsuitable("its own request".into()));
+        assert_eq!(effects, clean_up(Collateral::Reserved, Reprocess::No), "{case}");
+        assert_eq!(sale.state, State::Ignored { reprocess: Reprocess::No }, "{case}");
+        assert!(sale.done, "{case}");
+    }
+}
+
+#[test]
+fn an_unsuitable_request_changes_nothing_outside_preparing() {
+    for state in every_state().into_iter().filter(|state| *state != State::Preparing) {
+        let mut sale = sale_in(&state);
+        let before = sale.clone();
+        assert_eq!(sale.step(Event::Unsuitable("its own request".into())), vec![], "{state:?}");
+        assert_eq!(sale, before, "{state:?}");
+    }
+}
+
 // --- Errors, in every state ---
 
 #[test]
@@ -277,7 +308,7 @@ fn an_error_leads_to_errored_from_every_state_but_the_ending_ones() {
     let states = interruptible_states().into_iter().chain([State::Failed, State::Cancelled]);
     for state in states {
         let mut sale = sale_in(&state);
-        assert_eq!(sale.step(Event::Error("boom".into())), vec![Effect::Clear], "{state:?}");
+        assert_eq!(sale.step(Event::Error("boom".into())), vec![Effect::CheckHost], "{state:?}");
         assert_eq!(sale.state, State::Errored { error: "boom".into() }, "{state:?}");
         assert!(!sale.done, "{state:?}");
     }
@@ -287,7 +318,7 @@ fn an_error_leads_to_errored_from_every_state_but_the_ending_ones() {
 fn a_failed_proof_outside_proving_leads_to_errored() {
     for state in [State::InitialProving, State::Filling, State::Downloading] {
         let mut sale = sale_in(&state);
-        assert_eq!(sale.step(Event::ProofFailed("bad".into())), vec![Effect::Clear], "{state:?}");
+        assert_eq!(sale.step(Event::ProofFailed("bad".into())), vec![Effect::CheckHost], "{state:?}");
         assert_eq!(sale.state, State::Errored { error: "bad".into() }, "{state:?}");
     }
 }
@@ -348,8 +379,9 @@ fn downloading_moves_to_filled_when_the_slot_is_filled() {
     assert_eq!(sale.state, State::Filled);
     assert!(!sale.deposited, "filled by someone, not yet known to be this host");
     // Filled by another host: nothing was deposited, the reservation's collateral goes back.
-    let effects = run(&mut sale, [Event::HostRead { is_me: false }, Event::Cleared]);
-    assert_eq!(effects, clean_up(Collateral::Reserved, Reprocess::No));
+    assert_eq!(sale.step(Event::HostRead { is_me: false }), vec![Effect::CheckHost]);
+    assert_eq!(sale.step(Event::HostRead { is_me: false }), vec![Effect::Clear]);
+    assert_eq!(sale.step(Event::Cleared), clean_up(Collateral::Reserved, Reprocess::No));
 }
 
 // --- InitialProving ---
@@ -377,7 +409,7 @@ fn initial_proving_fills_once_proven() {
 fn initial_proving_errs_when_the_proof_fails() {
     let mut sale = sale_in(&State::InitialProving);
     let effects = run(&mut sale, [Event::ChallengeReady, Event::ProofFailed("no proof".into())]);
-    assert_eq!(effects, vec![Effect::Clear]);
+    assert_eq!(effects, vec![Effect::CheckHost]);
     assert_eq!(sale.state, State::Errored { error: "no proof".into() });
 }
 
@@ -413,7 +445,7 @@ fn filled_updates_the_expiry_when_the_host_is_me() {
 #[test]
 fn filled_errs_when_another_host_holds_the_slot() {
     let mut sale = sale_in(&State::Filled);
-    assert_eq!(sale.step(Event::HostRead { is_me: false }), vec![Effect::Clear]);
+    assert_eq!(sale.step(Event::HostRead { is_me: false }), vec![Effect::CheckHost]);
     assert!(matches!(sale.state, State::Errored { .. }), "{:?}", sale.state);
 }
 
@@ -439,7 +471,7 @@ fn expected_proof_status(proving: &State, slot: ChainSlotState, required: bool) 
         }
         ChainSlotState::Finished => (vec![Effect::FreeSlot], Some(State::Payout)),
         // Errored, whatever the message.
-        ChainSlotState::Repair | ChainSlotState::Free | ChainSlotState::Paid => (vec![Effect::Clear], None),
+        ChainSlotState::Repair | ChainSlotState::Free | ChainSlotState::Paid => (vec![Effect::CheckHost], None),
     }
 }
 
@@ -494,7 +526,7 @@ fn proving_waits_for_the_next_period_when_a_proof_fails() {
 fn proving_errs_on_any_other_failure() {
     for proving in [State::Proving, State::ProvingSimulated] {
         let mut sale = sale_in(&proving);
-        assert_eq!(sale.step(Event::Error("no period".into())), vec![Effect::Clear], "{proving:?}");
+        assert_eq!(sale.step(Event::Error("no period".into())), vec![Effect::CheckHost], "{proving:?}");
         assert_eq!(sale.state, State::Errored { error: "no period".into() });
     }
 }
@@ -553,8 +585,10 @@ fn finished_cleans_up_once_cleared() {
 #[test]
 fn finished_errs_when_clearing_fails_and_still_cleans_up() {
     let mut sale = sale_in(&State::Finished);
-    assert_eq!(sale.step(Event::Error("no clear".into())), vec![Effect::Clear]);
+    assert_eq!(sale.step(Event::Error("no clear".into())), vec![Effect::CheckHost]);
     assert_eq!(sale.state, State::Errored { error: "no clear".into() });
+    // The slot was paid out: this host no longer holds it.
+    assert_eq!(sale.step(Event::HostRead { is_me: false }), vec![Effect::Clear]);
     assert_eq!(sale.step(Event::Cleared), clean_up(Collateral::Amount(returned()), Reprocess::No));
     assert!(sale.done);
 }
@@ -562,7 +596,7 @@ fn finished_errs_when_clearing_fails_and_still_cleans_up() {
 // --- Failed ---
 
 #[test]
-fn failed_frees_the_slot_then_errs_and_cleans_up() {
+fn failed_frees_the_slot_clears_and_cleans_up() {
     // (state before the failure, what FreeSlot gave back, the collateral the clean-up returns)
     let cases = [
         (State::Downloading, None, Collateral::Reserved),
@@ -577,8 +611,9 @@ fn failed_frees_the_slot_then_errs_and_cleans_up() {
         assert_eq!(sale.step(Event::RequestFailed), vec![Effect::FreeSlot], "{case}");
         assert_eq!(sale.state, State::Failed, "{case}");
         assert_eq!(sale.step(Event::Freed { returned: came_back }), vec![Effect::Clear], "{case}");
-        assert_eq!(sale.state, State::Errored { error: "the request failed".into() }, "{case}");
+        assert_eq!(sale.state, State::Failed, "{case}: a failed request is not an error");
         assert_eq!(sale.step(Event::Cleared), clean_up(collateral, Reprocess::No), "{case}");
+        assert_eq!(sale.state, State::Failed, "{case}");
         assert!(sale.done, "{case}");
     }
 }
@@ -624,10 +659,13 @@ fn ignored_cleans_up_on_entry_and_is_done() {
 }
 
 #[test]
-fn errored_clears_then_cleans_up() {
+fn errored_checks_the_host_then_clears_and_cleans_up_a_slot_it_does_not_hold() {
     let (mut sale, _) = Sale::new(0);
-    assert_eq!(sale.step(Event::Error("boom".into())), vec![Effect::Clear]);
+    assert_eq!(sale.step(Event::Error("boom".into())), vec![Effect::CheckHost]);
     assert!(!sale.done);
+    assert_eq!(sale.step(Event::HostRead { is_me: false }), vec![Effect::Clear]);
+    assert!(!sale.done);
+    assert!(matches!(sale.state, State::Errored { .. }), "{:?}", sale.state);
     assert_eq!(sale.step(Event::Cleared), clean_up(Collateral::Reserved, Reprocess::No));
     assert!(sale.done);
 }
@@ -643,7 +681,8 @@ fn an_error_inside_errored_cleans_up_instead_of_looping() {
 #[test]
 fn errored_after_the_fill_returns_an_amount_not_the_reservation() {
     let mut sale = sale_in(&State::Proving);
-    let effects = run(&mut sale, [proof_status(ChainSlotState::Repair, false), Event::Cleared]);
+    let effects =
+        run(&mut sale, [proof_status(ChainSlotState::Repair, false), Event::HostRead { is_me: false }, Event::Cleared]);
     assert_eq!(effects, clean_up(Collateral::Amount(U256::ZERO), Reprocess::No));
 }
 
@@ -668,7 +707,7 @@ fn unknown_jumps_to_the_state_the_chain_reports() {
             ChainSlotState::Paid => (Some(State::Finished), vec![Effect::Clear]),
             ChainSlotState::Failed => (Some(State::Failed), vec![Effect::FreeSlot]),
             ChainSlotState::Cancelled => (Some(State::Cancelled), vec![Effect::FreeSlot]),
-            ChainSlotState::Free | ChainSlotState::Repair => (None, vec![Effect::Clear]),
+            ChainSlotState::Free | ChainSlotState::Repair => (None, vec![Effect::CheckHost]),
         };
         let mut sale = sale_in(&State::Unknown);
         assert_eq!(run(&mut sale, [loaded(), Event::SlotStateRead(slot)]), effects, "{slot:?}");
@@ -692,6 +731,7 @@ fn unknown_recovers_a_filled_slot_into_proving() {
     }
 }
 
-// --- Interrupts ---
+// --- Across states ---
 
+mod retries;
 mod sequences;

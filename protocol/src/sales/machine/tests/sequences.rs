@@ -92,7 +92,7 @@ fn stale_events_named_by_the_seed_are_ignored() {
 fn a_sale_that_cleaned_up_takes_no_more_events() {
     let endings: Vec<(State, Vec<Event>)> = vec![
         (State::Ignored { reprocess: Reprocess::AsSeen }, vec![]),
-        (State::Errored { error: "boom".into() }, vec![Event::Cleared]),
+        (State::Errored { error: "boom".into() }, vec![Event::HostRead { is_me: false }, Event::Cleared]),
         (State::Finished, vec![Event::Cleared]),
         (State::Cancelled, vec![Event::Freed { returned: None }, Event::Cleared]),
         (State::Failed, vec![Event::Freed { returned: None }, Event::Cleared]),
@@ -197,11 +197,19 @@ struct Pick {
     pick: usize,
 }
 
-/// Whether `event` takes `sale` on without ending or failing it: failures, interrupts and the exits to Ignored
-/// or Errored apply almost everywhere, so a run that picked among all the events that apply would seldom get past
-/// Preparing.
+/// Whether `event` takes `sale` on without ending or failing it: failures, retries, interrupts and the exits to
+/// Ignored or Errored apply almost everywhere, so a run that picked among all the events that apply would seldom
+/// get past Preparing.
 fn moves_on(sale: &Sale, event: &Event) -> bool {
-    let disrupts = matches!(event, Event::Error(_) | Event::ProofFailed(_) | Event::Cancelled | Event::RequestFailed);
+    let disrupts = matches!(
+        event,
+        Event::Error(_)
+            | Event::ProofFailed(_)
+            | Event::Transient(_)
+            | Event::Retry
+            | Event::Cancelled
+            | Event::RequestFailed
+    );
     if disrupts || !applies(&sale.state, event) {
         return false;
     }
@@ -243,6 +251,15 @@ proptest! {
                 continue;
             }
             prop_assert!(!before.deposited || sale.deposited, "a deposit was forgotten on {:?}", event);
+            let errs = matches!(sale.state, State::Errored { .. }) && !matches!(before.state, State::Errored { .. });
+            if errs {
+                prop_assert_eq!(&effects, &vec![Effect::CheckHost], "Errored is entered by checking the host");
+            }
+            if matches!(event, Event::Transient(_)) {
+                // A transient failure drops nothing: it is retried, or (before the fill, too often) errs.
+                let expected = if errs { Effect::CheckHost } else { Effect::RetryLater };
+                prop_assert_eq!(&effects, &vec![expected], "{:?} in {:?}", event, before.state);
+            }
             for (index, effect) in effects.iter().enumerate() {
                 if let Effect::CleanUp { collateral, .. } = effect {
                     clean_ups += 1;
@@ -271,7 +288,7 @@ fn a_cancellation_during_a_mined_fill_returns_the_chains_collateral() {
 #[test]
 fn a_failed_proof_inside_errored_goes_on_with_the_clean_up() {
     let (mut sale, _) = Sale::new(0);
-    assert_eq!(sale.step(Event::Error("boom".into())), vec![Effect::Clear]);
+    assert_eq!(sale.step(Event::Error("boom".into())), vec![Effect::CheckHost]);
     let effects = sale.step(Event::ProofFailed("late".into()));
     assert_eq!(effects, vec![Effect::CleanUp { collateral: Collateral::Reserved, reprocess: Reprocess::No }]);
 }
@@ -285,6 +302,6 @@ fn a_fill_whose_proof_went_stale_is_proven_again_three_times_at_most() {
         run(&mut sale, [Event::ChallengeReady, Event::ProofReady]);
     }
     assert_eq!(sale.fill_attempts, MAX_FILL_ATTEMPTS);
-    assert_eq!(sale.step(Event::ProofStale), vec![Effect::Clear]);
+    assert_eq!(sale.step(Event::ProofStale), vec![Effect::CheckHost]);
     assert!(matches!(sale.state, State::Errored { .. }));
 }
