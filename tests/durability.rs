@@ -4,7 +4,8 @@
 //!
 //! - **repair**: three hosts fill the slots of a 2 + 1 request; the client leaves; one host dies (SIGKILL). The
 //!   validator marks its missed proofs, the contract slashes it and frees the slot after two; a spare host that
-//!   joined later takes the freed slot, rebuilds it from the other two slots by erasure decoding, checks it
+//!   joined later, and was down when the slot was freed, finds the freed slot in the chain's past events when it
+//!   starts again, takes it, rebuilds it from the other two slots by erasure decoding, checks it
 //!   against the slot root, fills it with a proof (deposit less the repair reward) and proves on. A new node then
 //!   downloads the file intact from the hosts.
 //! - **integrity under attack**: a host whose stored slot blocks were overwritten on disk cannot prove (its
@@ -102,7 +103,7 @@ fn stored(client: &BinaryNode, hosts: &[&BinaryNode], bytes: &[u8], duration: u6
 
 #[test]
 #[ignore = "minutes: cargo test --test durability -- --ignored --test-threads 1"]
-fn a_dead_host_is_slashed_out_and_a_spare_repairs_its_slot() {
+fn a_dead_host_is_slashed_out_and_a_spare_started_later_repairs_its_slot() {
     let net = Testnet::start();
     let client = net.node("client", CLIENT, None, None);
     let spr = client.spr();
@@ -121,11 +122,13 @@ fn a_dead_host_is_slashed_out_and_a_spare_repairs_its_slot() {
         (metric(metrics_port, "codex_validator_slots_watched") == 3).then_some(())
     });
 
-    // The client leaves; a spare host offers space; the host of one slot dies.
+    // The client leaves; a spare host offers space and is stopped; the host of one slot dies.
     client.stop();
     let bootstrap = hosts[0].0.spr();
     let spare = net.node(&format!("host{SPARE}"), SPARE, Some(&bootstrap), None);
     offer(&spare);
+    let spare_ports = (spare.api_port, spare.p2p_port);
+    spare.stop();
     let (victim, victim_account) = hosts.remove(1);
     let (index, slot) = held_slot(&victim).expect("the victim holds a slot");
     assert_eq!(slot, slot_id(id, index));
@@ -134,7 +137,13 @@ fn a_dead_host_is_slashed_out_and_a_spare_repairs_its_slot() {
     victim.kill();
     println!("host {victim_account} (slot {index}) killed at chain time {died_chain}");
 
-    // Marked, slashed, freed; the spare takes the slot back from the other two and fills it.
+    // Marked, slashed, freed while the spare is down; started again, the spare finds the freed slot in the chain's
+    // past events, takes it back from the other two and fills it.
+    wait_for("the slot to be freed", Duration::from_secs(400), || {
+        let state = net.runtime.block_on(async { net.market().slotState(slot).call().await }).unwrap();
+        (state == 6).then_some(())
+    });
+    let spare = net.node(&format!("host{SPARE}"), SPARE, Some(&bootstrap), Some(spare_ports));
     let spare_address = net.chain.address(SPARE);
     wait_for("the spare host to fill the freed slot", Duration::from_secs(400), || {
         (host_of(&net, slot) == spare_address).then_some(())
