@@ -13,6 +13,7 @@
 mod harness;
 
 use alloy::primitives::{B256, U256};
+use alloy::sol_types::SolCall;
 use codex_actors::chain::market::slot_id;
 use harness::binary::BinaryNode;
 use harness::market::*;
