@@ -219,8 +219,19 @@ pub fn buy(client: &BinaryNode, cid: &str, duration: u64, expiry: u64) -> B256 {
     id.trim().trim_matches('"').parse().expect("a request id")
 }
 
-/// Every availability of `host` is whole again: nothing reserved, no collateral locked.
+/// Every availability of `host` is whole again: nothing reserved, no collateral locked. A sale leaves `mySlots`
+/// when its `freeSlot` is mined, and its reservation goes back once the host has seen that: waits up to 30 s for
+/// the availabilities to be whole before asserting.
 pub fn assert_whole(host: &BinaryNode, name: &str) {
+    let whole = |availability: &Value| {
+        availability["freeSize"] == availability["totalSize"]
+            && availability["totalRemainingCollateral"] == availability["totalCollateral"]
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline && !host.json("/sales/availability").as_array().unwrap().iter().all(whole)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let availabilities = host.json("/sales/availability");
     for availability in availabilities.as_array().unwrap() {
         assert_eq!(availability["freeSize"], availability["totalSize"], "{name}: {availability}");
