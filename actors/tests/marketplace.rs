@@ -2,7 +2,7 @@
 //! contracts/README.md, on anvil with the real Groth16Verifier and real proofs of a tiny circuit: every external
 //! function, every custom error that can be reached (Marketplace_*, Proofs_*, Periods_*, SlotReservations_*),
 //! every request and slot state transition with chain time moved forward, the views, the RequestId and SlotId
-//! rules, the expanding reservation window, and the TestToken balance of every account in each scenario (what
+//! rules, reservations (open to all, live for a quarter of the expiry), and the TestToken balance of every account in each scenario (what
 //! the client paid = what hosts, validators and the client got back + what stays in the contract). Prints the gas
 //! of each transaction kind (`cargo test -p codex-actors --test marketplace -- --nocapture`).
 //!
@@ -239,67 +239,26 @@ async fn request_validation_ids_and_views() {
 }
 
 #[actix_rt::test]
-async fn reservations_and_the_expanding_window() {
+async fn reservations_open_to_all_hold_their_place_for_a_quarter_of_the_expiry() {
     let env = Env::start().await;
-    let (id, receipt) = env.request_storage(&env.request(1, 3)).await;
-    let window = env.window_of(&receipt).await;
-    assert_eq!(window.start, env.now().await);
+    let (id, _) = env.request_storage(&env.request(1, 3)).await;
+    let created = env.now().await;
+    const TTL: u64 = EXPIRY / 4;
 
-    // Every account's canReserveSlot against the rule computed here, for each slot and its reservation count.
-    let mut counts = [0u64; 3];
-    let mut holders: Vec<(usize, u64)> = Vec::new();
-    let check_all = |counts: [u64; 3], holders: Vec<(usize, u64)>| {
-        let env = &env;
-        async move {
-            let now = env.now().await;
-            let mut eligible = 0;
-            for who in 0..10 {
-                for slot in 0..SLOTS {
-                    let holds = holders.contains(&(who, slot));
-                    let want = !holds && window.eligible(id, slot, counts[slot as usize], env.address(who), now);
-                    assert_eq!(env.can_reserve(who, id, slot).await, want, "account {who}, slot {slot}, at {now}");
-                    eligible += usize::from(want);
-                }
-            }
-            eligible
-        }
-    };
-    assert!(check_all(counts, holders.clone()).await < 5, "at the window's start 8 bits must match");
-
-    // The first account (of slot 2) that becomes eligible later than 2 s from now: refused 1 s before its time
-    // (a mined transaction reverts), allowed at its time.
-    let (first, at) = (0..10)
-        .map(|who| (who, window.first_eligible(id, 2, 0, env.address(who))))
-        .filter(|&(_, at)| at > window.start + 2)
-        .min_by_key(|&(_, at)| at)
-        .unwrap();
-    println!("account {first} may reserve slot 2 from {} s into the window", at - window.start);
-    env.jump(at - 1).await;
-    check_all(counts, holders.clone()).await;
-    let market = &env.actor(first).market;
-    assert_eq!(env.revert(first, market.reserveSlot(id, 2)).await, "SlotReservations_ReservationNotAllowed");
-    assert!(!env.send(market.reserveSlot(id, 2)).await.status(), "1 s early");
-    let receipt = env.send_at(at, market.reserveSlot(id, 2)).await;
-    assert!(receipt.status(), "on time");
-    assert!(events::<Marketplace::SlotReservationsFull>(&receipt).is_empty());
-    counts[2] += 1;
-    holders.push((first, 2));
-    // The next reservation of slot 2 has a new source address (the index is hashed in).
-    check_all(counts, holders.clone()).await;
-
-    // One bit fewer every expiry/16 seconds; all addresses from expiry/2 on.
-    for offset in [130, 200, 270] {
-        if window.start + offset > env.now().await {
-            env.jump(window.start + offset).await;
-            check_all(counts, holders.clone()).await;
+    // Every account may reserve every slot at once (an original host checks canReserveSlot once, at the start).
+    for who in 0..10 {
+        for slot in 0..SLOTS {
+            assert!(env.can_reserve(who, id, slot).await, "account {who}, slot {slot}");
         }
     }
-    env.jump(window.start + EXPIRY / 2).await;
-    assert_eq!(check_all(counts, holders.clone()).await, 30 - 1, "fully open");
 
-    // maxReservations = 3 per slot; SlotReservationsFull at the third; no duplicates.
+    // maxReservations = 3 live per slot; SlotReservationsFull at the third; no duplicates while live.
+    let mut first = 0;
     for (n, who) in [HOST_A, HOST_B, HOST_C].into_iter().enumerate() {
         let receipt = env.reserve(who, id, 1).await;
+        if n == 0 {
+            first = env.now().await;
+        }
         let full = events::<Marketplace::SlotReservationsFull>(&receipt);
         if n == 2 {
             assert_eq!(full, [Marketplace::SlotReservationsFull { requestId: id, slotIndex: 1 }]);
@@ -313,13 +272,34 @@ async fn reservations_and_the_expanding_window() {
         "SlotReservations_ReservationNotAllowed",
         "full"
     );
-    env.reserve(HOST_A, id, 0).await;
-    assert!(!env.can_reserve(HOST_A, id, 0).await);
+    assert!(!env.can_reserve(HOST_A, id, 1).await);
     assert_eq!(
-        env.revert(HOST_A, env.actor(HOST_A).market.reserveSlot(id, 0)).await,
+        env.revert(HOST_A, env.actor(HOST_A).market.reserveSlot(id, 1)).await,
         "SlotReservations_ReservationNotAllowed",
         "already reserved"
     );
+
+    // A reservation holds its place for expiry/4: one second before, the slot is still full; at its end a new
+    // host takes the place of every expired reservation, and a displaced host can no longer fill.
+    env.jump(first + TTL - 1).await;
+    assert!(!env.can_reserve(HOST_D, id, 1).await, "1 s before the first reservation expires");
+    env.jump(first + TTL).await;
+    assert!(env.can_reserve(HOST_D, id, 1).await, "the first reservation expired");
+    assert!(env.can_reserve(HOST_A, id, 1).await, "its holder may renew it");
+    let receipt = env.reserve(HOST_D, id, 1).await;
+    assert!(events::<Marketplace::SlotReservationsFull>(&receipt).is_empty(), "B and C expired too: 2 live");
+    env.jump(created + EXPIRY / 2).await;
+    let proof = env.next_block_proof(id, 1).await;
+    let displaced = env.actor(HOST_A).market.fillSlot(id, 1, proof);
+    assert_eq!(env.revert(HOST_A, displaced).await, "Marketplace_ReservationRequired", "A was displaced");
+    // An expired reservation that nobody displaced still lets its holder fill.
+    env.reserve(HOST_A, id, 0).await;
+    assert!(!env.can_reserve(HOST_A, id, 0).await);
+    env.jump(env.now().await + TTL + 1).await;
+    env.fill(HOST_A, id, 0).await;
+    assert_eq!(env.slot_state(id, 0).await, FILLED);
+    assert!(!env.can_reserve(HOST_D, id, 0).await, "a filled slot");
+
     // Fix 3: unknown requests, slot indices out of range, never-filled slots after expiry.
     for (request, slot) in [(B256::repeat_byte(0xee), 0), (id, SLOTS)] {
         assert!(!env.can_reserve(HOST_D, request, slot).await);
@@ -328,10 +308,10 @@ async fn reservations_and_the_expanding_window() {
             "SlotReservations_ReservationNotAllowed"
         );
     }
-    assert!(env.can_reserve(HOST_D, id, 0).await);
-    env.jump(window.start + EXPIRY + 1).await;
+    assert!(env.can_reserve(HOST_C, id, 2).await);
+    env.jump(created + EXPIRY + 1).await;
     assert_eq!(env.request_state(id).await, CANCELLED);
-    assert!(!env.can_reserve(HOST_D, id, 0).await, "the request expired");
+    assert!(!env.can_reserve(HOST_C, id, 2).await, "the request expired");
 }
 
 #[actix_rt::test]
@@ -617,15 +597,12 @@ async fn abandoned_slot_is_repaired_with_the_discount() {
         "Marketplace_SlotNotAcceptingProofs"
     );
 
-    // A new window, opened by the SlotFreed block; the old reservations are gone.
-    let window = env.window_of(&receipt).await;
-    let now = env.now().await;
+    // The forced free cleared the slot's reservations (the old host's too): every account may reserve at once.
     for who in 0..10 {
-        let want = window.eligible(id, 0, 0, env.address(who), now);
-        assert_eq!(env.can_reserve(who, id, 0).await, want, "account {who} at the repair window's start");
+        assert!(env.can_reserve(who, id, 0).await, "account {who} right after the forced free");
     }
-    env.jump(window.start + EXPIRY / 2).await;
-    assert!(env.can_reserve(HOST_A, id, 0).await, "its reservation was cleared");
+    // The repair fill's proof counts for its period: the next one (A's fill proved this period's).
+    env.jump(period_end(period_of(env.now().await)) + 1).await;
     let mid = env.balances().await;
     env.reserve(HOST_D, id, 0).await;
     let receipt = env.fill(HOST_D, id, 0).await;
@@ -750,7 +727,7 @@ async fn missed_proofs_free_a_slot_and_abandonment_fails_the_request() {
     .await;
 }
 
-/// The end-to-end scenario of `contracts/test/scenario.mjs` (its own anvil, window rule from the logs' blocks,
+/// The end-to-end scenario of `contracts/test/scenario.mjs` (its own anvil, reservations and their expiry,
 /// fills, slashes, payouts, repair, constructor checks) passes.
 #[test]
 fn contracts_scenario_script_passes() {

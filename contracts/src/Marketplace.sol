@@ -136,7 +136,6 @@ contract Marketplace is SlotReservations, Proofs, StateRetrieval, Endian {
         uint64 expiresAt = uint64(block.timestamp) + request.expiry;
         context.endsAt = uint64(block.timestamp) + ask.duration;
         context.expiresAt = expiresAt;
-        _openRequestWindow(id);
         _addToMyRequests(request.client, id);
 
         uint256 amount = _requests[id].maxPrice();
@@ -324,7 +323,7 @@ contract Marketplace is SlotReservations, Proofs, StateRetrieval, Endian {
         context.fundsToReturnToClient += _slotPayout(requestId, slot.filledAt, context.endsAt);
 
         _removeFromMySlots(slot.host, slotId);
-        _reopenSlot(slotId);
+        _clearReservations(slotId);
         _resetMissingProofs(slotId);
 
         slot.state = SlotState.Repair;
@@ -348,20 +347,19 @@ contract Marketplace is SlotReservations, Proofs, StateRetrieval, Endian {
         RequestId requestId,
         uint64 slotIndex,
         SlotId slotId
-    ) internal view override returns (bool, uint256, uint256) {
+    ) internal view override returns (bool, uint256) {
         Request storage request = _requests[requestId];
-        if (request.client == address(0) || slotIndex >= request.ask.slots) return (false, 0, 0);
+        if (request.client == address(0) || slotIndex >= request.ask.slots) return (false, 0);
         SlotState state;
         if (RequestId.unwrap(_slots[slotId].requestId) == 0) {
             // A never-filled slot reads Free whatever the request's state: it is fillable only while New.
-            if (requestState(requestId) != RequestState.New) return (false, 0, 0);
+            if (requestState(requestId) != RequestState.New) return (false, 0);
             state = SlotState.Free;
         } else {
             state = slotState(slotId);
         }
-        if (state != SlotState.Free && state != SlotState.Repair) return (false, 0, 0);
-        uint64 expiry = request.expiry;
-        return (true, _requestContexts[requestId].expiresAt - expiry, expiry);
+        if (state != SlotState.Free && state != SlotState.Repair) return (false, 0);
+        return (true, request.expiry);
     }
 
     // ---- views ----

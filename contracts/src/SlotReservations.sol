@@ -6,8 +6,9 @@ import {SlotReservationsConfig} from "./Configuration.sol";
 import {RequestId, SlotId, Requests} from "./Requests.sol";
 
 // Slot reservations (marketplace-facts §7): a host must reserve a slot before filling it; each slot takes at most
-// maxReservations reservations. Unlike the original, a reservation is only allowed for a slot that can actually be
-// filled, and only to addresses inside the expanding window (§7.2, contracts/README.md).
+// maxReservations live reservations. Unlike the original, a reservation is only allowed for a slot that can
+// actually be filled, and a reservation holds its place for a quarter of the request's expiry only: after that a
+// new host may take the place (contracts/README.md, "Reservations").
 abstract contract SlotReservations {
     using EnumerableSet for EnumerableSet.AddressSet;
 
@@ -15,92 +16,84 @@ abstract contract SlotReservations {
 
     event SlotReservationsFull(RequestId indexed requestId, uint64 slotIndex);
 
-    /// At the start of a window only addresses that agree with the source address in their top WINDOW_BITS bits
-    /// may reserve; every 1/WINDOW_STEPS of the request's expiry one bit less is required, so the window is fully
-    /// open after WINDOW_BITS/WINDOW_STEPS (one half) of the expiry.
-    uint256 internal constant WINDOW_BITS = 8;
-    uint256 internal constant WINDOW_STEPS = 16;
-
-    struct Window {
-        bytes32 seedHash; // hash of the block before the one that opened the window
-        uint64 start; // timestamp of the block that opened the window
-    }
+    /// A reservation is live for expiry / RESERVATION_TTL_PARTS seconds (at least one second) from its block.
+    uint256 internal constant RESERVATION_TTL_PARTS = 4;
 
     uint8 private immutable _maxReservations;
 
+    // The holders of each slot's reservations, live or expired (an expired holder may still fill until a new
+    // reservation takes its place).
     mapping(SlotId => EnumerableSet.AddressSet) private _reservations;
-    // The window of a request's slots opens at the request's creation, whose timestamp the marketplace keeps.
-    mapping(RequestId => bytes32) private _requestSeeds;
-    // A slot that was forcibly freed gets a window of its own, opened at the forced free.
-    mapping(SlotId => Window) private _slotWindows;
+    mapping(SlotId => mapping(address => uint256)) private _reservedAt;
 
     constructor(SlotReservationsConfig memory config) {
         _maxReservations = config.maxReservations;
     }
 
-    /// Whether the slot exists and can be filled now, with the creation time and the relative expiry of the
-    /// request (both 0 when not reservable).
+    /// Whether the slot exists and can be filled now, with the relative expiry of its request (0 when not
+    /// reservable).
     function _reservationContext(
         RequestId requestId,
         uint64 slotIndex,
         SlotId slotId
-    ) internal view virtual returns (bool reservable, uint256 createdAt, uint256 expiry);
+    ) internal view virtual returns (bool reservable, uint256 expiry);
 
     function reserveSlot(RequestId requestId, uint64 slotIndex) public {
-        if (!canReserveSlot(requestId, slotIndex)) revert SlotReservations_ReservationNotAllowed();
         SlotId slotId = Requests.slotId(requestId, slotIndex);
+        (bool allowed, uint256 ttl, uint256 live) = _admits(requestId, slotIndex, slotId, msg.sender);
+        if (!allowed) revert SlotReservations_ReservationNotAllowed();
         EnumerableSet.AddressSet storage reservations = _reservations[slotId];
+        if (!reservations.contains(msg.sender) && reservations.length() >= _maxReservations) {
+            // Full of holders but not of live ones: the expired holders give their places up.
+            for (uint256 i = reservations.length(); i > 0; i--) {
+                address holder = reservations.at(i - 1);
+                if (!_isLive(slotId, holder, ttl)) reservations.remove(holder);
+            }
+        }
         reservations.add(msg.sender);
-        if (reservations.length() == _maxReservations) {
+        _reservedAt[slotId][msg.sender] = block.timestamp;
+        if (live + 1 == _maxReservations) {
             emit SlotReservationsFull(requestId, slotIndex);
         }
     }
 
     function canReserveSlot(RequestId requestId, uint64 slotIndex) public view returns (bool) {
         SlotId slotId = Requests.slotId(requestId, slotIndex);
-        (bool reservable, uint256 createdAt, uint256 expiry) = _reservationContext(requestId, slotIndex, slotId);
-        if (!reservable) return false;
-        EnumerableSet.AddressSet storage reservations = _reservations[slotId];
-        uint256 count = reservations.length();
-        if (count >= _maxReservations || reservations.contains(msg.sender)) return false;
-        return _inWindow(requestId, slotIndex, slotId, createdAt, expiry, count, msg.sender);
+        (bool allowed, , ) = _admits(requestId, slotIndex, slotId, msg.sender);
+        return allowed;
     }
 
-    function _inWindow(
+    /// Whether `caller` may reserve the slot now: it is reservable, the caller holds no live reservation of it and
+    /// fewer than maxReservations are live. Also answers the reservations' lifetime and the live count.
+    function _admits(
         RequestId requestId,
         uint64 slotIndex,
         SlotId slotId,
-        uint256 createdAt,
-        uint256 expiry,
-        uint256 index,
         address caller
-    ) private view returns (bool) {
-        Window storage own = _slotWindows[slotId];
-        bytes32 seedHash = _requestSeeds[requestId];
-        uint256 start = createdAt;
-        if (own.start != 0) {
-            seedHash = own.seedHash;
-            start = own.start;
+    ) private view returns (bool allowed, uint256 ttl, uint256 live) {
+        (bool reservable, uint256 expiry) = _reservationContext(requestId, slotIndex, slotId);
+        if (!reservable) return (false, 0, 0);
+        ttl = expiry / RESERVATION_TTL_PARTS;
+        if (ttl == 0) ttl = 1;
+        if (_isLive(slotId, caller, ttl)) return (false, ttl, 0);
+        EnumerableSet.AddressSet storage reservations = _reservations[slotId];
+        uint256 count = reservations.length();
+        for (uint256 i = 0; i < count; i++) {
+            if (_isLive(slotId, reservations.at(i), ttl)) live++;
         }
-        uint256 steps = ((block.timestamp - start) * WINDOW_STEPS) / expiry;
-        if (steps >= WINDOW_BITS) return true;
-        uint256 requiredBits = WINDOW_BITS - steps;
-        uint160 source = uint160(uint256(keccak256(abi.encode(seedHash, requestId, slotIndex, index))));
-        return (uint160(caller) ^ source) >> (160 - requiredBits) == 0;
+        allowed = live < _maxReservations;
+    }
+
+    function _isLive(SlotId slotId, address host, uint256 ttl) private view returns (bool) {
+        return _reservations[slotId].contains(host) && block.timestamp < _reservedAt[slotId][host] + ttl;
     }
 
     function _hasReservation(SlotId slotId, address host) internal view returns (bool) {
         return _reservations[slotId].contains(host);
     }
 
-    /// Opens the window of a new request's slots (called in the block that creates the request).
-    function _openRequestWindow(RequestId requestId) internal {
-        _requestSeeds[requestId] = blockhash(block.number - 1);
-    }
-
-    /// Drops a slot's reservations and opens a new window for it (called when the slot is forcibly freed).
-    function _reopenSlot(SlotId slotId) internal {
+    /// Drops a slot's reservations (called when the slot is forcibly freed).
+    function _clearReservations(SlotId slotId) internal {
         _reservations[slotId].clear();
-        _slotWindows[slotId] = Window(blockhash(block.number - 1), uint64(block.timestamp));
     }
 }

@@ -1,5 +1,5 @@
-// End-to-end scenario test of the Marketplace on a local anvil: the expanding window against the rule in
-// README.md (computed here from the logs' blocks), fills, a missed proof and its slash, finish, failure, repair
+// End-to-end scenario test of the Marketplace on a local anvil: reservations (open to every address, at most 3 live,
+// each live for a quarter of the expiry, expired ones displaced), fills, a missed proof and its slash, finish, failure, repair
 // with the discount, and a fill at exactly expiresAt followed by cancellation (zero-length payout).
 // Usage: node test/scenario.mjs (after ./build.sh); starts and stops its own anvil on a free port.
 import { createRequire } from "node:module";
@@ -63,12 +63,11 @@ const rid = async (k) => (await call(S, sel("ids(uint256)") + w(k)));
 const slotIdOf = (r, i) => kh(wb(r) + w(i));
 const latest = async () => await rpc("eth_getBlockByNumber", ["latest", false]);
 const canReserve = async (r, i, from) => BigInt(await call(M, sel("canReserveSlot(bytes32,uint64)") + wb(r) + w(i), from)) === 1n;
-function source(seed, r, i, n) { return BigInt("0x" + keccak(Buffer.from(wb(seed) + wb(r) + w(i) + w(n), "hex")).slice(24)); }
 const addr = (x) => "0x" + x.toString(16).padStart(40, "0");
 const topic = (sig) => "0x" + keccak(sig);
 const start0 = await bal(S);
 
-// ---------- request 0: window, fill, proof marking, finish ----------
+// ---------- request 0: reservations, fill, proof marking, finish ----------
 let rc = await send(S, sel("req(uint256,uint64,uint64)") + w(0) + w(2) + w(1));
 ok(rc.status === "0x1", "requestStorage (checks maxPrice pulled, unknown/out-of-range not reservable)");
 const r0 = await rid(0);
@@ -76,16 +75,31 @@ const reqLog = rc.logs.find((l) => l.topics[0] === topic("StorageRequested(bytes
 ok(!!reqLog, "StorageRequested emitted");
 const blk = await rpc("eth_getBlockByNumber", [rc.blockNumber, false]);
 const ws = BigInt(blk.timestamp);
-const A0 = source(blk.parentHash, r0, 0, 0);
-ok(await canReserve(r0, 0, addr(A0 ^ 0xffffn)), "window t=0: address sharing top 8 bits eligible");
-ok(!(await canReserve(r0, 0, addr(A0 ^ (1n << 152n)))), "window t=0: address differing in bit 8 not eligible");
-ok(!(await canReserve(r0, 1, addr(A0 ^ 0xffffn))) === (((A0 ^ source(blk.parentHash, r0, 1, 0)) >> 152n) !== 0n), "window t=0: slot 1 uses its own source");
-await at(ws + 13n); await rpc("evm_mine");
-ok(await canReserve(r0, 0, addr(A0 ^ (1n << 153n))), "window t=13/100 (6 bits): 7th bit differing eligible");
-ok(!(await canReserve(r0, 0, addr(A0 ^ (1n << 154n)))), "window t=13/100 (6 bits): 6th bit differing not eligible");
-await at(ws + 50n); await rpc("evm_mine");
-ok(await canReserve(r0, 0, addr(A0 ^ (1n << 159n))), "window t=50/100: everybody eligible");
-const T1 = ((ws + 51n + 9n) / 10n) * 10n;
+const accts = await rpc("eth_accounts");
+const reserveFrom = (r, i, from) => send(M, sel("reserveSlot(bytes32,uint64)") + wb(r) + w(i), from);
+const full = (rc) => rc.logs.some((l) => l.topics[0] === topic("SlotReservationsFull(bytes32,uint64)"));
+ok(await canReserve(r0, 0, addr(1n)) && await canReserve(r0, 0, addr(1n << 159n)), "t=0: every address may reserve (original hosts)");
+for (const [k, a] of [accts[2], accts[3], accts[4]].entries()) {
+  await at(ws + 1n + BigInt(k)); rc = await reserveFrom(r0, 0, a);
+  ok(rc.status === "0x1" && full(rc) === (k === 2), `reservation ${k + 1} of slot 0${k === 2 ? " (SlotReservationsFull)" : ""}`);
+}
+ok(!(await canReserve(r0, 0, accts[5])), "3 live reservations: full");
+ok(!(await canReserve(r0, 0, accts[2])), "a live holder cannot reserve again");
+await at(ws + 26n); await rpc("evm_mine");
+ok(await canReserve(r0, 0, accts[5]), "t=26: the first reservation expired (ttl 100/4): a new host may take its place");
+ok(await canReserve(r0, 0, accts[2]), "t=26: the expired holder may renew");
+await at(ws + 27n); rc = await reserveFrom(r0, 0, accts[5]);
+ok(rc.status === "0x1", "a new host displaces the expired reservations");
+ok(await canReserve(r0, 0, accts[6]), "t=27: two live reservations, room for a third");
+await at(ws + 30n); rc = await send(S, sel("reserve(uint256,uint64)") + w(0) + w(1)); ok(rc.status === "0x1", "reserve slot 1");
+await at(ws + 31n); await reserveFrom(r0, 1, accts[2]);
+await at(ws + 32n); rc = await reserveFrom(r0, 1, accts[3]); ok(full(rc), "slot 1 full");
+await at(ws + 57n); rc = await reserveFrom(r0, 1, accts[4]); ok(rc.status === "0x1", "t=57: slot 1's reservations expired, a new host takes a place");
+await at(ws + 58n); await rpc("evm_mine");
+const fillErr = await callErr(S, sel("fillOnly(uint256,uint64)") + w(0) + w(1));
+ok(String(fillErr).startsWith("0x" + sel("Marketplace_ReservationRequired()")), `a displaced holder cannot fill: ${fillErr}`);
+ok(await canReserve(r0, 1, S), "the displaced holder may reserve again");
+const T1 = ((ws + 60n + 9n) / 10n) * 10n;
 await at(T1); rc = await send(S, sel("fill(uint256,uint64)") + w(0) + w(0)); ok(rc.status === "0x1", "fill slot 0");
 await at(T1 + 1n); rc = await send(S, sel("fill(uint256,uint64)") + w(0) + w(1)); ok(rc.status === "0x1", "fill slot 1");
 ok(rc.logs.some((l) => l.topics[0] === topic("RequestFulfilled(bytes32)") && l.topics[1] === r0), "RequestFulfilled");
@@ -147,7 +161,7 @@ b = await bal(S);
 rc = await send(S, sel("withdraw(uint256)") + w(1)); ok(rc.status === "0x1" && (await bal(S)) - b === 2000000n, "failed withdraw = maxPrice");
 rc = await send(S, sel("free(bytes32)") + wb(slotIdOf(r1, 1))); ok(rc.status === "0x1" && (await bal(S)) - b === 2000000n, "failed slot free pays nothing");
 
-// ---------- request 2: repair window and discount ----------
+// ---------- request 2: repair reservations and discount ----------
 const now2 = BigInt((await latest()).timestamp) + 1n;
 await at(now2); await send(S, sel("req(uint256,uint64,uint64)") + w(2) + w(2) + w(1));
 const r2 = await rid(2);
@@ -157,9 +171,8 @@ await at(now2 + 60n); rc = await send(S, sel("free(bytes32)") + wb(slotIdOf(r2, 
 const freed = rc.logs.find((l) => l.topics[0] === topic("SlotFreed(bytes32,uint64)"));
 ok(!!freed && (await u("slotState(bytes32)", slotIdOf(r2, 0))) === 6n && (await u("requestState(bytes32)", r2)) === 1n, "forced free -> Repair, request still Started");
 const fb = await rpc("eth_getBlockByNumber", [rc.blockNumber, false]);
-const A2 = source(fb.parentHash, r2, 0, 0);
-ok(await canReserve(r2, 0, addr(A2 ^ 0xffn)), "repair window: matching address eligible");
-ok(!(await canReserve(r2, 0, addr(A2 ^ (1n << 159n)))), "repair window: non-matching address not eligible");
+ok(await canReserve(r2, 0, addr(1n)) && await canReserve(r2, 0, addr(1n << 159n)), "repair: every address may reserve at once");
+ok(await canReserve(r2, 0, S), "repair: the forced free cleared the slot's reservations (the old host's too)");
 await at(BigInt(fb.timestamp) + 50n); b = await bal(S);
 rc = await send(S, sel("fill(uint256,uint64)") + w(2) + w(0)); ok(rc.status === "0x1", "repair fill");
 ok(b - (await bal(S)) === 900n, "repair deposit 900 (10% discount)");

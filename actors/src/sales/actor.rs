@@ -9,9 +9,10 @@
 //!   item (collateral less the repair reward); `RequestCancelled`, `RequestFulfilled`, `RequestFailed` → the
 //!   request leaves the queue, and its agents hear of a cancellation or failure; `SlotFilled` → the slot leaves
 //!   the queue and its agent hears of it; `SlotReservationsFull` → the slot leaves the queue.
-//! - **The window**: each item carries the chain time from which the contract's expanding window admits this
-//!   host (`not_before`, computed from the log's block: `codex_protocol::sales::window`), so the queue does not
-//!   spend a worker on a slot the contract would refuse.
+//! - **The window**: each item carries the chain time from which the expanding window admits this host
+//!   (`not_before`, computed from the log's block: `codex_protocol::sales::window`). The contract does not enforce
+//!   the window (it admits every address, contracts/README.md "Reservations"): it orders our hosts so they do not
+//!   all download the same slot at once.
 //! - **Agents**: one [`SalesAgent`] per slot taken from the queue, with the queue's worker until the slot is
 //!   filled or the sale ends ([`AgentFilled`], [`AgentEnded`]); at the end the reservation is deleted and its
 //!   bytes and collateral return to the availability (onCleanUp), and the slot may go back to the queue.

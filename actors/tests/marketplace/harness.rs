@@ -1,7 +1,7 @@
 //! The harness of the marketplace contract tests: one anvil per test with the TestToken, the real Groth16Verifier
 //! (the verifying key of a tiny circuit, so a proof takes milliseconds) and the Marketplace; ten funded dev
 //! accounts; chain time that only moves when a test moves it (every transaction and every mined block is pinned
-//! to a timestamp, and `eth_call` reads the latest block, so periods, pointers and windows are deterministic);
+//! to a timestamp, and `eth_call` reads the latest block, so periods, pointers and reservation lifetimes are deterministic);
 //! real proofs against the contract's challenges; revert reasons decoded into the contracts' custom error names;
 //! token balances of every account.
 
@@ -179,39 +179,6 @@ pub struct Actor {
     pub token: TestToken::TestTokenInstance<DynProvider>,
 }
 
-/// The expanding window of a slot (contracts/README.md): opened by a block, with the request's relative expiry.
-#[derive(Debug, Clone, Copy)]
-pub struct Window {
-    pub seed: B256,
-    pub start: u64,
-}
-
-impl Window {
-    /// The number of leading bits `address` shares with the window's source address for reservation `index`.
-    pub fn shared_bits(&self, request: B256, slot: u64, index: u64, address: Address) -> u32 {
-        // abi.encode(bytes32 seedHash, bytes32 requestId, uint64 slotIndex, uint256 index): four words.
-        let words = [self.seed.0, request.0, U256::from(slot).to_be_bytes(), U256::from(index).to_be_bytes()].concat();
-        let hash = keccak256(&words);
-        let source = Address::from_slice(&hash[12..]);
-        let xor = U256::from_be_slice(address.as_slice()) ^ U256::from_be_slice(source.as_slice());
-        // A 160-bit value in a 256-bit word: 96 leading zeros come for free.
-        (xor.leading_zeros() - 96).min(8) as u32
-    }
-
-    /// Whether `address` may reserve at `now` (the rule, computed here).
-    pub fn eligible(&self, request: B256, slot: u64, index: u64, address: Address, now: u64) -> bool {
-        let steps = (now - self.start) * 16 / EXPIRY;
-        let required = 8u64.saturating_sub(steps);
-        u64::from(self.shared_bits(request, slot, index, address)) >= required
-    }
-
-    /// The first time `address` is eligible: start + ceil((8 − k) × expiry / 16).
-    pub fn first_eligible(&self, request: B256, slot: u64, index: u64, address: Address) -> u64 {
-        let k = u64::from(self.shared_bits(request, slot, index, address));
-        self.start + ((8 - k) * EXPIRY).div_ceil(16)
-    }
-}
-
 /// One test's chain: anvil, the deployed contracts, ten funded accounts, the dataset.
 pub struct Env {
     pub chain: LocalChain,
@@ -386,13 +353,6 @@ impl Env {
         assert_eq!(requested[0].ask, request.ask);
         assert_eq!(requested[0].expiry, self.now().await + request.expiry, "the absolute expiry");
         (id, receipt)
-    }
-
-    /// The window opened by the block that mined `receipt`.
-    pub async fn window_of(&self, receipt: &TransactionReceipt) -> Window {
-        let number = receipt.block_number.unwrap();
-        let block = self.admin.get_block_by_number(number.into()).await.unwrap().unwrap();
-        Window { seed: block.header.parent_hash, start: block.header.timestamp }
     }
 
     pub async fn reserve(&self, host: usize, id: B256, slot: u64) -> TransactionReceipt {

@@ -1,15 +1,17 @@
-//! The contract's expanding reservation window, computed on the host's side (contracts/README.md "The expanding
-//! reservation window"; `SlotReservations.sol`).
+//! The expanding reservation window: the order in which this project's hosts take a slot's reservations,
+//! computed on each host's side (contracts/README.md "Reservations"). The contract does not enforce it (an
+//! original host, which asks `canReserveSlot` once, must be able to reserve at once); our hosts keep to it so they
+//! do not all download the same slot at the same time.
 //!
 //! A slot's window opens at a block `B` (the request's creation, or the slot's forced free): its seed is
-//! `B.parentHash`, its start `B.timestamp`, its length the request's relative `expiry`. A host may reserve the
-//! slot's `i`-th reservation at time `now` only if the top `8 − steps` bits of its address equal those of a source
+//! `B.parentHash`, its start `B.timestamp`, its length the request's relative `expiry`. A host takes the slot's
+//! `i`-th reservation at time `now` only if the top `8 − steps` bits of its address equal those of a source
 //! address drawn from the seed, where `steps = floor((now − start) × 16 / expiry)`. So at the start one address in
-//! 256 may reserve, and from `start + expiry/2` on every address may.
+//! 256 goes, and from `start + expiry/2` on every address does.
 //!
-//! The sales side uses [`Window::first_eligible`] as a queued slot's `not_before` (seed 001 §5.2), so it does not
-//! try a reservation the contract would refuse. Everything here is plain arithmetic: no panics, no overflow, also for
-//! `expiry == 0` (open to all at the start) and `now` before the start (nothing opened yet: all 8 bits required).
+//! The sales side uses [`Window::first_eligible`] as a queued slot's `not_before` (seed 001 §5.2). Everything here
+//! is plain arithmetic: no panics, no overflow, also for `expiry == 0` (open to all at the start) and `now` before
+//! the start (nothing opened yet: all 8 bits required).
 
 use alloy_primitives::keccak256;
 
@@ -70,7 +72,7 @@ impl Window {
         u64::try_from(steps).map_or(0, |steps| WINDOW_BITS.saturating_sub(steps))
     }
 
-    /// Whether the contract lets `host` make the slot's `reservation_index`-th reservation at chain time `now`.
+    /// Whether the window lets `host` make the slot's `reservation_index`-th reservation at chain time `now`.
     pub fn eligible(
         &self,
         request: RequestId,
