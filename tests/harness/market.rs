@@ -228,7 +228,8 @@ pub fn assert_whole(host: &BinaryNode, name: &str) {
             && availability["totalRemainingCollateral"] == availability["totalCollateral"]
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::time::Instant::now() < deadline && !host.json("/sales/availability").as_array().unwrap().iter().all(whole)
+    while std::time::Instant::now() < deadline
+        && !host.json("/sales/availability").as_array().unwrap().iter().all(whole)
     {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
