@@ -2,11 +2,14 @@
 //! hosts (default 4) on a real chain; the hosts reach the chain through a fault proxy. For `SOAK_MINUTES`
 //! (default 60) the client buys storage for a fresh file every `REQUEST_EVERY` seconds (default 40), and every
 //! `FAULT_EVERY` seconds (default 60) one fault is injected at random: a host killed (SIGKILL) and restarted on
-//! its data, a host stopped (SIGTERM) and restarted, or the hosts' chain endpoint cut for 15–45 s. Then every
-//! request is left to end, and the figures are printed: requests, fills, proofs submitted, proofs marked missing
-//! (every host is honest: the goal is 0, but a cut longer than a period makes a host miss a proof it cannot send),
-//! slots lost by hosts (forced frees: goal 0), token drift (the token's supply against every account's balance
-//! plus the marketplace's: goal 0), and the peak resident memory of each node.
+//! its data, a host stopped (SIGTERM) and restarted, or the hosts' chain endpoint cut for 15–`MAX_CUT` s (default
+//! 40, longer than the market's retry budget of ~32 s). Proof periods last `SOAK_PERIOD` seconds (default 90): a
+//! period outlasts the longest cut with room to prove, so an honest host has no excuse to miss a proof (with
+//! `SOAK_PERIOD` below `MAX_CUT` the hosts miss proofs they cannot send, and lose slots to the slashes). Requests
+//! run 6–8 periods. Then every request is left to end, and the figures are printed: requests, fills, proofs
+//! submitted, proofs marked missing (every host is honest: goal 0), slots lost by hosts (forced frees: goal 0),
+//! token drift (the token's supply against every account's balance plus the marketplace's: goal 0), and the peak
+//! resident memory of each node.
 //!
 //!     SOAK_MINUTES=10 cargo test --test market_soak -- --ignored --nocapture
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on purpose")]
@@ -66,9 +69,11 @@ fn market_soak() {
     let hosts_wanted = setting("HOSTS", 4) as usize;
     let request_every = Duration::from_secs(setting("REQUEST_EVERY", 40));
     let fault_every = Duration::from_secs(setting("FAULT_EVERY", 60));
+    let period = setting("SOAK_PERIOD", 90);
+    let max_cut = setting("MAX_CUT", 40).max(15);
     let mut rng = Rng(setting("SOAK_SEED", 0x9e37_79b9_7f4a_7c15) | 1);
 
-    let net = Testnet::start();
+    let net = Testnet::start_with_period(period);
     let client = net.node("client", CLIENT, None, None);
     let spr = client.spr();
     let validator = net.node_with("validator", 9, Some(&spr), None, &["--validator"]);
@@ -88,7 +93,7 @@ fn market_soak() {
         let now = Instant::now();
         if now >= next_request {
             let cid = client.upload(&data((1 + rng.next(4) as usize) << 20, requests.len() as u64));
-            let duration = 120 + rng.next(60);
+            let duration = 6 * period + rng.next(2 * period);
             let (status, body) = client.post(
                 &format!("/storage/request/{cid}"),
                 format!(
@@ -122,7 +127,7 @@ fn market_soak() {
                     faults.push(format!("host{account} {how}"));
                 }
                 _ => {
-                    let cut = Duration::from_secs(15 + rng.next(31));
+                    let cut = Duration::from_secs(15 + rng.next(max_cut - 14));
                     net.proxy.cut();
                     std::thread::sleep(cut);
                     net.proxy.reopen();
@@ -168,7 +173,7 @@ fn market_soak() {
     for (i, (host, _)) in hosts.iter().enumerate() {
         peak[i] = peak[i].max(host.memory().0);
     }
-    println!("--- market soak: {minutes} min, {} hosts, {} faults", hosts.len(), faults.len());
+    println!("--- market soak: {minutes} min, {} hosts, {period} s periods, {} faults", hosts.len(), faults.len());
     println!("requests:               {} ({} started)", requests.len(), started_requests);
     println!("request states:         {states:?} (1 started, 2 cancelled, 3 finished, 4 failed)");
     println!("slots filled:           {}", fills.len());

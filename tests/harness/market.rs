@@ -41,6 +41,11 @@ impl Testnet {
     /// Starts the chain and deploys the contracts. With `CODEX_KEEP_TESTNET` set, the directory (nodes' data and
     /// logs) is kept after the test, and its path printed.
     pub fn start() -> Testnet {
+        Testnet::start_with_period(PERIOD)
+    }
+
+    /// [`Testnet::start`] with proof periods of `period` seconds.
+    pub fn start_with_period(period: u64) -> Testnet {
         let mut dir = tempfile::tempdir().expect("tempdir");
         if std::env::var_os("CODEX_KEEP_TESTNET").is_some() {
             dir.disable_cleanup(true);
@@ -57,7 +62,7 @@ impl Testnet {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let chain = runtime.block_on(LocalChain::start_with(&["--block-time", "1"])).expect("anvil");
         let mut config = testnet_config(hash);
-        config.proofs.period = PERIOD;
+        config.proofs.period = period;
         config.proofs.timeout = 5;
         // A host waits for a period whose challenge cannot change while it proves (the pointer at least
         // `downtime` blocks from wrapping): with 1-second blocks the testnet's 64 would cost up to a minute.

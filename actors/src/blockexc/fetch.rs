@@ -3,13 +3,18 @@
 //! A wanted block is asked of every peer as wantBlock with sendDontHave, re-asked every
 //! [`super::requester::REASK_INTERVAL`], and its providers are looked up in the DHT. It is given up as not found
 //! as soon as the provider lookup has finished and every connected peer and every provider it found has said
-//! DontHave (on a small network, a few seconds), and in any case after the fetch timeout.
+//! DontHave (on a small network, a few seconds), and in any case after the fetch timeout. With nobody to ask at
+//! all (no provider found, no peer connected: a connection being replaced, a peer still dialling) it waits
+//! [`NOBODY_TO_ASK_GRACE`] for one to appear before it gives up.
 
 use super::requester::REASK_INTERVAL;
 use codex_protocol::Cid;
 use libp2p::PeerId;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
+
+/// How long a fetch with nobody to ask (no provider, no connected peer) waits for a peer before it gives up.
+pub const NOBODY_TO_ASK_GRACE: Duration = Duration::from_secs(5);
 
 struct BlockFetch {
     started: Instant,
@@ -111,9 +116,12 @@ impl Fetches {
             .wants
             .iter()
             .filter(|(_, f)| {
-                f.lookup
-                    .as_ref()
-                    .is_some_and(|providers| providers.iter().chain(connected).all(|peer| f.dont_have.contains(peer)))
+                f.lookup.as_ref().is_some_and(|providers| {
+                    let mut asked = providers.iter().chain(connected).peekable();
+                    let nobody = asked.peek().is_none();
+                    asked.all(|peer| f.dont_have.contains(peer))
+                        && (!nobody || now.duration_since(f.started) >= NOBODY_TO_ASK_GRACE)
+                })
             })
             .map(|(cid, _)| *cid)
             .collect();
@@ -168,6 +176,19 @@ mod tests {
         let later = now + Duration::from_secs(3);
         assert_eq!(fetches.nobody_has(later, &[a, b]), vec![(cid, GiveUp::NobodyHasIt, Duration::from_secs(3))]);
         assert!(!fetches.is_wanted(&cid));
+    }
+
+    #[test]
+    fn with_nobody_to_ask_a_fetch_waits_for_a_peer_before_giving_up() {
+        let mut fetches = Fetches::new(Duration::from_secs(60));
+        let (cid, now) = (block_cid(b"manifest"), Instant::now());
+        assert!(fetches.want(cid, now));
+        fetches.on_lookup(&cid, vec![]);
+        assert!(fetches.nobody_has(now, &[]).is_empty(), "no provider, no peer: not yet");
+        let almost = now + NOBODY_TO_ASK_GRACE - Duration::from_millis(1);
+        assert!(fetches.nobody_has(almost, &[]).is_empty());
+        let later = now + NOBODY_TO_ASK_GRACE;
+        assert_eq!(fetches.nobody_has(later, &[]), vec![(cid, GiveUp::NobodyHasIt, NOBODY_TO_ASK_GRACE)]);
     }
 
     #[test]
