@@ -2,7 +2,9 @@
 //! storage and host (`/sales/…`) endpoints answer 503 without persistence (after a 400 or 422 for a malformed
 //! request); parameters are checked (422 with a message per rule); a request is submitted and is on chain with
 //! the right ask and content; the purchase survives a node restart; nobody fills it, so at expiry it ends
-//! cancelled and the client's tokens are back where they started (only gas, paid in ETH, is spent).
+//! cancelled and the client's tokens are back where they started (only gas, paid in ETH, is spent). A node
+//! stopped after its `requestStorage` went through but before it heard so finds the request on chain after its
+//! restart: the purchase is submitted once, paid once.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on purpose")]
 
 use actix_web::http::StatusCode;
@@ -60,8 +62,13 @@ async fn contracts(chain: &LocalChain) -> Deployment {
 }
 
 async fn enable(node: &actix::Addr<NodeActor>, chain: &LocalChain, deployment: &Deployment) {
+    enable_at(node, chain.ws_endpoint(), chain, deployment).await;
+}
+
+/// [`enable`] with the chain at `endpoint` (a fault proxy's).
+async fn enable_at(node: &actix::Addr<NodeActor>, endpoint: String, chain: &LocalChain, deployment: &Deployment) {
     let chain_config = ChainConfig {
-        eth_provider: chain.ws_endpoint(),
+        eth_provider: endpoint,
         signer: chain.signer(CLIENT),
         marketplace: deployment.marketplace,
         retry: RetryPolicy { attempts: 3, base: Duration::from_millis(100), max: Duration::from_secs(1) },
@@ -234,5 +241,84 @@ async fn an_unfilled_purchase_is_cancelled_at_expiry_and_the_client_refunded_acr
     }
     assert_eq!(market.requestState(id).call().await.unwrap(), 2, "Cancelled on chain");
     assert!(provider.get_balance(client).await.unwrap() < eth_before, "gas is paid in ETH");
+    second.send(StopNode).await.unwrap();
+}
+
+/// The client's node is stopped between its `requestStorage` going through and its hearing of it (the answer is
+/// lost and the endpoint cut at that moment): after the restart the purchase, left pending, is found on chain
+/// (not sent again, not errored), and the client paid for it once.
+#[actix_web::test]
+async fn a_request_that_went_through_unheard_before_a_restart_is_found_and_paid_once() {
+    use alloy::sol_types::SolCall;
+    use codex_actors::chain::faults::FaultProxy;
+    let chain = LocalChain::start_with(&["--block-time", "1"]).await.expect("anvil");
+    let deployment = contracts(&chain).await;
+    let client = chain.address(CLIENT);
+    mint(&chain.provider(0), deployment.token, client, U256::from(10u64).pow(U256::from(24u64))).await.unwrap();
+    let token = TestToken::new(deployment.token, chain.provider(CLIENT));
+    let tokens_before = token.balanceOf(client).call().await.unwrap();
+    let port = chain.endpoint().rsplit(':').next().and_then(|p| p.parse().ok()).expect("anvil's port");
+    let proxy = FaultProxy::start(([127, 0, 0, 1], port).into()).expect("proxy");
+    let endpoint = format!("http://{}", proxy.addr());
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = node(dir.path());
+    enable_at(&first, endpoint.clone(), &chain, &deployment).await;
+    let app = service!(first.clone());
+    let request = TestRequest::post().uri(&format!("{API}/data")).set_payload(vec![9u8; 3 * 65536 - 100]);
+    let cid = String::from_utf8(test::call_and_read_body(&app, request.to_request()).await.to_vec()).unwrap();
+
+    let selector = alloy::hex::encode(Marketplace::requestStorageCall::SELECTOR);
+    proxy.lose_next_answer_containing_then_cut(selector.as_bytes());
+    let uri = format!("{API}/storage/request/{cid}");
+    let submission = actix_rt::spawn(async move {
+        let request = TestRequest::post().uri(&uri).set_payload(body(600, 120));
+        test::call_service(&app, request.to_request()).await.status()
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.lost_answers() == 0 {
+        assert!(Instant::now() < deadline, "no requestStorage was sent");
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The request is on chain; the node never heard of it. It stops (as if killed) and the endpoint comes back.
+    first.send(StopNode).await.unwrap();
+    submission.abort();
+    let market = Marketplace::new(deployment.marketplace, chain.provider(CLIENT));
+    // (Mined with the next 1-second block.)
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        if let [id] = market.myRequests().from(client).call().await.unwrap()[..] {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "the request did not go through");
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+    };
+    let max_price = token.balanceOf(deployment.marketplace).call().await.unwrap();
+    assert_eq!(tokens_before - token.balanceOf(client).call().await.unwrap(), max_price);
+    proxy.reopen();
+
+    let second = node(dir.path());
+    enable_at(&second, endpoint, &chain, &deployment).await;
+    let app = service!(second.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let request = TestRequest::get().uri(&format!("{API}/storage/purchases/{id}")).to_request();
+        let response = test::call_service(&app, request).await;
+        if response.status() == StatusCode::OK {
+            let purchase: Value = test::read_body_json(response).await;
+            if purchase["state"] == "submitted" {
+                break;
+            }
+            assert_ne!(purchase["state"], "errored", "{purchase}");
+        }
+        assert!(Instant::now() < deadline, "the purchase was not found submitted");
+        actix_rt::time::sleep(Duration::from_millis(300)).await;
+    }
+    let listed: Value =
+        test::call_and_read_body_json(&app, TestRequest::get().uri(&format!("{API}/storage/purchases")).to_request())
+            .await;
+    assert_eq!(listed, serde_json::json!([id.to_string()]), "one purchase");
+    assert_eq!(market.myRequests().from(client).call().await.unwrap(), vec![id], "one request on chain");
+    assert_eq!(tokens_before - token.balanceOf(client).call().await.unwrap(), max_price, "paid once");
     second.send(StopNode).await.unwrap();
 }

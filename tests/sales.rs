@@ -2,10 +2,13 @@
 //! blocks, the real contracts and verifier, proofs made by each host's ProverActor with 1-sample keys):
 //!
 //! - three hosts with availabilities take the three slots of a 2+1 request, one of them killed (SIGKILL) before
-//!   its fill and restarted, fill them with real proofs, prove through the request's periods (their chain endpoint,
-//!   behind a fault proxy, goes down for 40 s while they prove: longer than any retry budget; every host keeps its
-//!   slot and proves again once it is back; the answer to one fill is lost on the way), and are paid at the end: each host's token balance grows by exactly the contract's payout for its slot (price × slot size ×
-//!   (end − filledAt)), and every availability is whole again (bytes and collateral);
+//!   its fill and restarted, then killed again right after its fill went through but before it heard the answer
+//!   (lost by its own fault proxy) and restarted; they fill with real proofs, prove through the request's periods
+//!   (their chain endpoints, behind fault proxies, go down for 40 s while they prove: longer than any retry
+//!   budget; every host keeps its slot and proves again once they are back; the answer to another host's fill is
+//!   lost on the way too), and are paid at the end: each host's token balance grows by exactly the contract's
+//!   payout for its slot (price × slot size × (end − filledAt)), and every availability is whole again (bytes and
+//!   collateral);
 //! - a request that only two hosts can take expires unfilled: both sales end Cancelled, and each host gets its
 //!   bytes and collateral back.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on purpose")]
@@ -29,16 +32,25 @@ fn three_hosts_fill_prove_and_are_paid_one_surviving_a_kill_and_an_outage() {
     let net = Testnet::start();
     let client = net.node("client", CLIENT, None, None);
     let spr = client.spr();
+    // The second host (account 3) reaches the chain through a proxy of its own, for faults of its own.
+    let own = net.new_proxy();
     let mut hosts: Vec<(BinaryNode, usize)> = (2..=4)
-        .map(|account| (net.node_via_proxy(&format!("host{account}"), account, Some(&spr), None), account))
+        .map(|account| {
+            let name = format!("host{account}");
+            let host = match account {
+                3 => net.node_via(&own, &name, account, Some(&spr), None),
+                _ => net.node_via_proxy(&name, account, Some(&spr), None),
+            };
+            (host, account)
+        })
         .collect();
     for (host, _) in &hosts {
         offer(host);
     }
     let before: Vec<U256> = hosts.iter().map(|(_, account)| net.balance(*account)).collect();
 
-    // The first fill's answer is lost on the way back (the transaction went through): its host must find it on
-    // chain, not give the slot up.
+    // The first fill's answer (of the first or the third host) is lost on the way back (the transaction went
+    // through): its host must find it on chain, not give the slot up.
     let fill = alloy::hex::encode(codex_actors::chain::bindings::Marketplace::fillSlotCall::SELECTOR);
     net.proxy.lose_next_answer_containing(fill.as_bytes());
 
@@ -59,11 +71,32 @@ fn three_hosts_fill_prove_and_are_paid_one_surviving_a_kill_and_an_outage() {
     let ports = (victim.api_port, victim.p2p_port);
     victim.kill();
     println!("host killed in {killed_in} (slot {slot})");
-    let restarted = net.node_via_proxy(&format!("host{account}"), account, Some(&spr), Some(ports));
+    // Its fill's answer is lost next, and it is killed again at once: restarted between its fill sent (and
+    // mined) and its learning of it, it must find the slot is its own.
+    own.lose_next_answer_containing(fill.as_bytes());
+    let restarted = net.node_via(&own, &format!("host{account}"), account, Some(&spr), Some(ports));
+    let purchase = format!("/storage/purchases/{id}");
+    let lost = wait_for(
+        "the second host's fill answer to be lost (or its slot filled before)",
+        Duration::from_secs(120),
+        || {
+            if own.lost_answers() == 1 {
+                return Some(true);
+            }
+            (client.json(&purchase)["state"] == "started").then_some(false)
+        },
+    );
+    let restarted = if lost {
+        restarted.kill();
+        println!("host killed again: its fill went through, its answer was lost");
+        net.node_via(&own, &format!("host{account}"), account, Some(&spr), Some(ports))
+    } else {
+        println!("the host had sent its fill before the first kill: no fill answer to lose");
+        restarted
+    };
     hosts.insert(1, (restarted, account));
 
     // The request starts: every slot filled, one per host.
-    let purchase = format!("/storage/purchases/{id}");
     wait_for("the request to start", Duration::from_secs(expiry + 60), || {
         let state = client.json(&purchase)["state"].as_str().unwrap_or_default().to_owned();
         if ["cancelled", "failed", "errored"].contains(&state.as_str()) {
@@ -82,8 +115,10 @@ fn three_hosts_fill_prove_and_are_paid_one_surviving_a_kill_and_an_outage() {
     // host keeps its slot and proves again once the endpoint is back.
     let proven: Vec<usize> = slots.iter().map(|slot| net.proofs_of(*slot)).collect();
     net.proxy.cut();
+    own.cut();
     std::thread::sleep(OUTAGE);
     net.proxy.reopen();
+    own.reopen();
     println!("chain endpoint cut for {OUTAGE:?} ({} connections refused)", net.proxy.refused());
     for (host, account) in &hosts {
         let held = host.json("/sales/slots");

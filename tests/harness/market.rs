@@ -93,7 +93,7 @@ impl Testnet {
         ports: Option<(u16, u16)>,
         options: &[&str],
     ) -> BinaryNode {
-        self.start_node(name, account, bootstrap, ports, &[], options, false)
+        self.start_node(name, account, bootstrap, ports, &[], options, None)
     }
 
     /// [`Testnet::node`] reaching the chain over HTTP through [`Testnet::proxy`] (whose faults it then sees).
@@ -104,7 +104,26 @@ impl Testnet {
         bootstrap: Option<&str>,
         ports: Option<(u16, u16)>,
     ) -> BinaryNode {
-        self.start_node(name, account, bootstrap, ports, &[], &[], true)
+        self.start_node(name, account, bootstrap, ports, &[], &[], Some(&self.proxy))
+    }
+
+    /// [`Testnet::node_via_proxy`] through another proxy (one of [`Testnet::new_proxy`]).
+    pub fn node_via(
+        &self,
+        proxy: &FaultProxy,
+        name: &str,
+        account: usize,
+        bootstrap: Option<&str>,
+        ports: Option<(u16, u16)>,
+    ) -> BinaryNode {
+        self.start_node(name, account, bootstrap, ports, &[], &[], Some(proxy))
+    }
+
+    /// Another fault proxy to the chain, for the faults of one node only.
+    pub fn new_proxy(&self) -> FaultProxy {
+        let endpoint = self.chain.endpoint();
+        let port = endpoint.rsplit(':').next().and_then(|p| p.parse().ok()).expect("anvil's port");
+        FaultProxy::start(([127, 0, 0, 1], port).into()).expect("proxy")
     }
 
     /// [`Testnet::node`] with more node options (before `persistence`) and `persistence` options.
@@ -116,7 +135,7 @@ impl Testnet {
         flags: &[&str],
         options: &[&str],
     ) -> BinaryNode {
-        self.start_node(name, account, bootstrap, None, flags, options, false)
+        self.start_node(name, account, bootstrap, None, flags, options, None)
     }
 
     #[allow(clippy::too_many_arguments, reason = "a private helper behind the public constructors")]
@@ -128,12 +147,15 @@ impl Testnet {
         ports: Option<(u16, u16)>,
         flags: &[&str],
         options: &[&str],
-        via_proxy: bool,
+        via: Option<&FaultProxy>,
     ) -> BinaryNode {
         let key = self.dir.path().join(format!("{name}.key"));
         std::fs::write(&key, format!("0x{}\n", alloy::hex::encode(self.chain.signer(account).to_bytes()))).unwrap();
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let endpoint = if via_proxy { format!("http://{}", self.proxy.addr()) } else { self.chain.ws_endpoint() };
+        let endpoint = match via {
+            Some(proxy) => format!("http://{}", proxy.addr()),
+            None => self.chain.ws_endpoint(),
+        };
         let market = self.deployment.marketplace.to_string();
         let mut extra = vec!["--circuit-dir", self.circuits.to_str().unwrap(), "--block-retries", "10"];
         extra.extend(flags);

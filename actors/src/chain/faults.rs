@@ -1,7 +1,8 @@
 //! A TCP proxy that injects chain-endpoint faults, for tests and the marketplace soak: put it between nodes and
 //! their JSON-RPC endpoint (HTTP or WebSocket) and it can cut every connection and refuse new ones for a while,
 //! drop the connection that carries the next transaction before it arrives (a lost send) or right after it was
-//! forwarded (the transaction went through, its answer is lost), and delay every answer.
+//! forwarded (the transaction went through, its answer is lost; optionally cutting the endpoint at that moment),
+//! and delay every answer.
 //!
 //! It runs on its own thread with its own runtime, so it serves whether or not the caller drives a runtime.
 
@@ -26,6 +27,8 @@ struct Faults {
     /// When set, only a send whose bytes contain this loses its answer (see `lose_next_answer_containing`).
     answer_pattern: std::sync::Mutex<Option<Vec<u8>>>,
     lost_answers: AtomicUsize,
+    /// Cut the endpoint as soon as the next answer was lost (see `lose_next_answer_containing_then_cut`).
+    cut_after_lost: AtomicBool,
     delay_ms: AtomicU64,
     connections: AtomicUsize,
 }
@@ -74,7 +77,7 @@ impl FaultProxy {
                             continue;
                         }
                         task_faults.connections.fetch_add(1, Ordering::SeqCst);
-                        tokio::spawn(forward(inbound, upstream, task_cuts.subscribe(), task_faults.clone()));
+                        tokio::spawn(forward(inbound, upstream, task_cuts.clone(), task_faults.clone()));
                     }
                 };
                 tokio::select! {
@@ -139,6 +142,14 @@ impl FaultProxy {
         self.faults.lose_answer.store(true, Ordering::SeqCst);
     }
 
+    /// Like [`FaultProxy::lose_next_answer_containing`], and the endpoint is cut (as by [`FaultProxy::cut`]) the
+    /// moment the answer is lost: the caller cannot learn what became of its transaction until
+    /// [`FaultProxy::reopen`] (a node killed between a send and its answer).
+    pub fn lose_next_answer_containing_then_cut(&self, pattern: &[u8]) {
+        self.faults.cut_after_lost.store(true, Ordering::SeqCst);
+        self.lose_next_answer_containing(pattern);
+    }
+
     /// Answers lost so far (see [`FaultProxy::lose_next_answer`]).
     pub fn lost_answers(&self) -> usize {
         self.faults.lost_answers.load(Ordering::SeqCst)
@@ -151,7 +162,8 @@ impl FaultProxy {
 }
 
 /// Forwards one connection until either side closes, the proxy cuts, or a send or its answer is to be lost.
-async fn forward(inbound: TcpStream, upstream: SocketAddr, mut cut: watch::Receiver<u64>, faults: Arc<Faults>) {
+async fn forward(inbound: TcpStream, upstream: SocketAddr, cuts: Arc<watch::Sender<u64>>, faults: Arc<Faults>) {
+    let mut cut = cuts.subscribe();
     let Ok(outbound) = TcpStream::connect(upstream).await else { return };
     let (mut in_read, mut in_write) = inbound.into_split();
     let (mut out_read, mut out_write) = outbound.into_split();
@@ -177,6 +189,10 @@ async fn forward(inbound: TcpStream, upstream: SocketAddr, mut cut: watch::Recei
             if lose_answer {
                 // Give the endpoint time to take the transaction, then cut the caller off before the answer.
                 tokio::time::sleep(Duration::from_millis(300)).await;
+                if up_faults.cut_after_lost.swap(false, Ordering::SeqCst) {
+                    up_faults.closed.store(true, Ordering::SeqCst);
+                    cuts.send_modify(|n| *n += 1);
+                }
                 up_faults.lost_answers.fetch_add(1, Ordering::SeqCst);
                 return;
             }

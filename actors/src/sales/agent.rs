@@ -13,6 +13,7 @@ use actix::prelude::*;
 use alloy::primitives::{B256, U256};
 use codex_protocol::cid::cid_from_bytes;
 use codex_protocol::sales::machine::{ChainSlotState, Effect, Event, Sale, State};
+use codex_protocol::sales::timing::{AfterProof, ChallengeCheck, ProofTiming};
 use codex_protocol::sales::{Reservation, SlotId, SlotQueueItem};
 use serde::{Deserialize, Serialize};
 
@@ -25,13 +26,6 @@ use crate::purchasing::check_request_content;
 use crate::slot_host::HostedSlot;
 use crate::store::{DropSlot, SetBlockExpiry, StoreActor};
 
-/// Proofs a periodic proof may take within its period when the challenge changes under it (a pointer wrap).
-const PERIODIC_ATTEMPTS: u32 = 3;
-/// Blocks a periodic proof's transaction is given to be mined before the pointer wraps and the challenge
-/// changes; a proof finished closer to the wrap is made again after it.
-const WRAP_MARGIN: u8 = 2;
-/// Longest wait before a transient failure is retried.
-const RETRY_DELAY_SECS: u64 = 5;
 /// A periodic proof's period ended before the proof could be sent: the next period's status is read at once.
 const PERIOD_ENDED: &str = "the period ended before its proof could be sent";
 
@@ -48,6 +42,13 @@ pub struct AgentDeps {
     pub period: u64,
     /// Blocks of the pointer's downtime at the end of the 256-step cycle.
     pub downtime: u8,
+}
+
+impl AgentDeps {
+    /// The marketplace's proof timing.
+    fn timing(&self) -> ProofTiming {
+        ProofTiming::new(self.period, self.downtime)
+    }
 }
 
 /// The `sales-1` record of a sale.
@@ -349,24 +350,22 @@ impl SalesAgent {
             Effect::Store { is_repairing } => self.store(is_repairing, ctx),
             Effect::WaitStableChallenge => {
                 let work = async move {
-                    // A challenge stays the same for the whole period unless the pointer wraps: prove now when
-                    // at least half the period is left, else at the next period's start. A pointer within the
-                    // downtime of a wrap is waited out (the fill must land before the challenge changes): the
-                    // wrap comes within `downtime` blocks, and the fresh challenge then holds for 256.
-                    let period = deps.period.max(1);
-                    let half_left = |now: u64| ((now / period + 1) * period - now) * 2 >= period;
-                    let mut now_ok = half_left(deps.clock.now());
+                    // A pointer within the downtime of a wrap is waited out (the fill must land before the
+                    // challenge changes): the wrap comes within `downtime` blocks, and the fresh challenge then
+                    // holds for 256 (`codex_protocol::sales::timing`).
+                    let timing = deps.timing();
+                    let mut now_ok = timing.half_left(deps.clock.now());
                     loop {
                         if !std::mem::take(&mut now_ok) {
-                            sleep_until_next_period(&deps.clock, deps.period).await;
+                            sleep_until_next_period(&deps.clock, &timing).await;
                         }
-                        let end = (deps.clock.now() / period + 1) * period;
+                        let end = timing.period_end(deps.clock.now());
                         let mut pointer = deps.market.get_pointer(slot).await?;
-                        while u16::from(pointer) >= 256 - u16::from(deps.downtime) && deps.clock.now() + 1 < end {
+                        while timing.in_downtime(pointer) && ProofTiming::may_wait_for_pointer(deps.clock.now(), end) {
                             tokio::time::sleep(Duration::from_secs(1)).await;
                             pointer = deps.market.get_pointer(slot).await?;
                         }
-                        if u16::from(pointer) < 256 - u16::from(deps.downtime) && half_left(deps.clock.now()) {
+                        if timing.fill_proof_now(deps.clock.now(), pointer) {
                             break;
                         }
                         tracing::info!(request_id = %id, slot_index = index, pointer, "fill proof waits for the next period");
@@ -483,8 +482,7 @@ impl SalesAgent {
                 );
             }
             Effect::RetryLater => {
-                // A few seconds, and never more than half a period (a proof may still be due in this one).
-                let wait = Duration::from_secs((deps.period / 4).clamp(1, RETRY_DELAY_SECS));
+                let wait = Duration::from_secs(deps.timing().retry_wait());
                 tracing::info!(request_id = %id, slot_index = index, state = self.sale.state.name(), ?wait, "retrying later");
                 self.spawn_event(
                     ctx,
@@ -492,7 +490,7 @@ impl SalesAgent {
                 );
             }
             Effect::WaitNextPeriod => {
-                let work = async move { sleep_until_next_period(&deps.clock, deps.period).await };
+                let work = async move { sleep_until_next_period(&deps.clock, &deps.timing()).await };
                 self.spawn_event(ctx, work.into_actor(self).map(|(), _, _| Event::PeriodStarted));
             }
             Effect::FreeSlot => {
@@ -643,26 +641,21 @@ impl SalesAgent {
             };
             let files = SlotFiles { manifest, slot_index: index, data_path, slots_path };
             let started = std::time::Instant::now();
-            let period = deps.period.max(1);
             // A proof answers its period's challenge: one finished too late for its period (other sales kept
-            // the prover busy) would be refused on chain. A fill proves again for the next period (up to three
-            // times); a periodic proof is missed.
-            //
-            // A periodic proof is made at once (due now, or once the pointer leaves the downtime: a proof sent
-            // during the downtime counts). The challenge stays the same until the pointer wraps (255 → 0); if
-            // it wrapped while the proof was made, or wraps with the next block, the proof is made again with
-            // the new challenge, which then holds for 256 blocks. (Waiting out the last blocks before a wrap
-            // instead could use up a short period: hosts missed proofs with 10 s periods and 1 s blocks.)
+            // the prover busy) would be refused on chain. When to send, check the challenge or prove again is
+            // `codex_protocol::sales::timing`'s to say. (Waiting out the last blocks before a wrap instead of
+            // proving at once could use up a short period: hosts missed proofs with 10 s periods and 1 s blocks.)
+            let timing = deps.timing();
             let mut attempts = 0;
-            let first_period = deps.clock.now() / period;
+            let first_period = timing.period_of(deps.clock.now());
             let proof = loop {
                 attempts += 1;
-                let proving_period = deps.clock.now() / period;
+                let proving_period = timing.period_of(deps.clock.now());
                 if proving && proving_period != first_period {
                     return Err(PERIOD_ENDED.to_owned());
                 }
                 let challenge = deps.market.get_challenge(slot).await.map_err(|e| e.to_string())?;
-                let deadline = (proving_period + 1) * period;
+                let deadline = timing.period_end(deps.clock.now());
                 let proof = loop {
                     match prover.prove(files.clone(), challenge.0).await {
                         // The prover refuses work beyond its queue: try again while the period lasts.
@@ -672,44 +665,46 @@ impl SalesAgent {
                         other => break other.map_err(|e| e.to_string())?,
                     }
                 };
-                // Two seconds for the transaction to be mined in the same period.
-                if deps.clock.now() + 2 < deadline {
-                    if !proving {
-                        break proof;
-                    }
-                    let near_wrap = |pointer: u8| pointer >= u8::MAX - WRAP_MARGIN;
-                    let mut pointer = deps.market.get_pointer(slot).await.map_err(|e| e.to_string())?;
-                    let current = deps.market.get_challenge(slot).await.map_err(|e| e.to_string())?;
-                    if !near_wrap(pointer) && current == challenge {
-                        break proof;
-                    }
-                    tracing::info!(
-                        slot_index = index,
-                        pointer,
-                        attempts,
-                        "the challenge changes (pointer wrap); proving again after it"
-                    );
-                    if attempts >= PERIODIC_ATTEMPTS {
-                        return Err("the challenge kept changing while proving".to_owned());
-                    }
-                    // Wait for the wrap (however long the chain's blocks are), while the period lasts.
-                    while near_wrap(pointer) {
-                        if deps.clock.now() >= deadline {
-                            return Err(PERIOD_ENDED.to_owned());
+                match timing.after_proof(proving, deps.clock.now(), deadline, attempts) {
+                    AfterProof::Send => break proof,
+                    AfterProof::CheckChallenge => {
+                        let mut pointer = deps.market.get_pointer(slot).await.map_err(|e| e.to_string())?;
+                        let current = deps.market.get_challenge(slot).await.map_err(|e| e.to_string())?;
+                        match ProofTiming::challenge_check(pointer, current == challenge, attempts) {
+                            ChallengeCheck::Send => break proof,
+                            ChallengeCheck::GiveUp => {
+                                return Err("the challenge kept changing while proving".to_owned());
+                            }
+                            ChallengeCheck::ProveAfterWrap => {}
                         }
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        pointer = deps.market.get_pointer(slot).await.map_err(|e| e.to_string())?;
+                        tracing::info!(
+                            slot_index = index,
+                            pointer,
+                            attempts,
+                            "the challenge changes (pointer wrap); proving again after it"
+                        );
+                        // Wait for the wrap (however long the chain's blocks are), while the period lasts.
+                        while ProofTiming::near_wrap(pointer) {
+                            if deps.clock.now() >= deadline {
+                                return Err(PERIOD_ENDED.to_owned());
+                            }
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            pointer = deps.market.get_pointer(slot).await.map_err(|e| e.to_string())?;
+                        }
                     }
-                    continue;
+                    AfterProof::NextPeriod => {
+                        tracing::info!(slot_index = index, attempts, "proof too late for its period");
+                        sleep_until_next_period(&deps.clock, &timing).await;
+                    }
+                    AfterProof::PeriodEnded => {
+                        tracing::info!(slot_index = index, attempts, "proof too late for its period");
+                        return Err(PERIOD_ENDED.to_owned());
+                    }
+                    AfterProof::TooLate => {
+                        tracing::info!(slot_index = index, attempts, "proof too late for its period");
+                        return Err("the proof was made too late for its period".to_owned());
+                    }
                 }
-                tracing::info!(slot_index = index, attempts, "proof too late for its period");
-                if proving && deps.clock.now() >= deadline {
-                    return Err(PERIOD_ENDED.to_owned());
-                }
-                if proving || attempts >= 3 {
-                    return Err("the proof was made too late for its period".to_owned());
-                }
-                sleep_until_next_period(&deps.clock, period).await;
             };
             tracing::info!(slot_index = index, ms = started.elapsed().as_millis() as u64, "slot proven");
             let mut proof = Groth16Proof::from(&proof.proof);
@@ -774,10 +769,8 @@ fn chain_state(state: SlotState) -> ChainSlotState {
 }
 
 /// Sleeps until one second into the next period (chain time).
-async fn sleep_until_next_period(clock: &ChainClock, period: u64) {
-    let now = clock.now();
-    let next = (now / period.max(1) + 1) * period.max(1);
-    tokio::time::sleep(Duration::from_secs(next - now + 1)).await;
+async fn sleep_until_next_period(clock: &ChainClock, timing: &ProofTiming) {
+    tokio::time::sleep(Duration::from_secs(timing.until_next_period(clock.now()))).await;
 }
 
 impl Actor for SalesAgent {

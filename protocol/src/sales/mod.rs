@@ -2,14 +2,16 @@
 //!
 //! - [`ledger`]: availabilities and reservations: matching, bytes and collateral taken and returned.
 //! - [`queue`]: the slot queue: ordering, bound, workers, pause and resume.
-//! - [`window`]: the contract's expanding reservation window, computed on the host's side.
+//! - [`window`]: the expanding reservation window: the order our hosts take a slot's reservations in.
 //! - [`machine`]: the sale state machine, one per slot: `step(state, event) -> (state, effects)`.
+//! - [`timing`]: proof timing: when a fill or a periodic proof is made and sent, and how long a retry waits.
 //!
 //! Ids and amounts are alloy's types ([`B256`], [`U256`], [`Address`]): the chain client uses the same.
 
 pub mod ledger;
 pub mod machine;
 pub mod queue;
+pub mod timing;
 pub mod window;
 
 pub use alloy_primitives::{Address, B256, U256};
