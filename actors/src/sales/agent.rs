@@ -655,7 +655,7 @@ impl SalesAgent {
                     return Err(PERIOD_ENDED.to_owned());
                 }
                 let challenge = deps.market.get_challenge(slot).await.map_err(|e| e.to_string())?;
-                let deadline = timing.period_end(deps.clock.now());
+                let deadline = timing.end_of(proving_period);
                 let proof = loop {
                     match prover.prove(files.clone(), challenge.0).await {
                         // The prover refuses work beyond its queue: try again while the period lasts.

@@ -80,6 +80,11 @@ impl ProofTiming {
         (now / self.period).saturating_add(1).saturating_mul(self.period)
     }
 
+    /// When period number `period` ends.
+    pub fn end_of(&self, period: u64) -> u64 {
+        period.saturating_add(1).saturating_mul(self.period)
+    }
+
     /// Seconds from `now` to one second into the next period.
     pub fn until_next_period(&self, now: u64) -> u64 {
         self.period_end(now).saturating_sub(now).saturating_add(1)
@@ -152,6 +157,7 @@ mod tests {
         let timing = ProofTiming::new(10, 16);
         assert_eq!((timing.period_of(0), timing.period_of(9), timing.period_of(10)), (0, 0, 1));
         assert_eq!((timing.period_end(0), timing.period_end(9), timing.period_end(10)), (10, 10, 20));
+        assert_eq!((timing.end_of(0), timing.end_of(1)), (10, 20));
         assert_eq!(timing.until_next_period(7), 4, "one second into the next period");
         assert_eq!(timing.until_next_period(10), 11);
         // No panic, no overflow at the edges.
