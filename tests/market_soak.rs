@@ -6,7 +6,7 @@
 //! 40, longer than the market's retry budget of ~32 s). Proof periods last `SOAK_PERIOD` seconds (default 90): a
 //! period outlasts the longest cut with room to prove, so an honest host has no excuse to miss a proof (with
 //! `SOAK_PERIOD` below `MAX_CUT` the hosts miss proofs they cannot send, and lose slots to the slashes). Requests
-//! run 6–8 periods. Then every request is left to end, and the figures are printed: requests, fills, proofs
+//! run 6–8 periods and expire after `SOAK_EXPIRY` seconds (default 90) if not filled. Then every request is left to end, and the figures are printed: requests, fills, proofs
 //! submitted, proofs marked missing (every host is honest: goal 0), slots lost by hosts (forced frees: goal 0),
 //! token drift (the token's supply against every account's balance plus the marketplace's: goal 0), and the peak
 //! resident memory of each node.
@@ -71,6 +71,7 @@ fn market_soak() {
     let fault_every = Duration::from_secs(setting("FAULT_EVERY", 60));
     let period = setting("SOAK_PERIOD", 90);
     let max_cut = setting("MAX_CUT", 40).max(15);
+    let expiry = setting("SOAK_EXPIRY", 90);
     let mut rng = Rng(setting("SOAK_SEED", 0x9e37_79b9_7f4a_7c15) | 1);
 
     let net = Testnet::start_with_period(period);
@@ -98,7 +99,7 @@ fn market_soak() {
                 &format!("/storage/request/{cid}"),
                 format!(
                     r#"{{"duration": {duration}, "pricePerBytePerSecond": "1", "proofProbability": "1", "nodes": 3,
-                        "tolerance": 1, "collateralPerByte": "1", "expiry": 90}}"#
+                        "tolerance": 1, "collateralPerByte": "1", "expiry": {expiry}}}"#
                 )
                 .as_bytes(),
             );

@@ -500,6 +500,65 @@ async fn a_stuck_transaction_is_replaced_and_later_ones_go_through() {
     assert!(market.transactions_replaced() >= 1, "the approval was replaced");
 }
 
+/// A transaction this process did not send (left in the mempool by a run before a restart) holds every later
+/// nonce while it is not mined: it is replaced by a no-op transfer to self, and the market's calls go through.
+#[actix_rt::test]
+async fn an_unknown_stuck_transaction_is_replaced_by_a_no_op() {
+    use alloy::consensus::Transaction;
+    use alloy::network::TransactionBuilder;
+    use alloy::rpc::types::TransactionRequest;
+    let chain = Chain::start().await;
+    let admin = chain.local.provider(0);
+    let client = chain.local.address(CLIENT);
+    let policy = RetryPolicy { attempts: 5, base: Duration::from_millis(50), max: Duration::from_millis(200) };
+    let tx = TxPolicy { poll: Duration::from_millis(100), stuck_after: Duration::from_secs(1), ..TxPolicy::default() };
+    let market = OnChainMarket::new(
+        chain.local.provider(CLIENT),
+        chain.deployment.marketplace,
+        chain.local.signer(CLIENT),
+        policy,
+        tx,
+    );
+
+    // "The run before" left a transfer in the mempool; nothing is mined for now.
+    admin.anvil_set_auto_mine(false).await.unwrap();
+    let first_block = admin.get_block_number().await.unwrap();
+    let nonce = admin.get_transaction_count(client).await.unwrap();
+    let foreign = TransactionRequest::default().with_to(client).with_value(U256::from(1u8));
+    let foreign = *chain.local.provider(CLIENT).send_transaction(foreign).await.unwrap().tx_hash();
+    let call = tokio::spawn({
+        let (market, request) = (market.clone(), chain.request(CLIENT, 1));
+        async move { market.request_storage(request).await }
+    });
+    // Past `stuck_after` the unknown nonce is replaced; then blocks come again.
+    let deadline = Instant::now() + WAIT;
+    while market.transactions_replaced() == 0 {
+        assert!(Instant::now() < deadline, "nothing was replaced");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    admin.anvil_set_auto_mine(true).await.unwrap();
+    admin.evm_mine(None).await.unwrap();
+
+    let id = tokio::time::timeout(WAIT, call)
+        .await
+        .expect("not held by the unknown transfer")
+        .unwrap()
+        .expect("goes through");
+    assert_eq!(market.request_state(id).await.unwrap(), Some(RequestState::New));
+    assert!(admin.get_transaction_receipt(foreign).await.unwrap().is_none(), "the unknown transfer was replaced");
+    // Nonce `nonce` went to a no-op: a transfer of nothing to self.
+    let mut found = None;
+    for number in first_block..=admin.get_block_number().await.unwrap() {
+        let block = admin.get_block_by_number(number.into()).full().await.unwrap().unwrap();
+        for tx in block.transactions.into_transactions() {
+            if tx.inner.signer() == client && tx.nonce() == nonce {
+                found = Some((tx.to(), tx.value()));
+            }
+        }
+    }
+    assert_eq!(found, Some((Some(client), U256::ZERO)), "the no-op took the unknown transaction's nonce");
+}
+
 /// Every clone of a market uses the connection given to any of them (the chain actor reconnecting): a clone made
 /// while the endpoint was unreachable works once the connection is replaced.
 #[actix_rt::test]
