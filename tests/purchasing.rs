@@ -257,8 +257,7 @@ async fn a_request_that_went_through_unheard_before_a_restart_is_found_and_paid_
     mint(&chain.provider(0), deployment.token, client, U256::from(10u64).pow(U256::from(24u64))).await.unwrap();
     let token = TestToken::new(deployment.token, chain.provider(CLIENT));
     let tokens_before = token.balanceOf(client).call().await.unwrap();
-    let port = chain.endpoint().rsplit(':').next().and_then(|p| p.parse().ok()).expect("anvil's port");
-    let proxy = FaultProxy::start(([127, 0, 0, 1], port).into()).expect("proxy");
+    let proxy = FaultProxy::start(chain.addr()).expect("proxy");
     let endpoint = format!("http://{}", proxy.addr());
 
     let dir = tempfile::tempdir().expect("tempdir");

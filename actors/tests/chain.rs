@@ -69,9 +69,13 @@ impl Chain {
         Self { local, deployment }
     }
 
-    /// Anvil's port (it listens on the loopback).
-    fn port(&self) -> u16 {
-        self.local.endpoint().rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port in the endpoint")
+    /// [`Chain::market`] that calls a transaction stuck after one second, polling every 100 ms.
+    fn impatient_market(&self, account: usize) -> OnChainMarket {
+        let policy = RetryPolicy { attempts: 5, base: Duration::from_millis(50), max: Duration::from_millis(200) };
+        let tx =
+            TxPolicy { poll: Duration::from_millis(100), stuck_after: Duration::from_secs(1), ..TxPolicy::default() };
+        let (provider, signer) = (self.local.provider(account), self.local.signer(account));
+        OnChainMarket::new(provider, self.deployment.marketplace, signer, policy, tx)
     }
 
     /// A market on anvil's HTTP endpoint that signs as dev account `account`.
@@ -189,7 +193,7 @@ impl Handler<ChainEvents> for Probe {
 #[actix_rt::test]
 async fn events_arrive_once_across_a_dropped_websocket_and_a_restart() {
     let chain = Chain::start().await;
-    let proxy = FaultProxy::start(([127, 0, 0, 1], chain.port()).into()).unwrap();
+    let proxy = FaultProxy::start(chain.local.addr()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path());
     let seen = Seen::default();
@@ -286,7 +290,7 @@ async fn reverts_come_back_as_the_contracts_error_names() {
 #[actix_rt::test]
 async fn transport_errors_are_retried_within_the_budget() {
     let chain = Chain::start().await;
-    let proxy = FaultProxy::start(([127, 0, 0, 1], chain.port()).into()).unwrap();
+    let proxy = FaultProxy::start(chain.local.addr()).unwrap();
     let marketplace = chain.deployment.marketplace;
 
     // Refused for 800 ms; the budget (50 + 100 + 200 + 8 × 400 ms of waits) is larger.
@@ -358,7 +362,7 @@ async fn concurrent_transactions_of_one_account_all_go_through() {
 #[actix_rt::test]
 async fn a_lost_send_is_retried_without_a_nonce_gap() {
     let chain = Chain::start().await;
-    let proxy = FaultProxy::start(([127, 0, 0, 1], chain.port()).into()).unwrap();
+    let proxy = FaultProxy::start(chain.local.addr()).unwrap();
     let provider = connect(&format!("http://{}", proxy.addr()), chain.local.signer(CLIENT)).await.unwrap();
     let policy = RetryPolicy { attempts: 5, base: Duration::from_millis(50), max: Duration::from_millis(200) };
     let market = OnChainMarket::new(
@@ -442,7 +446,7 @@ async fn events_wait_for_their_recipients_and_unhandled_ones_come_again() {
 #[actix_rt::test]
 async fn a_lost_answer_is_found_by_hash_and_the_transaction_not_sent_twice() {
     let chain = Chain::start().await;
-    let proxy = FaultProxy::start(([127, 0, 0, 1], chain.port()).into()).unwrap();
+    let proxy = FaultProxy::start(chain.local.addr()).unwrap();
     let provider = connect(&format!("http://{}", proxy.addr()), chain.local.signer(CLIENT)).await.unwrap();
     let policy = RetryPolicy { attempts: 5, base: Duration::from_millis(50), max: Duration::from_millis(200) };
     let tx = TxPolicy { poll: Duration::from_millis(100), ..TxPolicy::default() };
@@ -467,10 +471,7 @@ async fn a_lost_answer_is_found_by_hash_and_the_transaction_not_sent_twice() {
 async fn a_stuck_transaction_is_replaced_and_later_ones_go_through() {
     let chain = Chain::start().await;
     let admin = chain.local.provider(0);
-    let policy = RetryPolicy { attempts: 5, base: Duration::from_millis(50), max: Duration::from_millis(200) };
-    let tx = TxPolicy { poll: Duration::from_millis(100), stuck_after: Duration::from_secs(1), ..TxPolicy::default() };
-    let signer = chain.local.signer(CLIENT);
-    let market = OnChainMarket::new(chain.local.provider(CLIENT), chain.deployment.marketplace, signer, policy, tx);
+    let market = chain.impatient_market(CLIENT);
 
     // The approval goes to the mempool at today's fees; the fees jump before it is mined.
     admin.anvil_set_auto_mine(false).await.unwrap();
@@ -510,15 +511,7 @@ async fn an_unknown_stuck_transaction_is_replaced_by_a_no_op() {
     let chain = Chain::start().await;
     let admin = chain.local.provider(0);
     let client = chain.local.address(CLIENT);
-    let policy = RetryPolicy { attempts: 5, base: Duration::from_millis(50), max: Duration::from_millis(200) };
-    let tx = TxPolicy { poll: Duration::from_millis(100), stuck_after: Duration::from_secs(1), ..TxPolicy::default() };
-    let market = OnChainMarket::new(
-        chain.local.provider(CLIENT),
-        chain.deployment.marketplace,
-        chain.local.signer(CLIENT),
-        policy,
-        tx,
-    );
+    let market = chain.impatient_market(CLIENT);
 
     // "The run before" left a transfer in the mempool; nothing is mined for now.
     admin.anvil_set_auto_mine(false).await.unwrap();

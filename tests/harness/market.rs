@@ -74,8 +74,7 @@ impl Testnet {
             let amount = U256::from(10u64).pow(U256::from(24u64));
             runtime.block_on(mint(&chain.provider(0), deployment.token, chain.address(account), amount)).unwrap();
         }
-        let port = chain.endpoint().rsplit(':').next().and_then(|p| p.parse().ok()).expect("anvil's port");
-        let proxy = FaultProxy::start(([127, 0, 0, 1], port).into()).expect("proxy");
+        let proxy = FaultProxy::start(chain.addr()).expect("proxy");
         Testnet { runtime, chain, proxy, deployment, circuits, dir }
     }
 
@@ -121,9 +120,7 @@ impl Testnet {
 
     /// Another fault proxy to the chain, for the faults of one node only.
     pub fn new_proxy(&self) -> FaultProxy {
-        let endpoint = self.chain.endpoint();
-        let port = endpoint.rsplit(':').next().and_then(|p| p.parse().ok()).expect("anvil's port");
-        FaultProxy::start(([127, 0, 0, 1], port).into()).expect("proxy")
+        FaultProxy::start(self.chain.addr()).expect("proxy")
     }
 
     /// [`Testnet::node`] with more node options (before `persistence`) and `persistence` options.

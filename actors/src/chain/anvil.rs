@@ -73,6 +73,11 @@ impl LocalChain {
         self.instance.endpoint()
     }
 
+    /// The loopback address anvil listens on (for a proxy in front of it).
+    pub fn addr(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.instance.port()).into()
+    }
+
     /// The WebSocket endpoint.
     pub fn ws_endpoint(&self) -> String {
         self.instance.ws_endpoint()

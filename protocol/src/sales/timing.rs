@@ -77,7 +77,7 @@ impl ProofTiming {
 
     /// When the period of `now` ends (the next one starts).
     pub fn period_end(&self, now: u64) -> u64 {
-        (now / self.period).saturating_add(1).saturating_mul(self.period)
+        self.end_of(self.period_of(now))
     }
 
     /// When period number `period` ends.
