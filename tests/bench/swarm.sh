@@ -73,6 +73,7 @@ done
 [ ${#missing[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 [ -n "$BUILD" ] || (cd "$ROOT" && cargo build --release --quiet --bin codex)
 mkdir -p "$WORK"
+chmod 755 "$WORK"   # opentracker drops privileges and must read its whitelist here
 
 now() { date +%s.%N; }
 calc() { echo "$*" | bc -l; }

@@ -241,6 +241,13 @@ impl BlockExchangeActor {
     }
 
     fn schedule(&mut self, ctx: &mut Context<Self>) {
+        let mut cancels: HashMap<PeerId, Vec<WantEntry>> = HashMap::new();
+        for (peer, address) in self.requester.take_cancels() {
+            cancels.entry(peer).or_default().push(WantEntry { cancel: true, ..want(address, WantType::WantBlock, false) });
+        }
+        for (peer, entries) in cancels {
+            self.send_entries(peer, entries, false, ctx);
+        }
         for (peer, addresses) in self.requester.schedule(Instant::now()) {
             let entries = addresses.into_iter().map(|a| want(a, WantType::WantBlock, true)).collect();
             self.send_entries(peer, entries, false, ctx);

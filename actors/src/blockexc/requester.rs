@@ -14,6 +14,7 @@ use codex_protocol::Cid;
 use codex_protocol::blockexc::BlockAddress;
 use libp2p::PeerId;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
 /// A set of leaf indexes (a peer's Have or DontHave answers for one tree). Looked up for every wanted leaf at each scheduling: foldhash (seeded per process), not
@@ -27,6 +28,20 @@ pub const REASK_INTERVAL: Duration = Duration::from_secs(2);
 pub const FALLBACK_AFTER: Duration = Duration::from_secs(2);
 /// Fallback leaves are requested after this long in the window whatever their group's data looks like.
 pub const FALLBACK_MAX: Duration = Duration::from_secs(5);
+/// A running download looks its providers up again this often, so members of a swarm that started at the same
+/// moment (each lookup finding nobody else yet) find each other.
+pub const LOCATE_INTERVAL: Duration = Duration::from_secs(10);
+/// Requests a peer starts with before its delivery rate is known.
+pub const INITIAL_IN_FLIGHT: usize = 16;
+/// Requests a peer may always have, however slow it is.
+pub const MIN_IN_FLIGHT: usize = 8;
+/// How long a request should wait in a peer's queue: a peer gets as many requests as it delivers in this time
+/// (Little's law), within [`MIN_IN_FLIGHT`] and the configured maximum. A deep queue at a seeder on a slow
+/// uplink would commit every leaf to it long before other members could offer it.
+pub const QUEUE_TARGET: Duration = Duration::from_millis(500);
+/// In the end game (nothing left to take into the window), a request older than this is also sent to another
+/// peer that has the leaf; the first delivery wins and the other request is cancelled.
+pub const ENDGAME_AFTER: Duration = Duration::from_secs(2);
 
 /// Which leaves of a download are fallbacks (an erasure-coded dataset's parity): asked for only when a data
 /// leaf of their group looks lost (every connected peer said DontHave, or none said Have [`FALLBACK_AFTER`]
@@ -42,8 +57,8 @@ pub struct Fallback {
 pub enum LeafState {
     /// Nobody was asked yet, or the last request failed.
     Wanted,
-    /// Asked of `peer` at `at`.
-    Requested { peer: PeerId, at: Instant },
+    /// Asked of `peer` at `at`; in the end game also of `dup`.
+    Requested { peer: PeerId, at: Instant, dup: Option<PeerId> },
     /// Delivered, being verified and written.
     Storing,
 }
@@ -69,6 +84,10 @@ struct Download {
     started: Instant,
     last_progress: Instant,
     last_reask: Instant,
+    last_locate: Instant,
+    /// Breaks ties between equally rare leaves in an order of this download's own, so members of a swarm ask
+    /// for different leaves and have something to trade.
+    order: foldhash::fast::RandomState,
 }
 
 struct PeerWants {
@@ -78,6 +97,14 @@ struct PeerWants {
     dont: HashMap<Cid, LeafIndexes>,
     in_flight: usize,
     last_delivery: Instant,
+    /// Requests this peer may have outstanding: its delivery rate × [`QUEUE_TARGET`].
+    cap: usize,
+    /// Delivered leaves per second (moving average), 0 until measured.
+    rate: f64,
+    /// Leaves delivered since `sampled`, and whether the peer reached its cap meanwhile.
+    delivered: u32,
+    limited: bool,
+    sampled: Instant,
 }
 
 /// What to do with a delivered leaf.
@@ -128,6 +155,8 @@ pub struct Requester {
     downloads: HashMap<Cid, Download>,
     peers: HashMap<PeerId, PeerWants>,
     dirty: bool,
+    /// Requests to cancel (the other copy of an end-game request that was answered).
+    cancels: Vec<(PeerId, BlockAddress)>,
 }
 
 fn leaf(tree: Cid, index: u64) -> BlockAddress {
@@ -136,7 +165,7 @@ fn leaf(tree: Cid, index: u64) -> BlockAddress {
 
 impl Requester {
     pub fn new(config: RequesterConfig) -> Self {
-        Self { config, downloads: HashMap::new(), peers: HashMap::new(), dirty: false }
+        Self { config, downloads: HashMap::new(), peers: HashMap::new(), dirty: false, cancels: Vec::new() }
     }
 
     pub fn is_running(&self, tree: &Cid) -> bool {
@@ -185,6 +214,8 @@ impl Requester {
             started: now,
             last_progress: now,
             last_reask: now,
+            last_locate: now,
+            order: foldhash::fast::RandomState::default(),
         };
         let added = refill(self.config.window, &mut download, now);
         self.downloads.insert(tree, download);
@@ -207,10 +238,8 @@ impl Requester {
                 Some(LeafState::Wanted) => {
                     download.window.remove(index);
                 }
-                Some(LeafState::Requested { peer, .. }) => {
-                    if let Some(p) = self.peers.get_mut(peer) {
-                        p.in_flight = p.in_flight.saturating_sub(1);
-                    }
+                Some(LeafState::Requested { peer, dup, .. }) => {
+                    release(&mut self.peers, peer, dup.as_ref());
                     download.window.remove(index);
                 }
             }
@@ -247,18 +276,28 @@ impl Requester {
         }
         // Requests still out for this tree no longer count against their peers.
         for state in download.window.values() {
-            if let LeafState::Requested { peer, .. } = state
-                && let Some(p) = self.peers.get_mut(peer)
-            {
-                p.in_flight = p.in_flight.saturating_sub(1);
+            if let LeafState::Requested { peer, dup, .. } = state {
+                release(&mut self.peers, peer, dup.as_ref());
             }
         }
         Some(Ended { manifest_cid: download.manifest_cid, elapsed: now.duration_since(download.started) })
     }
 
     pub fn peer_connected(&mut self, peer: PeerId, now: Instant) {
-        self.peers
-            .insert(peer, PeerWants { have: HashMap::new(), dont: HashMap::new(), in_flight: 0, last_delivery: now });
+        self.peers.insert(
+            peer,
+            PeerWants {
+                have: HashMap::new(),
+                dont: HashMap::new(),
+                in_flight: 0,
+                last_delivery: now,
+                cap: INITIAL_IN_FLIGHT.min(self.config.peer_in_flight),
+                rate: 0.0,
+                delivered: 0,
+                limited: false,
+                sampled: now,
+            },
+        );
     }
 
     /// A peer left: its requests go back to wanted.
@@ -268,8 +307,12 @@ impl Requester {
         }
         for download in self.downloads.values_mut() {
             for state in download.window.values_mut() {
-                if matches!(state, LeafState::Requested { peer: p, .. } if p == peer) {
-                    *state = LeafState::Wanted;
+                if let LeafState::Requested { peer: asked, at, dup } = *state {
+                    if asked == *peer {
+                        *state = dup.map_or(LeafState::Wanted, |other| LeafState::Requested { peer: other, at, dup: None });
+                    } else if dup == Some(*peer) {
+                        *state = LeafState::Requested { peer: asked, at, dup: None };
+                    }
                 }
             }
         }
@@ -306,8 +349,14 @@ impl Requester {
             p.dont.entry(tree).or_default().insert(index);
             self.dirty = true;
         }
-        if matches!(state, LeafState::Requested { peer: q, .. } if q == peer) {
-            *state = LeafState::Wanted;
+        if let LeafState::Requested { peer: asked, at, dup } = *state {
+            if asked == *peer {
+                *state = dup.map_or(LeafState::Wanted, |other| LeafState::Requested { peer: other, at, dup: None });
+            } else if dup == Some(*peer) {
+                *state = LeafState::Requested { peer: asked, at, dup: None };
+            } else {
+                return;
+            }
             p.in_flight = p.in_flight.saturating_sub(1);
             self.dirty = true;
         }
@@ -317,20 +366,34 @@ impl Requester {
     /// store verifies it): a late answer to a request that timed out, or an answer racing another peer's, is
     /// still data. A leaf of a running download that is not (or no longer) needed is ignored without blame.
     /// Only a leaf of no running download is unsolicited.
-    pub fn on_delivery(&mut self, _from: &PeerId, tree: Cid, index: u64) -> Delivery {
+    pub fn on_delivery(&mut self, from: &PeerId, tree: Cid, index: u64) -> Delivery {
         let Some(download) = self.downloads.get_mut(&tree) else { return Delivery::Unsolicited };
+        // Whatever becomes of it, the leaf came over the peer's link: it counts for the peer's rate.
+        if let Some(p) = self.peers.get_mut(from) {
+            p.delivered = p.delivered.saturating_add(1);
+        }
         let Some(state) = download.window.get_mut(&index) else { return Delivery::Ignored };
         let asked = match *state {
             LeafState::Storing => return Delivery::Ignored,
-            LeafState::Requested { peer: asked, .. } => Some(asked),
+            LeafState::Requested { peer: asked, dup, .. } => Some((asked, dup)),
             LeafState::Wanted => None,
         };
         *state = LeafState::Storing;
-        if let Some(p) = asked.and_then(|asked| self.peers.get_mut(&asked)) {
-            p.in_flight = p.in_flight.saturating_sub(1);
+        if let Some((asked, dup)) = asked {
+            release(&mut self.peers, &asked, dup.as_ref());
+            if let Some(dup) = dup {
+                // An end-game request was answered: the other copy is no longer needed.
+                let other = if *from == asked { dup } else { asked };
+                self.cancels.push((other, leaf(tree, index)));
+            }
         }
         self.dirty = true;
         Delivery::Store
+    }
+
+    /// Requests to cancel: the unanswered copies of end-game requests.
+    pub fn take_cancels(&mut self) -> Vec<(PeerId, BlockAddress)> {
+        std::mem::take(&mut self.cancels)
     }
 
     /// The store verified leaves delivered by `peer`. Returns how many were rejected and the leaves newly in
@@ -375,51 +438,78 @@ impl Requester {
         (rejected, added)
     }
 
-    /// Assigns wanted leaves to peers that have them, least-loaded peer first. Returns the wantBlock requests
-    /// to send. Does nothing unless something changed since the last call.
+    /// Assigns wanted leaves to peers that have them: rarest leaf first (fewest peers said Have; ties in the
+    /// download's own random order), each to the peer with the most room among those that have it; in the end
+    /// game, late requests also go to a second peer. Returns the wantBlock requests to send. Does nothing unless
+    /// something changed since the last call.
     pub fn schedule(&mut self, now: Instant) -> Vec<(PeerId, Vec<BlockAddress>)> {
         if !std::mem::take(&mut self.dirty) {
             return Vec::new();
         }
-        let cap = self.config.peer_in_flight;
+        let window_size = self.config.window;
         let mut batches: HashMap<PeerId, Vec<BlockAddress>> = HashMap::new();
         for (tree, download) in &mut self.downloads {
-            // The peers that can take a request and said Have for some leaf of this tree, with their load: the
-            // window is walked once, asking only them (not every peer's sets for every leaf).
-            let mut candidates: Vec<(PeerId, &LeafIndexes, usize)> = self
+            // The peers that can take a request and said Have for some leaf of this tree, with their load and
+            // cap: only they are asked.
+            let mut candidates: Vec<Candidate<'_>> = self
                 .peers
                 .iter()
-                .filter(|(_, p)| p.in_flight < cap)
-                .filter_map(|(id, p)| p.have.get(tree).filter(|h| !h.is_empty()).map(|h| (*id, h, p.in_flight)))
+                .filter(|(_, p)| p.in_flight < p.cap)
+                .filter_map(|(id, p)| {
+                    let have = p.have.get(tree).filter(|h| !h.is_empty())?;
+                    Some(Candidate { peer: *id, have, load: p.in_flight, cap: p.cap })
+                })
                 .collect();
             if candidates.is_empty() {
                 continue;
             }
             let held_back = held_back_fallbacks(download, &self.peers, tree, now);
+            // Rarest first: what only one peer has (a seeder, early in a swarm) takes that peer's room before
+            // what several have, so a seeder's upload goes to leaves nobody else has yet and a leaf a member
+            // already holds is fetched from it.
+            let mut wanted: Vec<(usize, u64, u64)> = download
+                .window
+                .iter()
+                .filter(|(index, state)| **state == LeafState::Wanted && !held_back.contains(*index))
+                .filter_map(|(index, _)| {
+                    let holders =
+                        self.peers.values().filter(|p| p.have.get(tree).is_some_and(|h| h.contains(index))).count();
+                    (holders > 0).then(|| (holders, download.order.hash_one(index), *index))
+                })
+                .collect();
+            wanted.sort_unstable();
             let mut open = candidates.len();
-            for (index, state) in download.window.iter_mut() {
+            for (_, _, index) in wanted {
                 if open == 0 {
                     break;
                 }
-                if *state != LeafState::Wanted || held_back.contains(index) {
-                    continue;
-                }
-                let best = candidates
-                    .iter_mut()
-                    .filter(|(_, have, load)| *load < cap && have.contains(index))
-                    .min_by_key(|(_, _, load)| *load);
-                let Some((peer, _, load)) = best else { continue };
-                *load += 1;
-                if *load >= cap {
+                let Some(best) = roomiest(&mut candidates, index, None) else { continue };
+                best.load += 1;
+                if best.load >= best.cap {
                     open -= 1;
                 }
-                *state = LeafState::Requested { peer: *peer, at: now };
-                batches.entry(*peer).or_default().push(leaf(*tree, *index));
+                download.window.insert(index, LeafState::Requested { peer: best.peer, at: now, dup: None });
+                batches.entry(best.peer).or_default().push(leaf(*tree, index));
             }
-            let loads: Vec<(PeerId, usize)> = candidates.into_iter().map(|(peer, _, load)| (peer, load)).collect();
+            // The end game: nothing is left to take into the window, so a late request costs the download its
+            // end. Ask a second peer that has the leaf and room; the first delivery cancels the other request.
+            if download.window.len() < window_size && open > 0 {
+                for (index, state) in download.window.iter_mut() {
+                    let LeafState::Requested { peer, at, dup: None } = *state else { continue };
+                    if now.duration_since(at) < ENDGAME_AFTER {
+                        continue;
+                    }
+                    let Some(other) = roomiest(&mut candidates, *index, Some(peer)) else { continue };
+                    other.load += 1;
+                    *state = LeafState::Requested { peer, at, dup: Some(other.peer) };
+                    batches.entry(other.peer).or_default().push(leaf(*tree, *index));
+                }
+            }
+            let loads: Vec<(PeerId, usize)> = candidates.into_iter().map(|c| (c.peer, c.load)).collect();
             for (peer, load) in loads {
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.in_flight = load;
+                    p.limited |= load >= p.cap;
                 }
             }
         }
@@ -429,15 +519,25 @@ impl Requester {
     /// Periodic work: request timeouts, re-asking, stalled downloads, idle peers.
     pub fn tick(&mut self, now: Instant) -> Tick {
         let mut tick = Tick::default();
+        let window_size = self.config.window;
         for (tree, download) in &mut self.downloads {
+            let end_game = download.window.len() < window_size;
             for state in download.window.values_mut() {
-                if let LeafState::Requested { peer, at } = *state
-                    && now.duration_since(at) > self.config.request_timeout
-                {
-                    *state = LeafState::Wanted;
-                    tick.timed_out.push(peer);
-                    self.dirty = true;
+                if let LeafState::Requested { peer, at, dup } = *state {
+                    let waited = now.duration_since(at);
+                    if waited > self.config.request_timeout {
+                        *state = LeafState::Wanted;
+                        tick.timed_out.extend(std::iter::once(peer).chain(dup));
+                        self.dirty = true;
+                    } else if end_game && dup.is_none() && waited >= ENDGAME_AFTER {
+                        // A late request in the end game: look for a second peer.
+                        self.dirty = true;
+                    }
                 }
+            }
+            if now.duration_since(download.last_locate) >= LOCATE_INTERVAL {
+                download.last_locate = now;
+                tick.locate.extend([*tree, download.manifest_cid]);
             }
             if now.duration_since(download.last_reask) >= REASK_INTERVAL {
                 let unheld: Vec<u64> = download
@@ -452,7 +552,9 @@ impl Requester {
                 if !unheld.is_empty() {
                     download.last_reask = now;
                     tick.reask.push((*tree, unheld));
-                    tick.locate.extend([*tree, download.manifest_cid]);
+                    if !tick.locate.contains(tree) {
+                        tick.locate.extend([*tree, download.manifest_cid]);
+                    }
                 }
             }
             if download.fallback.is_some() && download.window.values().any(|state| *state == LeafState::Wanted) {
@@ -471,6 +573,10 @@ impl Requester {
         for (tree, _) in &tick.stalled {
             self.end(tree, now);
         }
+        let max = self.config.peer_in_flight;
+        for p in self.peers.values_mut() {
+            self.dirty |= p.sample_rate(now, max);
+        }
         tick.idle = self
             .peers
             .iter()
@@ -483,6 +589,69 @@ impl Requester {
     /// Requests outstanding with `peer`.
     pub fn in_flight(&self, peer: &PeerId) -> usize {
         self.peers.get(peer).map_or(0, |p| p.in_flight)
+    }
+}
+
+/// A peer that can take requests, as [`Requester::schedule`] fills it.
+struct Candidate<'a> {
+    peer: PeerId,
+    have: &'a LeafIndexes,
+    load: usize,
+    cap: usize,
+}
+
+/// The candidate with the most room (lowest share of its cap in use) that has leaf `index`, other than `not`.
+fn roomiest<'c, 'a>(candidates: &'c mut [Candidate<'a>], index: u64, not: Option<PeerId>) -> Option<&'c mut Candidate<'a>> {
+    candidates
+        .iter_mut()
+        .filter(|c| c.load < c.cap && Some(c.peer) != not && c.have.contains(&index))
+        .min_by_key(|c| (c.load * 1024 / c.cap.max(1), c.load))
+}
+
+/// Takes requests `peer` and `dup` made back from their peers' counts.
+fn release(peers: &mut HashMap<PeerId, PeerWants>, peer: &PeerId, dup: Option<&PeerId>) {
+    for asked in std::iter::once(peer).chain(dup) {
+        if let Some(p) = peers.get_mut(asked) {
+            p.in_flight = p.in_flight.saturating_sub(1);
+        }
+    }
+}
+
+impl PeerWants {
+    /// Measures the delivery rate since the last sample and sets the cap to what the peer delivers in
+    /// [`QUEUE_TARGET`] (at most 4× the cap before, at least half of it). A sample after which the peer owed
+    /// nothing (and never reached its cap) says how much was asked, not how fast it can go: it only raises the
+    /// rate.
+    /// Returns true when the cap grew (more can be asked).
+    fn sample_rate(&mut self, now: Instant, max: usize) -> bool {
+        let elapsed = now.duration_since(self.sampled).as_secs_f64();
+        if elapsed < 0.25 {
+            return false;
+        }
+        let sample = f64::from(self.delivered) / elapsed;
+        // Requests still owed at the end (or the cap reached meanwhile): the peer delivered what it could.
+        let limited = self.limited || self.in_flight > 0;
+        if self.delivered > 0 || limited {
+            self.rate = if self.rate == 0.0 {
+                sample
+            } else if limited {
+                0.3 * self.rate + 0.7 * sample
+            } else {
+                self.rate.max(sample)
+            };
+        }
+        self.delivered = 0;
+        self.limited = false;
+        self.sampled = now;
+        if self.rate == 0.0 {
+            return false;
+        }
+        let floor = MIN_IN_FLIGHT.min(max);
+        let target = (self.rate * QUEUE_TARGET.as_secs_f64()).ceil() as usize;
+        let cap = target.clamp((self.cap / 2).max(floor), (self.cap * 4).max(floor)).clamp(floor, max);
+        let grew = cap > self.cap;
+        self.cap = cap;
+        grew
     }
 }
 
@@ -748,6 +917,122 @@ mod tests {
         let tick = requester.tick(now + Duration::from_secs(101));
         assert_eq!(tick.stalled, vec![(t, tree(9))]);
         assert!(!requester.is_running(&t));
+    }
+
+    #[test]
+    fn rarest_leaves_go_first_and_a_leaf_a_member_holds_is_fetched_from_it() {
+        let mut requester = Requester::new(config(8, 4));
+        let (t, now) = (tree(6), Instant::now());
+        let (seeder, member) = (PeerId::random(), PeerId::random());
+        requester.peer_connected(seeder, now);
+        requester.peer_connected(member, now);
+        requester.start(t, tree(9), Box::new(0..8), now);
+        for index in 0..8 {
+            requester.on_presence(&seeder, t, index, true);
+        }
+        for index in 0..4 {
+            requester.on_presence(&member, t, index, true);
+        }
+        let batches = requester.schedule(now);
+        assert_eq!(indexes(&batches, &seeder), vec![4, 5, 6, 7], "the seeder's room goes to what only it has");
+        assert_eq!(indexes(&batches, &member), vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn downloads_of_the_same_leaves_ask_for_them_in_different_orders() {
+        let (t, now, peer) = (tree(7), Instant::now(), PeerId::random());
+        let first_asked = || {
+            let mut requester = Requester::new(config(64, 4));
+            requester.peer_connected(peer, now);
+            requester.start(t, tree(9), Box::new(0..64), now);
+            for index in 0..64 {
+                requester.on_presence(&peer, t, index, true);
+            }
+            indexes(&requester.schedule(now), &peer)
+        };
+        // Two members with one seeder: each asks it for 4 of 64 equally rare leaves, so they have something to
+        // trade. (The same 4 in both by chance: 1 in 635,376.)
+        assert_ne!(first_asked(), first_asked());
+    }
+
+    #[test]
+    fn a_peers_cap_follows_what_it_delivers() {
+        let mut requester = Requester::new(config(512, 256));
+        let (t, start, peer) = (tree(8), Instant::now(), PeerId::random());
+        requester.peer_connected(peer, start);
+        requester.start(t, tree(9), Box::new(0..100_000), start);
+        let mut now = start;
+        let mut round = |requester: &mut Requester, now: Instant| {
+            for (index, _) in requester.window(&t) {
+                requester.on_presence(&peer, t, index, true);
+            }
+            let asked = indexes(&requester.schedule(now), &peer);
+            for index in &asked {
+                requester.on_delivery(&peer, t, *index);
+            }
+            let outcomes: Vec<(u64, Stored)> = asked.iter().map(|i| (*i, Stored::Kept)).collect();
+            requester.on_stored(&peer, t, &outcomes, now);
+            asked.len()
+        };
+        assert_eq!(round(&mut requester, now), INITIAL_IN_FLIGHT, "an unmeasured peer gets the initial cap");
+        // A fast peer: 25 full rounds in a second (400 leaves/s) lets it have 4× as many requests.
+        for _ in 1..25 {
+            round(&mut requester, now);
+        }
+        now += Duration::from_secs(1);
+        requester.tick(now);
+        for (index, _) in requester.window(&t) {
+            requester.on_presence(&peer, t, index, true);
+        }
+        let asked = indexes(&requester.schedule(now), &peer);
+        assert_eq!(asked.len(), INITIAL_IN_FLIGHT * 4);
+        requester.on_presence(&peer, t, 100_000 - 1, true);
+        assert!(requester.schedule(now).is_empty(), "at its cap");
+        // Then slow: 8 leaves in a second while it owes more. Its cap falls (at most by half per sample) to
+        // the floor.
+        for index in asked.iter().take(8) {
+            requester.on_delivery(&peer, t, *index);
+        }
+        now += Duration::from_secs(1);
+        requester.tick(now);
+        assert!(requester.peers[&peer].cap < INITIAL_IN_FLIGHT * 4);
+        for _ in 0..4 {
+            now += Duration::from_secs(1);
+            requester.tick(now);
+        }
+        assert_eq!(requester.peers[&peer].cap, MIN_IN_FLIGHT, "a peer that delivers nothing keeps the floor");
+    }
+
+    #[test]
+    fn the_end_game_asks_a_second_peer_for_a_late_leaf_and_cancels_the_loser() {
+        let mut requester = Requester::new(config(8, 4));
+        let (t, now) = (tree(9), Instant::now());
+        let (a, b) = (PeerId::random(), PeerId::random());
+        requester.peer_connected(a, now);
+        requester.peer_connected(b, now);
+        requester.start(t, tree(10), Box::new(0..2), now);
+        for index in 0..2 {
+            requester.on_presence(&a, t, index, true);
+            requester.on_presence(&b, t, index, true);
+        }
+        let first = requester.schedule(now);
+        assert_eq!(indexes(&first, &a).len() + indexes(&first, &b).len(), 2, "each leaf asked once");
+        assert!(requester.schedule(now + Duration::from_secs(1)).is_empty(), "not late yet");
+        let later = now + ENDGAME_AFTER;
+        requester.tick(later);
+        let second = requester.schedule(later);
+        assert_eq!(indexes(&second, &a), indexes(&first, &b), "a is asked for what b is late with");
+        assert_eq!(indexes(&second, &b), indexes(&first, &a));
+        assert_eq!((requester.in_flight(&a), requester.in_flight(&b)), (2, 2));
+        // a delivers both: b's copies are cancelled, and nobody owes anything.
+        for index in 0..2 {
+            assert_eq!(requester.on_delivery(&a, t, index), Delivery::Store);
+        }
+        let cancels = requester.take_cancels();
+        assert_eq!(cancels.len(), 2);
+        assert!(cancels.iter().all(|(peer, _)| *peer == b), "b's copy of each leaf is cancelled");
+        assert_eq!((requester.in_flight(&a), requester.in_flight(&b)), (0, 0));
+        assert_eq!(requester.on_delivery(&b, t, 0), Delivery::Ignored, "b's late copy is no fault");
     }
 
     #[test]
