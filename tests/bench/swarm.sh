@@ -108,6 +108,8 @@ topology() {
 }
 
 tx_bytes() { in_ns "$1" cat /sys/class/net/eth0/statistics/tx_bytes; }
+# retransmitted TCP segments of namespace K since it was made
+retrans() { in_ns "$1" nstat -az TcpRetransSegs | awk '/TcpRetransSegs/ {print $2}'; }
 
 api() { echo "http://127.0.0.1:8080/api/codex/v1"; }
 
@@ -170,11 +172,13 @@ report() {
         count=$((count + 1))
         [ "$(calc "$t > $last")" = 1 ] && last=$t
     done
-    local sent
+    local sent members=0
     sent=$(calc "($(tx_bytes 0) - $tx0) / 1048576")
+    for i in $(seq 1 "$N"); do members=$((members + $(tx_bytes "$i") - ${MEMBER_TX0[$i]})); done
     RESULT[$name]=$last
-    printf '%-6s last member %7.2f s   mean %7.2f s   seeder sent %6.0f MiB (%.2f× the file)\n' \
-        "$name" "$last" "$(calc "$sum / $count")" "$sent" "$(calc "$sent / $SIZE_MIB")"
+    printf '%-6s last member %7.2f s   mean %7.2f s   seeder sent %6.0f MiB (%.2f× the file), members %6.0f MiB\n' \
+        "$name" "$last" "$(calc "$sum / $count")" "$sent" "$(calc "$sent / $SIZE_MIB")" "$((members >> 20))"
+    echo "       the seeder retransmitted $(( $(retrans 0) - RETRANS0 )) TCP segments"
 }
 
 run_codex() {
@@ -188,7 +192,9 @@ run_codex() {
     for i in $(seq 1 "$N"); do wait_api "$i"; done
     sleep 2   # bootstrap: every member's routing table holds the seeder
     local tx0 t0 jobs=()
+    RETRANS0=$(retrans 0)
     tx0=$(tx_bytes 0)
+    for i in $(seq 1 "$N"); do MEMBER_TX0[$i]=$(tx_bytes "$i"); done
     t0=$(now)
     if [ "$VARIANT" = leave ]; then
         leave_when_copied "$(cat "$WORK/node0.pid")" "$tx0" &
@@ -224,7 +230,9 @@ run_aria2() {
     PIDS+=($seeder)
     sleep 2
     local tx0 t0 jobs=()
+    RETRANS0=$(retrans 0)
     tx0=$(tx_bytes 0)
+    for i in $(seq 1 "$N"); do MEMBER_TX0[$i]=$(tx_bytes "$i"); done
     t0=$(now)
     if [ "$VARIANT" = leave ]; then
         leave_when_copied "$seeder" "$tx0" &
@@ -264,6 +272,7 @@ aria2c -S "$WORK/file.torrent" | awk '/Info Hash/ {print $3}' >"$WORK/whitelist"
 chmod 644 "$WORK/whitelist"
 
 declare -A RESULT
+declare -a MEMBER_TX0
 seeder_bound=$(calc "$SIZE_MIB * 8 * 1.048576 / $UP")
 for VARIANT in $VARIANTS; do
     topology

@@ -473,6 +473,8 @@ impl BlockExchangeActor {
                     bytes,
                     elapsed_ms = ended.elapsed.as_millis() as u64,
                     mib_per_s = (bytes as f64 / (1 << 20) as f64 / ended.elapsed.as_secs_f64().max(1e-6)) as u64,
+                    duplicates = ended.duplicates,
+                    endgame = ended.endgame,
                     "download complete"
                 );
             }

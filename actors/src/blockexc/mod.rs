@@ -53,7 +53,7 @@ pub struct BlockExchangeConfig {
 impl Default for BlockExchangeConfig {
     fn default() -> Self {
         Self {
-            window: 512,
+            window: 2048,
             peer_in_flight: 256,
             request_timeout: Duration::from_secs(15),
             peer_idle_timeout: Duration::from_secs(60),

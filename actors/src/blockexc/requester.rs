@@ -34,11 +34,11 @@ pub const LOCATE_INTERVAL: Duration = Duration::from_secs(10);
 /// Requests a peer starts with before its delivery rate is known.
 pub const INITIAL_IN_FLIGHT: usize = 16;
 /// Requests a peer may always have, however slow it is.
-pub const MIN_IN_FLIGHT: usize = 8;
+pub const MIN_IN_FLIGHT: usize = 4;
 /// How long a request should wait in a peer's queue: a peer gets as many requests as it delivers in this time
 /// (Little's law), within [`MIN_IN_FLIGHT`] and the configured maximum. A deep queue at a seeder on a slow
 /// uplink would commit every leaf to it long before other members could offer it.
-pub const QUEUE_TARGET: Duration = Duration::from_millis(500);
+pub const QUEUE_TARGET: Duration = Duration::from_millis(250);
 /// In the end game (nothing left to take into the window), a request older than this is also sent to another
 /// peer that has the leaf; the first delivery wins and the other request is cancelled.
 pub const ENDGAME_AFTER: Duration = Duration::from_secs(2);
@@ -85,6 +85,8 @@ struct Download {
     last_progress: Instant,
     last_reask: Instant,
     last_locate: Instant,
+    duplicates: u64,
+    endgame: u64,
     /// Breaks ties between equally rare leaves in an order of this download's own, so members of a swarm ask
     /// for different leaves and have something to trade.
     order: foldhash::fast::RandomState,
@@ -147,6 +149,10 @@ pub struct Tick {
 pub struct Ended {
     pub manifest_cid: Cid,
     pub elapsed: Duration,
+    /// Leaves delivered that were already held or being stored (end-game losers, late answers).
+    pub duplicates: u64,
+    /// End-game requests sent to a second peer.
+    pub endgame: u64,
 }
 
 /// The requester.
@@ -215,6 +221,8 @@ impl Requester {
             last_progress: now,
             last_reask: now,
             last_locate: now,
+            duplicates: 0,
+            endgame: 0,
             order: foldhash::fast::RandomState::default(),
         };
         let added = refill(self.config.window, &mut download, now);
@@ -280,7 +288,12 @@ impl Requester {
                 release(&mut self.peers, peer, dup.as_ref());
             }
         }
-        Some(Ended { manifest_cid: download.manifest_cid, elapsed: now.duration_since(download.started) })
+        Some(Ended {
+            manifest_cid: download.manifest_cid,
+            elapsed: now.duration_since(download.started),
+            duplicates: download.duplicates,
+            endgame: download.endgame,
+        })
     }
 
     pub fn peer_connected(&mut self, peer: PeerId, now: Instant) {
@@ -372,9 +385,15 @@ impl Requester {
         if let Some(p) = self.peers.get_mut(from) {
             p.delivered = p.delivered.saturating_add(1);
         }
-        let Some(state) = download.window.get_mut(&index) else { return Delivery::Ignored };
+        let Some(state) = download.window.get_mut(&index) else {
+            download.duplicates += 1;
+            return Delivery::Ignored;
+        };
         let asked = match *state {
-            LeafState::Storing => return Delivery::Ignored,
+            LeafState::Storing => {
+                download.duplicates += 1;
+                return Delivery::Ignored;
+            }
             LeafState::Requested { peer: asked, dup, .. } => Some((asked, dup)),
             LeafState::Wanted => None,
         };
@@ -457,7 +476,7 @@ impl Requester {
                 .filter(|(_, p)| p.in_flight < p.cap)
                 .filter_map(|(id, p)| {
                     let have = p.have.get(tree).filter(|h| !h.is_empty())?;
-                    Some(Candidate { peer: *id, have, load: p.in_flight, cap: p.cap })
+                    Some(Candidate { peer: *id, have, load: p.in_flight, cap: p.cap, sole: 0 })
                 })
                 .collect();
             if candidates.is_empty() {
@@ -472,9 +491,15 @@ impl Requester {
                 .iter()
                 .filter(|(index, state)| **state == LeafState::Wanted && !held_back.contains(*index))
                 .filter_map(|(index, _)| {
-                    let holders =
-                        self.peers.values().filter(|p| p.have.get(tree).is_some_and(|h| h.contains(index))).count();
-                    (holders > 0).then(|| (holders, download.order.hash_one(index), *index))
+                    let mut holders = self.peers.iter().filter(|(_, p)| p.have.get(tree).is_some_and(|h| h.contains(index)));
+                    let first = holders.next()?;
+                    let count = 1 + holders.count();
+                    if count == 1
+                        && let Some(sole) = candidates.iter_mut().find(|c| c.peer == *first.0)
+                    {
+                        sole.sole += 1;
+                    }
+                    Some((count, download.order.hash_one(index), *index))
                 })
                 .collect();
             wanted.sort_unstable();
@@ -501,6 +526,7 @@ impl Requester {
                     }
                     let Some(other) = roomiest(&mut candidates, *index, Some(peer)) else { continue };
                     other.load += 1;
+                    download.endgame += 1;
                     *state = LeafState::Requested { peer, at, dup: Some(other.peer) };
                     batches.entry(other.peer).or_default().push(leaf(*tree, *index));
                 }
@@ -598,14 +624,17 @@ struct Candidate<'a> {
     have: &'a LeafIndexes,
     load: usize,
     cap: usize,
+    /// Wanted leaves of the window only this peer has.
+    sole: usize,
 }
 
-/// The candidate with the most room (lowest share of its cap in use) that has leaf `index`, other than `not`.
+/// The candidate for leaf `index` (other than `not`) with room: the one with the fewest leaves nobody else has
+/// (a seeder's upload is kept for those), then the one with the most room (lowest share of its cap in use).
 fn roomiest<'c, 'a>(candidates: &'c mut [Candidate<'a>], index: u64, not: Option<PeerId>) -> Option<&'c mut Candidate<'a>> {
     candidates
         .iter_mut()
         .filter(|c| c.load < c.cap && Some(c.peer) != not && c.have.contains(&index))
-        .min_by_key(|c| (c.load * 1024 / c.cap.max(1), c.load))
+        .min_by_key(|c| (c.sole, c.load * 1024 / c.cap.max(1), c.load))
 }
 
 /// Takes requests `peer` and `dup` made back from their peers' counts.
