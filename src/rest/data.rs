@@ -274,6 +274,8 @@ pub trait Arrivals: Send + Sync + 'static {
     fn status(&self) -> DownloadStatus;
     /// Changes whenever blocks arrive.
     fn watch_arrivals(&self) -> tokio::sync::watch::Receiver<u64>;
+    /// The stream waits for block `index` (so the download can fetch it first).
+    fn waiting_for(&self, index: u64);
 }
 
 impl Arrivals for Progress {
@@ -285,6 +287,9 @@ impl Arrivals for Progress {
     }
     fn watch_arrivals(&self) -> tokio::sync::watch::Receiver<u64> {
         Progress::watch_arrivals(self)
+    }
+    fn waiting_for(&self, index: u64) {
+        Progress::reader_waits_for(self, index)
     }
 }
 
@@ -315,6 +320,7 @@ pub fn arriving_stream(
                     let _ = tx.send(Err(std::io::Error::other(format!("the download failed: {reason}")))).await;
                     return;
                 }
+                progress.waiting_for(index);
                 if waiting_since.elapsed() >= stall {
                     tracing::info!(index, ?stall, "network stream: no block arrived in time, stream ended");
                     let message = format!("no block arrived for {} s", stall.as_secs());
@@ -433,6 +439,7 @@ mod tests {
         fn watch_arrivals(&self) -> tokio::sync::watch::Receiver<u64> {
             self.0.subscribe()
         }
+        fn waiting_for(&self, _: u64) {}
     }
 
     #[actix_web::test]

@@ -248,6 +248,9 @@ impl BlockExchangeActor {
         for (peer, entries) in cancels {
             self.send_entries(peer, entries, false, ctx);
         }
+        for (tree, (progress, _)) in &self.progress {
+            self.requester.set_urgent(tree, progress.reader_waiting());
+        }
         for (peer, addresses) in self.requester.schedule(Instant::now()) {
             let entries = addresses.into_iter().map(|a| want(a, WantType::WantBlock, true)).collect();
             self.send_entries(peer, entries, false, ctx);

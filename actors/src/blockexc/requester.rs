@@ -39,6 +39,8 @@ pub const MIN_IN_FLIGHT: usize = 4;
 /// (Little's law), within [`MIN_IN_FLIGHT`] and the configured maximum. A deep queue at a seeder on a slow
 /// uplink would commit every leaf to it long before other members could offer it.
 pub const QUEUE_TARGET: Duration = Duration::from_millis(250);
+/// Leaves from the one a stream reader waits for that are asked for before any other.
+pub const URGENT_RUN: u64 = 8;
 /// In the end game (nothing left to take into the window), a request older than this is also sent to another
 /// peer that has the leaf; the first delivery wins and the other request is cancelled.
 pub const ENDGAME_AFTER: Duration = Duration::from_secs(2);
@@ -87,6 +89,8 @@ struct Download {
     last_locate: Instant,
     duplicates: u64,
     endgame: u64,
+    /// The leaf a stream reader waits for: it and the [`URGENT_RUN`] - 1 after it go first.
+    urgent: Option<u64>,
     /// Breaks ties between equally rare leaves in an order of this download's own, so members of a swarm ask
     /// for different leaves and have something to trade.
     order: foldhash::fast::RandomState,
@@ -223,6 +227,7 @@ impl Requester {
             last_locate: now,
             duplicates: 0,
             endgame: 0,
+            urgent: None,
             order: foldhash::fast::RandomState::default(),
         };
         let added = refill(self.config.window, &mut download, now);
@@ -410,6 +415,16 @@ impl Requester {
         Delivery::Store
     }
 
+    /// A stream reader of `tree` waits for leaf `index` (or none): the leaves from it go first.
+    pub fn set_urgent(&mut self, tree: &Cid, index: Option<u64>) {
+        if let Some(download) = self.downloads.get_mut(tree)
+            && download.urgent != index
+        {
+            download.urgent = index;
+            self.dirty = true;
+        }
+    }
+
     /// Requests to cancel: the unanswered copies of end-game requests.
     pub fn take_cancels(&mut self) -> Vec<(PeerId, BlockAddress)> {
         std::mem::take(&mut self.cancels)
@@ -485,8 +500,9 @@ impl Requester {
             let held_back = held_back_fallbacks(download, &self.peers, tree, now);
             // Rarest first: what only one peer has (a seeder, early in a swarm) takes that peer's room before
             // what several have, so a seeder's upload goes to leaves nobody else has yet and a leaf a member
-            // already holds is fetched from it.
-            let mut wanted: Vec<(usize, u64, u64)> = download
+            // already holds is fetched from it. Before all that, the few leaves a stream reader waits for.
+            let urgent = download.urgent.map(|from| from..from.saturating_add(URGENT_RUN));
+            let mut wanted: Vec<(bool, usize, u64, u64)> = download
                 .window
                 .iter()
                 .filter(|(index, state)| **state == LeafState::Wanted && !held_back.contains(*index))
@@ -499,12 +515,15 @@ impl Requester {
                     {
                         sole.sole += 1;
                     }
-                    Some((count, download.order.hash_one(index), *index))
+                    if urgent.as_ref().is_some_and(|run| run.contains(index)) {
+                        return Some((false, 0, *index, *index));
+                    }
+                    Some((true, count, download.order.hash_one(index), *index))
                 })
                 .collect();
             wanted.sort_unstable();
             let mut open = candidates.len();
-            for (_, _, index) in wanted {
+            for (_, _, _, index) in wanted {
                 if open == 0 {
                     break;
                 }
@@ -1062,6 +1081,19 @@ mod tests {
         assert!(cancels.iter().all(|(peer, _)| *peer == b), "b's copy of each leaf is cancelled");
         assert_eq!((requester.in_flight(&a), requester.in_flight(&b)), (0, 0));
         assert_eq!(requester.on_delivery(&b, t, 0), Delivery::Ignored, "b's late copy is no fault");
+    }
+
+    #[test]
+    fn the_leaves_a_stream_reader_waits_for_go_first() {
+        let mut requester = Requester::new(config(1024, 4));
+        let (t, now, peer) = (tree(11), Instant::now(), PeerId::random());
+        requester.peer_connected(peer, now);
+        requester.start(t, tree(9), Box::new(0..1024), now);
+        for index in 0..1024 {
+            requester.on_presence(&peer, t, index, true);
+        }
+        requester.set_urgent(&t, Some(500));
+        assert_eq!(indexes(&requester.schedule(now), &peer), vec![500, 501, 502, 503]);
     }
 
     #[test]

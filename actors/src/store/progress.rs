@@ -27,6 +27,8 @@ pub struct Progress {
     arrivals: watch::Sender<u64>,
     /// Set for a download that decodes (any K members of each erasure group will do).
     groups: OnceLock<Groups>,
+    /// The leaf a stream reader waits for (`u64::MAX`: none), fetched first by the block exchange.
+    reader_waits: AtomicU64,
 }
 
 /// Which erasure groups of a decoding download hold K members (the rest of such a group is not needed).
@@ -55,6 +57,7 @@ impl Progress {
             status: watch::channel(DownloadStatus::Running).0,
             arrivals: watch::channel(0).0,
             groups: OnceLock::new(),
+            reader_waits: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -150,6 +153,17 @@ impl Progress {
     /// Watches the status.
     pub fn watch_status(&self) -> watch::Receiver<DownloadStatus> {
         self.status.subscribe()
+    }
+
+    /// A stream reader waits for leaf `index`: the block exchange asks for it (and the few after it) first.
+    pub fn reader_waits_for(&self, index: u64) {
+        self.reader_waits.store(index, Ordering::Relaxed);
+    }
+
+    /// The leaf a stream reader last waited for, if it is not held yet.
+    pub fn reader_waiting(&self) -> Option<u64> {
+        let index = self.reader_waits.load(Ordering::Relaxed);
+        (index != u64::MAX && !self.has(index)).then_some(index)
     }
 
     /// Watches arrivals (the value is a counter; wake up and re-check [`Progress::has`]).
