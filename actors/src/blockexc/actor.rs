@@ -328,6 +328,9 @@ impl BlockExchangeActor {
                             _ => (held, false),
                         };
                         if !held && fetching {
+                            if let BlockAddress::Leaf { tree, .. } = &address {
+                                act.requester.mark_shared(tree);
+                            }
                             later.push(address.clone());
                         }
                         if held || dont_have {

@@ -89,8 +89,13 @@ struct Download {
     last_locate: Instant,
     duplicates: u64,
     endgame: u64,
-    /// The leaf a stream reader waits for: it and the [`URGENT_RUN`] - 1 after it go first.
+    /// The leaf a stream reader waits for: it and the [`URGENT_RUN`] - 1 after it go first, unless the download
+    /// is `shared`.
     urgent: Option<u64>,
+    /// Other peers fetch this tree too (they asked this node for leaves it does not hold yet). Every member of
+    /// a swarm streams from the lowest leaf it lacks, so reader-first would have them all ask the seeder for the
+    /// same few leaves at once: a shared download takes the rarest leaves only.
+    shared: bool,
     /// Breaks ties between equally rare leaves in an order of this download's own, so members of a swarm ask
     /// for different leaves and have something to trade.
     order: foldhash::fast::RandomState,
@@ -228,6 +233,7 @@ impl Requester {
             duplicates: 0,
             endgame: 0,
             urgent: None,
+            shared: false,
             order: foldhash::fast::RandomState::default(),
         };
         let added = refill(self.config.window, &mut download, now);
@@ -425,6 +431,13 @@ impl Requester {
         }
     }
 
+    /// Other peers were found fetching `tree` too (see `Download::shared`).
+    pub fn mark_shared(&mut self, tree: &Cid) {
+        if let Some(download) = self.downloads.get_mut(tree) {
+            download.shared = true;
+        }
+    }
+
     /// Requests to cancel: the unanswered copies of end-game requests.
     pub fn take_cancels(&mut self) -> Vec<(PeerId, BlockAddress)> {
         std::mem::take(&mut self.cancels)
@@ -501,7 +514,8 @@ impl Requester {
             // Rarest first: what only one peer has (a seeder, early in a swarm) takes that peer's room before
             // what several have, so a seeder's upload goes to leaves nobody else has yet and a leaf a member
             // already holds is fetched from it. Before all that, the few leaves a stream reader waits for.
-            let urgent = download.urgent.map(|from| from..from.saturating_add(URGENT_RUN));
+            let urgent =
+                download.urgent.filter(|_| !download.shared).map(|from| from..from.saturating_add(URGENT_RUN));
             let mut wanted: Vec<(bool, usize, u64, u64)> = download
                 .window
                 .iter()
@@ -1093,7 +1107,17 @@ mod tests {
             requester.on_presence(&peer, t, index, true);
         }
         requester.set_urgent(&t, Some(500));
-        assert_eq!(indexes(&requester.schedule(now), &peer), vec![500, 501, 502, 503]);
+        let first = requester.schedule(now);
+        assert_eq!(indexes(&first, &peer), vec![500, 501, 502, 503]);
+        // Once others fetch the same tree, rarity decides alone.
+        requester.mark_shared(&t);
+        requester.set_urgent(&t, Some(504));
+        for index in indexes(&first, &peer) {
+            requester.on_delivery(&peer, t, index);
+        }
+        let second = indexes(&requester.schedule(now), &peer);
+        assert_eq!(second.len(), 4);
+        assert_ne!(second, vec![504, 505, 506, 507], "1 in 1.1e12 by chance");
     }
 
     #[test]
