@@ -61,6 +61,7 @@ teardown() {
 cleanup() {
     kill "${TRACKER:-}" 2>/dev/null || true
     stop_all
+    pkill -f -- "$WORK/" 2>/dev/null || true
     teardown
     [ -n "${KEEP:-}" ] || rm -rf "$WORK"
 }
@@ -119,7 +120,8 @@ start_node() {
     local args=(--data-dir "$WORK/node$k" --api-port 8080 --listen-addrs "/ip4/$(ip_of "$k")/tcp/8070" --nat none
         --storage-quota 4GiB --log-format nocolors)
     [ -n "$spr" ] && args+=(--bootstrap-node "$spr")
-    in_ns "$k" "$BIN" "${args[@]}" >"$WORK/node$k.log" 2>&1 &
+    # Not through in_ns: $! must be the node itself (ip netns exec execs it), for stop_all to stop it.
+    ip netns exec "cxn$k" "$BIN" "${args[@]}" >"$WORK/node$k.log" 2>&1 &
     PIDS+=($!)
     echo $! >"$WORK/node$k.pid"
 }
@@ -224,7 +226,7 @@ run_aria2() {
         --file-allocation=none --console-log-level=warn --summary-interval=0 --download-result=hide
         --bt-tracker-connect-timeout=5 --bt-tracker-interval=5 --bt-stop-timeout=0 --check-certificate=false --seed-ratio=0.0
         --listen-port=6881)
-    in_ns 0 aria2c "${aria[@]}" -d "$WORK/seed" --bt-seed-unverified=true "$WORK/file.torrent" \
+    ip netns exec cxn0 aria2c "${aria[@]}" -d "$WORK/seed" --bt-seed-unverified=true "$WORK/file.torrent" \
         >"$WORK/aria-seed.log" 2>&1 &
     local seeder=$!
     PIDS+=($seeder)

@@ -243,7 +243,10 @@ impl BlockExchangeActor {
     fn schedule(&mut self, ctx: &mut Context<Self>) {
         let mut cancels: HashMap<PeerId, Vec<WantEntry>> = HashMap::new();
         for (peer, address) in self.requester.take_cancels() {
-            cancels.entry(peer).or_default().push(WantEntry { cancel: true, ..want(address, WantType::WantBlock, false) });
+            cancels
+                .entry(peer)
+                .or_default()
+                .push(WantEntry { cancel: true, ..want(address, WantType::WantBlock, false) });
         }
         for (peer, entries) in cancels {
             self.send_entries(peer, entries, false, ctx);

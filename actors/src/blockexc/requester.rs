@@ -333,7 +333,8 @@ impl Requester {
             for state in download.window.values_mut() {
                 if let LeafState::Requested { peer: asked, at, dup } = *state {
                     if asked == *peer {
-                        *state = dup.map_or(LeafState::Wanted, |other| LeafState::Requested { peer: other, at, dup: None });
+                        *state =
+                            dup.map_or(LeafState::Wanted, |other| LeafState::Requested { peer: other, at, dup: None });
                     } else if dup == Some(*peer) {
                         *state = LeafState::Requested { peer: asked, at, dup: None };
                     }
@@ -514,14 +515,14 @@ impl Requester {
             // Rarest first: what only one peer has (a seeder, early in a swarm) takes that peer's room before
             // what several have, so a seeder's upload goes to leaves nobody else has yet and a leaf a member
             // already holds is fetched from it. Before all that, the few leaves a stream reader waits for.
-            let urgent =
-                download.urgent.filter(|_| !download.shared).map(|from| from..from.saturating_add(URGENT_RUN));
+            let urgent = download.urgent.filter(|_| !download.shared).map(|from| from..from.saturating_add(URGENT_RUN));
             let mut wanted: Vec<(bool, usize, u64, u64)> = download
                 .window
                 .iter()
                 .filter(|(index, state)| **state == LeafState::Wanted && !held_back.contains(*index))
                 .filter_map(|(index, _)| {
-                    let mut holders = self.peers.iter().filter(|(_, p)| p.have.get(tree).is_some_and(|h| h.contains(index)));
+                    let mut holders =
+                        self.peers.iter().filter(|(_, p)| p.have.get(tree).is_some_and(|h| h.contains(index)));
                     let first = holders.next()?;
                     let count = 1 + holders.count();
                     if count == 1
@@ -663,7 +664,11 @@ struct Candidate<'a> {
 
 /// The candidate for leaf `index` (other than `not`) with room: the one with the fewest leaves nobody else has
 /// (a seeder's upload is kept for those), then the one with the most room (lowest share of its cap in use).
-fn roomiest<'c, 'a>(candidates: &'c mut [Candidate<'a>], index: u64, not: Option<PeerId>) -> Option<&'c mut Candidate<'a>> {
+fn roomiest<'c, 'a>(
+    candidates: &'c mut [Candidate<'a>],
+    index: u64,
+    not: Option<PeerId>,
+) -> Option<&'c mut Candidate<'a>> {
     candidates
         .iter_mut()
         .filter(|c| c.load < c.cap && Some(c.peer) != not && c.have.contains(&index))
