@@ -59,6 +59,7 @@ need_tools() {
 
 need_tools
 mkdir -p "$WORK"
+chmod 755 "$WORK"   # opentracker drops privileges and must read its whitelist here
 printf '#!/bin/sh\ndate +%%s.%%N >"$(dirname "$3")/done"\n' >"$WORK/done-hook"
 chmod +x "$WORK/done-hook"
 [ -n "$BUILD" ] || (cd "$ROOT" && cargo build --release --quiet)

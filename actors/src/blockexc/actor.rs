@@ -44,6 +44,8 @@ const EVICT_ABOVE: usize = 64;
 /// Bytes of frames queued to all peers together and not yet written. A peer that does not read holds its share
 /// for at most [`ledger::SEND_STALL`] before it is banned.
 pub const OUTBOUND_BUDGET: usize = 96 << 20;
+const ASKED_RECENTLY: Duration = Duration::from_secs(60);
+const ASKED_TREES: usize = 64;
 
 type Waiter = oneshot::Sender<Result<Bytes, ExchangeError>>;
 
@@ -65,6 +67,10 @@ pub struct BlockExchangeActor {
     waiters: HashMap<Cid, Vec<Waiter>>,
     /// Running downloads' progress (tree → progress, last report).
     progress: HashMap<Cid, (Arc<Progress>, Instant)>,
+    /// Trees peers asked this node about (leaves it did not hold), when last: a download of one of them that
+    /// starts within [`ASKED_RECENTLY`] starts shared (members of a swarm started at once hear from each other
+    /// before their own download runs). At most [`ASKED_TREES`] entries.
+    asked: HashMap<Cid, Instant>,
 }
 
 fn want(address: BlockAddress, want_type: WantType, send_dont_have: bool) -> WantEntry {
@@ -103,6 +109,7 @@ impl BlockExchangeActor {
             early: Early::default(),
             waiters: HashMap::new(),
             progress: HashMap::new(),
+            asked: HashMap::new(),
         }
     }
 
@@ -187,6 +194,20 @@ impl BlockExchangeActor {
     fn end_download(&mut self, tree: &Cid, now: Instant) -> Option<Ended> {
         self.provider.forget_tree(tree);
         self.requester.end(tree, now)
+    }
+
+    /// A peer asked about a leaf of `tree`, which this node neither holds nor fetches (yet).
+    fn note_asked(&mut self, tree: Cid) {
+        let now = Instant::now();
+        if self.asked.len() >= ASKED_TREES && !self.asked.contains_key(&tree) {
+            self.asked.retain(|_, at| now.duration_since(*at) < ASKED_RECENTLY);
+            if self.asked.len() >= ASKED_TREES
+                && let Some(oldest) = self.asked.iter().min_by_key(|(_, at)| **at).map(|(t, _)| *t)
+            {
+                self.asked.remove(&oldest);
+            }
+        }
+        self.asked.insert(tree, now);
     }
 
     /// Sends `presences` to `peer`, as many messages as the per-message bound needs.
@@ -322,6 +343,8 @@ impl BlockExchangeActor {
                     // are answered Have when they arrive.
                     let mut later = Vec::new();
                     let mut presences = Vec::new();
+                    // Leaves taken into a download's window when it was found shared: announced below.
+                    let mut grown: Vec<(Cid, u64)> = Vec::new();
                     for ((address, dont_have), held) in wants.into_iter().zip(held) {
                         let (held, fetching) = match &address {
                             BlockAddress::Leaf { tree, index } if !held => (
@@ -330,9 +353,16 @@ impl BlockExchangeActor {
                             ),
                             _ => (held, false),
                         };
+                        if let BlockAddress::Leaf { tree, .. } = &address
+                            && !held
+                            && !fetching
+                        {
+                            act.note_asked(*tree);
+                        }
                         if !held && fetching {
                             if let BlockAddress::Leaf { tree, .. } = &address {
-                                act.requester.mark_shared(tree);
+                                let added = act.requester.mark_shared(tree, Instant::now());
+                                grown.extend(added.into_iter().map(|index| (*tree, index)));
                             }
                             later.push(address.clone());
                         }
@@ -342,6 +372,14 @@ impl BlockExchangeActor {
                     }
                     act.provider.have_later(&peer, session, later);
                     act.send_presences(peer, presences, ctx);
+                    if !grown.is_empty() {
+                        let entries = grown
+                            .into_iter()
+                            .map(|(tree, index)| act.want_have(BlockAddress::Leaf { tree, index }))
+                            .collect();
+                        act.broadcast(entries, ctx);
+                        act.schedule(ctx);
+                    }
                     act.run_queries(peer, ctx);
                 })
                 .spawn(ctx);
@@ -758,10 +796,13 @@ impl Handler<StartDownload> for BlockExchangeActor {
             }
             LeafSet::All | LeafSet::Range(_) => None,
         };
-        let Some(added) = self.requester.start_with_fallback(tree, msg.manifest_cid, missing, fallback, Instant::now())
-        else {
+        let now = Instant::now();
+        let Some(mut added) = self.requester.start_with_fallback(tree, msg.manifest_cid, missing, fallback, now) else {
             return;
         };
+        if self.asked.remove(&tree).is_some_and(|at| now.duration_since(at) < ASKED_RECENTLY) {
+            added.extend(self.requester.mark_shared(&tree, now));
+        }
         tracing::info!(
             cid = %format_cid(&msg.manifest_cid),
             leaves = msg.progress.leaves(),
