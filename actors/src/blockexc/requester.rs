@@ -1042,7 +1042,7 @@ mod tests {
         requester.peer_connected(peer, start);
         requester.start(t, tree(9), Box::new(0..100_000), start);
         let mut now = start;
-        let mut round = |requester: &mut Requester, now: Instant| {
+        let round = |requester: &mut Requester, now: Instant| {
             for (index, _) in requester.window(&t) {
                 requester.on_presence(&peer, t, index, true);
             }
