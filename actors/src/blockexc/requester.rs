@@ -99,8 +99,8 @@ struct Download {
     /// a swarm streams from the lowest leaf it lacks, so reader-first would have them all ask the seeder for the
     /// same few leaves at once: a shared download takes the rarest leaves only.
     shared: bool,
-    /// Breaks ties between equally rare leaves in an order of this download's own, so members of a swarm ask
-    /// for different leaves and have something to trade.
+    /// Breaks ties between equally rare leaves of a shared download in an order of its own, so members of a
+    /// swarm ask for different leaves and have something to trade (an unshared download goes in index order).
     order: foldhash::fast::RandomState,
 }
 
@@ -539,7 +539,10 @@ impl Requester {
                     if urgent.as_ref().is_some_and(|run| run.contains(index)) {
                         return Some((false, 0, *index, *index));
                     }
-                    Some((true, count, download.order.hash_one(index), *index))
+                    // Alone, a download goes in order (what it holds after an interruption is a prefix, and a
+                    // reader is served as it goes); shared, in its own random order.
+                    let order = if download.shared { download.order.hash_one(index) } else { *index };
+                    Some((true, count, order, *index))
                 })
                 .collect();
             wanted.sort_unstable();
@@ -1025,6 +1028,7 @@ mod tests {
             let mut requester = Requester::new(config(64, 4));
             requester.peer_connected(peer, now);
             requester.start(t, tree(9), Box::new(0..64), now);
+            requester.mark_shared(&t, now);
             for index in 0..64 {
                 requester.on_presence(&peer, t, index, true);
             }
