@@ -159,9 +159,31 @@ leave_when_copied() {
     done
 }
 
-# report NAME T0 SEEDER_TX0: the figures of a run from the members' completion stamps ($WORK/done.I)
+# begin_run SEEDER_PID: the counters a run is measured from (T0, TX0, RETRANS0, MEMBER_TX0); in the variant
+# leave, a watcher that stops SEEDER_PID once it sent about one copy
+begin_run() {
+    RETRANS0=$(retrans 0)
+    TX0=$(tx_bytes 0)
+    for i in $(seq 1 "$N"); do MEMBER_TX0[$i]=$(tx_bytes "$i"); done
+    T0=$(now)
+    if [ "$VARIANT" = leave ]; then
+        leave_when_copied "$1" "$TX0" &
+        PIDS+=($!)
+    fi
+}
+
+# report NAME FILE_PATTERN: the figures of a run since begin_run, from the members' completion stamps
+# ($WORK/done.I); each completed member's file (FILE_PATTERN with %s for I) is compared with the original
 report() {
-    local name=$1 t0=$2 tx0=$3 last=0 sum=0 count=0
+    local name=$1 pattern=$2 t0=$T0 tx0=$TX0 last=0 sum=0 count=0 file
+    for i in $(seq 1 "$N"); do
+        # shellcheck disable=SC2059
+        file=$(printf "$pattern" "$i")
+        if [ -s "$WORK/done.$i" ] && ! cmp -s "$WORK/file" "$file"; then
+            echo "$name member $i: bytes differ" >&2
+            exit 1
+        fi
+    done
     for i in $(seq 1 "$N"); do
         if [ ! -s "$WORK/done.$i" ]; then
             echo "$name: member $i did not complete within ${TIMEOUT}s" >&2
@@ -193,15 +215,8 @@ run_codex() {
     for i in $(seq 1 "$N"); do start_node "$i" "$spr"; done
     for i in $(seq 1 "$N"); do wait_api "$i"; done
     sleep 2   # bootstrap: every member's routing table holds the seeder
-    local tx0 t0 jobs=()
-    RETRANS0=$(retrans 0)
-    tx0=$(tx_bytes 0)
-    for i in $(seq 1 "$N"); do MEMBER_TX0[$i]=$(tx_bytes "$i"); done
-    t0=$(now)
-    if [ "$VARIANT" = leave ]; then
-        leave_when_copied "$(cat "$WORK/node0.pid")" "$tx0" &
-        PIDS+=($!)
-    fi
+    local jobs=()
+    begin_run "$(cat "$WORK/node0.pid")"
     for i in $(seq 1 "$N"); do
         (
             sleep "$(member_delay "$i")"
@@ -211,10 +226,7 @@ run_codex() {
         jobs+=($!)
     done
     for job in "${jobs[@]}"; do wait "$job" || true; done
-    report codex "$t0" "$tx0"
-    for i in $(seq 1 "$N"); do
-        [ -s "$WORK/done.$i" ] && { cmp -s "$WORK/file" "$WORK/out.$i" || { echo "member $i: bytes differ" >&2; exit 1; }; }
-    done
+    report codex "$WORK/out.%s"
     stop_all
 }
 
@@ -231,15 +243,8 @@ run_aria2() {
     local seeder=$!
     PIDS+=($seeder)
     sleep 2
-    local tx0 t0 jobs=()
-    RETRANS0=$(retrans 0)
-    tx0=$(tx_bytes 0)
-    for i in $(seq 1 "$N"); do MEMBER_TX0[$i]=$(tx_bytes "$i"); done
-    t0=$(now)
-    if [ "$VARIANT" = leave ]; then
-        leave_when_copied "$seeder" "$tx0" &
-        PIDS+=($!)
-    fi
+    local jobs=()
+    begin_run "$seeder"
     for i in $(seq 1 "$N"); do
         mkdir -p "$WORK/leech.$i"
         printf '#!/bin/sh\ndate +%%s.%%N >%s\n' "$WORK/done.$i" >"$WORK/leech.$i/hook"
@@ -254,17 +259,14 @@ run_aria2() {
     done
     # Leechers seed on: wait until every one called its hook (or the time is up).
     local deadline
-    deadline=$(calc "$t0 + $TIMEOUT")
+    deadline=$(calc "$T0 + $TIMEOUT")
     while [ "$(calc "$(now) < $deadline")" = 1 ]; do
         local done_count
         done_count=$(find "$WORK" -maxdepth 1 -name 'done.*' -size +0 | wc -l)
         [ "$done_count" -ge "$N" ] && break
         sleep 0.2
     done
-    report aria2 "$t0" "$tx0"
-    for i in $(seq 1 "$N"); do
-        [ -s "$WORK/done.$i" ] && { cmp -s "$WORK/file" "$WORK/leech.$i/file" || { echo "aria2 member $i: bytes differ" >&2; exit 1; }; }
-    done
+    report aria2 "$WORK/leech.%s/file"
     stop_all
 }
 

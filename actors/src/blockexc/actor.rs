@@ -343,8 +343,8 @@ impl BlockExchangeActor {
                     // are answered Have when they arrive.
                     let mut later = Vec::new();
                     let mut presences = Vec::new();
-                    // Leaves taken into a download's window when it was found shared: announced below.
-                    let mut grown: Vec<(Cid, u64)> = Vec::new();
+                    // Trees asked about that run here (the download is shared) and that do not (yet): once each.
+                    let (mut shared, mut asked) = (HashSet::new(), HashSet::new());
                     for ((address, dont_have), held) in wants.into_iter().zip(held) {
                         let (held, fetching) = match &address {
                             BlockAddress::Leaf { tree, index } if !held => (
@@ -355,15 +355,14 @@ impl BlockExchangeActor {
                         };
                         if let BlockAddress::Leaf { tree, .. } = &address
                             && !held
-                            && !fetching
                         {
-                            act.note_asked(*tree);
+                            if fetching {
+                                shared.insert(*tree)
+                            } else {
+                                asked.insert(*tree)
+                            };
                         }
                         if !held && fetching {
-                            if let BlockAddress::Leaf { tree, .. } = &address {
-                                let added = act.requester.mark_shared(tree, Instant::now());
-                                grown.extend(added.into_iter().map(|index| (*tree, index)));
-                            }
                             later.push(address.clone());
                         }
                         if held || dont_have {
@@ -372,12 +371,17 @@ impl BlockExchangeActor {
                     }
                     act.provider.have_later(&peer, session, later);
                     act.send_presences(peer, presences, ctx);
+                    for tree in asked {
+                        act.note_asked(tree);
+                    }
+                    let mut grown = Vec::new();
+                    for tree in shared {
+                        let added = act.requester.mark_shared(&tree, Instant::now());
+                        grown.extend(added.into_iter().map(|index| act.want_have(BlockAddress::Leaf { tree, index })));
+                    }
                     if !grown.is_empty() {
-                        let entries = grown
-                            .into_iter()
-                            .map(|(tree, index)| act.want_have(BlockAddress::Leaf { tree, index }))
-                            .collect();
-                        act.broadcast(entries, ctx);
+                        // The download's window grew: announce the new leaves.
+                        act.broadcast(grown, ctx);
                         act.schedule(ctx);
                     }
                     act.run_queries(peer, ctx);
