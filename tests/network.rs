@@ -535,6 +535,10 @@ fn a_protected_dataset_survives_its_uploader_and_two_slot_holders() {
             node
         })
         .collect();
+    // With every holder up, a stream fetches the data leaves in order, from the data slots' holders.
+    let whole = TestNode::start(NodeOptions::bootstrapped_from(&holders[3]));
+    assert!(whole.stream(&protected) == file, "the streamed bytes differ from the original (no slot missing)");
+    whole.stop();
     let mut holders = holders.into_iter().map(Some).collect::<Vec<_>>();
     a.stop();
     holders[0].take().expect("holder 0").stop();

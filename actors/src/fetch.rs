@@ -72,12 +72,14 @@ fn refusal(cid: Cid, err: StoreError) -> NodeError {
 }
 
 /// Fetches dataset `cid` into the store, in the background; answers once the manifest is known. A protected
-/// dataset is decoded on the way (`fetch_protected`).
+/// dataset is decoded on the way (`fetch_protected`), its data leaves fetched in order when `in_order` (a
+/// stream reads them).
 pub async fn fetch_dataset(
     store: Addr<StoreActor>,
     exchange: Option<Addr<BlockExchangeActor>>,
     erasure: Addr<ErasureActor>,
     cid: Cid,
+    in_order: bool,
 ) -> Result<Fetched, NodeError> {
     let manifest = manifest_of(&store, exchange.as_ref(), cid).await?;
     if let Some(opened) = store.send(OpenDataset { cid }).await?? {
@@ -85,7 +87,7 @@ pub async fn fetch_dataset(
     }
     let exchange = exchange.ok_or(NodeError::NoNetwork)?;
     if manifest.is_protected() {
-        return fetch_protected(store, exchange, erasure, cid, manifest).await;
+        return fetch_protected(store, exchange, erasure, cid, manifest, in_order).await;
     }
     let begun = store.send(BeginDownload { manifest_cid: cid, manifest: manifest.clone() }).await?;
     match begun.map_err(|err| refusal(cid, err))? {
@@ -102,9 +104,9 @@ pub async fn fetch_dataset(
     }
 }
 
-/// Decode on download (seed 000 "Reading dataset" of a protected dataset): a decoding download fetches, erasure
-/// group by group, any K of each group's members (data first: when nothing is lost no parity is fetched), while
-/// the original bytes stream as they arrive. Once every group holds K members, the ErasureActor decodes the
+/// Decode on download (seed 000 "Reading dataset" of a protected dataset): a decoding download fetches any K of
+/// each erasure group's members (data first: when nothing is lost no parity is fetched), group by group or, for
+/// a stream, data leaf by data leaf in order, while the original bytes stream as they arrive. Once every group holds K members, the ErasureActor decodes the
 /// missing data blocks into the download's segment, and `FinishDecode` checks all data leaves against
 /// `originalTreeCid` and stores the original dataset. One driver task per download does this.
 async fn fetch_protected(
@@ -113,6 +115,7 @@ async fn fetch_protected(
     erasure: Addr<ErasureActor>,
     cid: Cid,
     manifest: Manifest,
+    in_order: bool,
 ) -> Result<Fetched, NodeError> {
     let begun = store
         .send(BeginDecodeDownload { manifest_cid: cid, manifest: manifest.clone() })
@@ -123,7 +126,7 @@ async fn fetch_protected(
         manifest_cid: cid,
         manifest: manifest.clone(),
         progress: progress.clone(),
-        leaves: LeafSet::Groups(begun.layout),
+        leaves: LeafSet::Groups { layout: begun.layout, in_order },
     });
     if begun.drive {
         actix::spawn(drive_decode(store, erasure, cid, manifest.clone(), begun));
@@ -200,7 +203,7 @@ pub async fn resume_downloads(
     };
     for (cid, _) in downloads {
         tracing::info!(cid = %format_cid(&cid), "resuming a download");
-        if let Err(err) = fetch_dataset(store.clone(), exchange.clone(), erasure.clone(), cid).await {
+        if let Err(err) = fetch_dataset(store.clone(), exchange.clone(), erasure.clone(), cid, false).await {
             tracing::warn!(%err, "cannot resume a download");
         }
     }

@@ -216,7 +216,7 @@ pub async fn repair_slot(actors: RepairActors, cid: Cid, index: u64) -> Result<H
         manifest_cid: cid,
         manifest: manifest.clone(),
         progress: begun.progress.clone(),
-        leaves: crate::blockexc::LeafSet::Groups(begun.layout),
+        leaves: crate::blockexc::LeafSet::Groups { layout: begun.layout, in_order: false },
     });
     let progress = begun.progress.clone();
     if let Err(reason) = progress.until_decodable().await {

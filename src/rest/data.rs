@@ -364,7 +364,7 @@ pub fn arriving_stream(
 
 async fn network_fetch(state: web::Data<ApiState>, cid: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let cid = parse_cid(&cid)?;
-    let fetched = state.node.send(FetchDataset { cid }).await??;
+    let fetched = state.node.send(FetchDataset { cid, in_order: false }).await??;
     Ok(HttpResponse::Ok().json(DataItem::new(&cid, &fetched.manifest)))
 }
 
@@ -380,7 +380,7 @@ async fn network_stream(
     cid: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let cid = parse_cid(&cid)?;
-    let fetched = state.node.send(FetchDataset { cid }).await??;
+    let fetched = state.node.send(FetchDataset { cid, in_order: true }).await??;
     let FetchState::Downloading(_) = fetched.state else { return serve_local(&state, &request, cid).await };
     // The download may complete between the two calls: then the dataset is local.
     let Some(opened) = state.node.send(StreamDownload { cid }).await?? else {

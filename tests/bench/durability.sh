@@ -4,6 +4,7 @@
 #   tests/bench/durability.sh              # 1 GiB, both parts
 #   SIZE_MIB=256 tests/bench/durability.sh # quicker
 #   ONLY=protect|download tests/bench/durability.sh
+#   KEEP=1 BENCH_DIR=/tmp/d tests/bench/durability.sh   # keep the nodes' logs
 #
 # - ingest: POST /data of a SIZE_MIB random file (the baseline);
 # - protect (POST /data/{cid}/protect, 3 + 2): the node logs each phase; erasure encoding is compared with the
@@ -35,7 +36,7 @@ PIDS=()
 cleanup() {
   [ -n "$NODE_PID" ] && kill "$NODE_PID" 2>/dev/null
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null; rm -rf "$WORK"
+  wait 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
@@ -93,7 +94,7 @@ rm -rf "$WORK/node" "$WORK/F"
 start_node() {
   local name=$1 port=$2 p2p=$3 spr=${4:-}
   local args=(--data-dir "$WORK/$name" --api-port "$port" --listen-addrs "/ip4/127.0.0.1/tcp/$p2p" --nat none
-    --storage-quota "$(( SIZE_MIB * 3 / 1024 + 2 ))GiB" --log-format nocolors)
+    --storage-quota "$(( SIZE_MIB * 3 / 1024 + 2 ))GiB" --log-format nocolors --log-level "${LOG_LEVEL:-info}")
   [ -n "$spr" ] && args+=(--bootstrap-node "$spr")
   "$BIN" "${args[@]}" > "$WORK/$name.log" 2>&1 &
   PIDS+=($!); echo $! > "$WORK/$name.pid"
@@ -102,6 +103,15 @@ start_node() {
 }
 api_of() { echo "http://127.0.0.1:$1/api/codex/v1"; }
 spr_of() { curl -sf -H 'Accept: text/plain' "$(api_of "$1")/spr"; }
+# cpu_s NAME...: CPU seconds (user + system) the named running nodes have used so far.
+cpu_s() {
+  local total=0 name
+  for name in "$@"; do
+    [ -e "/proc/$(cat "$WORK/$name.pid")/stat" ] || continue
+    total=$(( total + $(awk '{print $14 + $15}' "/proc/$(cat "$WORK/$name.pid")/stat") ))
+  done
+  py "print(f'{$total / $(getconf CLK_TCK):.2f}')"
+}
 stop_named() { local pid; pid=$(cat "$WORK/$1.pid"); kill "$pid"; wait "$pid" 2>/dev/null || true; }
 
 download_part() {
@@ -125,26 +135,32 @@ download_part() {
   echo "5 nodes fetched and checked one slot each: $(py "print(f'{$t1 - $t0:.1f}')") s"
   # Same-run baseline: a plain (unprotected) download of the original from the uploader.
   start_node rp 18409 18509 "$spr"
+  local c0 c1; c0=$(cpu_s up rp h0 h1 h2 h3 h4)
   t0=$(now); curl -sf -o "$WORK/outp" "$(api_of 18409)/data/$cid/network/stream"; t1=$(now)
-  local plain; plain=$(py "print(f'{$t1 - $t0:.3f}')")
+  c1=$(cpu_s up rp h0 h1 h2 h3 h4)
+  local plain; plain=$(py "print(f'{$t1 - $t0:.3f}')"); local plain_cpu; plain_cpu=$(py "print(f'{$c1 - $c0:.2f}')")
   [ "$(sha256sum "$WORK/outp" | cut -d' ' -f1)" = "$want" ] || { echo "bytes differ (plain)" >&2; exit 1; }
   rm -f "$WORK/outp"; stop_named rp
   stop_named up
   local spr1; spr1=$(spr_of 18402)
   start_node r0 18410 18510 "$spr1"
+  c0=$(cpu_s r0 h0 h1 h2 h3 h4)
   t0=$(now); curl -sf -o "$WORK/out0" "$(api_of 18410)/data/$protected/network/stream"; t1=$(now)
-  local none; none=$(py "print(f'{$t1 - $t0:.3f}')")
+  c1=$(cpu_s r0 h0 h1 h2 h3 h4)
+  local none; none=$(py "print(f'{$t1 - $t0:.3f}')"); local none_cpu; none_cpu=$(py "print(f'{$c1 - $c0:.2f}')")
   [ "$(sha256sum "$WORK/out0" | cut -d' ' -f1)" = "$want" ] || { echo "bytes differ (none missing)" >&2; exit 1; }
   rm -f "$WORK/out0"
   stop_named h0; stop_named h2
   start_node r2 18412 18512 "$spr1"
+  c0=$(cpu_s r0 r2 h1 h3 h4)
   t0=$(now); curl -sf -o "$WORK/out2" "$(api_of 18412)/data/$protected/network/stream"; t1=$(now)
-  local two; two=$(py "print(f'{$t1 - $t0:.3f}')")
+  c1=$(cpu_s r0 r2 h1 h3 h4)
+  local two; two=$(py "print(f'{$t1 - $t0:.3f}')"); local two_cpu; two_cpu=$(py "print(f'{$c1 - $c0:.2f}')")
   [ "$(sha256sum "$WORK/out2" | cut -d' ' -f1)" = "$want" ] || { echo "bytes differ (2 missing)" >&2; exit 1; }
   grep -h 'every erasure group decodable' "$WORK/r0.log" "$WORK/r2.log" | sed 's/^.*INFO/  reader:/' || true
-  echo "plain download of the original (baseline, from the uploader): ${plain} s ($(py "print(f'{$SIZE_MIB / $plain:.0f}')") MiB/s)"
-  echo "stream, no slot missing        : ${none} s ($(py "print(f'{$SIZE_MIB / $none:.0f}')") MiB/s) = $(py "print(f'{$none / $plain:.2f}')")x the baseline"
-  echo "stream, 2 data slots missing   : ${two} s ($(py "print(f'{$SIZE_MIB / $two:.0f}')") MiB/s) = $(py "print(f'{$two / $plain:.2f}')")x the baseline, $(py "print(f'{$two / $none:.2f}')")x no slot missing (bytes checked: sha256 equal)"
+  echo "plain download of the original (baseline, from the uploader): ${plain} s ($(py "print(f'{$SIZE_MIB / $plain:.0f}')") MiB/s), nodes' CPU ${plain_cpu} s"
+  echo "stream, no slot missing        : ${none} s ($(py "print(f'{$SIZE_MIB / $none:.0f}')") MiB/s) = $(py "print(f'{$none / $plain:.2f}')")x the baseline, nodes' CPU ${none_cpu} s"
+  echo "stream, 2 data slots missing   : ${two} s ($(py "print(f'{$SIZE_MIB / $two:.0f}')") MiB/s) = $(py "print(f'{$two / $plain:.2f}')")x the baseline, $(py "print(f'{$two / $none:.2f}')")x no slot missing, nodes' CPU ${two_cpu} s (bytes checked: sha256 equal)"
 }
 
 [ "$ONLY" = all ] || [ "$ONLY" = protect ] && protect_part

@@ -3,13 +3,14 @@
 //! Owns the [`Requester`], [`Provider`], [`Fetches`] and [`Ledger`], the send queue of every connected peer and
 //! the callers waiting for single blocks. Runs on the system arbiter and never blocks: the store verifies and
 //! writes delivered leaves on its own thread, a manifest's hash is checked on the blocking pool, and frames go
-//! to the network thread through each peer's bounded queue. A full queue makes a send wait (at most
-//! [`ledger::MAX_WAITING_SENDS`] per peer; more are dropped); a send that cannot go out within
+//! to the network thread through each peer's bounded queue. While a peer's queue is full, control messages
+//! (want-lists, presences) wait in the [`Outbox`], merged, and nothing is dropped; a queue that stays full for
 //! [`ledger::SEND_STALL`] disconnects the peer, which does not read.
 
 use super::early::Early;
 use super::fetch::{Fetches, GiveUp};
-use super::ledger::{self, Admit, Ledger, SendSlot, Verdict};
+use super::ledger::{self, Admit, Ledger, Verdict};
+use super::outbox::{Control, Outbox};
 use super::provider::{Provider, Want};
 use super::requester::{Delivery, Ended, Fallback, Requester, RequesterConfig, Stored};
 use super::{Attach, BlockExchangeConfig, ExchangeError, FetchBlock, LeafSet, StartDownload};
@@ -23,9 +24,10 @@ use actix::prelude::*;
 use bytes::Bytes;
 use codex_protocol::Cid;
 use codex_protocol::blockexc::{
-    BlockAddress, BlockDelivery, BlockPresence, Message as WireMessage, PresenceType, WantEntry, WantList, WantType,
+    BlockAddress, BlockDelivery, BlockPresence, Message as WireMessage, PresenceType, WantEntry, WantType,
 };
 use codex_protocol::cid::format_cid;
+use codex_protocol::erasure::ErasureLayout;
 use libp2p::PeerId;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -33,7 +35,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-const MAX_ENTRIES_PER_MESSAGE: usize = 1024;
 const ZERO_PRICE: [u8; 32] = [0; 32];
 /// Interval of the progress lines a running download logs.
 const REPORT_INTERVAL: Duration = Duration::from_secs(5);
@@ -56,6 +57,8 @@ pub struct BlockExchangeActor {
     network: Option<Addr<NetworkActor>>,
     discovery: Option<Addr<DiscoveryActor>>,
     senders: HashMap<PeerId, mpsc::Sender<Frame>>,
+    /// Control messages waiting for room in peers' queues.
+    outbox: Outbox,
     /// Bytes of frames queued to all peers and not yet written ([`OUTBOUND_BUDGET`]).
     outbound: Arc<Semaphore>,
     ledger: Ledger,
@@ -75,10 +78,6 @@ pub struct BlockExchangeActor {
 
 fn want(address: BlockAddress, want_type: WantType, send_dont_have: bool) -> WantEntry {
     WantEntry { address, priority: 0, cancel: false, want_type, send_dont_have }
-}
-
-fn wants_message(entries: Vec<WantEntry>, full: bool) -> WireMessage {
-    WireMessage { wantlist: WantList { entries, full }, ..WireMessage::default() }
 }
 
 fn presence(address: BlockAddress, held: bool) -> BlockPresence {
@@ -102,6 +101,7 @@ impl BlockExchangeActor {
             network: None,
             discovery: None,
             senders: HashMap::new(),
+            outbox: Outbox::default(),
             outbound: Arc::new(Semaphore::new(OUTBOUND_BUDGET)),
             ledger: Ledger::default(),
             requester,
@@ -113,45 +113,80 @@ impl BlockExchangeActor {
         }
     }
 
-    /// Queues a message to a peer; waits for room if its queue is full (bounded), else drops it.
-    fn send(&mut self, peer: PeerId, message: WireMessage, ctx: &mut Context<Self>) {
-        let Some(sender) = self.senders.get(&peer) else { return };
-        let bytes = message.encode();
-        let Ok(charge) = self.outbound.clone().try_acquire_many_owned(bytes.len().max(1) as u32) else {
-            tracing::debug!(%peer, "the outbound budget is spent; message dropped");
+    /// Sends control entries to a peer: at once while its queue has room, else merged with what waits for it
+    /// and sent as room frees (see [`Outbox`]).
+    fn send(&mut self, peer: PeerId, control: Control, ctx: &mut Context<Self>) {
+        if !self.senders.contains_key(&peer) {
+            return;
+        }
+        let refused = self.outbox.push(peer, control);
+        if refused > 0 {
+            tracing::debug!(%peer, refused, "the peer's backlog is full; entries dropped");
+        }
+        if !self.outbox.is_flushing(&peer) {
+            self.drain(peer, ctx);
+        }
+    }
+
+    /// Sends what waits for `peer` while its queue has room; once it is full, waits for room (a queue that stays
+    /// full for [`ledger::SEND_STALL`] is a peer that does not read).
+    fn drain(&mut self, peer: PeerId, ctx: &mut Context<Self>) {
+        let Some(sender) = self.senders.get(&peer).cloned() else {
+            self.outbox.remove(&peer);
             return;
         };
-        let frame = Frame { bytes, charge: Some(charge) };
-        let frame = match sender.try_send(frame) {
-            Ok(()) => return,
-            Err(TrySendError::Closed(_)) => {
-                // The peer's writer ended (its stream failed) while the connection lives on: without a stream the
-                // peer is useless and would hold requests; drop it, it may reconnect afresh.
-                tracing::debug!(%peer, "the peer's blockexc stream is gone; disconnecting");
-                return self.drop_peer(peer);
+        while self.outbox.has_waiting(&peer) {
+            match sender.try_reserve() {
+                Ok(permit) => {
+                    let Some(message) = self.outbox.take(&peer) else { break };
+                    permit.send(self.control_frame(message));
+                }
+                Err(TrySendError::Closed(())) => {
+                    // The peer's writer ended (its stream failed) while the connection lives on: without a stream
+                    // the peer is useless and would hold requests; drop it, it may reconnect afresh.
+                    tracing::debug!(%peer, "the peer's blockexc stream is gone; disconnecting");
+                    return self.drop_peer(peer);
+                }
+                Err(TrySendError::Full(())) => return self.wait_for_room(peer, sender.clone(), ctx),
             }
-            Err(TrySendError::Full(frame)) => frame,
-        };
-        let SendSlot::Wait(session) = self.ledger.wait_for_room(&peer) else {
-            tracing::debug!(%peer, "the peer's send queue is full; message dropped");
-            return;
-        };
-        let sender = sender.clone();
-        async move { tokio::time::timeout(ledger::SEND_STALL, sender.send(frame)).await }
+        }
+        self.outbox.remove_idle(&peer);
+    }
+
+    fn wait_for_room(&mut self, peer: PeerId, sender: mpsc::Sender<Frame>, ctx: &mut Context<Self>) {
+        self.outbox.start_flush(&peer);
+        let session = self.ledger.session(&peer);
+        async move { tokio::time::timeout(ledger::SEND_STALL, sender.reserve_owned()).await }
             .into_actor(self)
-            .map(move |result, act, _| {
-                act.ledger.send_done(&peer, session);
-                if result.is_err() && act.ledger.session(&peer) == Some(session) {
-                    act.strike(peer, ledger::BAN_STRIKES, "does not read what it is sent");
+            .map(move |result, act, ctx| {
+                if act.ledger.session(&peer) != session {
+                    return;
+                }
+                act.outbox.stop_flush(&peer);
+                match result {
+                    Ok(Ok(permit)) => {
+                        if let Some(message) = act.outbox.take(&peer) {
+                            permit.send(act.control_frame(message));
+                        }
+                        act.drain(peer, ctx);
+                    }
+                    Ok(Err(_)) => act.drop_peer(peer),
+                    Err(_) => act.strike(peer, ledger::BAN_STRIKES, "does not read what it is sent"),
                 }
             })
             .spawn(ctx);
     }
 
+    /// A control message's frame, charged to the outbound budget when it has room. Control frames go out even
+    /// when it has none: they are small, and a peer's backlog and queue bound them.
+    fn control_frame(&self, message: WireMessage) -> Frame {
+        let bytes = message.encode();
+        let charge = self.outbound.clone().try_acquire_many_owned(bytes.len().max(1) as u32).ok();
+        Frame { bytes, charge }
+    }
+
     fn send_entries(&mut self, peer: PeerId, entries: Vec<WantEntry>, full: bool, ctx: &mut Context<Self>) {
-        for (i, chunk) in entries.chunks(MAX_ENTRIES_PER_MESSAGE).enumerate() {
-            self.send(peer, wants_message(chunk.to_vec(), full && i == 0), ctx);
-        }
+        self.send(peer, Control::wants(entries, full), ctx);
     }
 
     fn broadcast(&mut self, entries: Vec<WantEntry>, ctx: &mut Context<Self>) {
@@ -186,6 +221,7 @@ impl BlockExchangeActor {
     fn forget_peer(&mut self, peer: &PeerId) {
         self.ledger.disconnect(peer);
         self.senders.remove(peer);
+        self.outbox.remove(peer);
         self.requester.peer_left(peer);
         self.provider.remove(peer);
     }
@@ -210,11 +246,9 @@ impl BlockExchangeActor {
         self.asked.insert(tree, now);
     }
 
-    /// Sends `presences` to `peer`, as many messages as the per-message bound needs.
+    /// Sends `presences` to `peer` (as many messages as the per-message bound needs).
     fn send_presences(&mut self, peer: PeerId, presences: Vec<BlockPresence>, ctx: &mut Context<Self>) {
-        for chunk in presences.chunks(MAX_ENTRIES_PER_MESSAGE) {
-            self.send(peer, WireMessage { presences: chunk.to_vec(), ..WireMessage::default() }, ctx);
-        }
+        self.send(peer, Control::presences(presences), ctx);
     }
 
     fn locate(&self, cid: Cid) {
@@ -398,7 +432,7 @@ impl BlockExchangeActor {
                 BlockAddress::Leaf { tree, index } => self.requester.on_presence(&peer, tree, index, have),
                 BlockAddress::Cid(cid) if have && self.fetches.is_wanted(&cid) => {
                     self.fetches.on_have(&peer, &cid);
-                    self.send(peer, wants_message(vec![want_block_entry(cid)], false), ctx);
+                    self.send_entries(peer, vec![want_block_entry(cid)], false, ctx);
                 }
                 BlockAddress::Cid(cid) if !have => {
                     self.fetches.on_dont_have(peer, &cid);
@@ -417,12 +451,16 @@ impl BlockExchangeActor {
         let mut unrequested = 0;
         for delivery in payload {
             match delivery.address {
-                BlockAddress::Leaf { tree, index } => match self.requester.on_delivery(&peer, tree, index) {
-                    Delivery::Store => by_tree.entry(tree).or_default().push(delivery),
-                    Delivery::Ignored => {}
-                    Delivery::Unsolicited => unrequested += 1,
-                },
+                BlockAddress::Leaf { tree, index } => {
+                    match self.requester.on_delivery(&peer, tree, index, Instant::now()) {
+                        Delivery::Store => by_tree.entry(tree).or_default().push(delivery),
+                        Delivery::Ignored => {}
+                        Delivery::Unsolicited => unrequested += 1,
+                    }
+                }
                 BlockAddress::Cid(cid) if self.fetches.is_wanted(&cid) => self.verify_block(peer, delivery, ctx),
+                // Every peer was asked at once: the copies after the first are late answers, not abuse.
+                BlockAddress::Cid(cid) if self.fetches.ended_lately(&cid, Instant::now()) => {}
                 BlockAddress::Cid(_) => unrequested += 1,
             }
         }
@@ -462,7 +500,7 @@ impl BlockExchangeActor {
     }
 
     fn resolve_block(&mut self, cid: Cid, data: Bytes, ctx: &mut Context<Self>) {
-        if !self.fetches.resolve(&cid) {
+        if !self.fetches.resolve(&cid, Instant::now()) {
             return;
         }
         for waiter in self.waiters.remove(&cid).unwrap_or_default() {
@@ -710,6 +748,16 @@ async fn read_batch(store: &Addr<StoreActor>, batch: Vec<Want>) -> (Vec<BlockDel
     (deliveries, missing)
 }
 
+type Leaves = Box<dyn Iterator<Item = u64> + Send>;
+
+/// The leaves of a decoding download group by group (members the download still needs), so the window never
+/// fills with leaves of groups that are already decodable.
+fn group_order(layout: ErasureLayout, progress: Arc<Progress>) -> Leaves {
+    Box::new(
+        (0..layout.groups()).flat_map(move |group| layout.group_members(group)).filter(move |i| progress.needed(*i)),
+    )
+}
+
 fn want_block_entry(cid: Cid) -> WantEntry {
     want(BlockAddress::Cid(cid), WantType::WantBlock, true)
 }
@@ -773,19 +821,19 @@ impl Handler<StartDownload> for BlockExchangeActor {
             self.end_download(&tree, Instant::now());
         }
         let progress = msg.progress.clone();
-        let missing: Box<dyn Iterator<Item = u64> + Send> = match msg.leaves.clone() {
+        let missing: Leaves = match msg.leaves.clone() {
             LeafSet::All => Box::new((0..progress.leaves()).filter(move |index| progress.needed(*index))),
             LeafSet::Range(range) => Box::new(range.filter(move |index| progress.needed(*index))),
-            // Group by group, so the window never fills with leaves of groups that are already decodable.
-            LeafSet::Groups(layout) => Box::new(
-                (0..layout.groups())
-                    .flat_map(move |group| layout.group_members(group))
-                    .filter(move |index| progress.needed(*index)),
-            ),
+            LeafSet::Groups { layout, in_order: false } => group_order(layout, progress),
+            // Data leaves in order; group by group once one looks lost (`Fallback::on_loss`).
+            LeafSet::Groups { layout, in_order: true } => {
+                Box::new((0..layout.rounded()).filter(move |index| progress.needed(*index)))
+            }
         };
         let fallback = match &msg.leaves {
-            LeafSet::Groups(layout) => {
+            LeafSet::Groups { layout, in_order } => {
                 let layout = *layout;
+                let on_loss = in_order.then(|| group_order(layout, msg.progress.clone()));
                 let group_data = move |index: u64| {
                     let (group, position) = layout.group_of(index)?;
                     (position >= layout.params().k()).then(|| {
@@ -796,7 +844,7 @@ impl Handler<StartDownload> for BlockExchangeActor {
                             .collect()
                     })
                 };
-                Some(Fallback { group_data: Box::new(group_data) })
+                Some(Fallback { group_data: Box::new(group_data), on_loss })
             }
             LeafSet::All | LeafSet::Range(_) => None,
         };

@@ -7,6 +7,7 @@
 //! all (no provider found, no peer connected: a connection being replaced, a peer still dialling) it waits
 //! [`NOBODY_TO_ASK_GRACE`] for one to appear before it gives up.
 
+use super::recent::Recent;
 use super::requester::REASK_INTERVAL;
 use codex_protocol::Cid;
 use libp2p::PeerId;
@@ -15,6 +16,11 @@ use std::time::{Duration, Instant};
 
 /// How long a fetch with nobody to ask (no provider, no connected peer) waits for a peer before it gives up.
 pub const NOBODY_TO_ASK_GRACE: Duration = Duration::from_secs(5);
+/// Every peer is asked for the block at once, so the answers after the first (sent before the cancel reached
+/// them) are expected: a block that arrives this long after its fetch ended is not held against its sender.
+pub const LATE_ANSWERS: Duration = Duration::from_secs(30);
+/// Ended fetches remembered for [`LATE_ANSWERS`] at most.
+const MAX_ENDED: usize = 256;
 
 struct BlockFetch {
     started: Instant,
@@ -46,11 +52,13 @@ pub struct FetchTick {
 pub struct Fetches {
     timeout: Duration,
     wants: HashMap<Cid, BlockFetch>,
+    /// Fetches that ended lately (see [`LATE_ANSWERS`]).
+    ended: Recent<Cid>,
 }
 
 impl Fetches {
     pub fn new(timeout: Duration) -> Self {
-        Self { timeout, wants: HashMap::new() }
+        Self { timeout, wants: HashMap::new(), ended: Recent::new(LATE_ANSWERS, MAX_ENDED) }
     }
 
     /// Starts fetching `cid`; true if it was not wanted yet (then ask every peer and look it up).
@@ -105,8 +113,17 @@ impl Fetches {
     }
 
     /// The block arrived: the fetch ends. True if it was wanted.
-    pub fn resolve(&mut self, cid: &Cid) -> bool {
-        self.wants.remove(cid).is_some()
+    pub fn resolve(&mut self, cid: &Cid, now: Instant) -> bool {
+        let wanted = self.wants.remove(cid).is_some();
+        if wanted {
+            self.ended.note(*cid, now);
+        }
+        wanted
+    }
+
+    /// True when the fetch of `cid` ended less than [`LATE_ANSWERS`] ago: a copy arriving now is a late answer.
+    pub fn ended_lately(&self, cid: &Cid, now: Instant) -> bool {
+        self.ended.contains(cid, now)
     }
 
     /// Fetches nobody can answer: the lookup finished and every connected peer and every provider found said
@@ -125,12 +142,16 @@ impl Fetches {
             })
             .map(|(cid, _)| *cid)
             .collect();
-        hopeless
+        let given_up: Vec<(Cid, GiveUp, Duration)> = hopeless
             .into_iter()
             .filter_map(|cid| {
                 self.wants.remove(&cid).map(|f| (cid, GiveUp::NobodyHasIt, now.duration_since(f.started)))
             })
-            .collect()
+            .collect();
+        for (cid, _, _) in &given_up {
+            self.ended.note(*cid, now);
+        }
+        given_up
     }
 
     /// Periodic work: re-asking and the timeout.
@@ -151,6 +172,10 @@ impl Fetches {
             }
             true
         });
+        for (cid, _, _) in &tick.given_up {
+            self.ended.note(*cid, now);
+        }
+        self.ended.expire(now);
         tick.given_up.extend(self.nobody_has(now, connected));
         tick
     }
@@ -232,6 +257,26 @@ mod tests {
         assert_eq!(fetches.tick(now + REASK_INTERVAL, &[]).reask, vec![cid]);
         let tick = fetches.tick(now + Duration::from_secs(11), &[]);
         assert_eq!(tick.given_up, vec![(cid, GiveUp::TimedOut, Duration::from_secs(11))]);
-        assert!(!fetches.resolve(&cid), "a fetch that timed out is over");
+        assert!(!fetches.resolve(&cid, now), "a fetch that timed out is over");
+    }
+
+    #[test]
+    fn late_answers_are_expected_for_a_while() {
+        let mut fetches = Fetches::new(Duration::from_secs(10));
+        let (cid, other, now) = (block_cid(b"m5"), block_cid(b"m6"), Instant::now());
+        assert!(!fetches.ended_lately(&cid, now), "never wanted");
+        fetches.want(cid, now);
+        assert!(fetches.resolve(&cid, now));
+        assert!(fetches.ended_lately(&cid, now + Duration::from_secs(1)));
+        assert!(!fetches.ended_lately(&other, now));
+        assert!(!fetches.ended_lately(&cid, now + LATE_ANSWERS), "not after LATE_ANSWERS");
+        fetches.tick(now + LATE_ANSWERS, &[]);
+        assert!(fetches.ended.is_empty(), "expired");
+        for n in 0..(MAX_ENDED as u32 + 10) {
+            let cid = block_cid(&n.to_le_bytes());
+            fetches.want(cid, now);
+            fetches.resolve(&cid, now);
+        }
+        assert!(fetches.ended.len() <= MAX_ENDED, "bounded");
     }
 }

@@ -15,8 +15,6 @@ pub const SEND_STALL: Duration = Duration::from_secs(30);
 /// Messages a peer may send per second on average (bursts up to the same number). The original sends at most
 /// a few hundred per second at full speed.
 pub const MESSAGE_RATE: f64 = 2000.0;
-/// Sends that may wait for room in one peer's queue at once; more are dropped.
-pub const MAX_WAITING_SENDS: usize = 16;
 
 /// What the ledger knows of one connected peer.
 #[derive(Debug)]
@@ -29,8 +27,6 @@ struct PeerState {
     refilled: Instant,
     /// True once this second's rate-limit strike was given.
     limited_since: Option<Instant>,
-    /// Sends waiting for room in the peer's queue.
-    waiting_sends: usize,
 }
 
 /// What a strike led to.
@@ -50,15 +46,6 @@ pub enum Admit {
     /// Drop it; strike the peer once for this burst.
     DropAndStrike,
     /// Drop it (already struck for this burst).
-    Drop,
-}
-
-/// Whether a send may wait for room in a full queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendSlot {
-    /// Wait, as the session given (report the result with [`Ledger::send_done`]).
-    Wait(u64),
-    /// Too many sends wait already: drop this one.
     Drop,
 }
 
@@ -84,7 +71,6 @@ impl Ledger {
             tokens: MESSAGE_RATE,
             refilled: now,
             limited_since: None,
-            waiting_sends: 0,
         };
         self.peers.insert(peer, state);
         Some(self.next_session)
@@ -163,24 +149,6 @@ impl Ledger {
         }
     }
 
-    /// The peer's queue is full: may this send wait for room?
-    pub fn wait_for_room(&mut self, peer: &PeerId) -> SendSlot {
-        match self.peers.get_mut(peer) {
-            Some(state) if state.waiting_sends < MAX_WAITING_SENDS => {
-                state.waiting_sends += 1;
-                SendSlot::Wait(state.session)
-            }
-            _ => SendSlot::Drop,
-        }
-    }
-
-    /// A waiting send of `session` ended.
-    pub fn send_done(&mut self, peer: &PeerId, session: u64) {
-        if let Some(state) = self.peers.get_mut(peer).filter(|s| s.session == session) {
-            state.waiting_sends = state.waiting_sends.saturating_sub(1);
-        }
-    }
-
     /// Peers with no activity since `idle` ago.
     pub fn idle(&self, now: Instant, idle: Duration) -> Vec<PeerId> {
         self.peers.iter().filter(|(_, s)| now.duration_since(s.last_activity) > idle).map(|(p, _)| *p).collect()
@@ -222,25 +190,6 @@ mod tests {
         assert_eq!(ledger.admit(&peer, now), Admit::Drop, "struck once per burst");
         let later = now + Duration::from_secs(2);
         assert_eq!(ledger.admit(&peer, later), Admit::Accept, "tokens refill");
-    }
-
-    #[test]
-    fn waiting_sends_are_bounded_and_old_sessions_do_not_count() {
-        let mut ledger = Ledger::default();
-        let (peer, now) = (PeerId::random(), Instant::now());
-        let old = ledger.connect(peer, now).expect("session");
-        for _ in 0..MAX_WAITING_SENDS {
-            assert_eq!(ledger.wait_for_room(&peer), SendSlot::Wait(old));
-        }
-        assert_eq!(ledger.wait_for_room(&peer), SendSlot::Drop);
-        let new = ledger.connect(peer, now).expect("reconnect");
-        ledger.send_done(&peer, old);
-        for _ in 0..MAX_WAITING_SENDS {
-            assert_eq!(ledger.wait_for_room(&peer), SendSlot::Wait(new));
-        }
-        assert_eq!(ledger.wait_for_room(&peer), SendSlot::Drop, "a stale completion freed nothing");
-        ledger.send_done(&peer, new);
-        assert_eq!(ledger.wait_for_room(&peer), SendSlot::Wait(new));
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! [`requester`] (downloads of any set of a tree's leaves through a sliding window), [`provider`] (what each
 //! peer asked of this node: store queries, delivery batches, blocks waited for), [`fetch`] (single blocks by
 //! CID, such as manifests, with a quick "nobody has it"), [`early`] (messages of peers not yet handed over by the
-//! network, held until they are), and [`ledger`] (sessions, strikes and bans, message
-//! rate, peers that do not read). [`BlockExchangeActor`] (in `actor.rs`) only executes their actions: it sends
+//! network, held until they are), [`outbox`] (control messages merged while a peer's send queue is full) and
+//! [`ledger`] (sessions, strikes and bans, message rate, peers that do not read). [`BlockExchangeActor`] (in `actor.rs`) only executes their actions: it sends
 //! frames, asks the store and the discovery actor, and answers callers.
 //!
 //! Handles: [`StartDownload`], [`FetchBlock`], [`Attach`], [`crate::network::NetEvent`].
@@ -17,7 +17,9 @@ mod actor;
 pub mod early;
 pub mod fetch;
 pub mod ledger;
+pub mod outbox;
 pub mod provider;
+pub mod recent;
 pub mod requester;
 
 pub use actor::BlockExchangeActor;
@@ -102,8 +104,11 @@ pub enum LeafSet {
     All,
     /// A range (one slot).
     Range(std::ops::Range<u64>),
-    /// Erasure group by group (decoding): the requester stops asking for a group's leaves once it holds K.
-    Groups(codex_protocol::erasure::ErasureLayout),
+    /// The members of erasure groups (decoding): the requester stops asking for a group's leaves once it holds
+    /// K, and asks for parity only when data looks lost. `in_order`: data leaves in index order, each followed
+    /// by its group's parity, for a stream that reads in order (one data slot's holder serves at a time, as the
+    /// one holder of a plain dataset does); else group by group, so every data slot's holder serves at once.
+    Groups { layout: codex_protocol::erasure::ErasureLayout, in_order: bool },
 }
 
 /// Query: fetch one block by CID (a manifest) from the network, verified against its CID.

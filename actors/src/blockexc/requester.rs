@@ -10,6 +10,7 @@
 //!
 //! Per-peer state is bounded by the window: a peer's Have set only holds indexes in a download's window.
 
+use super::recent::Recent;
 use codex_protocol::Cid;
 use codex_protocol::blockexc::BlockAddress;
 use libp2p::PeerId;
@@ -47,6 +48,8 @@ pub const URGENT_RUN: u64 = 8;
 /// In the end game (nothing left to take into the window), a request older than this is also sent to another
 /// peer that has the leaf; the first delivery wins and the other request is cancelled.
 pub const ENDGAME_AFTER: Duration = Duration::from_secs(2);
+/// Ended downloads remembered (for late answers) at most.
+const MAX_ENDED_DOWNLOADS: usize = 64;
 
 /// Which leaves of a download are fallbacks (an erasure-coded dataset's parity): asked for only when a data
 /// leaf of their group looks lost (every connected peer said DontHave, or none said Have [`FALLBACK_AFTER`]
@@ -55,6 +58,10 @@ pub const ENDGAME_AFTER: Duration = Duration::from_secs(2);
 pub struct Fallback {
     /// The data leaves of a fallback leaf's group, or `None` when `index` is not a fallback leaf.
     pub group_data: Box<dyn Fn(u64) -> Option<Vec<u64>> + Send>,
+    /// For a download that takes data leaves only, in order (a stream reads them): the leaves to take instead,
+    /// group by group with their fallbacks, once a data leaf of the window looks lost. The window's leaves not
+    /// yet asked for then leave it (the new order brings them back with their groups).
+    pub on_loss: Option<Box<dyn Iterator<Item = u64> + Send>>,
 }
 
 /// Where a leaf of the window stands.
@@ -190,6 +197,9 @@ pub struct Requester {
     dirty: bool,
     /// Requests to cancel (the other copy of an end-game request that was answered).
     cancels: Vec<(PeerId, BlockAddress)>,
+    /// Trees whose download ended lately: leaves of theirs still arriving answer requests sent before the end
+    /// (end-game copies, cancels still on their way).
+    ended: Recent<Cid>,
 }
 
 fn leaf(tree: Cid, index: u64) -> BlockAddress {
@@ -198,7 +208,14 @@ fn leaf(tree: Cid, index: u64) -> BlockAddress {
 
 impl Requester {
     pub fn new(config: RequesterConfig) -> Self {
-        Self { config, downloads: HashMap::new(), peers: HashMap::new(), dirty: false, cancels: Vec::new() }
+        Self {
+            config,
+            downloads: HashMap::new(),
+            peers: HashMap::new(),
+            dirty: false,
+            cancels: Vec::new(),
+            ended: Recent::new(super::fetch::LATE_ANSWERS, MAX_ENDED_DOWNLOADS),
+        }
     }
 
     pub fn is_running(&self, tree: &Cid) -> bool {
@@ -307,6 +324,7 @@ impl Requester {
     /// Ends the download of `tree` (complete, failed or abandoned).
     pub fn end(&mut self, tree: &Cid, now: Instant) -> Option<Ended> {
         let download = self.downloads.remove(tree)?;
+        self.ended.note(*tree, now);
         for peer in self.peers.values_mut() {
             peer.have.remove(tree);
             peer.dont.remove(tree);
@@ -396,10 +414,12 @@ impl Requester {
 
     /// A peer delivered a leaf. A leaf of the window not being stored goes to the store whoever sent it (the
     /// store verifies it): a late answer to a request that timed out, or an answer racing another peer's, is
-    /// still data. A leaf of a running download that is not (or no longer) needed is ignored without blame.
-    /// Only a leaf of no running download is unsolicited.
-    pub fn on_delivery(&mut self, from: &PeerId, tree: Cid, index: u64) -> Delivery {
-        let Some(download) = self.downloads.get_mut(&tree) else { return Delivery::Unsolicited };
+    /// still data. A leaf of a running download that is not (or no longer) needed is ignored without blame, and
+    /// so is one of a download that ended lately. Only a leaf of no such download is unsolicited.
+    pub fn on_delivery(&mut self, from: &PeerId, tree: Cid, index: u64, now: Instant) -> Delivery {
+        let Some(download) = self.downloads.get_mut(&tree) else {
+            return if self.ended.contains(&tree, now) { Delivery::Ignored } else { Delivery::Unsolicited };
+        };
         // Whatever becomes of it, the leaf came over the peer's link: it counts for the peer's rate.
         if let Some(p) = self.peers.get_mut(from) {
             p.delivered = p.delivered.saturating_add(1);
@@ -592,6 +612,7 @@ impl Requester {
     /// Periodic work: request timeouts, re-asking, stalled downloads, idle peers.
     pub fn tick(&mut self, now: Instant) -> Tick {
         let mut tick = Tick::default();
+        self.ended.expire(now);
         let window_size = self.config.window;
         for (tree, download) in &mut self.downloads {
             let end_game = download.window.len() < window_of(window_size, download);
@@ -629,6 +650,19 @@ impl Requester {
                         tick.locate.extend([*tree, download.manifest_cid]);
                     }
                 }
+            }
+            if download.fallback.as_ref().is_some_and(|f| f.on_loss.is_some())
+                && download.window.keys().any(|index| looks_lost(download, &self.peers, tree, index, now))
+                && let Some(order) = download.fallback.as_mut().and_then(|f| f.on_loss.take())
+            {
+                // A data leaf is lost: its group's other members are needed, so the download goes group by group.
+                tracing::info!(tree = %codex_protocol::cid::format_cid(tree), "a data leaf looks lost; fetching group by group");
+                download.pending = order;
+                download.window.retain(|_, state| *state != LeafState::Wanted);
+                let window = &download.window;
+                download.entered.retain(|index, _| window.contains_key(index));
+                refill(window_size, download, now);
+                self.dirty = true;
             }
             if download.fallback.is_some() && download.window.values().any(|state| *state == LeafState::Wanted) {
                 // Fallback leaves become eligible with time: look again.
@@ -747,7 +781,9 @@ fn refill(window: usize, download: &mut Download, now: Instant) -> Vec<u64> {
     let mut added = Vec::new();
     while download.window.len() < window {
         let Some(index) = download.pending.next() else { break };
-        if download.window.insert(index, LeafState::Wanted).is_none() {
+        // A leaf already in the window keeps its state (a new order may name it again).
+        if let std::collections::btree_map::Entry::Vacant(entry) = download.window.entry(index) {
+            entry.insert(LeafState::Wanted);
             added.push(index);
             if download.fallback.is_some() {
                 download.entered.insert(index, now);
@@ -755,6 +791,16 @@ fn refill(window: usize, download: &mut Download, now: Instant) -> Vec<u64> {
         }
     }
     added
+}
+
+/// True when leaf `index` of `download` looks lost: wanted, nobody said Have, and every connected peer said
+/// DontHave or it has been in the window [`FALLBACK_AFTER`].
+fn looks_lost(download: &Download, peers: &HashMap<PeerId, PeerWants>, tree: &Cid, index: &u64, now: Instant) -> bool {
+    let someone_has = || peers.values().any(|p| p.have.get(tree).is_some_and(|h| h.contains(index)));
+    let nobody_has =
+        || !peers.is_empty() && peers.values().all(|p| p.dont.get(tree).is_some_and(|d| d.contains(index)));
+    let waited = || download.entered.get(index).is_some_and(|entered| now.duration_since(*entered) >= FALLBACK_AFTER);
+    download.window.get(index) == Some(&LeafState::Wanted) && !someone_has() && (nobody_has() || waited())
 }
 
 /// The fallback leaves of `download` not to request yet: those whose group's data leaves are all held or
@@ -770,14 +816,7 @@ fn held_back_fallbacks(
     let waited = |index: &u64, at_least: Duration| {
         download.entered.get(index).is_some_and(|entered| now.duration_since(*entered) >= at_least)
     };
-    let someone_has = |index: &u64| peers.values().any(|p| p.have.get(tree).is_some_and(|h| h.contains(index)));
-    let nobody_has =
-        |index: &u64| !peers.is_empty() && peers.values().all(|p| p.dont.get(tree).is_some_and(|d| d.contains(index)));
-    let lost = |index: &u64| {
-        download.window.get(index) == Some(&LeafState::Wanted)
-            && !someone_has(index)
-            && (nobody_has(index) || waited(index, FALLBACK_AFTER))
-    };
+    let lost = |index: &u64| looks_lost(download, peers, tree, index, now);
     download
         .window
         .iter()

@@ -223,6 +223,9 @@ pub struct Fetched {
 #[rtype(result = "Result<Fetched, NodeError>")]
 pub struct FetchDataset {
     pub cid: Cid,
+    /// A stream reads the dataset in order: a protected dataset's data leaves are fetched in order (see
+    /// [`crate::blockexc::LeafSet::Groups`]). A download already running keeps its order.
+    pub in_order: bool,
 }
 
 /// Query: the manifest of dataset `cid`, from the store or else from the network (then stored).
@@ -454,7 +457,13 @@ impl Handler<GetNodeInfo> for NodeActor {
 impl Handler<FetchDataset> for NodeActor {
     type Result = ResponseFuture<Result<Fetched, NodeError>>;
     fn handle(&mut self, msg: FetchDataset, _: &mut Self::Context) -> Self::Result {
-        Box::pin(fetch::fetch_dataset(self.store.clone(), self.exchange(), self.protect.erasure.clone(), msg.cid))
+        Box::pin(fetch::fetch_dataset(
+            self.store.clone(),
+            self.exchange(),
+            self.protect.erasure.clone(),
+            msg.cid,
+            msg.in_order,
+        ))
     }
 }
 

@@ -38,6 +38,7 @@ fn two_groups() -> Fallback {
             5 => Some(vec![2, 3]),
             _ => None,
         }),
+        on_loss: None,
     }
 }
 
@@ -99,7 +100,7 @@ fn fetches_any_set_of_leaves_through_a_sliding_window() {
         let asked = indexes(&batches, &peer);
         assert!(!asked.is_empty(), "a peer that has the leaves is asked");
         for index in &asked {
-            assert_eq!(requester.on_delivery(&peer, t, *index), Delivery::Store);
+            assert_eq!(requester.on_delivery(&peer, t, *index, Instant::now()), Delivery::Store);
         }
         let outcomes: Vec<(u64, Stored)> = asked.iter().map(|i| (*i, Stored::Kept)).collect();
         requester.on_stored(&peer, t, &outcomes, now);
@@ -127,13 +128,17 @@ fn requests_spread_over_peers_within_their_limit() {
     assert!(requester.schedule(now).is_empty(), "nothing changed: no new requests");
     // A delivery frees a slot: the next schedule asks again.
     let first = indexes(&batches, &a)[0];
-    assert_eq!(requester.on_delivery(&a, t, first), Delivery::Store);
-    assert_eq!(requester.on_delivery(&b, t, first), Delivery::Ignored, "being stored: a duplicate, no blame");
-    assert_eq!(requester.on_delivery(&b, tree(8), 0), Delivery::Unsolicited, "no download of that tree");
+    assert_eq!(requester.on_delivery(&a, t, first, Instant::now()), Delivery::Store);
+    assert_eq!(
+        requester.on_delivery(&b, t, first, Instant::now()),
+        Delivery::Ignored,
+        "being stored: a duplicate, no blame"
+    );
+    assert_eq!(requester.on_delivery(&b, tree(8), 0, now), Delivery::Unsolicited, "no download of that tree");
     assert_eq!(indexes(&requester.schedule(now), &a).len(), 1);
     // A late answer from b to a leaf asked of a is still data, and frees a's request slot.
     let second = indexes(&batches, &a)[1];
-    assert_eq!(requester.on_delivery(&b, t, second), Delivery::Store);
+    assert_eq!(requester.on_delivery(&b, t, second, Instant::now()), Delivery::Store);
     assert_eq!(requester.in_flight(&a), 2);
 }
 
@@ -184,7 +189,7 @@ fn timeouts_rejections_and_departures_put_leaves_back() {
     let asked = indexes(&requester.schedule(now), &a);
     assert_eq!(asked, vec![0, 1, 2, 3]);
     // Leaf 0 is delivered but rejected by the store: wanted again, and a no longer counts as having it.
-    assert_eq!(requester.on_delivery(&a, t, 0), Delivery::Store);
+    assert_eq!(requester.on_delivery(&a, t, 0, Instant::now()), Delivery::Store);
     let (rejected, _) = requester.on_stored(&a, t, &[(0, Stored::Rejected)], now);
     assert_eq!(rejected, 1);
     assert!(requester.window(&t).contains(&(0, LeafState::Wanted)));
@@ -265,7 +270,7 @@ fn a_peers_cap_follows_what_it_delivers() {
         }
         let asked = indexes(&requester.schedule(now), &peer);
         for index in &asked {
-            requester.on_delivery(&peer, t, *index);
+            requester.on_delivery(&peer, t, *index, Instant::now());
         }
         let outcomes: Vec<(u64, Stored)> = asked.iter().map(|i| (*i, Stored::Kept)).collect();
         requester.on_stored(&peer, t, &outcomes, now);
@@ -288,7 +293,7 @@ fn a_peers_cap_follows_what_it_delivers() {
     // Then slow: 8 leaves in a second while it owes more. Its cap falls (at most by half per sample) to
     // the floor.
     for index in asked.iter().take(8) {
-        requester.on_delivery(&peer, t, *index);
+        requester.on_delivery(&peer, t, *index, Instant::now());
     }
     now += Duration::from_secs(1);
     requester.tick(now);
@@ -323,13 +328,13 @@ fn the_end_game_asks_a_second_peer_for_a_late_leaf_and_cancels_the_loser() {
     assert_eq!((requester.in_flight(&a), requester.in_flight(&b)), (2, 2));
     // a delivers both: b's copies are cancelled, and nobody owes anything.
     for index in 0..2 {
-        assert_eq!(requester.on_delivery(&a, t, index), Delivery::Store);
+        assert_eq!(requester.on_delivery(&a, t, index, Instant::now()), Delivery::Store);
     }
     let cancels = requester.take_cancels();
     assert_eq!(cancels.len(), 2);
     assert!(cancels.iter().all(|(peer, _)| *peer == b), "b's copy of each leaf is cancelled");
     assert_eq!((requester.in_flight(&a), requester.in_flight(&b)), (0, 0));
-    assert_eq!(requester.on_delivery(&b, t, 0), Delivery::Ignored, "b's late copy is no fault");
+    assert_eq!(requester.on_delivery(&b, t, 0, Instant::now()), Delivery::Ignored, "b's late copy is no fault");
 }
 
 #[test]
@@ -348,7 +353,7 @@ fn the_leaves_a_stream_reader_waits_for_go_first() {
     requester.mark_shared(&t, now);
     requester.set_urgent(&t, Some(504));
     for index in indexes(&first, &peer) {
-        requester.on_delivery(&peer, t, index);
+        requester.on_delivery(&peer, t, index, Instant::now());
     }
     let second = indexes(&requester.schedule(now), &peer);
     assert_eq!(second.len(), 4);
@@ -377,4 +382,47 @@ fn have_sets_only_hold_window_leaves() {
         requester.on_presence(&peer, t, index, true);
     }
     assert_eq!(requester.peers[&peer].have[&t].len(), 4);
+}
+
+#[test]
+fn leaves_of_a_download_that_ended_lately_are_late_answers() {
+    let mut requester = Requester::new(config(8, 8));
+    let (t, now, peer) = (tree(1), Instant::now(), PeerId::random());
+    requester.peer_connected(peer, now);
+    requester.start(t, tree(9), Box::new(0..4), now);
+    requester.end(&t, now);
+    let soon = now + Duration::from_secs(1);
+    assert_eq!(requester.on_delivery(&peer, t, 0, soon), Delivery::Ignored, "an end-game copy still on its way");
+    let later = now + super::super::fetch::LATE_ANSWERS;
+    requester.tick(later);
+    assert_eq!(requester.on_delivery(&peer, t, 0, later), Delivery::Unsolicited);
+}
+
+#[test]
+fn an_in_order_download_goes_group_by_group_once_a_data_leaf_looks_lost() {
+    let mut requester = Requester::new(config(16, 16));
+    let (t, start, peer) = (tree(1), Instant::now(), PeerId::random());
+    requester.peer_connected(peer, start);
+    // Data leaves in order; the groups with their parity once one is lost.
+    let fallback = Fallback { on_loss: Some(Box::new(vec![0u64, 1, 4, 2, 3, 5].into_iter())), ..two_groups() };
+    requester.start_with_fallback(t, tree(9), Box::new(0u64..4), Some(fallback), start);
+    assert_eq!(requester.window(&t).iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0, 1, 2, 3], "data only");
+    for index in [0, 1, 2] {
+        requester.on_presence(&peer, t, index, true);
+    }
+    assert_eq!(indexes(&requester.schedule(start), &peer), vec![0, 1, 2]);
+    requester.tick(start);
+    assert_eq!(requester.window(&t).len(), 4, "nothing lost yet: still in order");
+    // Leaf 3 is lost with its slot: the groups come in, the requests out keep their state, and only the parity
+    // of leaf 3's group is asked for.
+    requester.on_presence(&peer, t, 3, false);
+    requester.tick(start);
+    let window = requester.window(&t);
+    assert_eq!(window.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4, 5]);
+    assert!(window.iter().filter(|(i, _)| *i < 3).all(|(_, s)| matches!(s, LeafState::Requested { .. })));
+    for index in [4, 5] {
+        requester.on_presence(&peer, t, index, true);
+    }
+    assert_eq!(indexes(&requester.schedule(start), &peer), vec![5]);
+    assert_eq!(requester.in_flight(&peer), 4);
 }
