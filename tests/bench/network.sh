@@ -129,6 +129,24 @@ api() { echo "http://127.0.0.1:$1/api/codex/v1"; }
 spr() { curl -fs -H 'Accept: text/plain' "$(api "$1")/spr"; }
 upload() { curl -fs -X POST -H 'Content-Type: application/octet-stream' -T "$2" "$(api "$1")/data"; }
 fetch() { curl -fs -o "$3" "$(api "$1")/data/$2/network/stream"; }
+# cpu_s PID... -> CPU seconds (user + system) the running processes have used so far
+cpu_s() {
+    local ticks=0 pid
+    for pid in "$@"; do ticks=$((ticks + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
+    echo "$ticks / $(getconf CLK_TCK)" | bc -l
+}
+# child_cpu FILE COMMAND... -> runs COMMAND; its CPU seconds (user + system) go to FILE.s. A function
+# COMMAND runs its program under "${WRAP[@]}".
+WRAP=()
+child_cpu() {
+    local file=$1
+    shift
+    WRAP=(/usr/bin/time -f '%U + %S' -o "$file")
+    if [ "$(type -t "$1")" = function ]; then "$@"; else "${WRAP[@]}" "$@"; fi
+    WRAP=()
+    bc -l <"$file" >"$file.s"
+}
+pid_of() { cat "$WORK/$1.pid"; }
 hwm_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$(cat "$WORK/$1.pid")/status"; }
 same() { cmp -s "$1" "$2" || { echo "downloaded bytes differ: $2" >&2; exit 1; }; }
 
@@ -163,7 +181,7 @@ start_seeder() {
 # leech TORRENT DIR PORT: an aria2 leecher that exits once it holds the file; the time the download completed
 # is written to DIR/done by aria2's hook (its exit waits another second for the tracker, not counted)
 leech() {
-    aria2c "${ARIA[@]}" -d "$2" --listen-port="$3" --seed-time=0 --on-download-complete="$WORK/done-hook" "$1" \
+    "${WRAP[@]}" aria2c "${ARIA[@]}" -d "$2" --listen-port="$3" --seed-time=0 --on-download-complete="$WORK/done-hook" "$1" \
         >"$WORK/leech.$3.log" 2>&1
 }
 
@@ -171,6 +189,7 @@ leech() {
 start_sendme() {
     (cd "$2" && exec sendme send --relay disabled --ticket-type addresses --no-progress "$1" >"$WORK/sendme.out" 2>&1) &
     PIDS+=($!)
+    echo $! >"$WORK/sendme.pid"
 }
 
 # sendme_ticket -> waits for the ticket `sendme send` prints once it imported the file
@@ -188,7 +207,7 @@ sendme_ticket() {
 
 # sendme_receive TICKET DIR: `sendme receive` into DIR
 sendme_receive() {
-    (cd "$2" && exec sendme receive --relay disabled --no-progress "$1" >"$WORK/sendme-recv.log" 2>&1)
+    (cd "$2" && exec "${WRAP[@]}" sendme receive --relay disabled --no-progress "$1" >"$WORK/sendme-recv.log" 2>&1)
 }
 
 # fetch_leecher CID I: leecher I of the swarm fetches CID into $WORK/lI.out
@@ -217,25 +236,33 @@ pair() {
         ticket=$(sendme_ticket)
     fi
     sleep 1
-    local curls=() ours=() arias=() sendmes=() t0
+    # CPU per delivered GiB: sender + receiver + the client writing the file (for us the curl reading B's
+    # stream; aria2 and sendme write their own file).
+    local curls=() ours=() arias=() sendmes=() our_cpu=() aria_cpu=() sendme_cpu=() t0 c0
     for _ in $(seq "$RUNS"); do
         timed curls curl -fs -o "$WORK/out/file" http://127.0.0.1:18290/file
         same "$WORK/src/file" "$WORK/out/file"
         rm -f "$WORK/out/file"
 
-        timed ours fetch 18281 "$cid" "$WORK/out/file"
+        c0=$(cpu_s "$(pid_of a)" "$(pid_of b)")
+        timed ours child_cpu "$WORK/cpu" curl -fs -o "$WORK/out/file" "$(api 18281)/data/$cid/network/stream"
+        our_cpu+=("$(echo "$(cpu_s "$(pid_of a)" "$(pid_of b)") - $c0 + $(cat "$WORK/cpu.s")" | bc -l)")
         same "$WORK/src/file" "$WORK/out/file"
         rm -f "$WORK/out/file"
         curl -fs -X DELETE "$(api 18281)/data/$cid" >/dev/null
 
         t0=$(now)
-        leech "$WORK/src/file.torrent" "$WORK/out" 16882
+        c0=$(cpu_s "$(pid_of seeder.16881)")
+        child_cpu "$WORK/cpu" leech "$WORK/src/file.torrent" "$WORK/out" 16882
+        aria_cpu+=("$(echo "$(cpu_s "$(pid_of seeder.16881)") - $c0 + $(cat "$WORK/cpu.s")" | bc -l)")
         arias+=("$(echo "$(cat "$WORK/out/done") - $t0" | bc -l)")
         same "$WORK/src/file" "$WORK/out/file"
         rm -rf "$WORK/out" && mkdir -p "$WORK/out"
 
         if [ -n "$ticket" ]; then
-            timed sendmes sendme_receive "$ticket" "$WORK/out"
+            c0=$(cpu_s "$(pid_of sendme)")
+            timed sendmes child_cpu "$WORK/cpu" sendme_receive "$ticket" "$WORK/out"
+            sendme_cpu+=("$(echo "$(cpu_s "$(pid_of sendme)") - $c0 + $(cat "$WORK/cpu.s")" | bc -l)")
             same "$WORK/src/file" "$WORK/out/file"
             rm -rf "$WORK/out" && mkdir -p "$WORK/out"
         fi
@@ -251,6 +278,10 @@ pair() {
     printf 'curl from http.server  %6.2f s  codex/curl   %.2fx (goal <= 1.5x)\n' "$c" "$(ratio "$o" "$c")"
     printf 'aria2 BitTorrent       %6.2f s  codex/aria2  %.2fx (goal <= 0.5x)\n' "$a" "$(ratio "$o" "$a")"
     [ -z "$ticket" ] || printf 'iroh sendme            %6.2f s  codex/sendme %.2fx (goal <= 0.5x)\n' "$s" "$(ratio "$o" "$s")"
+    printf 'CPU per delivered GiB (sender + receiver + client, median): codex %.2f s (goal <= 6 s), aria2 %.2f s' \
+        "$(med our_cpu)" "$(med aria_cpu)"
+    [ -z "$ticket" ] || printf ', sendme %.2f s' "$(med sendme_cpu)"
+    echo
     echo "peak RSS: A $(hwm_mib a) MiB, B $(hwm_mib b) MiB"
     stop_all
     rm -rf "$WORK/a" "$WORK/b" "$WORK/src" "$WORK/out"

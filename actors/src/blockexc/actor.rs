@@ -379,6 +379,14 @@ impl BlockExchangeActor {
                     let mut presences = Vec::new();
                     // Trees asked about that run here (the download is shared) and that do not (yet): once each.
                     let (mut shared, mut asked) = (HashSet::new(), HashSet::new());
+                    // Trees this node fetches that the peer asked about: it fetches them too.
+                    let co_fetched: HashSet<Cid> = wants
+                        .iter()
+                        .filter_map(|(address, _)| match address {
+                            BlockAddress::Leaf { tree, .. } if act.requester.is_running(tree) => Some(*tree),
+                            _ => None,
+                        })
+                        .collect();
                     for ((address, dont_have), held) in wants.into_iter().zip(held) {
                         let (held, fetching) = match &address {
                             BlockAddress::Leaf { tree, index } if !held => (
@@ -405,6 +413,11 @@ impl BlockExchangeActor {
                     }
                     act.provider.have_later(&peer, session, later);
                     act.send_presences(peer, presences, ctx);
+                    for tree in co_fetched {
+                        let wanted = act.requester.peer_fetches(&peer, &tree);
+                        let entries = wanted.into_iter().map(|index| act.want_have(BlockAddress::Leaf { tree, index }));
+                        act.send_entries(peer, entries.collect(), false, ctx);
+                    }
                     for tree in asked {
                         act.note_asked(tree);
                     }
@@ -564,6 +577,8 @@ impl BlockExchangeActor {
                     mib_per_s = (bytes as f64 / (1 << 20) as f64 / ended.elapsed.as_secs_f64().max(1e-6)) as u64,
                     duplicates = ended.duplicates,
                     endgame = ended.endgame,
+                    sole_asked = ended.sole_asked,
+                    common_of_sole = ended.common_of_sole,
                     "download complete"
                 );
             }

@@ -114,6 +114,10 @@ struct Download {
     last_locate: Instant,
     duplicates: u64,
     endgame: u64,
+    /// Requests for leaves one peer alone had, and for leaves several had that went to a peer that alone had
+    /// others (a seeder's upload spent on what members could give).
+    sole_asked: u64,
+    common_of_sole: u64,
     /// The leaf a stream reader waits for: it and the [`URGENT_RUN`] - 1 after it go first, unless the download
     /// is `shared`.
     urgent: Option<u64>,
@@ -131,6 +135,9 @@ struct PeerWants {
     have: HashMap<Cid, LeafIndexes>,
     /// Window leaves of downloads with fallbacks the peer said it does not have, per tree.
     dont: HashMap<Cid, LeafIndexes>,
+    /// Running downloads the peer fetches too, whose wanted leaves it was told of since (see
+    /// [`Requester::peer_fetches`]).
+    told: HashSet<Cid>,
     in_flight: usize,
     last_delivery: Instant,
     /// Requests this peer may have outstanding: its delivery rate × [`QUEUE_TARGET`].
@@ -187,6 +194,10 @@ pub struct Ended {
     pub duplicates: u64,
     /// End-game requests sent to a second peer.
     pub endgame: u64,
+    /// Requests for leaves one peer alone had.
+    pub sole_asked: u64,
+    /// Requests for leaves several peers had, sent to a peer that alone had others.
+    pub common_of_sole: u64,
 }
 
 /// The requester.
@@ -267,6 +278,8 @@ impl Requester {
             last_locate: now,
             duplicates: 0,
             endgame: 0,
+            sole_asked: 0,
+            common_of_sole: 0,
             urgent: None,
             shared: false,
             order: foldhash::fast::RandomState::default(),
@@ -328,6 +341,7 @@ impl Requester {
         for peer in self.peers.values_mut() {
             peer.have.remove(tree);
             peer.dont.remove(tree);
+            peer.told.remove(tree);
         }
         // Requests still out for this tree no longer count against their peers.
         for state in download.window.values() {
@@ -340,6 +354,8 @@ impl Requester {
             elapsed: now.duration_since(download.started),
             duplicates: download.duplicates,
             endgame: download.endgame,
+            sole_asked: download.sole_asked,
+            common_of_sole: download.common_of_sole,
         })
     }
 
@@ -349,6 +365,7 @@ impl Requester {
             PeerWants {
                 have: HashMap::new(),
                 dont: HashMap::new(),
+                told: HashSet::new(),
                 in_flight: 0,
                 last_delivery: now,
                 cap: INITIAL_IN_FLIGHT.min(self.config.peer_in_flight),
@@ -386,6 +403,19 @@ impl Requester {
             }
         }
         out
+    }
+
+    /// `peer` asked about leaves of `tree`, which this node fetches too. The first time, returns the wanted
+    /// leaves of the window to announce to it: the wantHave entries it was sent when it connected were dropped
+    /// if it did not fetch the tree yet (a member joining a swarm), and without them it would never say which
+    /// leaves it gets, so this node would keep fetching them from the seeder.
+    pub fn peer_fetches(&mut self, peer: &PeerId, tree: &Cid) -> Vec<u64> {
+        let Some(download) = self.downloads.get(tree) else { return Vec::new() };
+        let Some(p) = self.peers.get_mut(peer) else { return Vec::new() };
+        if !p.told.insert(*tree) {
+            return Vec::new();
+        }
+        download.window.iter().filter(|(_, state)| **state != LeafState::Storing).map(|(index, _)| *index).collect()
     }
 
     /// A peer said whether it has a leaf.
@@ -571,11 +601,16 @@ impl Requester {
                 .collect();
             wanted.sort_unstable();
             let mut open = candidates.len();
-            for (_, _, _, index) in wanted {
+            for (_, count, _, index) in wanted {
                 if open == 0 {
                     break;
                 }
                 let Some(best) = roomiest(&mut candidates, index, None) else { continue };
+                if count == 1 {
+                    download.sole_asked += 1;
+                } else if best.sole > 0 {
+                    download.common_of_sole += 1;
+                }
                 best.load += 1;
                 if best.load >= best.cap {
                     open -= 1;

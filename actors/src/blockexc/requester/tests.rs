@@ -426,3 +426,18 @@ fn an_in_order_download_goes_group_by_group_once_a_data_leaf_looks_lost() {
     assert_eq!(indexes(&requester.schedule(start), &peer), vec![5]);
     assert_eq!(requester.in_flight(&peer), 4);
 }
+
+#[test]
+fn a_peer_found_fetching_the_same_tree_is_told_the_wanted_leaves_once() {
+    let mut requester = Requester::new(config(4, 8));
+    let (t, now, peer) = (tree(1), Instant::now(), PeerId::random());
+    requester.peer_connected(peer, now);
+    assert!(requester.peer_fetches(&peer, &t).is_empty(), "no download of that tree");
+    requester.start(t, tree(9), Box::new(0..10), now);
+    assert_eq!(requester.peer_fetches(&peer, &t), vec![0, 1, 2, 3]);
+    assert!(requester.peer_fetches(&peer, &t).is_empty(), "once per download");
+    assert!(requester.peer_fetches(&PeerId::random(), &t).is_empty(), "not a connected peer");
+    requester.end(&t, now);
+    requester.start(t, tree(9), Box::new(5..10), now);
+    assert_eq!(requester.peer_fetches(&peer, &t), vec![5, 6, 7, 8], "a new download tells it again");
+}
