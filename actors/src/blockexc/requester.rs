@@ -572,6 +572,12 @@ impl Requester {
                 continue;
             }
             let held_back = held_back_fallbacks(download, &self.peers, tree, now);
+            // Every peer's Have set of this tree, looked up once (not per leaf).
+            let have_sets: Vec<(PeerId, &LeafIndexes)> = self
+                .peers
+                .iter()
+                .filter_map(|(id, p)| p.have.get(tree).filter(|h| !h.is_empty()).map(|h| (*id, h)))
+                .collect();
             // Rarest first: what only one peer has (a seeder, early in a swarm) takes that peer's room before
             // what several have, so a seeder's upload goes to leaves nobody else has yet and a leaf a member
             // already holds is fetched from it. Before all that, the few leaves a stream reader waits for.
@@ -581,12 +587,11 @@ impl Requester {
                 .iter()
                 .filter(|(index, state)| **state == LeafState::Wanted && !held_back.contains(*index))
                 .filter_map(|(index, _)| {
-                    let mut holders =
-                        self.peers.iter().filter(|(_, p)| p.have.get(tree).is_some_and(|h| h.contains(index)));
+                    let mut holders = have_sets.iter().filter(|(_, have)| have.contains(index));
                     let first = holders.next()?;
                     let count = 1 + holders.count();
                     if count == 1
-                        && let Some(sole) = candidates.iter_mut().find(|c| c.peer == *first.0)
+                        && let Some(sole) = candidates.iter_mut().find(|c| c.peer == first.0)
                     {
                         sole.sole += 1;
                     }
