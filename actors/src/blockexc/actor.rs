@@ -7,10 +7,12 @@
 //! (want-lists, presences) wait in the [`Outbox`], merged, and nothing is dropped; a queue that stays full for
 //! [`ledger::SEND_STALL`] disconnects the peer, which does not read.
 
+mod sending;
+
 use super::early::Early;
 use super::fetch::{Fetches, GiveUp};
 use super::ledger::{self, Admit, Ledger, Verdict};
-use super::outbox::{Control, Outbox};
+use super::outbox::Outbox;
 use super::provider::{Provider, Want};
 use super::requester::{Delivery, Ended, Fallback, Requester, RequesterConfig, Stored};
 use super::{Attach, BlockExchangeConfig, ExchangeError, FetchBlock, LeafSet, StartDownload};
@@ -32,7 +34,6 @@ use libp2p::PeerId;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 const ZERO_PRICE: [u8; 32] = [0; 32];
@@ -113,92 +114,6 @@ impl BlockExchangeActor {
         }
     }
 
-    /// Sends control entries to a peer: at once while its queue has room, else merged with what waits for it
-    /// and sent as room frees (see [`Outbox`]).
-    fn send(&mut self, peer: PeerId, control: Control, ctx: &mut Context<Self>) {
-        if !self.senders.contains_key(&peer) {
-            return;
-        }
-        let refused = self.outbox.push(peer, control);
-        if refused > 0 {
-            tracing::debug!(%peer, refused, "the peer's backlog is full; entries dropped");
-        }
-        if !self.outbox.is_flushing(&peer) {
-            self.drain(peer, ctx);
-        }
-    }
-
-    /// Sends what waits for `peer` while its queue has room; once it is full, waits for room (a queue that stays
-    /// full for [`ledger::SEND_STALL`] is a peer that does not read).
-    fn drain(&mut self, peer: PeerId, ctx: &mut Context<Self>) {
-        let Some(sender) = self.senders.get(&peer).cloned() else {
-            self.outbox.remove(&peer);
-            return;
-        };
-        while self.outbox.has_waiting(&peer) {
-            match sender.try_reserve() {
-                Ok(permit) => {
-                    let Some(message) = self.outbox.take(&peer) else { break };
-                    permit.send(self.control_frame(message));
-                }
-                Err(TrySendError::Closed(())) => {
-                    // The peer's writer ended (its stream failed) while the connection lives on: without a stream
-                    // the peer is useless and would hold requests; drop it, it may reconnect afresh.
-                    tracing::debug!(%peer, "the peer's blockexc stream is gone; disconnecting");
-                    return self.drop_peer(peer);
-                }
-                Err(TrySendError::Full(())) => return self.wait_for_room(peer, sender.clone(), ctx),
-            }
-        }
-        self.outbox.remove_idle(&peer);
-    }
-
-    fn wait_for_room(&mut self, peer: PeerId, sender: mpsc::Sender<Frame>, ctx: &mut Context<Self>) {
-        self.outbox.start_flush(&peer);
-        let session = self.ledger.session(&peer);
-        async move { tokio::time::timeout(ledger::SEND_STALL, sender.reserve_owned()).await }
-            .into_actor(self)
-            .map(move |result, act, ctx| {
-                if act.ledger.session(&peer) != session {
-                    return;
-                }
-                act.outbox.stop_flush(&peer);
-                match result {
-                    Ok(Ok(permit)) => {
-                        if let Some(message) = act.outbox.take(&peer) {
-                            permit.send(act.control_frame(message));
-                        }
-                        act.drain(peer, ctx);
-                    }
-                    Ok(Err(_)) => act.drop_peer(peer),
-                    Err(_) => act.strike(peer, ledger::BAN_STRIKES, "does not read what it is sent"),
-                }
-            })
-            .spawn(ctx);
-    }
-
-    /// A control message's frame, charged to the outbound budget when it has room. Control frames go out even
-    /// when it has none: they are small, and a peer's backlog and queue bound them.
-    fn control_frame(&self, message: WireMessage) -> Frame {
-        let bytes = message.encode();
-        let charge = self.outbound.clone().try_acquire_many_owned(bytes.len().max(1) as u32).ok();
-        Frame { bytes, charge }
-    }
-
-    fn send_entries(&mut self, peer: PeerId, entries: Vec<WantEntry>, full: bool, ctx: &mut Context<Self>) {
-        self.send(peer, Control::wants(entries, full), ctx);
-    }
-
-    fn broadcast(&mut self, entries: Vec<WantEntry>, ctx: &mut Context<Self>) {
-        if entries.is_empty() {
-            return;
-        }
-        let peers: Vec<PeerId> = self.senders.keys().copied().collect();
-        for peer in peers {
-            self.send_entries(peer, entries.clone(), false, ctx);
-        }
-    }
-
     fn strike(&mut self, peer: PeerId, weight: u32, reason: &str) {
         if !self.ledger.is_connected(&peer) {
             return;
@@ -244,11 +159,6 @@ impl BlockExchangeActor {
             }
         }
         self.asked.insert(tree, now);
-    }
-
-    /// Sends `presences` to `peer` (as many messages as the per-message bound needs).
-    fn send_presences(&mut self, peer: PeerId, presences: Vec<BlockPresence>, ctx: &mut Context<Self>) {
-        self.send(peer, Control::presences(presences), ctx);
     }
 
     fn locate(&self, cid: Cid) {
