@@ -648,3 +648,67 @@ fn log_tail(node: &BinaryNode) -> String {
     let from = fatal.unwrap_or(lines.len().saturating_sub(8));
     lines[from..(from + 8).min(lines.len())].join("\n")
 }
+
+/// Issue 27 probe (not in the default run): fresh identities connect, open a blockexc stream, send a want-list and
+/// leave, as fast as they can, for `CHURN_SECS` (default 60) seconds; prints the victim's RSS as it goes. Run:
+/// `CHURN_SECS=60 cargo test --release --test hostile -- --ignored churn_probe --nocapture`.
+#[test]
+#[ignore = "a probe for issue 27: prints the victim's RSS under identity churn"]
+fn churn_probe() {
+    let seconds: u64 = std::env::var("CHURN_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let victim = BinaryNode::start(&dir.path().join("victim"), None);
+    let (victim_id, victim_addr) = (victim.peer_id(), victim.p2p_addr());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let (_, rss_before) = victim.memory();
+    println!("churn probe: victim pid {}, RSS before {:.1} MiB", victim.pid(), mib(rss_before));
+    let started = Instant::now();
+    let mut next_report = Duration::from_secs(10);
+    let mut identities = 0u64;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        runtime.block_on(async {
+            let host = fresh_attacker(victim_id, victim_addr.clone()).await;
+            if let Ok(Ok(mut stream)) =
+                tokio::time::timeout(Duration::from_secs(2), host.control.clone().open_stream(victim_id, BLOCKEXC))
+                    .await
+            {
+                let _ = stream.write_all(&frame(&oversized_wantlist_body(100, 7))).await;
+                let _ = stream.flush().await;
+            }
+        });
+        identities += 1;
+        if started.elapsed() >= next_report {
+            let (hwm, rss) = victim.memory();
+            println!(
+                "churn probe: {:>4} s, {identities} identities, RSS {:.1} MiB, peak {:.1} MiB, {} TCP connections open",
+                started.elapsed().as_secs(),
+                mib(rss),
+                mib(hwm),
+                established(&victim_addr)
+            );
+            next_report += Duration::from_secs(10);
+        }
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    let (hwm, rss) = victim.memory();
+    println!(
+        "churn probe: after, {identities} identities, RSS {:.1} MiB, peak {:.1} MiB, {} TCP connections open",
+        mib(rss),
+        mib(hwm),
+        established(&victim_addr)
+    );
+}
+
+/// Established TCP connections to the port of `addr` (from `ss`).
+fn established(addr: &Multiaddr) -> usize {
+    let port = addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+        _ => None,
+    });
+    let Some(port) = port else { return 0 };
+    let filter = format!("( sport = :{port} )");
+    std::process::Command::new("ss")
+        .args(["-Htn", "state", "established", &filter])
+        .output()
+        .map_or(0, |out| String::from_utf8_lossy(&out.stdout).lines().count())
+}
