@@ -14,6 +14,7 @@ use super::fetch::{Fetches, GiveUp};
 use super::ledger::{self, Admit, Ledger, Verdict};
 use super::outbox::Outbox;
 use super::provider::{Provider, Want};
+use super::recent::Recent;
 use super::requester::{Delivery, Ended, Fallback, Requester, RequesterConfig, Stored};
 use super::{Attach, BlockExchangeConfig, ExchangeError, FetchBlock, LeafSet, StartDownload};
 use crate::discovery::{Announce, DiscoveryActor, Locate};
@@ -74,7 +75,7 @@ pub struct BlockExchangeActor {
     /// Trees peers asked this node about (leaves it did not hold), when last: a download of one of them that
     /// starts within [`ASKED_RECENTLY`] starts shared (members of a swarm started at once hear from each other
     /// before their own download runs). At most [`ASKED_TREES`] entries.
-    asked: HashMap<Cid, Instant>,
+    asked: Recent<Cid>,
 }
 
 fn want(address: BlockAddress, want_type: WantType, send_dont_have: bool) -> WantEntry {
@@ -110,7 +111,7 @@ impl BlockExchangeActor {
             early: Early::default(),
             waiters: HashMap::new(),
             progress: HashMap::new(),
-            asked: HashMap::new(),
+            asked: Recent::new(ASKED_RECENTLY, ASKED_TREES),
         }
     }
 
@@ -145,20 +146,6 @@ impl BlockExchangeActor {
     fn end_download(&mut self, tree: &Cid, now: Instant) -> Option<Ended> {
         self.provider.forget_tree(tree);
         self.requester.end(tree, now)
-    }
-
-    /// A peer asked about a leaf of `tree`, which this node neither holds nor fetches (yet).
-    fn note_asked(&mut self, tree: Cid) {
-        let now = Instant::now();
-        if self.asked.len() >= ASKED_TREES && !self.asked.contains_key(&tree) {
-            self.asked.retain(|_, at| now.duration_since(*at) < ASKED_RECENTLY);
-            if self.asked.len() >= ASKED_TREES
-                && let Some(oldest) = self.asked.iter().min_by_key(|(_, at)| **at).map(|(t, _)| *t)
-            {
-                self.asked.remove(&oldest);
-            }
-        }
-        self.asked.insert(tree, now);
     }
 
     fn locate(&self, cid: Cid) {
@@ -329,7 +316,8 @@ impl BlockExchangeActor {
                         act.send_entries(peer, entries.collect(), false, ctx);
                     }
                     for tree in asked {
-                        act.note_asked(tree);
+                        // A peer asked about a leaf of `tree`, which this node neither holds nor fetches (yet).
+                        act.asked.note(tree, Instant::now());
                     }
                     let mut grown = Vec::new();
                     for tree in shared {
@@ -777,7 +765,7 @@ impl Handler<StartDownload> for BlockExchangeActor {
         let Some(mut added) = self.requester.start_with_fallback(tree, msg.manifest_cid, missing, fallback, now) else {
             return;
         };
-        if self.asked.remove(&tree).is_some_and(|at| now.duration_since(at) < ASKED_RECENTLY) {
+        if self.asked.take(&tree, now) {
             added.extend(self.requester.mark_shared(&tree, now));
         }
         tracing::info!(

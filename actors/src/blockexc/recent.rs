@@ -1,4 +1,5 @@
-//! A bounded memory of keys seen lately (ended fetches and downloads, whose late answers are expected).
+//! A bounded memory of keys seen lately (ended fetches and downloads, whose late answers are expected; trees
+//! peers asked about before this node fetched them).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -33,6 +34,11 @@ impl<K: Hash + Eq + Copy> Recent<K> {
         self.seen.get(key).is_some_and(|at| now.duration_since(*at) < self.keep)
     }
 
+    /// Forgets `key`; true when it was noted less than `keep` before `now`.
+    pub fn take(&mut self, key: &K, now: Instant) -> bool {
+        self.seen.remove(key).is_some_and(|at| now.duration_since(at) < self.keep)
+    }
+
     /// Forgets keys noted `keep` or longer ago.
     pub fn expire(&mut self, now: Instant) {
         let keep = self.keep;
@@ -65,6 +71,8 @@ mod tests {
         assert_eq!(recent.len(), 4, "bounded");
         assert!(recent.contains(&9, now + Duration::from_secs(10)), "the newest stay");
         assert!(!recent.contains(&2, now + Duration::from_secs(10)), "the oldest go first");
+        assert!(recent.take(&9, now + Duration::from_secs(10)), "noted lately");
+        assert!(!recent.take(&9, now + Duration::from_secs(10)), "taken once");
         recent.expire(now + Duration::from_secs(100));
         assert!(recent.is_empty());
     }

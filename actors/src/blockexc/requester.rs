@@ -571,13 +571,8 @@ impl Requester {
             if candidates.is_empty() {
                 continue;
             }
-            let held_back = held_back_fallbacks(download, &self.peers, tree, now);
-            // Every peer's Have set of this tree, looked up once (not per leaf).
-            let have_sets: Vec<(PeerId, &LeafIndexes)> = self
-                .peers
-                .iter()
-                .filter_map(|(id, p)| p.have.get(tree).filter(|h| !h.is_empty()).map(|h| (*id, h)))
-                .collect();
+            let sets = TreeSets::of(&self.peers, tree);
+            let held_back = held_back_fallbacks(download, &sets, now);
             // Rarest first: what only one peer has (a seeder, early in a swarm) takes that peer's room before
             // what several have, so a seeder's upload goes to leaves nobody else has yet and a leaf a member
             // already holds is fetched from it. Before all that, the few leaves a stream reader waits for.
@@ -587,7 +582,7 @@ impl Requester {
                 .iter()
                 .filter(|(index, state)| **state == LeafState::Wanted && !held_back.contains(*index))
                 .filter_map(|(index, _)| {
-                    let mut holders = have_sets.iter().filter(|(_, have)| have.contains(index));
+                    let mut holders = sets.have.iter().filter(|(_, have)| have.contains(index));
                     let first = holders.next()?;
                     let count = 1 + holders.count();
                     if count == 1
@@ -673,14 +668,12 @@ impl Requester {
                 download.last_locate = now;
                 tick.locate.extend([*tree, download.manifest_cid]);
             }
+            let sets = TreeSets::of(&self.peers, tree);
             if now.duration_since(download.last_reask) >= REASK_INTERVAL {
                 let unheld: Vec<u64> = download
                     .window
                     .iter()
-                    .filter(|(index, state)| {
-                        **state == LeafState::Wanted
-                            && !self.peers.values().any(|p| p.have.get(tree).is_some_and(|h| h.contains(index)))
-                    })
+                    .filter(|(index, state)| **state == LeafState::Wanted && !sets.someone_has(index))
                     .map(|(index, _)| *index)
                     .collect();
                 if !unheld.is_empty() {
@@ -692,7 +685,7 @@ impl Requester {
                 }
             }
             if download.fallback.as_ref().is_some_and(|f| f.on_loss.is_some())
-                && download.window.keys().any(|index| looks_lost(download, &self.peers, tree, index, now))
+                && download.window.keys().any(|index| looks_lost(download, &sets, index, now))
                 && let Some(order) = download.fallback.as_mut().and_then(|f| f.on_loss.take())
             {
                 // A data leaf is lost: its group's other members are needed, so the download goes group by group.
@@ -835,28 +828,49 @@ fn refill(window: usize, download: &mut Download, now: Instant) -> Vec<u64> {
 
 /// True when leaf `index` of `download` looks lost: wanted, nobody said Have, and every connected peer said
 /// DontHave or it has been in the window [`FALLBACK_AFTER`].
-fn looks_lost(download: &Download, peers: &HashMap<PeerId, PeerWants>, tree: &Cid, index: &u64, now: Instant) -> bool {
-    let someone_has = || peers.values().any(|p| p.have.get(tree).is_some_and(|h| h.contains(index)));
-    let nobody_has =
-        || !peers.is_empty() && peers.values().all(|p| p.dont.get(tree).is_some_and(|d| d.contains(index)));
+fn looks_lost(download: &Download, sets: &TreeSets<'_>, index: &u64, now: Instant) -> bool {
     let waited = || download.entered.get(index).is_some_and(|entered| now.duration_since(*entered) >= FALLBACK_AFTER);
-    download.window.get(index) == Some(&LeafState::Wanted) && !someone_has() && (nobody_has() || waited())
+    download.window.get(index) == Some(&LeafState::Wanted)
+        && !sets.someone_has(index)
+        && (sets.nobody_has(index) || waited())
+}
+
+/// Every connected peer's Have and DontHave sets of one tree, looked up once per pass instead of once per leaf
+/// and peer (the map of trees hashes a CID per lookup).
+struct TreeSets<'a> {
+    /// Peers with a non-empty Have set.
+    have: Vec<(PeerId, &'a LeafIndexes)>,
+    /// One entry per connected peer: its DontHave set, if any.
+    dont: Vec<Option<&'a LeafIndexes>>,
+}
+
+impl<'a> TreeSets<'a> {
+    fn of(peers: &'a HashMap<PeerId, PeerWants>, tree: &Cid) -> Self {
+        let have =
+            peers.iter().filter_map(|(id, p)| p.have.get(tree).filter(|h| !h.is_empty()).map(|h| (*id, h))).collect();
+        let dont = peers.values().map(|p| p.dont.get(tree)).collect();
+        Self { have, dont }
+    }
+
+    fn someone_has(&self, index: &u64) -> bool {
+        self.have.iter().any(|(_, have)| have.contains(index))
+    }
+
+    /// Every connected peer said DontHave (and there is one).
+    fn nobody_has(&self, index: &u64) -> bool {
+        !self.dont.is_empty() && self.dont.iter().all(|d| d.is_some_and(|d| d.contains(index)))
+    }
 }
 
 /// The fallback leaves of `download` not to request yet: those whose group's data leaves are all held or
 /// still obtainable (in the window for less than [`FALLBACK_AFTER`], or held by a connected peer), unless they
 /// waited [`FALLBACK_MAX`].
-fn held_back_fallbacks(
-    download: &Download,
-    peers: &HashMap<PeerId, PeerWants>,
-    tree: &Cid,
-    now: Instant,
-) -> HashSet<u64> {
-    let Some(fallback) = &download.fallback else { return HashSet::new() };
+fn held_back_fallbacks(download: &Download, sets: &TreeSets<'_>, now: Instant) -> LeafIndexes {
+    let Some(fallback) = &download.fallback else { return LeafIndexes::default() };
     let waited = |index: &u64, at_least: Duration| {
         download.entered.get(index).is_some_and(|entered| now.duration_since(*entered) >= at_least)
     };
-    let lost = |index: &u64| looks_lost(download, peers, tree, index, now);
+    let lost = |index: &u64| looks_lost(download, sets, index, now);
     download
         .window
         .iter()

@@ -30,6 +30,19 @@ fn indexes(batches: &[(PeerId, Vec<BlockAddress>)], peer: &PeerId) -> Vec<u64> {
     out
 }
 
+/// Two peers connected, a download of `leaves` of `t` started, and both peers saying they have every leaf.
+fn two_holders(requester: &mut Requester, t: Cid, leaves: std::ops::Range<u64>, now: Instant) -> (PeerId, PeerId) {
+    let (a, b) = (PeerId::random(), PeerId::random());
+    requester.peer_connected(a, now);
+    requester.peer_connected(b, now);
+    requester.start(t, tree(10), Box::new(leaves.clone()), now);
+    for index in leaves {
+        requester.on_presence(&a, t, index, true);
+        requester.on_presence(&b, t, index, true);
+    }
+    (a, b)
+}
+
 /// Two groups of a 2 + 1 code: data 0, 1 and parity 4 (group 0); data 2, 3 and parity 5 (group 1).
 fn two_groups() -> Fallback {
     Fallback {
@@ -114,14 +127,7 @@ fn fetches_any_set_of_leaves_through_a_sliding_window() {
 fn requests_spread_over_peers_within_their_limit() {
     let mut requester = Requester::new(config(10, 3));
     let (t, now) = (tree(2), Instant::now());
-    let (a, b) = (PeerId::random(), PeerId::random());
-    requester.peer_connected(a, now);
-    requester.peer_connected(b, now);
-    requester.start(t, tree(9), Box::new(0..10), now);
-    for index in 0..10 {
-        requester.on_presence(&a, t, index, true);
-        requester.on_presence(&b, t, index, true);
-    }
+    let (a, b) = two_holders(&mut requester, t, 0..10, now);
     let batches = requester.schedule(now);
     assert_eq!(indexes(&batches, &a).len(), 3);
     assert_eq!(indexes(&batches, &b).len(), 3);
@@ -309,14 +315,7 @@ fn a_peers_cap_follows_what_it_delivers() {
 fn the_end_game_asks_a_second_peer_for_a_late_leaf_and_cancels_the_loser() {
     let mut requester = Requester::new(config(8, 4));
     let (t, now) = (tree(9), Instant::now());
-    let (a, b) = (PeerId::random(), PeerId::random());
-    requester.peer_connected(a, now);
-    requester.peer_connected(b, now);
-    requester.start(t, tree(10), Box::new(0..2), now);
-    for index in 0..2 {
-        requester.on_presence(&a, t, index, true);
-        requester.on_presence(&b, t, index, true);
-    }
+    let (a, b) = two_holders(&mut requester, t, 0..2, now);
     let first = requester.schedule(now);
     assert_eq!(indexes(&first, &a).len() + indexes(&first, &b).len(), 2, "each leaf asked once");
     assert!(requester.schedule(now + Duration::from_secs(1)).is_empty(), "not late yet");
